@@ -1,0 +1,83 @@
+//! Running a graph: a forward pass that keeps what the backward pass or the caller needs, and
+//! the reverse sweep that turns an output gradient into an input gradient. Only activations
+//! are differentiated; constants (weights) never receive gradients.
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, ValueId};
+use crate::tensor::Tensor;
+
+/// Values computed by one forward pass (indexed by `ValueId`; constants are not copied).
+pub(crate) type Values = Vec<Option<Tensor>>;
+
+impl Graph {
+    fn read<'a>(&'a self, vals: &'a Values, v: ValueId) -> Option<&'a Tensor> {
+        self.consts[v].as_ref().or(vals[v].as_ref())
+    }
+
+    /// Runs the graph on `x`. With `keep_all`, every activation is kept (for a backward pass);
+    /// otherwise activations are freed after their last use, except the output and `keep`.
+    pub(crate) fn run(&self, x: Tensor, keep_all: bool, keep: &[ValueId]) -> Result<Values> {
+        let mut vals: Values = vec![None; self.names.len()];
+        vals[self.input] = Some(x);
+        let mut last_use = vec![usize::MAX; self.names.len()];
+        if !keep_all {
+            for (i, node) in self.nodes.iter().enumerate() {
+                for &v in node.inputs.iter().flatten() {
+                    last_use[v] = i;
+                }
+            }
+            last_use[self.output] = usize::MAX;
+            for &k in keep {
+                last_use[k] = usize::MAX;
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let ins: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| v.and_then(|v| self.read(&vals, v))).collect();
+            let y = node.op.forward(&ins).map_err(|e| e.in_node(&node.name))?;
+            vals[node.output] = Some(y);
+            if !keep_all {
+                for &v in node.inputs.iter().flatten() {
+                    if last_use[v] == i {
+                        vals[v] = None;
+                    }
+                }
+            }
+        }
+        Ok(vals)
+    }
+
+    /// Gradient of `⟨seed, output⟩` with respect to the input, given a `keep_all` forward.
+    pub(crate) fn backward(&self, vals: &Values, seed: Tensor) -> Result<Tensor> {
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.names.len()];
+        grads[self.output] = Some(seed);
+        for node in self.nodes.iter().rev() {
+            let Some(g) = grads[node.output].take() else { continue };
+            let ins: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| v.and_then(|v| self.read(vals, v))).collect();
+            let need: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|v| v.is_some_and(|v| self.consts[v].is_none() && vals[v].as_ref().is_some_and(|t| t.is_f32())))
+                .collect();
+            if !need.iter().any(|&n| n) {
+                continue;
+            }
+            let out = vals[node.output]
+                .as_ref()
+                .ok_or_else(|| Error::Graph(format!("activation of '{}' was not kept", node.name)))?;
+            let gi = node.op.backward(&ins, out, &g, &need).map_err(|e| e.in_node(&node.name))?;
+            for (k, gk) in gi.into_iter().enumerate() {
+                if let (Some(gk), Some(v)) = (gk, node.inputs[k]) {
+                    if !need[k] {
+                        continue;
+                    }
+                    match &mut grads[v] {
+                        Some(acc) => acc.add_assign(&gk),
+                        slot => *slot = Some(gk),
+                    }
+                }
+            }
+        }
+        let x = vals[self.input].as_ref().ok_or_else(|| Error::Graph("input was not kept".into()))?;
+        Ok(grads[self.input].take().unwrap_or_else(|| Tensor::zeros(x.shape().to_vec())))
+    }
+}

@@ -1,0 +1,291 @@
+//! [`Model`]: the engine's public face. A graph plus what it takes to feed it images: the
+//! layout the model expects, an optional normalization it expects outside its graph, the
+//! number of classes and where its penultimate features are.
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, ValueId};
+use crate::loss::Loss;
+use crate::ops::{Binary, BinaryKind, Op, Reshape, Transpose};
+use crate::tensor::Tensor;
+
+/// Per-channel `(x − mean) / std` applied to [0, 1] images before the graph, for models that
+/// expect normalized input but do not normalize inside their graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalization {
+    /// Per-channel means.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviations.
+    pub std: Vec<f32>,
+}
+
+/// A loaded classifier, ready to run on batches of NCHW float images in [0, 1].
+///
+/// The batch dimension is always free: a model exported with a fixed batch size still runs on
+/// any batch (reshape targets that begin with the exported batch size follow the actual one).
+#[derive(Debug)]
+pub struct Model {
+    graph: Graph,
+    /// Declared input dimensions including the batch (None where symbolic).
+    declared: Vec<Option<usize>>,
+    image: Option<[usize; 3]>,
+    classes: usize,
+    penultimate: Option<ValueId>,
+    notes: Vec<String>,
+}
+
+/// Result of [`Model::loss_grad`].
+#[derive(Debug, Clone)]
+pub struct LossGrad {
+    /// Logits, N·K row-major.
+    pub logits: Vec<f32>,
+    /// The loss of each sample.
+    pub loss: Vec<f32>,
+    /// ∂loss_i/∂x_i for each sample, laid out like the input (N·C·H·W).
+    pub grad: Vec<f32>,
+}
+
+/// A forward pass that kept its activations: read logits, taps and penultimate features, and
+/// take as many input gradients of logit combinations as needed without recomputing it.
+#[derive(Debug)]
+pub struct Forward<'m> {
+    model: &'m Model,
+    vals: Vec<Option<Tensor>>,
+    logits: Vec<f32>,
+}
+
+impl Model {
+    /// Wraps a graph whose input was declared with `declared` dimensions (batch first).
+    pub fn new(graph: Graph, declared: Vec<Option<usize>>) -> Self {
+        let penultimate = find_penultimate(&graph);
+        Model { graph, declared, image: None, classes: 0, penultimate, notes: Vec::new() }
+    }
+
+    /// The graph (after load-time passes and any input adaptation).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Declared input dimensions, batch first (None where symbolic).
+    pub fn declared_input(&self) -> &[Option<usize>] {
+        &self.declared
+    }
+
+    /// Binds the model to images of shape `[c, h, w]`: lays the images out the way the model's
+    /// input is declared (NCHW as is; NHWC by a transpose; any shape with the same number of
+    /// elements, such as a flat 784-vector, by a reshape), prepends `norm` if given, then runs
+    /// one trial pass to check the graph and learn the number of classes. Returns the layout
+    /// rule applied, if any, so the caller can tell the user once.
+    pub fn prepare(&mut self, image: [usize; 3], norm: Option<Normalization>) -> Result<Option<String>> {
+        if self.image.is_some() {
+            return Err(Error::Input("model already prepared".into()));
+        }
+        let [c, h, w] = image;
+        let mut prefix: Vec<(String, Box<dyn Op>, Vec<Tensor>)> = Vec::new();
+        if let Some(n) = norm {
+            if n.mean.len() != c || n.std.len() != c {
+                return Err(Error::Input(format!(
+                    "normalization has {} means and {} stds for {c}-channel images",
+                    n.mean.len(),
+                    n.std.len()
+                )));
+            }
+            if n.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
+                return Err(Error::Input("normalization std must be finite and non-zero".into()));
+            }
+            prefix.push(("normalize_mean".into(), Box::new(Binary::new(BinaryKind::Sub)), vec![Tensor::f32(vec![1, c, 1, 1], n.mean)]));
+            prefix.push(("normalize_std".into(), Box::new(Binary::new(BinaryKind::Div)), vec![Tensor::f32(vec![1, c, 1, 1], n.std)]));
+        }
+        let per_sample: Vec<Option<usize>> = self.declared.iter().skip(1).copied().collect();
+        let fits = |want: &[usize]| per_sample.len() == want.len() && per_sample.iter().zip(want).all(|(d, &x)| d.is_none_or(|d| d == x));
+        let mut note = None;
+        if self.declared.is_empty() || fits(&[c, h, w]) {
+            // Images already match the declared layout.
+        } else if fits(&[h, w, c]) {
+            prefix.push(("nchw_to_nhwc".into(), Box::new(Transpose { perm: Some(vec![0, 2, 3, 1]) }), vec![]));
+            note = Some(format!("model input is NHWC {:?}: images are transposed from NCHW", self.declared));
+        } else if per_sample.iter().all(|d| d.is_some()) && per_sample.iter().map(|d| d.unwrap_or(1)).product::<usize>() == c * h * w {
+            let mut target = vec![-1i64];
+            target.extend(per_sample.iter().map(|d| d.unwrap_or(1) as i64));
+            prefix.push((
+                "reshape_images".into(),
+                Box::new(Reshape::default()),
+                vec![Tensor::i64(vec![target.len()], target.clone())],
+            ));
+            note = Some(format!(
+                "model input is {:?}: each {c}x{h}x{w} image is laid out as {:?} (row-major, channels first)",
+                self.declared,
+                &target[1..]
+            ));
+        } else {
+            return Err(Error::Input(format!(
+                "model input is declared as {:?} (batch first) but images are {c}x{h}x{w}; no layout fits",
+                self.declared
+            )));
+        }
+        self.graph.prepend(prefix);
+        self.image = Some(image);
+        let probe = self.graph.run(Tensor::zeros(vec![1, c, h, w]), false, &[])?;
+        let out = probe[self.graph.output].as_ref().ok_or_else(|| Error::Graph("no output".into()))?;
+        if !out.is_f32() || out.shape().is_empty() || out.shape()[0] != 1 {
+            return Err(Error::Input(format!(
+                "model output has shape {:?} for one image; expected [1, classes]",
+                out.shape()
+            )));
+        }
+        self.classes = out.len();
+        if let Some(n) = &note {
+            self.notes.push(n.clone());
+        }
+        Ok(note)
+    }
+
+    /// The image shape `[c, h, w]` the model was prepared for.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        self.image
+    }
+
+    /// Number of classes (logits per sample); 0 before [`Model::prepare`].
+    pub fn num_classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Layout rules applied while preparing (for the run record).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Name of the penultimate features (the input of the final Gemm/MatMul), if found.
+    pub fn penultimate_name(&self) -> Option<&str> {
+        self.penultimate.map(|v| self.graph.value_name(v))
+    }
+
+    /// Names of every activation that can be tapped, in execution order.
+    pub fn tap_names(&self) -> Vec<&str> {
+        self.graph.nodes().iter().map(|n| self.graph.value_name(n.output)).collect()
+    }
+
+    fn batch(&self, images: &[f32]) -> Result<(usize, Tensor)> {
+        let [c, h, w] = self
+            .image
+            .ok_or_else(|| Error::Input("call Model::prepare with the image shape before running".into()))?;
+        let per = c * h * w;
+        if images.is_empty() || images.len() % per != 0 {
+            return Err(Error::Input(format!(
+                "{} values do not form whole {c}x{h}x{w} images",
+                images.len()
+            )));
+        }
+        let n = images.len() / per;
+        Ok((n, Tensor::f32(vec![n, c, h, w], images.to_vec())))
+    }
+
+    fn logits_of(&self, vals: &[Option<Tensor>], n: usize) -> Result<Vec<f32>> {
+        let out = vals[self.graph.output].as_ref().ok_or_else(|| Error::Graph("no output".into()))?;
+        if out.len() != n * self.classes {
+            return Err(Error::Input(format!(
+                "model produced {:?} for a batch of {n}; expected {n}x{} logits",
+                out.shape(),
+                self.classes
+            )));
+        }
+        Ok(out.fs().to_vec())
+    }
+
+    /// Logits (N·K, row-major) of a batch of NCHW images in [0, 1].
+    pub fn logits(&self, images: &[f32]) -> Result<Vec<f32>> {
+        let (n, x) = self.batch(images)?;
+        let vals = self.graph.run(x, false, &[])?;
+        self.logits_of(&vals, n)
+    }
+
+    /// Logits and named activations (`taps`, by value name; "penultimate" names the input of the
+    /// final Gemm/MatMul) without keeping anything for a backward pass.
+    pub fn features(&self, images: &[f32], taps: &[&str]) -> Result<(Vec<f32>, Vec<Tensor>)> {
+        let (n, x) = self.batch(images)?;
+        let ids = taps.iter().map(|t| self.tap_id(t)).collect::<Result<Vec<_>>>()?;
+        let vals = self.graph.run(x, false, &ids)?;
+        let feats = ids.iter().map(|&v| self.value(&vals, v)).collect::<Result<Vec<_>>>()?;
+        Ok((self.logits_of(&vals, n)?, feats))
+    }
+
+    /// One forward and one backward pass: per-sample `loss` values and their input gradients.
+    pub fn loss_grad(&self, images: &[f32], loss: &Loss) -> Result<LossGrad> {
+        let f = self.forward(images)?;
+        let (values, seed) = loss.evaluate(&f.logits, self.classes)?;
+        let grad = f.backward_seed(seed)?;
+        Ok(LossGrad { logits: f.logits, loss: values, grad })
+    }
+
+    /// A forward pass that keeps its activations for later gradients and taps.
+    pub fn forward(&self, images: &[f32]) -> Result<Forward<'_>> {
+        let (n, x) = self.batch(images)?;
+        let vals = self.graph.run(x, true, &[])?;
+        let logits = self.logits_of(&vals, n)?;
+        Ok(Forward { model: self, vals, logits })
+    }
+
+    fn tap_id(&self, name: &str) -> Result<ValueId> {
+        if name == "penultimate" {
+            return self
+                .penultimate
+                .ok_or_else(|| Error::Input("no final Gemm/MatMul found: the model has no penultimate layer".into()));
+        }
+        self.graph
+            .find(name)
+            .filter(|&v| v == self.graph.input() || self.graph.nodes().iter().any(|n| n.output == v))
+            .ok_or_else(|| Error::Input(format!("no activation named '{name}' (see Model::tap_names)")))
+    }
+
+    fn value(&self, vals: &[Option<Tensor>], v: ValueId) -> Result<Tensor> {
+        vals[v].clone().ok_or_else(|| Error::Graph(format!("activation '{}' was not kept", self.graph.value_name(v))))
+    }
+}
+
+impl Forward<'_> {
+    /// Logits, N·K row-major.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+    /// A named activation ("penultimate" for the input of the final Gemm/MatMul).
+    pub fn tap(&self, name: &str) -> Result<Tensor> {
+        let v = self.model.tap_id(name)?;
+        self.model.value(&self.vals, v)
+    }
+    /// Input gradient of `loss` (evaluated on this pass's logits) — one backward pass.
+    pub fn loss_grad(&self, loss: &Loss) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (values, seed) = loss.evaluate(&self.logits, self.model.classes)?;
+        Ok((values, self.backward_seed(seed)?))
+    }
+    /// Input gradient of `Σ_k w[i,k]·z[i,k]` for each sample `i` (a Jacobian row when `w` is a
+    /// difference of one-hot vectors) — one backward pass, no forward.
+    pub fn input_grad(&self, weights: &[f32]) -> Result<Vec<f32>> {
+        if weights.len() != self.logits.len() {
+            return Err(Error::Input(format!("{} logit weights for {} logits", weights.len(), self.logits.len())));
+        }
+        self.backward_seed(weights.to_vec())
+    }
+    fn backward_seed(&self, seed: Vec<f32>) -> Result<Vec<f32>> {
+        let out_shape = self.vals[self.model.graph.output]
+            .as_ref()
+            .map(|t| t.shape().to_vec())
+            .ok_or_else(|| Error::Graph("no output".into()))?;
+        let g = self.model.graph.backward(&self.vals, Tensor::f32(out_shape, seed))?;
+        g.into_f32()
+    }
+}
+
+/// The input of the last Gemm/MatMul before the output, looking through bias adds and views.
+fn find_penultimate(g: &Graph) -> Option<ValueId> {
+    let mut v = g.output();
+    for _ in 0..8 {
+        let node = g.nodes().iter().find(|n| n.output == v)?;
+        match node.op.name() {
+            "Gemm" | "MatMul" => return node.inputs.first().copied().flatten(),
+            "Add" | "Identity" | "Flatten" | "Reshape" | "Squeeze" => {
+                v = node.inputs.iter().flatten().copied().find(|&i| g.constant(i).is_none())?;
+            }
+            _ => return None,
+        }
+    }
+    None
+}

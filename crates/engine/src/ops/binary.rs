@@ -1,0 +1,220 @@
+//! Add, Sub, Mul, Div with numpy broadcasting, on floats and (for shape arithmetic) integers.
+
+use super::{impl_any, input, unbroadcast, Op};
+use crate::error::{shape_err, Result};
+use crate::tensor::{strides, Data, Tensor};
+
+/// Which arithmetic operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryKind {
+    /// a + b
+    Add,
+    /// a − b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b (integer division truncates, as ONNX specifies)
+    Div,
+}
+
+/// An elementwise binary operator.
+#[derive(Debug, Clone)]
+pub struct Binary {
+    /// The operation.
+    pub kind: BinaryKind,
+}
+
+impl Binary {
+    /// Wraps a kind.
+    pub fn new(kind: BinaryKind) -> Self {
+        Binary { kind }
+    }
+}
+
+/// The broadcast shape of `a` and `b`.
+pub(crate) fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(shape_err(op, format!("cannot broadcast {a:?} with {b:?}")));
+        };
+    }
+    Ok(out)
+}
+
+/// Strides of `shape` seen inside `out` (0 on broadcast dimensions).
+pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let s = strides(shape);
+    let pad = out.len() - shape.len();
+    (0..out.len())
+        .map(|i| if i < pad || shape[i - pad] == 1 { 0 } else { s[i - pad] })
+        .collect()
+}
+
+/// Applies `f` over the broadcast of `a` and `b` into `out_shape`.
+pub(crate) fn zip_broadcast<T: Copy, U: Copy>(
+    a: &[T],
+    ash: &[usize],
+    b: &[U],
+    bsh: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(T, U) -> T,
+) -> Vec<T> {
+    let n: usize = out_shape.iter().product();
+    if ash == bsh {
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    if b.len() == 1 && ash == out_shape {
+        let y = b[0];
+        return a.iter().map(|&x| f(x, y)).collect();
+    }
+    let sa = broadcast_strides(ash, out_shape);
+    let sb = broadcast_strides(bsh, out_shape);
+    let r = out_shape.len();
+    let mut out = Vec::with_capacity(n);
+    if r == 0 {
+        out.push(f(a[0], b[0]));
+        return out;
+    }
+    // Innermost dimension in a tight loop, outer dimensions by an odometer.
+    let inner = out_shape[r - 1];
+    let (ia, ib) = (sa[r - 1], sb[r - 1]);
+    let mut idx = vec![0usize; r];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    if inner == 0 {
+        return out;
+    }
+    for _ in 0..n / inner {
+        for j in 0..inner {
+            out.push(f(a[oa + j * ia], b[ob + j * ib]));
+        }
+        for d in (0..r - 1).rev() {
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            oa -= sa[d] * idx[d];
+            ob -= sb[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+impl Op for Binary {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            BinaryKind::Add => "Add",
+            BinaryKind::Sub => "Sub",
+            BinaryKind::Mul => "Mul",
+            BinaryKind::Div => "Div",
+        }
+    }
+    fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+        let a = input(self.name(), inputs, 0)?;
+        let b = input(self.name(), inputs, 1)?;
+        let shape = broadcast_shape(self.name(), a.shape(), b.shape())?;
+        let k = self.kind;
+        match (a.data(), b.data()) {
+            (Data::F32(x), Data::F32(y)) => {
+                let v = zip_broadcast(x, a.shape(), y, b.shape(), &shape, |p, q| match k {
+                    BinaryKind::Add => p + q,
+                    BinaryKind::Sub => p - q,
+                    BinaryKind::Mul => p * q,
+                    BinaryKind::Div => p / q,
+                });
+                Ok(Tensor::f32(shape, v))
+            }
+            (Data::I64(x), Data::I64(y)) => {
+                if k == BinaryKind::Div && y.contains(&0) {
+                    return Err(shape_err("Div", "integer division by zero"));
+                }
+                let v = zip_broadcast(x, a.shape(), y, b.shape(), &shape, |p, q| match k {
+                    BinaryKind::Add => p.wrapping_add(q),
+                    BinaryKind::Sub => p.wrapping_sub(q),
+                    BinaryKind::Mul => p.wrapping_mul(q),
+                    BinaryKind::Div => p / q,
+                });
+                Ok(Tensor::i64(shape, v))
+            }
+            _ => Err(shape_err(
+                self.name(),
+                format!("mixed element types {} and {}", a.dtype(), b.dtype()),
+            )),
+        }
+    }
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let a = input(self.name(), inputs, 0)?;
+        let b = input(self.name(), inputs, 1)?;
+        let os = grad.shape().to_vec();
+        let g = grad.fs();
+        let mut out = vec![None, None];
+        // d/da and d/db as elementwise factors over the broadcast shape.
+        let ga = |factor: Option<&dyn Fn(f32, f32) -> f32>| -> Tensor {
+            match factor {
+                None => unbroadcast(grad, a.shape()),
+                Some(h) => {
+                    let ab = zip_broadcast(a.fs(), a.shape(), b.fs(), b.shape(), &os, h);
+                    let v: Vec<f32> = ab.iter().zip(g).map(|(x, y)| x * y).collect();
+                    unbroadcast(&Tensor::f32(os.clone(), v), a.shape())
+                }
+            }
+        };
+        let gb = |factor: &dyn Fn(f32, f32) -> f32| -> Tensor {
+            let ab = zip_broadcast(a.fs(), a.shape(), b.fs(), b.shape(), &os, factor);
+            let v: Vec<f32> = ab.iter().zip(g).map(|(x, y)| x * y).collect();
+            unbroadcast(&Tensor::f32(os.clone(), v), b.shape())
+        };
+        match self.kind {
+            BinaryKind::Add => {
+                if need[0] {
+                    out[0] = Some(ga(None));
+                }
+                if need[1] {
+                    out[1] = Some(unbroadcast(grad, b.shape()));
+                }
+            }
+            BinaryKind::Sub => {
+                if need[0] {
+                    out[0] = Some(ga(None));
+                }
+                if need[1] {
+                    out[1] = Some(unbroadcast(grad, b.shape()).map_f32(|v| -v));
+                }
+            }
+            BinaryKind::Mul => {
+                if need[0] {
+                    out[0] = Some(ga(Some(&|_, y| y)));
+                }
+                if need[1] {
+                    out[1] = Some(gb(&|x, _| x));
+                }
+            }
+            BinaryKind::Div => {
+                if need[0] {
+                    out[0] = Some(ga(Some(&|_, y| 1.0 / y)));
+                }
+                if need[1] {
+                    out[1] = Some(gb(&|x, y| -x / (y * y)));
+                }
+            }
+        }
+        Ok(out)
+    }
+    impl_any!();
+}

@@ -1,0 +1,128 @@
+//! Operators: one file per family, each with its forward computation and its input-gradient
+//! rule (vector-Jacobian product). Gradients are taken only with respect to activations:
+//! weights are graph constants and never receive a gradient, which is all attacks need.
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use crate::error::{shape_err, Result};
+use crate::tensor::Tensor;
+
+pub mod batch_norm;
+pub mod binary;
+pub mod concat;
+pub mod constant;
+pub mod conv;
+pub mod gather;
+pub mod matmul;
+pub mod pad;
+pub mod pool;
+pub mod reduce;
+pub mod reshape;
+pub mod slice;
+pub mod softmax;
+mod strided;
+pub mod transpose;
+pub mod unary;
+
+pub use batch_norm::BatchNorm;
+pub use binary::{Binary, BinaryKind};
+pub use concat::Concat;
+pub use constant::{Cast, ConstantOfShape, Expand};
+pub use conv::Conv;
+pub use gather::Gather;
+pub use matmul::{Gemm, MatMul};
+pub use pad::{Pad, PadMode};
+pub use pool::{GlobalAveragePool, Pool, PoolKind};
+pub use reduce::{Reduce, ReduceKind};
+pub use reshape::{Flatten, Reshape, Shape, Squeeze, Unsqueeze};
+pub use slice::Slice;
+pub use softmax::Softmax;
+pub use transpose::Transpose;
+pub use unary::{Unary, UnaryKind};
+
+/// An operator of the graph. Inputs are positional; an absent optional input is `None`.
+pub trait Op: Send + Sync + Debug {
+    /// The ONNX name of the operator.
+    fn name(&self) -> &'static str;
+    /// Computes the output. Used at run time and for constant folding alike.
+    fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor>;
+    /// Given the gradient of a scalar with respect to the output, returns the gradients with
+    /// respect to the inputs flagged in `need` (`None` for the others).
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let _ = (inputs, output, grad);
+        if need.iter().any(|&n| n) {
+            return Err(shape_err(self.name(), "no gradient rule for this operator"));
+        }
+        Ok(vec![None; need.len()])
+    }
+    /// For downcasting in graph passes.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Input `i`, which the operator requires.
+pub(crate) fn input<'a>(op: &'static str, inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| shape_err(op, format!("missing required input {i}")))
+}
+
+/// Input `i` as floats.
+pub(crate) fn input_f32<'a>(op: &'static str, inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor> {
+    let t = input(op, inputs, i)?;
+    if !t.is_f32() {
+        return Err(shape_err(op, format!("input {i} must be float32, got {}", t.dtype())));
+    }
+    Ok(t)
+}
+
+/// Implements `as_any` for an operator struct.
+macro_rules! impl_any {
+    () => {
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    };
+}
+pub(crate) use impl_any;
+
+/// Sums `grad` (shaped like the broadcast output) down to `shape`, the shape of an operand
+/// that was broadcast (numpy rules: aligned on the right, size-1 or missing dimensions).
+pub(crate) fn unbroadcast(grad: &Tensor, shape: &[usize]) -> Tensor {
+    if grad.shape() == shape {
+        return grad.clone();
+    }
+    let out_shape = grad.shape();
+    let r = out_shape.len();
+    let pad = r - shape.len();
+    let full: Vec<usize> = (0..r).map(|i| if i < pad { 1 } else { shape[i - pad] }).collect();
+    let fstr = crate::tensor::strides(&full);
+    let mut res = vec![0.0f32; shape.iter().product()];
+    let g = grad.fs();
+    let mut idx = vec![0usize; r];
+    for &v in g {
+        let mut off = 0;
+        for d in 0..r {
+            if full[d] != 1 {
+                off += idx[d] * fstr[d];
+            }
+        }
+        res[off] += v;
+        for d in (0..r).rev() {
+            idx[d] += 1;
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Tensor::f32(shape.to_vec(), res)
+}

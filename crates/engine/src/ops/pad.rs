@@ -1,0 +1,172 @@
+//! Pad in constant, reflect, edge and wrap modes (negative pads crop). Each output coordinate
+//! maps to an input coordinate per axis, or to the constant; the gradient scatters back along
+//! the same map.
+
+use super::{impl_any, input, Op};
+use crate::error::{shape_err, Result};
+use crate::tensor::{norm_axis, strides, Tensor};
+
+/// How padded positions are filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PadMode {
+    /// A constant value.
+    #[default]
+    Constant,
+    /// Mirror without repeating the edge.
+    Reflect,
+    /// Repeat the edge value.
+    Edge,
+    /// Wrap around.
+    Wrap,
+}
+
+/// Pads a tensor. Pads come from the attribute (opset < 11) or from input 1.
+#[derive(Debug, Clone, Default)]
+pub struct Pad {
+    /// Fill mode.
+    pub mode: PadMode,
+    /// `(pads, value)` from attributes for old opsets.
+    pub attrs: Option<(Vec<i64>, f32)>,
+}
+
+impl Pad {
+    /// Per-axis maps from output coordinate to input coordinate, the output shape and the fill.
+    #[allow(clippy::type_complexity)]
+    fn plan(&self, inputs: &[Option<&Tensor>], shape: &[usize]) -> Result<(Vec<Vec<Option<usize>>>, Vec<usize>, f32)> {
+        let r = shape.len();
+        let (pads, value) = match &self.attrs {
+            Some((p, v)) => (p.clone(), *v),
+            None => {
+                let p = input("Pad", inputs, 1)?.to_i64_vec();
+                let v = match inputs.get(2).copied().flatten() {
+                    Some(t) if t.is_f32() => t.fs().first().copied().unwrap_or(0.0),
+                    Some(t) => t.to_i64_vec().first().copied().unwrap_or(0) as f32,
+                    None => 0.0,
+                };
+                (p, v)
+            }
+        };
+        // Optional `axes` (opset 18): pads then cover only those axes.
+        let axes: Vec<usize> = match inputs.get(3).copied().flatten() {
+            Some(t) => t.to_i64_vec().iter().map(|&a| norm_axis("Pad", a, r)).collect::<Result<_>>()?,
+            None => (0..r).collect(),
+        };
+        if pads.len() != 2 * axes.len() {
+            return Err(shape_err("Pad", format!("{} pads for {} axes", pads.len(), axes.len())));
+        }
+        let mut begin = vec![0i64; r];
+        let mut end = vec![0i64; r];
+        for (k, &a) in axes.iter().enumerate() {
+            begin[a] = pads[k];
+            end[a] = pads[k + axes.len()];
+        }
+        let mut maps = Vec::with_capacity(r);
+        let mut out = Vec::with_capacity(r);
+        for d in 0..r {
+            let n = shape[d] as i64;
+            let len = n + begin[d] + end[d];
+            if len < 0 {
+                return Err(shape_err("Pad", format!("pads crop axis {d} of {shape:?} below zero")));
+            }
+            if n == 0 && len > 0 && self.mode != PadMode::Constant {
+                return Err(shape_err("Pad", "cannot reflect or repeat an empty axis"));
+            }
+            let map: Vec<Option<usize>> = (0..len)
+                .map(|o| {
+                    let i = o - begin[d];
+                    if (0..n).contains(&i) {
+                        return Some(i as usize);
+                    }
+                    match self.mode {
+                        PadMode::Constant => None,
+                        PadMode::Edge => Some(i.clamp(0, n - 1) as usize),
+                        PadMode::Wrap => Some(i.rem_euclid(n) as usize),
+                        PadMode::Reflect => {
+                            if n == 1 {
+                                return Some(0);
+                            }
+                            let p = 2 * (n - 1);
+                            let m = i.rem_euclid(p);
+                            Some(if m < n { m } else { p - m } as usize)
+                        }
+                    }
+                })
+                .collect();
+            out.push(len as usize);
+            maps.push(map);
+        }
+        Ok((maps, out, value))
+    }
+}
+
+/// Visits every output position with its input offset (or None for the fill value).
+fn walk(maps: &[Vec<Option<usize>>], in_shape: &[usize], mut f: impl FnMut(usize, Option<usize>)) {
+    let st = strides(in_shape);
+    let out: Vec<usize> = maps.iter().map(|m| m.len()).collect();
+    let n: usize = out.iter().product();
+    let r = out.len();
+    let mut idx = vec![0usize; r];
+    for o in 0..n {
+        let mut off = Some(0usize);
+        for d in 0..r {
+            off = match (off, maps[d][idx[d]]) {
+                (Some(a), Some(i)) => Some(a + i * st[d]),
+                _ => None,
+            };
+        }
+        f(o, off);
+        for d in (0..r).rev() {
+            idx[d] += 1;
+            if idx[d] < out[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+impl Op for Pad {
+    fn name(&self) -> &'static str {
+        "Pad"
+    }
+    fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+        let x = input("Pad", inputs, 0)?;
+        let (maps, shape, value) = self.plan(inputs, x.shape())?;
+        if x.is_f32() {
+            let xs = x.fs();
+            let mut out = vec![value; shape.iter().product()];
+            walk(&maps, x.shape(), |o, i| {
+                if let Some(i) = i {
+                    out[o] = xs[i];
+                }
+            });
+            Ok(Tensor::f32(shape, out))
+        } else {
+            let xs = x.as_i64()?;
+            let mut out = vec![value as i64; shape.iter().product()];
+            walk(&maps, x.shape(), |o, i| {
+                if let Some(i) = i {
+                    out[o] = xs[i];
+                }
+            });
+            Ok(Tensor::i64(shape, out))
+        }
+    }
+    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let mut res = vec![None; need.len()];
+        if need[0] {
+            let x = input("Pad", inputs, 0)?;
+            let (maps, _, _) = self.plan(inputs, x.shape())?;
+            let g = grad.fs();
+            let mut dx = vec![0.0f32; x.len()];
+            walk(&maps, x.shape(), |o, i| {
+                if let Some(i) = i {
+                    dx[i] += g[o];
+                }
+            });
+            res[0] = Some(Tensor::f32(x.shape().to_vec(), dx));
+        }
+        Ok(res)
+    }
+    impl_any!();
+}

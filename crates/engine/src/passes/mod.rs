@@ -1,0 +1,11 @@
+//! Load-time graph passes: constant folding (shape arithmetic and anything else computable
+//! without the input), folding BatchNormalization into a preceding Conv, and pruning nodes the
+//! output does not need.
+
+mod fold_batch_norm;
+mod fold_constants;
+mod prune;
+
+pub(crate) use fold_batch_norm::fold_batch_norm;
+pub(crate) use fold_constants::fold_constants;
+pub(crate) use prune::prune;
