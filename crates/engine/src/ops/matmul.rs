@@ -41,12 +41,12 @@ fn bmm(op: &'static str, a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<T
     } else {
         let mut idx = vec![0usize; batch.len()];
         for bi in 0..nb {
+            // Broadcast strides count whole matrices.
             let (mut oa, mut ob) = (0, 0);
             for d in 0..batch.len() {
-                oa += idx[d] * sa[d];
-                ob += idx[d] * sb[d];
+                oa += idx[d] * sa[d] * amat;
+                ob += idx[d] * sb[d] * bmat;
             }
-            let _ = (amat, bmat);
             let asl = &a.fs()[oa..];
             let bsl = &b.fs()[ob..];
             let av = if ta { View::rows_t(asl, ac) } else { View::rows(asl, ac) };
