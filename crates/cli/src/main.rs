@@ -1,0 +1,66 @@
+//! The `faultline` binary: a thin layer of argument parsing and printing over the `faultline`
+//! library. Exit status: 0 on success, 2 on error (a one-line message on stderr).
+
+mod bench;
+mod common;
+mod eval;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Where an image classifier breaks, why, and what to do about it.
+///
+/// Run without --model and --data to use the shipped demo: ResNet-20 on the CIFAR-10 test set.
+#[derive(Parser, Debug)]
+#[command(name = "faultline", version, about, long_about)]
+struct Cli {
+    /// Worker threads for the engine [default: all cores]
+    #[arg(long, global = true, value_name = "T")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Clean accuracy, per-class accuracy, confusion matrix and logit margins; writes
+    /// DIR/run.json and DIR/samples.jsonl
+    Eval(eval::EvalArgs),
+    /// Forward and forward + input-gradient throughput (img/s) on random images
+    Bench(bench::BenchArgs),
+    /// Supported ONNX operators and data formats
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = common::set_threads(cli.threads).and_then(|threads| match &cli.command {
+        Command::Eval(a) => eval::run(a, threads),
+        Command::Bench(a) => bench::run(a, threads),
+        Command::List => list(),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn list() -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "ONNX operators (default domain, opsets {}–{}):", faultline::onnx::OPSETS.start(), faultline::onnx::OPSETS.end())?;
+    for op in faultline::onnx::supported_ops() {
+        writeln!(o, "  {op}")?;
+    }
+    writeln!(o, "data formats: cifar10, cifar100 (binary), idx (MNIST/Fashion-MNIST, .gz or not), folder (PNG/JPEG, one sub-folder per class), npy (.npy/.npz, uint8 or float32, NHWC or NCHW)")?;
+    Ok(())
+}

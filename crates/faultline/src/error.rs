@@ -1,0 +1,36 @@
+//! Errors of the analysis layer: each says what failed and where (file, sample, stage).
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a faultline analysis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Model import failed.
+    #[error(transparent)]
+    Onnx(#[from] faultline_onnx::Error),
+    /// Data loading failed.
+    #[error(transparent)]
+    Data(#[from] faultline_data::Error),
+    /// The engine failed while running the model.
+    #[error("running the model: {0}")]
+    Engine(#[from] faultline_engine::Error),
+    /// Reading or writing a run directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Settings, model and data do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result type of the analysis layer.
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
