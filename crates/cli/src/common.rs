@@ -101,14 +101,14 @@ pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
         labels: d.labels.clone(),
         split: if d.split == "train" { Split::Train } else { Split::Test },
     };
-    let data = data::open(&data_path, &opts).with_context(|| format!("loading data from {}", data_path.display()))?;
+    // Library errors name the file themselves: no extra context needed.
+    let data = data::open(&data_path, &opts)?;
     let info = data.info();
     let norm = match (&m.mean, &m.std) {
         (Some(mean), Some(std)) => Some(Normalization { mean: mean.clone(), std: std.clone() }),
         _ => None,
     };
-    let model = load_model(&model_path, [info.channels, info.height, info.width], norm)
-        .with_context(|| format!("loading model {}", model_path.display()))?;
+    let model = load_model(&model_path, [info.channels, info.height, info.width], norm)?;
     if model.card.num_classes != info.num_classes() {
         eprintln!(
             "note: the model has {} outputs and the data set {} classes",

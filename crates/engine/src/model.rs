@@ -102,7 +102,7 @@ impl Model {
             // Images already match the declared layout.
         } else if fits(&[h, w, c]) {
             prefix.push(("nchw_to_nhwc".into(), Box::new(Transpose { perm: Some(vec![0, 2, 3, 1]) }), vec![]));
-            note = Some(format!("model input is NHWC {:?}: images are transposed from NCHW", self.declared));
+            note = Some(format!("model input is NHWC {}: images are transposed from NCHW", dims(&self.declared)));
         } else if per_sample.iter().all(|d| d.is_some()) && per_sample.iter().map(|d| d.unwrap_or(1)).product::<usize>() == c * h * w {
             let mut target = vec![-1i64];
             target.extend(per_sample.iter().map(|d| d.unwrap_or(1) as i64));
@@ -112,14 +112,14 @@ impl Model {
                 vec![Tensor::i64(vec![target.len()], target.clone())],
             ));
             note = Some(format!(
-                "model input is {:?}: each {c}x{h}x{w} image is laid out as {:?} (row-major, channels first)",
-                self.declared,
+                "model input is {}: each {c}x{h}x{w} image is laid out as {:?} (row-major, channels first)",
+                dims(&self.declared),
                 &target[1..]
             ));
         } else {
             return Err(Error::Input(format!(
-                "model input is declared as {:?} (batch first) but images are {c}x{h}x{w}; no layout fits",
-                self.declared
+                "model input is declared as {} (batch first) but images are {c}x{h}x{w}; no layout fits",
+                dims(&self.declared)
             )));
         }
         self.graph.prepend(prefix);
@@ -272,6 +272,12 @@ impl Forward<'_> {
         let g = self.model.graph.backward(&self.vals, Tensor::f32(out_shape, seed))?;
         g.into_f32()
     }
+}
+
+/// Declared dimensions as `[N, 3, 32, 32]` (`N` where symbolic).
+fn dims(d: &[Option<usize>]) -> String {
+    let parts: Vec<String> = d.iter().map(|x| x.map_or("N".to_string(), |v| v.to_string())).collect();
+    format!("[{}]", parts.join(", "))
 }
 
 /// The input of the last Gemm/MatMul before the output, looking through bias adds and views.

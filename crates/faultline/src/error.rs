@@ -14,14 +14,14 @@ pub enum Error {
     Data(#[from] faultline_data::Error),
     /// The engine failed while running the model.
     #[error("running the model: {0}")]
-    Engine(#[from] faultline_engine::Error),
+    Engine(faultline_engine::Error),
     /// Reading or writing a run directory failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Settings, model and data do not fit together.
     #[error("{0}")]
@@ -31,6 +31,12 @@ pub enum Error {
 /// Result type of the analysis layer.
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<faultline_engine::Error> for Error {
+    fn from(e: faultline_engine::Error) -> Self {
+        Error::Engine(e)
+    }
+}
+
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |error| Error::Io { path: path.to_path_buf(), error }
 }

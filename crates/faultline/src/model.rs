@@ -59,7 +59,7 @@ pub fn load_model(path: &Path, image: [usize; 3], norm: Option<Normalization>) -
     let normalization = norm.as_ref().map(|n| NormalizationCard { mean: n.mean.clone(), std: n.std.clone() });
     let layout = model
         .prepare(image, norm)
-        .map_err(|source| faultline_onnx::Error::Engine { path: path.to_path_buf(), source })?;
+        .map_err(|error| faultline_onnx::Error::Engine { path: path.to_path_buf(), error })?;
     let card = ModelCard {
         path: path.to_path_buf(),
         sha256,

@@ -1,4 +1,6 @@
 //! Errors of the ONNX importer: each names the file and, where one is involved, the node.
+//! Messages are complete on their own (no error chain to walk), so one line tells the user
+//! what and where.
 
 use std::path::PathBuf;
 
@@ -24,12 +26,12 @@ impl std::fmt::Display for UnsupportedOp {
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not a valid ONNX protobuf (truncated, corrupt or another format).
     #[error("{path} is not a valid ONNX model (truncated or corrupt protobuf: {reason})")]
@@ -68,12 +70,12 @@ pub enum Error {
         msg: String,
     },
     /// The engine rejected the graph.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Engine {
         /// The file.
         path: PathBuf,
         /// The engine's error.
-        source: faultline_engine::Error,
+        error: faultline_engine::Error,
     },
 }
 

@@ -41,7 +41,7 @@ pub struct ModelInfo {
 
 /// Loads an ONNX classifier. Call [`Model::prepare`] with the image shape before running it.
 pub fn load(path: &Path) -> Result<(Model, ModelInfo)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| Error::Io { path: path.to_path_buf(), error })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     load_bytes(&bytes, path, dir)
 }
@@ -131,7 +131,7 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
     if !unsupported.is_empty() {
         return Err(Error::UnsupportedOps { path: p(), ops: unsupported });
     }
-    let g = b.build(&output_name).map_err(|source| Error::Engine { path: p(), source })?;
+    let g = b.build(&output_name).map_err(|error| Error::Engine { path: p(), error })?;
     let info = ModelInfo {
         opset,
         producer: format!("{} {}", model.producer_name.unwrap_or_default(), model.producer_version.unwrap_or_default()).trim().to_string(),
@@ -161,4 +161,112 @@ fn constant_value(c: &attrs::Ctx) -> std::result::Result<Tensor, String> {
         return Tensor::from_i64(vec![a.ints.len()], a.ints.clone()).map_err(|e| e.to_string());
     }
     Err("Constant without a supported value attribute (sparse and string constants are not supported)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::*;
+
+    fn tensor(name: &str, dims: &[i64], vals: &[f32]) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(data_type::FLOAT),
+            float_data: vals.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, name: &str, ins: &[&str], out: &str) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            ..Default::default()
+        }
+    }
+
+    fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type: Some(data_type::FLOAT),
+                    shape: Some(TensorShapeProto {
+                        dim: dims.iter().map(|&d| Dimension { dim_value: (d > 0).then_some(d), dim_param: (d <= 0).then(|| "N".into()) }).collect(),
+                    }),
+                }),
+            }),
+        }
+    }
+
+    /// x [N,2] → Gemm(W, b) → logits [N,3], plus extra nodes.
+    fn model(extra: Vec<NodeProto>, out: &str) -> Vec<u8> {
+        let mut nodes = vec![node("Gemm", "fc", &["x", "W", "b"], "z")];
+        nodes.extend(extra);
+        let m = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+            graph: Some(GraphProto {
+                node: nodes,
+                initializer: vec![tensor("W", &[2, 3], &[1., 0., -1., 2., 1., 0.]), tensor("b", &[3], &[0.5, 0., -0.5])],
+                input: vec![value("x", &[0, 2])],
+                output: vec![value(out, &[0, 3])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        m.encode_to_vec()
+    }
+
+    #[test]
+    fn a_hand_built_model_computes_its_formula() {
+        let bytes = model(vec![], "z");
+        let (mut m, info) = load_bytes(&bytes, Path::new("mem.onnx"), Path::new(".")).unwrap();
+        assert_eq!(info.opset, 13);
+        m.prepare([1, 1, 2], None).unwrap();
+        // z = x·W + b with x = [1, 2]: [1+4+0.5, 0+2, -1+0-0.5]
+        assert_eq!(m.logits(&[1.0, 2.0]).unwrap(), vec![5.5, 2.0, -1.5]);
+    }
+
+    #[test]
+    fn truncated_file_is_a_decode_error_naming_the_file() {
+        let bytes = model(vec![], "z");
+        let err = load_bytes(&bytes[..bytes.len() / 2], Path::new("cut.onnx"), Path::new(".")).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Decode { .. }), "{msg}");
+        assert!(msg.contains("cut.onnx") && msg.contains("not a valid ONNX model"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_operators_are_all_listed_with_node_and_opset() {
+        let extra = vec![node("FancyNorm", "norm1", &["z"], "y"), node("Mystery", "m2", &["y"], "w")];
+        let err = load_bytes(&model(extra, "w"), Path::new("odd.onnx"), Path::new(".")).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(
+            msg,
+            "odd.onnx: unsupported operators FancyNorm (node 'norm1', opset 13), Mystery (node 'm2', opset 13)"
+        );
+    }
+
+    #[test]
+    fn missing_external_data_names_the_file() {
+        let mut w = tensor("W", &[2, 3], &[]);
+        w.data_location = Some(1);
+        w.external_data = vec![StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) }];
+        let mut m = ModelProto::decode(&model(vec![], "z")[..]).unwrap();
+        m.graph.as_mut().unwrap().initializer[0] = w;
+        let err = load_bytes(&m.encode_to_vec(), Path::new("ext.onnx"), Path::new("/nonexistent-dir")).unwrap_err();
+        assert!(err.to_string().contains("initializer 'W': cannot read external data file /nonexistent-dir/weights.bin"), "{err}");
+    }
+
+    #[test]
+    fn opset_outside_the_range_is_refused() {
+        let mut m = ModelProto::decode(&model(vec![], "z")[..]).unwrap();
+        m.opset_import[0].version = Some(3);
+        let err = load_bytes(&m.encode_to_vec(), Path::new("old.onnx"), Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("opset 3 is outside the supported range"), "{err}");
+    }
 }
