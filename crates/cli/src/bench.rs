@@ -52,7 +52,8 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
         bail!("--iters and --batch-size must be positive");
     }
     // Learn the declared image shape without preparing, then load for real.
-    let (probe, _) = faultline::onnx::load(&path).with_context(|| format!("loading model {}", path.display()))?;
+    let (probe, _) = faultline::onnx::load(&path)
+        .with_context(|| format!("loading model {}", path.display()))?;
     let shape: [usize; 3] = match &args.shape {
         Some(s) if s.len() == 3 => [s[0], s[1], s[2]],
         Some(_) => bail!("--shape takes three numbers: C,H,W"),
@@ -65,7 +66,8 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
         }
     };
     drop(probe);
-    let loaded = load_model(&path, shape, None).with_context(|| format!("loading model {}", path.display()))?;
+    let loaded = load_model(&path, shape, None)
+        .with_context(|| format!("loading model {}", path.display()))?;
     let model = &loaded.model;
     let per: usize = shape.iter().product();
     let mut rows = Vec::new();
@@ -74,7 +76,9 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
         let mut s = 0x9e3779b97f4a7c15u64 ^ b as u64;
         let x: Vec<f32> = (0..b * per)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (s >> 40) as f32 / (1u64 << 24) as f32
             })
             .collect();
@@ -111,8 +115,20 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
         });
         writeln!(o, "{v}")?;
     } else {
-        writeln!(o, "model {} ({}x{}x{}), {threads} threads, median of {} runs", path.display(), shape[0], shape[1], shape[2], args.iters)?;
-        writeln!(o, "{:>6}  {:>14}  {:>22}", "batch", "forward img/s", "forward+input-grad img/s")?;
+        writeln!(
+            o,
+            "model {} ({}x{}x{}), {threads} threads, median of {} runs",
+            path.display(),
+            shape[0],
+            shape[1],
+            shape[2],
+            args.iters
+        )?;
+        writeln!(
+            o,
+            "{:>6}  {:>14}  {:>22}",
+            "batch", "forward img/s", "forward+input-grad img/s"
+        )?;
         for (b, f, g) in &rows {
             writeln!(o, "{b:>6}  {f:>14.1}  {g:>22.1}")?;
         }

@@ -86,12 +86,19 @@ pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
         (None, None) => {
             let (mp, dp) = (demo_model(), demo_data());
             if !mp.exists() || !dp.exists() {
-                bail!("the demo files were not found under {}; pass --model and --data", demo_dir().display());
+                bail!(
+                    "the demo files were not found under {}; pass --model and --data",
+                    demo_dir().display()
+                );
             }
             (mp, dp)
         }
-        (None, Some(_)) => bail!("--data was given without --model: pass the model to evaluate on it"),
-        (Some(_), None) => bail!("--model was given without --data: pass the data set to evaluate it on"),
+        (None, Some(_)) => {
+            bail!("--data was given without --model: pass the model to evaluate on it")
+        }
+        (Some(_), None) => {
+            bail!("--model was given without --data: pass the data set to evaluate it on")
+        }
     };
     let opts = LoadOptions {
         format: d.format,
@@ -99,13 +106,20 @@ pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
         center_crop: d.center_crop,
         classes_file: d.classes.clone(),
         labels: d.labels.clone(),
-        split: if d.split == "train" { Split::Train } else { Split::Test },
+        split: if d.split == "train" {
+            Split::Train
+        } else {
+            Split::Test
+        },
     };
     // Library errors name the file themselves: no extra context needed.
     let data = data::open(&data_path, &opts)?;
     let info = data.info();
     let norm = match (&m.mean, &m.std) {
-        (Some(mean), Some(std)) => Some(Normalization { mean: mean.clone(), std: std.clone() }),
+        (Some(mean), Some(std)) => Some(Normalization {
+            mean: mean.clone(),
+            std: std.clone(),
+        }),
         _ => None,
     };
     let model = load_model(&model_path, [info.channels, info.height, info.width], norm)?;
@@ -119,15 +133,27 @@ pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
     if let Some(rule) = &model.card.layout {
         eprintln!("note: {rule}");
     }
-    Ok(Loaded { model, data, model_path, data_path })
+    Ok(Loaded {
+        model,
+        data,
+        model_path,
+        data_path,
+    })
 }
 
 /// Sets the size of rayon's global pool (all cores when `None`).
 pub fn set_threads(threads: Option<usize>) -> Result<usize> {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     if n == 0 {
         bail!("--threads must be at least 1");
     }
-    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("configuring threads")?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("configuring threads")?;
     Ok(n)
 }

@@ -57,27 +57,41 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
     records.retain(|r| r.index < total);
     let start = records.len();
     if start > 0 {
-        eprintln!("resuming {}: {start} of {total} samples already evaluated", out.display());
+        eprintln!(
+            "resuming {}: {start} of {total} samples already evaluated",
+            out.display()
+        );
     }
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} eval [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} eval [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     bar.set_position(start as u64);
     let t0 = Instant::now();
     let mut correct = records.iter().filter(|r| r.label == r.prediction).count();
     let mut seen = records.len();
-    evaluate(&loaded.model.model, loaded.data.as_ref(), start..total, args.batch_size, |batch| {
-        rd.append(batch)?;
-        seen += batch.len();
-        correct += batch.iter().filter(|r| r.label == r.prediction).count();
-        bar.set_position(seen as u64);
-        bar.set_message(format!("accuracy {:.2} %", 100.0 * correct as f64 / seen.max(1) as f64));
-        records.extend_from_slice(batch);
-        Ok(())
-    })
+    evaluate(
+        &loaded.model.model,
+        loaded.data.as_ref(),
+        start..total,
+        args.batch_size,
+        |batch| {
+            rd.append(batch)?;
+            seen += batch.len();
+            correct += batch.iter().filter(|r| r.label == r.prediction).count();
+            bar.set_position(seen as u64);
+            bar.set_message(format!(
+                "accuracy {:.2} %",
+                100.0 * correct as f64 / seen.max(1) as f64
+            ));
+            records.extend_from_slice(batch);
+            Ok(())
+        },
+    )
     .with_context(|| format!("evaluating on {}", loaded.data_path.display()))?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
@@ -110,24 +124,54 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(s: &EvalSummary, l: &crate::common::Loaded, out: &std::path::Path) -> std::io::Result<()> {
+fn print_summary(
+    s: &EvalSummary,
+    l: &crate::common::Loaded,
+    out: &std::path::Path,
+) -> std::io::Result<()> {
     let mut o = std::io::stdout().lock();
     let info = l.data.info();
     writeln!(o, "model  {}", l.model_path.display())?;
-    writeln!(o, "data   {} ({}, {} classes, {}x{}x{})", l.data_path.display(), info.format.name(), info.num_classes(), info.channels, info.height, info.width)?;
+    writeln!(
+        o,
+        "data   {} ({}, {} classes, {}x{}x{})",
+        l.data_path.display(),
+        info.format.name(),
+        info.num_classes(),
+        info.channels,
+        info.height,
+        info.width
+    )?;
     writeln!(o)?;
-    writeln!(o, "clean accuracy     {:6.2} %   ({} / {})", 100.0 * s.clean_accuracy, s.correct, s.n)?;
+    writeln!(
+        o,
+        "clean accuracy     {:6.2} %   ({} / {})",
+        100.0 * s.clean_accuracy,
+        s.correct,
+        s.n
+    )?;
     writeln!(o, "mean logit margin  {:8.3}", s.mean_logit_margin)?;
     writeln!(o)?;
-    let w = s.per_class.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 24);
+    let w = s
+        .per_class
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 24);
     writeln!(o, "{:<w$}  {:>6}  {:>9}", "class", "n", "accuracy")?;
     for c in &s.per_class {
-        let acc = c.accuracy.map_or("-".to_string(), |a| format!("{:.2} %", 100.0 * a));
+        let acc = c
+            .accuracy
+            .map_or("-".to_string(), |a| format!("{:.2} %", 100.0 * a));
         writeln!(o, "{:<w$}  {:>6}  {:>9}", truncate(&c.name, w), c.n, acc)?;
     }
     if s.confusion.len() <= 20 {
         writeln!(o)?;
-        writeln!(o, "confusion matrix (rows: true class, columns: predicted class)")?;
+        writeln!(
+            o,
+            "confusion matrix (rows: true class, columns: predicted class)"
+        )?;
         write!(o, "{:<w$}", "")?;
         for c in &s.per_class {
             write!(o, " {:>5}", truncate(&c.name, 5))?;
@@ -141,9 +185,18 @@ fn print_summary(s: &EvalSummary, l: &crate::common::Loaded, out: &std::path::Pa
             writeln!(o)?;
         }
     } else {
-        writeln!(o, "\n(confusion matrix of {} classes: see run.json)", s.confusion.len())?;
+        writeln!(
+            o,
+            "\n(confusion matrix of {} classes: see run.json)",
+            s.confusion.len()
+        )?;
     }
-    writeln!(o, "\nwrote {}/run.json and {}/samples.jsonl", out.display(), out.display())?;
+    writeln!(
+        o,
+        "\nwrote {}/run.json and {}/samples.jsonl",
+        out.display(),
+        out.display()
+    )?;
     Ok(())
 }
 

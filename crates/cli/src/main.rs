@@ -51,13 +51,21 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn list() -> anyhow::Result<()> {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    writeln!(o, "ONNX operators (default domain, opsets {}–{}):", faultline::onnx::OPSETS.start(), faultline::onnx::OPSETS.end())?;
+    writeln!(
+        o,
+        "ONNX operators (default domain, opsets {}–{}):",
+        faultline::onnx::OPSETS.start(),
+        faultline::onnx::OPSETS.end()
+    )?;
     for op in faultline::onnx::supported_ops() {
         writeln!(o, "  {op}")?;
     }

@@ -40,8 +40,16 @@ impl Error {
     /// Attaches the node name to an error raised by a kernel that did not know it.
     pub(crate) fn in_node(self, node: &str) -> Self {
         match self {
-            Error::Shape { op, msg, .. } => Error::Shape { op, node: node.to_string(), msg },
-            Error::DType { op, dtype, .. } => Error::DType { op, node: node.to_string(), dtype },
+            Error::Shape { op, msg, .. } => Error::Shape {
+                op,
+                node: node.to_string(),
+                msg,
+            },
+            Error::DType { op, dtype, .. } => Error::DType {
+                op,
+                node: node.to_string(),
+                dtype,
+            },
             e => e,
         }
     }
@@ -49,5 +57,9 @@ impl Error {
 
 /// Shorthand for a shape error raised inside an operator (the node name is attached by the caller).
 pub(crate) fn shape_err(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::Shape { op, node: String::new(), msg: msg.into() }
+    Error::Shape {
+        op,
+        node: String::new(),
+        msg: msg.into(),
+    }
 }

@@ -32,7 +32,11 @@ impl Graph {
             }
         }
         for (i, node) in self.nodes.iter().enumerate() {
-            let ins: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| v.and_then(|v| self.read(&vals, v))).collect();
+            let ins: Vec<Option<&Tensor>> = node
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| self.read(&vals, v)))
+                .collect();
             let y = node.op.forward(&ins).map_err(|e| e.in_node(&node.name))?;
             vals[node.output] = Some(y);
             if !keep_all {
@@ -51,20 +55,33 @@ impl Graph {
         let mut grads: Vec<Option<Tensor>> = vec![None; self.names.len()];
         grads[self.output] = Some(seed);
         for node in self.nodes.iter().rev() {
-            let Some(g) = grads[node.output].take() else { continue };
-            let ins: Vec<Option<&Tensor>> = node.inputs.iter().map(|v| v.and_then(|v| self.read(vals, v))).collect();
+            let Some(g) = grads[node.output].take() else {
+                continue;
+            };
+            let ins: Vec<Option<&Tensor>> = node
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| self.read(vals, v)))
+                .collect();
             let need: Vec<bool> = node
                 .inputs
                 .iter()
-                .map(|v| v.is_some_and(|v| self.consts[v].is_none() && vals[v].as_ref().is_some_and(|t| t.is_f32())))
+                .map(|v| {
+                    v.is_some_and(|v| {
+                        self.consts[v].is_none() && vals[v].as_ref().is_some_and(|t| t.is_f32())
+                    })
+                })
                 .collect();
             if !need.iter().any(|&n| n) {
                 continue;
             }
-            let out = vals[node.output]
-                .as_ref()
-                .ok_or_else(|| Error::Graph(format!("activation of '{}' was not kept", node.name)))?;
-            let gi = node.op.backward(&ins, out, &g, &need).map_err(|e| e.in_node(&node.name))?;
+            let out = vals[node.output].as_ref().ok_or_else(|| {
+                Error::Graph(format!("activation of '{}' was not kept", node.name))
+            })?;
+            let gi = node
+                .op
+                .backward(&ins, out, &g, &need)
+                .map_err(|e| e.in_node(&node.name))?;
             for (k, gk) in gi.into_iter().enumerate() {
                 if let (Some(gk), Some(v)) = (gk, node.inputs[k]) {
                     if !need[k] {
@@ -77,7 +94,11 @@ impl Graph {
                 }
             }
         }
-        let x = vals[self.input].as_ref().ok_or_else(|| Error::Graph("input was not kept".into()))?;
-        Ok(grads[self.input].take().unwrap_or_else(|| Tensor::zeros(x.shape().to_vec())))
+        let x = vals[self.input]
+            .as_ref()
+            .ok_or_else(|| Error::Graph("input was not kept".into()))?;
+        Ok(grads[self.input]
+            .take()
+            .unwrap_or_else(|| Tensor::zeros(x.shape().to_vec())))
     }
 }

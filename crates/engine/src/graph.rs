@@ -81,10 +81,21 @@ impl Graph {
         for (i, (name, op, operands)) in ops.into_iter().enumerate() {
             let mut inputs = vec![Some(prev)];
             for (j, t) in operands.into_iter().enumerate() {
-                inputs.push(Some(self.new_value(format!("faultline:{name}:{j}"), Some(t))));
+                inputs.push(Some(
+                    self.new_value(format!("faultline:{name}:{j}"), Some(t)),
+                ));
             }
-            let out = if i + 1 == k { old } else { self.new_value(format!("faultline:{name}"), None) };
-            front.push(Node { name: format!("faultline:{name}"), op, inputs, output: out });
+            let out = if i + 1 == k {
+                old
+            } else {
+                self.new_value(format!("faultline:{name}"), None)
+            };
+            front.push(Node {
+                name: format!("faultline:{name}"),
+                op,
+                inputs,
+                output: out,
+            });
             prev = out;
         }
         front.append(&mut self.nodes);
@@ -137,30 +148,53 @@ impl GraphBuilder {
     }
     /// The constant value of `name`, if it is one already.
     pub fn constant_value(&self, name: &str) -> Option<&Tensor> {
-        self.by_name.get(name).and_then(|&v| self.consts[v].as_ref())
+        self.by_name
+            .get(name)
+            .and_then(|&v| self.consts[v].as_ref())
     }
     /// Adds a node computing `output` from `inputs` (names; `None` for absent optional inputs).
-    pub fn node(&mut self, name: &str, op: Box<dyn Op>, inputs: &[Option<&str>], output: &str) -> ValueId {
+    pub fn node(
+        &mut self,
+        name: &str,
+        op: Box<dyn Op>,
+        inputs: &[Option<&str>],
+        output: &str,
+    ) -> ValueId {
         let ins = inputs.iter().map(|i| i.map(|n| self.value(n))).collect();
         let out = self.value(output);
-        self.nodes.push(Node { name: name.to_string(), op, inputs: ins, output: out });
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs: ins,
+            output: out,
+        });
         out
     }
     /// Sorts the nodes topologically, folds constants and batch norms, drops what the output
     /// does not need, and checks that every value is defined.
     pub fn build(self, output: &str) -> Result<Graph> {
-        let input = self.input.ok_or_else(|| Error::Graph("no input declared".into()))?;
+        let input = self
+            .input
+            .ok_or_else(|| Error::Graph("no input declared".into()))?;
         let output = *self
             .by_name
             .get(output)
             .ok_or_else(|| Error::Graph(format!("output '{output}' is never produced")))?;
-        let mut g = Graph { names: self.names, consts: self.consts, nodes: self.nodes, input, output };
+        let mut g = Graph {
+            names: self.names,
+            consts: self.consts,
+            nodes: self.nodes,
+            input,
+            output,
+        };
         topo_sort(&mut g)?;
         passes::fold_constants(&mut g)?;
         passes::fold_batch_norm(&mut g);
         passes::prune(&mut g);
         if g.consts[g.output].is_some() {
-            return Err(Error::Graph("the output does not depend on the input".into()));
+            return Err(Error::Graph(
+                "the output does not depend on the input".into(),
+            ));
         }
         Ok(g)
     }
@@ -172,10 +206,15 @@ fn topo_sort(g: &mut Graph) -> Result<()> {
     let mut producer = vec![None; n];
     for (i, node) in g.nodes.iter().enumerate() {
         if producer[node.output].replace(i).is_some() {
-            return Err(Error::Graph(format!("value '{}' is produced twice", g.names[node.output])));
+            return Err(Error::Graph(format!(
+                "value '{}' is produced twice",
+                g.names[node.output]
+            )));
         }
     }
-    let defined = |v: ValueId, producer: &[Option<usize>]| v == g.input || g.consts[v].is_some() || producer[v].is_some();
+    let defined = |v: ValueId, producer: &[Option<usize>]| {
+        v == g.input || g.consts[v].is_some() || producer[v].is_some()
+    };
     for node in &g.nodes {
         for &v in node.inputs.iter().flatten() {
             if !defined(v, &producer) {
@@ -191,7 +230,13 @@ fn topo_sort(g: &mut Graph) -> Result<()> {
     let mut indeg: Vec<usize> = g
         .nodes
         .iter()
-        .map(|node| node.inputs.iter().flatten().filter(|&&v| producer[v].is_some()).count())
+        .map(|node| {
+            node.inputs
+                .iter()
+                .flatten()
+                .filter(|&&v| producer[v].is_some())
+                .count()
+        })
         .collect();
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
@@ -201,7 +246,8 @@ fn topo_sort(g: &mut Graph) -> Result<()> {
             }
         }
     }
-    let mut ready: std::collections::VecDeque<usize> = (0..g.nodes.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut ready: std::collections::VecDeque<usize> =
+        (0..g.nodes.len()).filter(|&i| indeg[i] == 0).collect();
     let mut order = Vec::with_capacity(g.nodes.len());
     while let Some(i) = ready.pop_front() {
         order.push(i);

@@ -48,7 +48,11 @@ impl Loss<'_> {
         let labels = match self {
             Loss::Weights(w) => {
                 if w.len() != z.len() {
-                    return Err(Error::Input(format!("{} logit weights for {} logits", w.len(), z.len())));
+                    return Err(Error::Input(format!(
+                        "{} logit weights for {} logits",
+                        w.len(),
+                        z.len()
+                    )));
                 }
                 for (row, wr) in z.chunks(k).zip(w.chunks(k)) {
                     vals.push(row.iter().zip(wr).map(|(a, b)| a * b).sum());
@@ -56,13 +60,20 @@ impl Loss<'_> {
                 seed.copy_from_slice(w);
                 return Ok((vals, seed));
             }
-            Loss::CrossEntropy { labels } | Loss::Dlr { labels } | Loss::Margin { labels } => *labels,
+            Loss::CrossEntropy { labels } | Loss::Dlr { labels } | Loss::Margin { labels } => {
+                *labels
+            }
         };
         if labels.len() != n {
-            return Err(Error::Input(format!("{} labels for {n} samples", labels.len())));
+            return Err(Error::Input(format!(
+                "{} labels for {n} samples",
+                labels.len()
+            )));
         }
         if let Some((i, &y)) = labels.iter().enumerate().find(|(_, &y)| y >= k) {
-            return Err(Error::Input(format!("label {y} of sample {i} is out of range for {k} classes")));
+            return Err(Error::Input(format!(
+                "label {y} of sample {i} is out of range for {k} classes"
+            )));
         }
         if matches!(self, Loss::Dlr { .. }) && k < 3 {
             return Err(Error::Input("the DLR loss needs at least 3 classes".into()));
@@ -128,15 +139,22 @@ mod tests {
                 a[j] += h;
                 let mut b = z;
                 b[j] -= h;
-                let fd = (loss.evaluate(&a, 6).unwrap().0[0] - loss.evaluate(&b, 6).unwrap().0[0]) / (2.0 * h);
-                assert!((fd - seed[j]).abs() < 2e-3, "{loss:?} logit {j}: fd {fd} vs {}", seed[j]);
+                let fd = (loss.evaluate(&a, 6).unwrap().0[0] - loss.evaluate(&b, 6).unwrap().0[0])
+                    / (2.0 * h);
+                assert!(
+                    (fd - seed[j]).abs() < 2e-3,
+                    "{loss:?} logit {j}: fd {fd} vs {}",
+                    seed[j]
+                );
             }
         }
     }
 
     #[test]
     fn label_out_of_range_is_an_error() {
-        let err = Loss::Margin { labels: &[7] }.evaluate(&[0.0; 5], 5).unwrap_err();
+        let err = Loss::Margin { labels: &[7] }
+            .evaluate(&[0.0; 5], 5)
+            .unwrap_err();
         assert!(err.to_string().contains("label 7 of sample 0"));
     }
 }

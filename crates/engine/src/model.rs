@@ -57,7 +57,14 @@ impl Model {
     /// Wraps a graph whose input was declared with `declared` dimensions (batch first).
     pub fn new(graph: Graph, declared: Vec<Option<usize>>) -> Self {
         let penultimate = find_penultimate(&graph);
-        Model { graph, declared, image: None, classes: 0, penultimate, notes: Vec::new() }
+        Model {
+            graph,
+            declared,
+            image: None,
+            classes: 0,
+            penultimate,
+            notes: Vec::new(),
+        }
     }
 
     /// The graph (after load-time passes and any input adaptation).
@@ -75,7 +82,11 @@ impl Model {
     /// elements, such as a flat 784-vector, by a reshape), prepends `norm` if given, then runs
     /// one trial pass to check the graph and learn the number of classes. Returns the layout
     /// rule applied, if any, so the caller can tell the user once.
-    pub fn prepare(&mut self, image: [usize; 3], norm: Option<Normalization>) -> Result<Option<String>> {
+    pub fn prepare(
+        &mut self,
+        image: [usize; 3],
+        norm: Option<Normalization>,
+    ) -> Result<Option<String>> {
         if self.image.is_some() {
             return Err(Error::Input("model already prepared".into()));
         }
@@ -90,20 +101,47 @@ impl Model {
                 )));
             }
             if n.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
-                return Err(Error::Input("normalization std must be finite and non-zero".into()));
+                return Err(Error::Input(
+                    "normalization std must be finite and non-zero".into(),
+                ));
             }
-            prefix.push(("normalize_mean".into(), Box::new(Binary::new(BinaryKind::Sub)), vec![Tensor::f32(vec![1, c, 1, 1], n.mean)]));
-            prefix.push(("normalize_std".into(), Box::new(Binary::new(BinaryKind::Div)), vec![Tensor::f32(vec![1, c, 1, 1], n.std)]));
+            prefix.push((
+                "normalize_mean".into(),
+                Box::new(Binary::new(BinaryKind::Sub)),
+                vec![Tensor::f32(vec![1, c, 1, 1], n.mean)],
+            ));
+            prefix.push((
+                "normalize_std".into(),
+                Box::new(Binary::new(BinaryKind::Div)),
+                vec![Tensor::f32(vec![1, c, 1, 1], n.std)],
+            ));
         }
         let per_sample: Vec<Option<usize>> = self.declared.iter().skip(1).copied().collect();
-        let fits = |want: &[usize]| per_sample.len() == want.len() && per_sample.iter().zip(want).all(|(d, &x)| d.is_none_or(|d| d == x));
+        let fits = |want: &[usize]| {
+            per_sample.len() == want.len()
+                && per_sample
+                    .iter()
+                    .zip(want)
+                    .all(|(d, &x)| d.is_none_or(|d| d == x))
+        };
         let mut note = None;
         if self.declared.is_empty() || fits(&[c, h, w]) {
             // Images already match the declared layout.
         } else if fits(&[h, w, c]) {
-            prefix.push(("nchw_to_nhwc".into(), Box::new(Transpose { perm: Some(vec![0, 2, 3, 1]) }), vec![]));
-            note = Some(format!("model input is NHWC {}: images are transposed from NCHW", dims(&self.declared)));
-        } else if per_sample.iter().all(|d| d.is_some()) && per_sample.iter().map(|d| d.unwrap_or(1)).product::<usize>() == c * h * w {
+            prefix.push((
+                "nchw_to_nhwc".into(),
+                Box::new(Transpose {
+                    perm: Some(vec![0, 2, 3, 1]),
+                }),
+                vec![],
+            ));
+            note = Some(format!(
+                "model input is NHWC {}: images are transposed from NCHW",
+                dims(&self.declared)
+            ));
+        } else if per_sample.iter().all(|d| d.is_some())
+            && per_sample.iter().map(|d| d.unwrap_or(1)).product::<usize>() == c * h * w
+        {
             let mut target = vec![-1i64];
             target.extend(per_sample.iter().map(|d| d.unwrap_or(1) as i64));
             prefix.push((
@@ -124,8 +162,12 @@ impl Model {
         }
         self.graph.prepend(prefix);
         self.image = Some(image);
-        let probe = self.graph.run(Tensor::zeros(vec![1, c, h, w]), false, &[])?;
-        let out = probe[self.graph.output].as_ref().ok_or_else(|| Error::Graph("no output".into()))?;
+        let probe = self
+            .graph
+            .run(Tensor::zeros(vec![1, c, h, w]), false, &[])?;
+        let out = probe[self.graph.output]
+            .as_ref()
+            .ok_or_else(|| Error::Graph("no output".into()))?;
         if !out.is_f32() || out.shape().is_empty() || out.shape()[0] != 1 {
             return Err(Error::Input(format!(
                 "model output has shape {:?} for one image; expected [1, classes]",
@@ -161,13 +203,17 @@ impl Model {
 
     /// Names of every activation that can be tapped, in execution order.
     pub fn tap_names(&self) -> Vec<&str> {
-        self.graph.nodes().iter().map(|n| self.graph.value_name(n.output)).collect()
+        self.graph
+            .nodes()
+            .iter()
+            .map(|n| self.graph.value_name(n.output))
+            .collect()
     }
 
     fn batch(&self, images: &[f32]) -> Result<(usize, Tensor)> {
-        let [c, h, w] = self
-            .image
-            .ok_or_else(|| Error::Input("call Model::prepare with the image shape before running".into()))?;
+        let [c, h, w] = self.image.ok_or_else(|| {
+            Error::Input("call Model::prepare with the image shape before running".into())
+        })?;
         let per = c * h * w;
         if images.is_empty() || images.len() % per != 0 {
             return Err(Error::Input(format!(
@@ -180,7 +226,9 @@ impl Model {
     }
 
     fn logits_of(&self, vals: &[Option<Tensor>], n: usize) -> Result<Vec<f32>> {
-        let out = vals[self.graph.output].as_ref().ok_or_else(|| Error::Graph("no output".into()))?;
+        let out = vals[self.graph.output]
+            .as_ref()
+            .ok_or_else(|| Error::Graph("no output".into()))?;
         if out.len() != n * self.classes {
             return Err(Error::Input(format!(
                 "model produced {:?} for a batch of {n}; expected {n}x{} logits",
@@ -202,9 +250,15 @@ impl Model {
     /// final Gemm/MatMul) without keeping anything for a backward pass.
     pub fn features(&self, images: &[f32], taps: &[&str]) -> Result<(Vec<f32>, Vec<Tensor>)> {
         let (n, x) = self.batch(images)?;
-        let ids = taps.iter().map(|t| self.tap_id(t)).collect::<Result<Vec<_>>>()?;
+        let ids = taps
+            .iter()
+            .map(|t| self.tap_id(t))
+            .collect::<Result<Vec<_>>>()?;
         let vals = self.graph.run(x, false, &ids)?;
-        let feats = ids.iter().map(|&v| self.value(&vals, v)).collect::<Result<Vec<_>>>()?;
+        let feats = ids
+            .iter()
+            .map(|&v| self.value(&vals, v))
+            .collect::<Result<Vec<_>>>()?;
         Ok((self.logits_of(&vals, n)?, feats))
     }
 
@@ -213,7 +267,11 @@ impl Model {
         let f = self.forward(images)?;
         let (values, seed) = loss.evaluate(&f.logits, self.classes)?;
         let grad = f.backward_seed(seed)?;
-        Ok(LossGrad { logits: f.logits, loss: values, grad })
+        Ok(LossGrad {
+            logits: f.logits,
+            loss: values,
+            grad,
+        })
     }
 
     /// A forward pass that keeps its activations for later gradients and taps.
@@ -221,23 +279,40 @@ impl Model {
         let (n, x) = self.batch(images)?;
         let vals = self.graph.run(x, true, &[])?;
         let logits = self.logits_of(&vals, n)?;
-        Ok(Forward { model: self, vals, logits })
+        Ok(Forward {
+            model: self,
+            vals,
+            logits,
+        })
     }
 
     fn tap_id(&self, name: &str) -> Result<ValueId> {
         if name == "penultimate" {
-            return self
-                .penultimate
-                .ok_or_else(|| Error::Input("no final Gemm/MatMul found: the model has no penultimate layer".into()));
+            return self.penultimate.ok_or_else(|| {
+                Error::Input(
+                    "no final Gemm/MatMul found: the model has no penultimate layer".into(),
+                )
+            });
         }
         self.graph
             .find(name)
-            .filter(|&v| v == self.graph.input() || self.graph.nodes().iter().any(|n| n.output == v))
-            .ok_or_else(|| Error::Input(format!("no activation named '{name}' (see Model::tap_names)")))
+            .filter(|&v| {
+                v == self.graph.input() || self.graph.nodes().iter().any(|n| n.output == v)
+            })
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "no activation named '{name}' (see Model::tap_names)"
+                ))
+            })
     }
 
     fn value(&self, vals: &[Option<Tensor>], v: ValueId) -> Result<Tensor> {
-        vals[v].clone().ok_or_else(|| Error::Graph(format!("activation '{}' was not kept", self.graph.value_name(v))))
+        vals[v].clone().ok_or_else(|| {
+            Error::Graph(format!(
+                "activation '{}' was not kept",
+                self.graph.value_name(v)
+            ))
+        })
     }
 }
 
@@ -260,7 +335,11 @@ impl Forward<'_> {
     /// difference of one-hot vectors) — one backward pass, no forward.
     pub fn input_grad(&self, weights: &[f32]) -> Result<Vec<f32>> {
         if weights.len() != self.logits.len() {
-            return Err(Error::Input(format!("{} logit weights for {} logits", weights.len(), self.logits.len())));
+            return Err(Error::Input(format!(
+                "{} logit weights for {} logits",
+                weights.len(),
+                self.logits.len()
+            )));
         }
         self.backward_seed(weights.to_vec())
     }
@@ -269,14 +348,20 @@ impl Forward<'_> {
             .as_ref()
             .map(|t| t.shape().to_vec())
             .ok_or_else(|| Error::Graph("no output".into()))?;
-        let g = self.model.graph.backward(&self.vals, Tensor::f32(out_shape, seed))?;
+        let g = self
+            .model
+            .graph
+            .backward(&self.vals, Tensor::f32(out_shape, seed))?;
         g.into_f32()
     }
 }
 
 /// Declared dimensions as `[N, 3, 32, 32]` (`N` where symbolic).
 fn dims(d: &[Option<usize>]) -> String {
-    let parts: Vec<String> = d.iter().map(|x| x.map_or("N".to_string(), |v| v.to_string())).collect();
+    let parts: Vec<String> = d
+        .iter()
+        .map(|x| x.map_or("N".to_string(), |v| v.to_string()))
+        .collect();
     format!("[{}]", parts.join(", "))
 }
 
@@ -288,7 +373,12 @@ fn find_penultimate(g: &Graph) -> Option<ValueId> {
         match node.op.name() {
             "Gemm" | "MatMul" => return node.inputs.first().copied().flatten(),
             "Add" | "Identity" | "Flatten" | "Reshape" | "Squeeze" => {
-                v = node.inputs.iter().flatten().copied().find(|&i| g.constant(i).is_none())?;
+                v = node
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .find(|&i| g.constant(i).is_none())?;
             }
             _ => return None,
         }

@@ -24,30 +24,48 @@ impl Tensor {
     /// A float tensor; fails when `data.len()` is not the product of `shape`.
     pub fn from_f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         check_len(&shape, data.len())?;
-        Ok(Tensor { shape, data: Data::F32(data) })
+        Ok(Tensor {
+            shape,
+            data: Data::F32(data),
+        })
     }
     /// An integer tensor; fails when `data.len()` is not the product of `shape`.
     pub fn from_i64(shape: Vec<usize>, data: Vec<i64>) -> Result<Self> {
         check_len(&shape, data.len())?;
-        Ok(Tensor { shape, data: Data::I64(data) })
+        Ok(Tensor {
+            shape,
+            data: Data::I64(data),
+        })
     }
     /// Internal constructor for kernels that computed the length themselves.
     pub(crate) fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data: Data::F32(data) }
+        Tensor {
+            shape,
+            data: Data::F32(data),
+        }
     }
     pub(crate) fn i64(shape: Vec<usize>, data: Vec<i64>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data: Data::I64(data) }
+        Tensor {
+            shape,
+            data: Data::I64(data),
+        }
     }
     /// A float tensor of zeros.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        Tensor { shape, data: Data::F32(vec![0.0; n]) }
+        Tensor {
+            shape,
+            data: Data::F32(vec![0.0; n]),
+        }
     }
     /// A rank-0 float tensor.
     pub fn scalar(v: f32) -> Self {
-        Tensor { shape: vec![], data: Data::F32(vec![v]) }
+        Tensor {
+            shape: vec![],
+            data: Data::F32(vec![v]),
+        }
     }
     /// The dimensions.
     pub fn shape(&self) -> &[usize] {
@@ -83,14 +101,22 @@ impl Tensor {
     pub fn as_f32(&self) -> Result<&[f32]> {
         match &self.data {
             Data::F32(v) => Ok(v),
-            Data::I64(_) => Err(Error::DType { op: "?", node: String::new(), dtype: "int64" }),
+            Data::I64(_) => Err(Error::DType {
+                op: "?",
+                node: String::new(),
+                dtype: "int64",
+            }),
         }
     }
     /// The integer elements, or an error when the tensor holds floats.
     pub fn as_i64(&self) -> Result<&[i64]> {
         match &self.data {
             Data::I64(v) => Ok(v),
-            Data::F32(_) => Err(Error::DType { op: "?", node: String::new(), dtype: "float32" }),
+            Data::F32(_) => Err(Error::DType {
+                op: "?",
+                node: String::new(),
+                dtype: "float32",
+            }),
         }
     }
     /// Mutable float elements (panics in debug builds on integer tensors; kernels only).
@@ -111,7 +137,11 @@ impl Tensor {
     pub fn into_f32(self) -> Result<Vec<f32>> {
         match self.data {
             Data::F32(v) => Ok(v),
-            Data::I64(_) => Err(Error::DType { op: "?", node: String::new(), dtype: "int64" }),
+            Data::I64(_) => Err(Error::DType {
+                op: "?",
+                node: String::new(),
+                dtype: "int64",
+            }),
         }
     }
     /// Same data, new shape with the same number of elements.
@@ -136,13 +166,20 @@ impl Tensor {
     pub fn cast(&self, to_float: bool) -> Tensor {
         match (&self.data, to_float) {
             (Data::F32(_), true) | (Data::I64(_), false) => self.clone(),
-            (Data::I64(v), true) => Tensor::f32(self.shape.clone(), v.iter().map(|&x| x as f32).collect()),
-            (Data::F32(v), false) => Tensor::i64(self.shape.clone(), v.iter().map(|&x| x as i64).collect()),
+            (Data::I64(v), true) => {
+                Tensor::f32(self.shape.clone(), v.iter().map(|&x| x as f32).collect())
+            }
+            (Data::F32(v), false) => {
+                Tensor::i64(self.shape.clone(), v.iter().map(|&x| x as i64).collect())
+            }
         }
     }
     /// Elementwise map of a float tensor into a new one with the same shape.
     pub(crate) fn map_f32(&self, f: impl Fn(f32) -> f32) -> Tensor {
-        Tensor::f32(self.shape.clone(), self.fs().iter().map(|&x| f(x)).collect())
+        Tensor::f32(
+            self.shape.clone(),
+            self.fs().iter().map(|&x| f(x)).collect(),
+        )
     }
     /// Adds `other` (same shape) into `self`; used to accumulate gradients.
     pub(crate) fn add_assign(&mut self, other: &Tensor) {
@@ -176,7 +213,10 @@ pub(crate) fn norm_axis(op: &'static str, axis: i64, rank: usize) -> Result<usiz
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r.max(1) && !(r == 0 && a == 0) {
-        return Err(shape_err(op, format!("axis {axis} out of range for rank {rank}")));
+        return Err(shape_err(
+            op,
+            format!("axis {axis} out of range for rank {rank}"),
+        ));
     }
     Ok(a as usize)
 }

@@ -10,7 +10,10 @@ use faultline_engine::{GraphBuilder, Loss, Model, Tensor};
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     fn vec(&mut self, n: usize) -> Vec<f32> {
@@ -24,23 +27,37 @@ fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut Lcg,
     let mut b = GraphBuilder::new();
     b.input("x");
     b.constant("half", Tensor::scalar(0.5));
-    b.node("shift", Box::new(Binary::new(BinaryKind::Sub)), &[Some("x"), Some("half")], "xs");
+    b.node(
+        "shift",
+        Box::new(Binary::new(BinaryKind::Sub)),
+        &[Some("x"), Some("half")],
+        "xs",
+    );
     let y = body(&mut b, &mut rng, "xs");
     b.node("flat", Box::new(Flatten { axis: 1 }), &[Some(&y)], "out");
     let graph = b.build("out").unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut model = Model::new(graph, vec![]);
-    model.prepare(chw, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+    model
+        .prepare(chw, None)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let n = 2;
     let per: usize = chw.iter().product();
     // Inputs stay at least 0.05 away from the shift, so that piecewise-linear operators (ReLU,
     // Clip, Abs) sit away from their kinks; max-pool windows get distinct values.
-    let x: Vec<f32> = rng.vec(n * per).iter().map(|v| 0.5 + v.signum() * (0.05 + 0.4 * v.abs())).collect();
+    let x: Vec<f32> = rng
+        .vec(n * per)
+        .iter()
+        .map(|v| 0.5 + v.signum() * (0.05 + 0.4 * v.abs()))
+        .collect();
     let k = model.num_classes();
     let w = rng.vec(n * k);
     let g = model.loss_grad(&x, &Loss::Weights(&w)).unwrap().grad;
     let f = |x: &[f32]| -> f64 {
         let z = model.logits(x).unwrap();
-        z.iter().zip(&w).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+        z.iter()
+            .zip(&w)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
     };
     for trial in 0..3 {
         let d = rng.vec(n * per);
@@ -48,11 +65,18 @@ fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut Lcg,
         let xp: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a + h * b).collect();
         let xm: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a - h * b).collect();
         let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
-        let an: f64 = g.iter().zip(&d).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        let an: f64 = g
+            .iter()
+            .zip(&d)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum();
         let gnorm: f64 = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         let dnorm: f64 = d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
         let err = (fd - an).abs() / (gnorm * dnorm).max(1e-6);
-        assert!(err < 2e-3, "{name} trial {trial}: finite difference {fd} vs analytic {an} (relative {err:.2e})");
+        assert!(
+            err < 2e-3,
+            "{name} trial {trial}: finite difference {fd} vs analytic {an} (relative {err:.2e})"
+        );
     }
 }
 
@@ -62,26 +86,74 @@ fn konst(b: &mut GraphBuilder, name: &str, t: Tensor) -> String {
 }
 
 fn win(k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4]) -> Window {
-    Window { kernel: k, strides: s, dilations: d, pads: p, auto_pad: AutoPad::NotSet, ceil_mode: false }
+    Window {
+        kernel: k,
+        strides: s,
+        dilations: d,
+        pads: p,
+        auto_pad: AutoPad::NotSet,
+        ceil_mode: false,
+    }
 }
 
 #[test]
 fn conv_plain_strided_dilated_grouped_same() {
     let cases: Vec<(&str, usize, usize, Window)> = vec![
         ("conv3x3", 4, 1, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1])),
-        ("conv_stride2_asym_pad", 3, 1, win([3, 2], [2, 2], [1, 1], [0, 1, 2, 0])),
-        ("conv_dilated", 2, 1, win([2, 3], [1, 1], [2, 2], [1, 1, 1, 1])),
-        ("conv_grouped", 4, 2, win([3, 3], [1, 2], [1, 1], [1, 1, 1, 1])),
-        ("conv_depthwise", 4, 4, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1])),
+        (
+            "conv_stride2_asym_pad",
+            3,
+            1,
+            win([3, 2], [2, 2], [1, 1], [0, 1, 2, 0]),
+        ),
+        (
+            "conv_dilated",
+            2,
+            1,
+            win([2, 3], [1, 1], [2, 2], [1, 1, 1, 1]),
+        ),
+        (
+            "conv_grouped",
+            4,
+            2,
+            win([3, 3], [1, 2], [1, 1], [1, 1, 1, 1]),
+        ),
+        (
+            "conv_depthwise",
+            4,
+            4,
+            win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ),
         ("conv_1x1", 5, 1, win([1, 1], [1, 1], [1, 1], [0, 0, 0, 0])),
-        ("conv_same_upper", 3, 1, Window { auto_pad: AutoPad::SameUpper, ..win([3, 3], [2, 2], [1, 1], [0; 4]) }),
+        (
+            "conv_same_upper",
+            3,
+            1,
+            Window {
+                auto_pad: AutoPad::SameUpper,
+                ..win([3, 3], [2, 2], [1, 1], [0; 4])
+            },
+        ),
     ];
     for (name, m, group, w) in cases {
         check(name, [4, 7, 6], |b, r, x| {
             let [kh, kw] = w.kernel;
-            let wt = konst(b, "w", Tensor::from_f32(vec![m, 4 / group, kh, kw], r.vec(m * 4 / group * kh * kw)).unwrap());
+            let wt = konst(
+                b,
+                "w",
+                Tensor::from_f32(vec![m, 4 / group, kh, kw], r.vec(m * 4 / group * kh * kw))
+                    .unwrap(),
+            );
             let bias = konst(b, "b", Tensor::from_f32(vec![m], r.vec(m)).unwrap());
-            b.node("conv", Box::new(Conv { window: w.clone(), group }), &[Some(x), Some(&wt), Some(&bias)], "y");
+            b.node(
+                "conv",
+                Box::new(Conv {
+                    window: w.clone(),
+                    group,
+                }),
+                &[Some(x), Some(&wt), Some(&bias)],
+                "y",
+            );
             "y".into()
         });
     }
@@ -90,15 +162,53 @@ fn conv_plain_strided_dilated_grouped_same() {
 #[test]
 fn pools() {
     let cases: Vec<(&str, PoolKind, Window)> = vec![
-        ("maxpool2x2", PoolKind::Max, win([2, 2], [2, 2], [1, 1], [0; 4])),
-        ("maxpool3x3_pad_ceil", PoolKind::Max, Window { ceil_mode: true, ..win([3, 3], [2, 2], [1, 1], [1, 1, 1, 1]) }),
-        ("maxpool_dilated", PoolKind::Max, win([2, 2], [1, 1], [2, 2], [0; 4])),
-        ("avgpool_excl_pad", PoolKind::Average { count_include_pad: false }, win([3, 3], [2, 2], [1, 1], [1, 1, 1, 1])),
-        ("avgpool_incl_pad_ceil", PoolKind::Average { count_include_pad: true }, Window { ceil_mode: true, ..win([3, 2], [2, 2], [1, 1], [1, 0, 1, 0]) }),
+        (
+            "maxpool2x2",
+            PoolKind::Max,
+            win([2, 2], [2, 2], [1, 1], [0; 4]),
+        ),
+        (
+            "maxpool3x3_pad_ceil",
+            PoolKind::Max,
+            Window {
+                ceil_mode: true,
+                ..win([3, 3], [2, 2], [1, 1], [1, 1, 1, 1])
+            },
+        ),
+        (
+            "maxpool_dilated",
+            PoolKind::Max,
+            win([2, 2], [1, 1], [2, 2], [0; 4]),
+        ),
+        (
+            "avgpool_excl_pad",
+            PoolKind::Average {
+                count_include_pad: false,
+            },
+            win([3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+        ),
+        (
+            "avgpool_incl_pad_ceil",
+            PoolKind::Average {
+                count_include_pad: true,
+            },
+            Window {
+                ceil_mode: true,
+                ..win([3, 2], [2, 2], [1, 1], [1, 0, 1, 0])
+            },
+        ),
     ];
     for (name, kind, w) in cases {
         check(name, [2, 7, 8], |b, _, x| {
-            b.node("pool", Box::new(Pool { kind, window: w.clone() }), &[Some(x)], "y");
+            b.node(
+                "pool",
+                Box::new(Pool {
+                    kind,
+                    window: w.clone(),
+                }),
+                &[Some(x)],
+                "y",
+            );
             "y".into()
         });
     }
@@ -133,16 +243,38 @@ fn activations() {
 
 #[test]
 fn softmax_variants_and_batch_norm() {
-    for (axis, coerce, log) in [(1, true, false), (-1, false, false), (2, false, true), (1, true, true)] {
-        check(&format!("softmax_{axis}_{coerce}_{log}"), [3, 2, 4], |b, _, x| {
-            b.node("sm", Box::new(Softmax { axis, coerce_2d: coerce, log }), &[Some(x)], "y");
-            "y".into()
-        });
+    for (axis, coerce, log) in [
+        (1, true, false),
+        (-1, false, false),
+        (2, false, true),
+        (1, true, true),
+    ] {
+        check(
+            &format!("softmax_{axis}_{coerce}_{log}"),
+            [3, 2, 4],
+            |b, _, x| {
+                b.node(
+                    "sm",
+                    Box::new(Softmax {
+                        axis,
+                        coerce_2d: coerce,
+                        log,
+                    }),
+                    &[Some(x)],
+                    "y",
+                );
+                "y".into()
+            },
+        );
     }
     check("batch_norm", [3, 2, 4], |b, r, x| {
         let mut ins = vec![Some(x.to_string())];
         for (i, nm) in ["g", "bb", "m", "v"].iter().enumerate() {
-            let vals: Vec<f32> = r.vec(3).iter().map(|v| if i == 3 { 0.5 + v.abs() } else { *v }).collect();
+            let vals: Vec<f32> = r
+                .vec(3)
+                .iter()
+                .map(|v| if i == 3 { 0.5 + v.abs() } else { *v })
+                .collect();
             ins.push(Some(konst(b, nm, Tensor::from_f32(vec![3], vals).unwrap())));
         }
         let refs: Vec<Option<&str>> = ins.iter().map(|s| s.as_deref()).collect();
@@ -157,42 +289,107 @@ fn linear_algebra() {
         b.node("fl", Box::new(Flatten { axis: 1 }), &[Some(x)], "f");
         let w = konst(b, "w", Tensor::from_f32(vec![5, 12], r.vec(60)).unwrap());
         let c = konst(b, "c", Tensor::from_f32(vec![5], r.vec(5)).unwrap());
-        b.node("gemm", Box::new(Gemm { alpha: 0.7, beta: 1.3, trans_a: false, trans_b: true }), &[Some("f"), Some(&w), Some(&c)], "y");
+        b.node(
+            "gemm",
+            Box::new(Gemm {
+                alpha: 0.7,
+                beta: 1.3,
+                trans_a: false,
+                trans_b: true,
+            }),
+            &[Some("f"), Some(&w), Some(&c)],
+            "y",
+        );
         "y".into()
     });
     check("gemm_transa", [1, 3, 4], |b, r, x| {
         b.node("fl", Box::new(Flatten { axis: 1 }), &[Some(x)], "f");
         b.node("t", Box::new(Transpose { perm: None }), &[Some("f")], "ft");
         let w = konst(b, "w", Tensor::from_f32(vec![12, 5], r.vec(60)).unwrap());
-        b.node("gemm", Box::new(Gemm { trans_a: true, ..Gemm::default() }), &[Some("ft"), Some(&w)], "y");
+        b.node(
+            "gemm",
+            Box::new(Gemm {
+                trans_a: true,
+                ..Gemm::default()
+            }),
+            &[Some("ft"), Some(&w)],
+            "y",
+        );
         "y".into()
     });
     check("matmul_batched_and_dynamic", [2, 3, 4], |b, r, x| {
         let w = konst(b, "w", Tensor::from_f32(vec![4, 5], r.vec(20)).unwrap());
         b.node("mm", Box::new(MatMul), &[Some(x), Some(&w)], "y1");
-        b.node("tr", Box::new(Transpose { perm: Some(vec![0, 1, 3, 2]) }), &[Some(x)], "xt");
+        b.node(
+            "tr",
+            Box::new(Transpose {
+                perm: Some(vec![0, 1, 3, 2]),
+            }),
+            &[Some(x)],
+            "xt",
+        );
         b.node("mm2", Box::new(MatMul), &[Some(x), Some("xt")], "y2");
         b.node("fl1", Box::new(Flatten { axis: 1 }), &[Some("y1")], "a");
         b.node("fl2", Box::new(Flatten { axis: 1 }), &[Some("y2")], "c");
-        b.node("cat", Box::new(Concat { axis: 1 }), &[Some("a"), Some("c")], "y");
+        b.node(
+            "cat",
+            Box::new(Concat { axis: 1 }),
+            &[Some("a"), Some("c")],
+            "y",
+        );
         "y".into()
     });
 }
 
 #[test]
 fn broadcasting_arithmetic_with_two_dynamic_operands() {
-    for kind in [BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div] {
+    for kind in [
+        BinaryKind::Add,
+        BinaryKind::Sub,
+        BinaryKind::Mul,
+        BinaryKind::Div,
+    ] {
         check(&format!("{kind:?}"), [3, 4, 5], |b, _, x| {
             // Second operand: a per-channel reduction of x itself, kept away from zero for Div.
             let axes = konst(b, "axes", Tensor::from_i64(vec![2], vec![2, 3]).unwrap());
-            b.node("red", Box::new(Reduce { kind: ReduceKind::Mean, axes: None, keepdims: true, noop_with_empty_axes: false }), &[Some(x), Some(&axes)], "m");
-            b.node("sq", Box::new(Unary::new(UnaryKind::Exp)), &[Some("m")], "e");
-            b.node("op", Box::new(Binary::new(kind)), &[Some(x), Some("e")], "y");
+            b.node(
+                "red",
+                Box::new(Reduce {
+                    kind: ReduceKind::Mean,
+                    axes: None,
+                    keepdims: true,
+                    noop_with_empty_axes: false,
+                }),
+                &[Some(x), Some(&axes)],
+                "m",
+            );
+            b.node(
+                "sq",
+                Box::new(Unary::new(UnaryKind::Exp)),
+                &[Some("m")],
+                "e",
+            );
+            b.node(
+                "op",
+                Box::new(Binary::new(kind)),
+                &[Some(x), Some("e")],
+                "y",
+            );
             "y".into()
         });
     }
     check("reduce_sum_no_keepdims", [3, 4, 5], |b, _, x| {
-        b.node("red", Box::new(Reduce { kind: ReduceKind::Sum, axes: Some(vec![1, -1]), keepdims: false, noop_with_empty_axes: false }), &[Some(x)], "y");
+        b.node(
+            "red",
+            Box::new(Reduce {
+                kind: ReduceKind::Sum,
+                axes: Some(vec![1, -1]),
+                keepdims: false,
+                noop_with_empty_axes: false,
+            }),
+            &[Some(x)],
+            "y",
+        );
         "y".into()
     });
 }
@@ -201,8 +398,20 @@ fn broadcasting_arithmetic_with_two_dynamic_operands() {
 fn data_movement() {
     check("reshape_transpose", [2, 3, 4], |b, _, x| {
         let t = konst(b, "t", Tensor::from_i64(vec![3], vec![0, 6, -1]).unwrap());
-        b.node("rs", Box::new(Reshape::default()), &[Some(x), Some(&t)], "r");
-        b.node("tr", Box::new(Transpose { perm: Some(vec![0, 2, 1]) }), &[Some("r")], "y");
+        b.node(
+            "rs",
+            Box::new(Reshape::default()),
+            &[Some(x), Some(&t)],
+            "r",
+        );
+        b.node(
+            "tr",
+            Box::new(Transpose {
+                perm: Some(vec![0, 2, 1]),
+            }),
+            &[Some("r")],
+            "y",
+        );
         "y".into()
     });
     check("slice_negative_step", [3, 5, 6], |b, _, x| {
@@ -210,23 +419,69 @@ fn data_movement() {
         let e = konst(b, "e", Tensor::from_i64(vec![3], vec![0, -100, 5]).unwrap());
         let a = konst(b, "a", Tensor::from_i64(vec![3], vec![1, 2, 3]).unwrap());
         let st = konst(b, "st", Tensor::from_i64(vec![3], vec![-1, -2, 2]).unwrap());
-        b.node("sl", Box::new(Slice::default()), &[Some(x), Some(&s), Some(&e), Some(&a), Some(&st)], "y");
+        b.node(
+            "sl",
+            Box::new(Slice::default()),
+            &[Some(x), Some(&s), Some(&e), Some(&a), Some(&st)],
+            "y",
+        );
         "y".into()
     });
-    for mode in [PadMode::Constant, PadMode::Reflect, PadMode::Edge, PadMode::Wrap] {
+    for mode in [
+        PadMode::Constant,
+        PadMode::Reflect,
+        PadMode::Edge,
+        PadMode::Wrap,
+    ] {
         check(&format!("pad_{mode:?}"), [2, 4, 5], |b, _, x| {
-            let p = konst(b, "p", Tensor::from_i64(vec![8], vec![0, 1, 2, -1, 0, 0, 1, 3]).unwrap());
+            let p = konst(
+                b,
+                "p",
+                Tensor::from_i64(vec![8], vec![0, 1, 2, -1, 0, 0, 1, 3]).unwrap(),
+            );
             let v = konst(b, "v", Tensor::scalar(0.25));
-            b.node("pad", Box::new(Pad { mode, attrs: None }), &[Some(x), Some(&p), Some(&v)], "y");
+            b.node(
+                "pad",
+                Box::new(Pad { mode, attrs: None }),
+                &[Some(x), Some(&p), Some(&v)],
+                "y",
+            );
             "y".into()
         });
     }
     check("gather_unsqueeze_squeeze_expand", [3, 4, 2], |b, _, x| {
-        let i = konst(b, "i", Tensor::from_i64(vec![4], vec![2, 0, -1, 2]).unwrap());
-        b.node("ga", Box::new(Gather { axis: 2 }), &[Some(x), Some(&i)], "g");
-        b.node("un", Box::new(Unsqueeze { axes: Some(vec![1]) }), &[Some("g")], "u");
-        b.node("sq", Box::new(Squeeze { axes: Some(vec![1]) }), &[Some("u")], "s");
-        let sh = konst(b, "sh", Tensor::from_i64(vec![5], vec![1, 1, 3, 4, 2]).unwrap());
+        let i = konst(
+            b,
+            "i",
+            Tensor::from_i64(vec![4], vec![2, 0, -1, 2]).unwrap(),
+        );
+        b.node(
+            "ga",
+            Box::new(Gather { axis: 2 }),
+            &[Some(x), Some(&i)],
+            "g",
+        );
+        b.node(
+            "un",
+            Box::new(Unsqueeze {
+                axes: Some(vec![1]),
+            }),
+            &[Some("g")],
+            "u",
+        );
+        b.node(
+            "sq",
+            Box::new(Squeeze {
+                axes: Some(vec![1]),
+            }),
+            &[Some("u")],
+            "s",
+        );
+        let sh = konst(
+            b,
+            "sh",
+            Tensor::from_i64(vec![5], vec![1, 1, 3, 4, 2]).unwrap(),
+        );
         b.node("ex", Box::new(Expand), &[Some("s"), Some(&sh)], "e");
         b.node("ca", Box::new(Cast { to_float: true }), &[Some("e")], "y");
         "y".into()
@@ -240,16 +495,49 @@ fn batch_norm_after_conv_is_folded_without_changing_results() {
         let mut b = GraphBuilder::new();
         b.input("x");
         b.constant("w", Tensor::from_f32(vec![3, 2, 3, 3], r.vec(54)).unwrap());
-        b.node("conv", Box::new(Conv { window: win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), group: 1 }), &[Some("x"), Some("w")], "c");
-        for (nm, v) in [("g", r.vec(3)), ("bb", r.vec(3)), ("m", r.vec(3)), ("v", r.vec(3).iter().map(|v| 1.0 + v.abs()).collect())] {
+        b.node(
+            "conv",
+            Box::new(Conv {
+                window: win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+                group: 1,
+            }),
+            &[Some("x"), Some("w")],
+            "c",
+        );
+        for (nm, v) in [
+            ("g", r.vec(3)),
+            ("bb", r.vec(3)),
+            ("m", r.vec(3)),
+            ("v", r.vec(3).iter().map(|v| 1.0 + v.abs()).collect()),
+        ] {
             b.constant(nm, Tensor::from_f32(vec![3], v).unwrap());
         }
-        b.node("bn", Box::new(BatchNorm { epsilon: 1e-5 }), &[Some("c"), Some("g"), Some("bb"), Some("m"), Some("v")], "y");
+        b.node(
+            "bn",
+            Box::new(BatchNorm { epsilon: 1e-5 }),
+            &[Some("c"), Some("g"), Some("bb"), Some("m"), Some("v")],
+            "y",
+        );
         let out = if fold_blocker {
             // A second reader of the conv output prevents folding.
-            b.node("id", Box::new(Unary::new(UnaryKind::Identity)), &[Some("c")], "c2");
-            b.node("add", Box::new(Binary::new(BinaryKind::Add)), &[Some("y"), Some("c2")], "o");
-            b.node("sub", Box::new(Binary::new(BinaryKind::Sub)), &[Some("o"), Some("c2")], "o2");
+            b.node(
+                "id",
+                Box::new(Unary::new(UnaryKind::Identity)),
+                &[Some("c")],
+                "c2",
+            );
+            b.node(
+                "add",
+                Box::new(Binary::new(BinaryKind::Add)),
+                &[Some("y"), Some("c2")],
+                "o",
+            );
+            b.node(
+                "sub",
+                Box::new(Binary::new(BinaryKind::Sub)),
+                &[Some("o"), Some("c2")],
+                "o2",
+            );
             "o2"
         } else {
             "y"
@@ -259,8 +547,14 @@ fn batch_norm_after_conv_is_folded_without_changing_results() {
     };
     let folded = build(false, &mut Lcg(7));
     let unfolded = build(true, &mut Lcg(7));
-    assert!(folded.nodes().iter().all(|n| n.op.name() != "BatchNormalization"));
-    assert!(unfolded.nodes().iter().any(|n| n.op.name() == "BatchNormalization"));
+    assert!(folded
+        .nodes()
+        .iter()
+        .all(|n| n.op.name() != "BatchNormalization"));
+    assert!(unfolded
+        .nodes()
+        .iter()
+        .any(|n| n.op.name() == "BatchNormalization"));
     let (mut a, mut b) = (Model::new(folded, vec![]), Model::new(unfolded, vec![]));
     a.prepare([2, 5, 5], None).unwrap();
     b.prepare([2, 5, 5], None).unwrap();

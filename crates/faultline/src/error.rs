@@ -38,5 +38,8 @@ impl From<faultline_engine::Error> for Error {
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |error| Error::Io { path: path.to_path_buf(), error }
+    move |error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    }
 }

@@ -68,7 +68,10 @@ pub fn evaluate(
         let batch = batch?;
         let per = batch.channels * batch.height * batch.width;
         if let Some(pos) = batch.images.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!("{source}: sample {} has a non-finite pixel value", batch.indices[pos / per])));
+            return Err(Error::Invalid(format!(
+                "{source}: sample {} has a non-finite pixel value",
+                batch.indices[pos / per]
+            )));
         }
         for (&i, &y) in batch.indices.iter().zip(&batch.labels) {
             if y >= k {
@@ -101,8 +104,16 @@ pub fn summarize(records: &[EvalRecord], names: &[String], k: usize) -> EvalSumm
     EvalSummary {
         n,
         correct,
-        clean_accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
-        mean_logit_margin: if n > 0 { records.iter().map(|r| r.logit_margin as f64).sum::<f64>() / n as f64 } else { 0.0 },
+        clean_accuracy: if n > 0 {
+            correct as f64 / n as f64
+        } else {
+            0.0
+        },
+        mean_logit_margin: if n > 0 {
+            records.iter().map(|r| r.logit_margin as f64).sum::<f64>() / n as f64
+        } else {
+            0.0
+        },
         per_class: per_class(&conf, names),
         confusion: conf,
     }

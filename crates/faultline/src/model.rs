@@ -51,15 +51,28 @@ pub struct LoadedModel {
 }
 
 /// Imports `path` and prepares it for `image` = `[c, h, w]`.
-pub fn load_model(path: &Path, image: [usize; 3], norm: Option<Normalization>) -> Result<LoadedModel> {
+pub fn load_model(
+    path: &Path,
+    image: [usize; 3],
+    norm: Option<Normalization>,
+) -> Result<LoadedModel> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let dir = path.parent().unwrap_or(Path::new("."));
     let (mut model, info) = faultline_onnx::load_bytes(&bytes, path, dir)?;
-    let normalization = norm.as_ref().map(|n| NormalizationCard { mean: n.mean.clone(), std: n.std.clone() });
+    let normalization = norm.as_ref().map(|n| NormalizationCard {
+        mean: n.mean.clone(),
+        std: n.std.clone(),
+    });
     let layout = model
         .prepare(image, norm)
-        .map_err(|error| faultline_onnx::Error::Engine { path: path.to_path_buf(), error })?;
+        .map_err(|error| faultline_onnx::Error::Engine {
+            path: path.to_path_buf(),
+            error,
+        })?;
     let card = ModelCard {
         path: path.to_path_buf(),
         sha256,

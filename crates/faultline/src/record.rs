@@ -33,19 +33,32 @@ pub struct RunDir {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Hash of a command and its result-relevant settings (hex SHA-256 of the canonical JSON).
 pub fn settings_hash(command: &str, settings: &Value) -> String {
-    let canon = serde_json::to_vec(&json!({ "command": command, "settings": settings })).unwrap_or_default();
-    Sha256::digest(&canon).iter().take(16).map(|b| format!("{b:02x}")).collect()
+    let canon = serde_json::to_vec(&json!({ "command": command, "settings": settings }))
+        .unwrap_or_default();
+    Sha256::digest(&canon)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl RunDir {
     /// Opens `dir` for `command`; returns the directory and the records of an interrupted run
     /// with the same settings (empty for a fresh run).
-    pub fn open<R: DeserializeOwned>(dir: &Path, command: &str, settings: Value, overwrite: bool) -> Result<(RunDir, Vec<R>)> {
+    pub fn open<R: DeserializeOwned>(
+        dir: &Path,
+        command: &str,
+        settings: Value,
+        overwrite: bool,
+    ) -> Result<(RunDir, Vec<R>)> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let hash = settings_hash(command, &settings);
         let run_path = dir.join("run.json");
@@ -54,8 +67,12 @@ impl RunDir {
         let mut keep_len = 0u64;
         if run_path.exists() && !overwrite {
             let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
-            let old: Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Invalid(format!("{}: not a faultline run record ({e}); pass --overwrite to replace it", run_path.display())))?;
+            let old: Value = serde_json::from_str(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: not a faultline run record ({e}); pass --overwrite to replace it",
+                    run_path.display()
+                ))
+            })?;
             let same = old.get("settings_hash").and_then(Value::as_str) == Some(hash.as_str());
             if !same {
                 return Err(Error::Invalid(format!(
@@ -93,8 +110,17 @@ impl RunDir {
         samples.set_len(keep_len).map_err(io(&samples_path))?;
         let mut samples = samples;
         use std::io::Seek;
-        samples.seek(std::io::SeekFrom::End(0)).map_err(io(&samples_path))?;
-        let rd = RunDir { dir: dir.to_path_buf(), samples, command: command.to_string(), settings, hash, started: now() };
+        samples
+            .seek(std::io::SeekFrom::End(0))
+            .map_err(io(&samples_path))?;
+        let rd = RunDir {
+            dir: dir.to_path_buf(),
+            samples,
+            command: command.to_string(),
+            settings,
+            hash,
+            started: now(),
+        };
         rd.write_run(json!({ "status": "running" }))?;
         Ok((rd, resumed))
     }
@@ -108,7 +134,8 @@ impl RunDir {
     pub fn append<R: Serialize>(&mut self, records: &[R]) -> Result<()> {
         let mut buf = Vec::with_capacity(records.len() * 96);
         for r in records {
-            serde_json::to_writer(&mut buf, r).map_err(|e| Error::Invalid(format!("serializing a record: {e}")))?;
+            serde_json::to_writer(&mut buf, r)
+                .map_err(|e| Error::Invalid(format!("serializing a record: {e}")))?;
             buf.push(b'\n');
         }
         let p = self.dir.join("samples.jsonl");
@@ -159,7 +186,8 @@ mod tests {
         {
             let (mut rd, done) = RunDir::open::<Rec>(tmp.path(), "eval", s.clone(), false).unwrap();
             assert!(done.is_empty());
-            rd.append(&[Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }]).unwrap();
+            rd.append(&[Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }])
+                .unwrap();
         }
         // Simulate a kill in the middle of writing the third line.
         let p = tmp.path().join("samples.jsonl");
@@ -167,14 +195,18 @@ mod tests {
         f.write_all(b"{\"index\":2,\"v\"").unwrap();
         drop(f);
         let (mut rd, done) = RunDir::open::<Rec>(tmp.path(), "eval", s.clone(), false).unwrap();
-        assert_eq!(done, vec![Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }]);
+        assert_eq!(
+            done,
+            vec![Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }]
+        );
         rd.append(&[Rec { index: 2, v: 3.0 }]).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.ends_with("{\"index\":2,\"v\":3.0}\n"));
         let err = RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), false).unwrap_err();
         assert!(err.to_string().contains("different run"));
-        let (_, done) = RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), true).unwrap();
+        let (_, done) =
+            RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), true).unwrap();
         assert!(done.is_empty());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
     }

@@ -21,7 +21,10 @@ pub(crate) type BuildResult<T> = Result<T, String>;
 
 impl Ctx<'_> {
     fn attr(&self, name: &str) -> Option<&crate::proto::AttributeProto> {
-        self.node.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+        self.node
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
     }
     pub fn int(&self, name: &str) -> Option<i64> {
         self.attr(name).and_then(|a| a.i)
@@ -36,12 +39,16 @@ impl Ctx<'_> {
         self.attr(name).map(|a| a.ints.clone())
     }
     pub fn string(&self, name: &str) -> Option<String> {
-        self.attr(name).and_then(|a| a.s.as_ref()).map(|s| String::from_utf8_lossy(s).into_owned())
+        self.attr(name)
+            .and_then(|a| a.s.as_ref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
     }
     pub fn tensor(&self, name: &str) -> BuildResult<Option<Tensor>> {
         match self.attr(name).and_then(|a| a.t.as_ref()) {
             None => Ok(None),
-            Some(t) => crate::tensor::to_tensor(t, self.dir).map(Some).map_err(|e| format!("attribute '{name}': {e}")),
+            Some(t) => crate::tensor::to_tensor(t, self.dir)
+                .map(Some)
+                .map_err(|e| format!("attribute '{name}': {e}")),
         }
     }
     /// Names of attributes present on the node.
@@ -64,7 +71,10 @@ impl Ctx<'_> {
             Some(v) => match v.as_slice() {
                 [a] => Ok([1, to_usize(*a, name)?]),
                 [a, b] => Ok([to_usize(*a, name)?, to_usize(*b, name)?]),
-                _ => Err(format!("'{name}' has {} values; only 1-D and 2-D windows are supported", v.len())),
+                _ => Err(format!(
+                    "'{name}' has {} values; only 1-D and 2-D windows are supported",
+                    v.len()
+                )),
             },
         }
     }
@@ -74,8 +84,16 @@ impl Ctx<'_> {
             None => Ok([0; 4]),
             Some(v) => match v.as_slice() {
                 [b, e] => Ok([0, to_usize(*b, "pads")?, 0, to_usize(*e, "pads")?]),
-                [t, l, b, r] => Ok([to_usize(*t, "pads")?, to_usize(*l, "pads")?, to_usize(*b, "pads")?, to_usize(*r, "pads")?]),
-                _ => Err(format!("'pads' has {} values; only 1-D and 2-D windows are supported", v.len())),
+                [t, l, b, r] => Ok([
+                    to_usize(*t, "pads")?,
+                    to_usize(*l, "pads")?,
+                    to_usize(*b, "pads")?,
+                    to_usize(*r, "pads")?,
+                ]),
+                _ => Err(format!(
+                    "'pads' has {} values; only 1-D and 2-D windows are supported",
+                    v.len()
+                )),
             },
         }
     }

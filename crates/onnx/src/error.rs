@@ -17,7 +17,11 @@ pub struct UnsupportedOp {
 
 impl std::fmt::Display for UnsupportedOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (node '{}', opset {})", self.op_type, self.node, self.opset)
+        write!(
+            f,
+            "{} (node '{}', opset {})",
+            self.op_type, self.node, self.opset
+        )
     }
 }
 

@@ -41,7 +41,10 @@ pub struct ModelInfo {
 
 /// Loads an ONNX classifier. Call [`Model::prepare`] with the image shape before running it.
 pub fn load(path: &Path) -> Result<(Model, ModelInfo)> {
-    let bytes = std::fs::read(path).map_err(|error| Error::Io { path: path.to_path_buf(), error })?;
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     load_bytes(&bytes, path, dir)
 }
@@ -49,8 +52,14 @@ pub fn load(path: &Path) -> Result<(Model, ModelInfo)> {
 /// Loads from bytes; `path` is used in messages and `dir` to resolve external data.
 pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, ModelInfo)> {
     let p = || path.to_path_buf();
-    let model = proto::ModelProto::decode(bytes).map_err(|e| Error::Decode { path: p(), reason: e.to_string() })?;
-    let graph = model.graph.as_ref().ok_or_else(|| Error::Decode { path: p(), reason: "no graph in the file".into() })?;
+    let model = proto::ModelProto::decode(bytes).map_err(|e| Error::Decode {
+        path: p(),
+        reason: e.to_string(),
+    })?;
+    let graph = model.graph.as_ref().ok_or_else(|| Error::Decode {
+        path: p(),
+        reason: "no graph in the file".into(),
+    })?;
     let opset = model
         .opset_import
         .iter()
@@ -60,34 +69,60 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
     if !OPSETS.contains(&opset) {
         return Err(Error::Model {
             path: p(),
-            msg: format!("opset {opset} is outside the supported range {}–{}", OPSETS.start(), OPSETS.end()),
+            msg: format!(
+                "opset {opset} is outside the supported range {}–{}",
+                OPSETS.start(),
+                OPSETS.end()
+            ),
         });
     }
     let mut b = GraphBuilder::new();
     for init in &graph.initializer {
         let name = init.name.clone().unwrap_or_default();
-        let t = tensor::to_tensor(init, dir).map_err(|msg| Error::Model { path: p(), msg: format!("initializer '{name}': {msg}") })?;
+        let t = tensor::to_tensor(init, dir).map_err(|msg| Error::Model {
+            path: p(),
+            msg: format!("initializer '{name}': {msg}"),
+        })?;
         b.constant(&name, t);
     }
-    let inputs: Vec<&proto::ValueInfoProto> =
-        graph.input.iter().filter(|i| !b.has(i.name.as_deref().unwrap_or_default())).collect();
+    let inputs: Vec<&proto::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !b.has(i.name.as_deref().unwrap_or_default()))
+        .collect();
     let [input] = inputs.as_slice() else {
-        let names: Vec<&str> = inputs.iter().map(|i| i.name.as_deref().unwrap_or("?")).collect();
+        let names: Vec<&str> = inputs
+            .iter()
+            .map(|i| i.name.as_deref().unwrap_or("?"))
+            .collect();
         return Err(Error::Model {
             path: p(),
-            msg: format!("faultline needs exactly one image input; the model has {}: {names:?}", names.len()),
+            msg: format!(
+                "faultline needs exactly one image input; the model has {}: {names:?}",
+                names.len()
+            ),
         });
     };
     let input_name = input.name.clone().unwrap_or_default();
     let tt = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
     if let Some(et) = tt.and_then(|t| t.elem_type) {
         if et != proto::data_type::FLOAT {
-            return Err(Error::Model { path: p(), msg: format!("input '{input_name}' has element type {et}; only float32 input is supported") });
+            return Err(Error::Model {
+                path: p(),
+                msg: format!(
+                    "input '{input_name}' has element type {et}; only float32 input is supported"
+                ),
+            });
         }
     }
     let declared: Vec<Option<usize>> = tt
         .and_then(|t| t.shape.as_ref())
-        .map(|s| s.dim.iter().map(|d| d.dim_value.filter(|&v| v > 0).map(|v| v as usize)).collect())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| d.dim_value.filter(|&v| v > 0).map(|v| v as usize))
+                .collect()
+        })
         .unwrap_or_default();
     let fixed_batch = declared.first().copied().flatten();
     b.input(&input_name);
@@ -95,46 +130,88 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
         .output
         .first()
         .and_then(|o| o.name.clone())
-        .ok_or_else(|| Error::Model { path: p(), msg: "the graph declares no output".into() })?;
+        .ok_or_else(|| Error::Model {
+            path: p(),
+            msg: "the graph declares no output".into(),
+        })?;
 
     let mut unsupported = Vec::new();
     for node in &graph.node {
         let op_type = node.op_type.clone().unwrap_or_default();
-        let name = node.name.clone().filter(|n| !n.is_empty()).or_else(|| node.output.first().cloned()).unwrap_or_default();
+        let name = node
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| node.output.first().cloned())
+            .unwrap_or_default();
         let domain = node.domain.clone().unwrap_or_default();
-        let node_err = |msg: String| Error::Node { path: p(), node: name.clone(), op_type: op_type.clone(), msg };
+        let node_err = |msg: String| Error::Node {
+            path: p(),
+            node: name.clone(),
+            op_type: op_type.clone(),
+            msg,
+        };
         let Some(out) = node.output.first() else {
             return Err(node_err("node has no output".into()));
         };
         if !(domain.is_empty() || domain == "ai.onnx") {
-            unsupported.push(UnsupportedOp { node: name.clone(), op_type: format!("{domain}.{op_type}"), opset });
+            unsupported.push(UnsupportedOp {
+                node: name.clone(),
+                op_type: format!("{domain}.{op_type}"),
+                opset,
+            });
             continue;
         }
-        let ctx = attrs::Ctx { node, opset, graph: &b, fixed_batch, dir };
+        let ctx = attrs::Ctx {
+            node,
+            opset,
+            graph: &b,
+            fixed_batch,
+            dir,
+        };
         if op_type == "Constant" {
             let t = constant_value(&ctx).map_err(node_err)?;
             b.constant(out, t);
             continue;
         }
         let Some(builder) = registry::lookup(&op_type) else {
-            unsupported.push(UnsupportedOp { node: name.clone(), op_type: op_type.clone(), opset });
+            unsupported.push(UnsupportedOp {
+                node: name.clone(),
+                op_type: op_type.clone(),
+                opset,
+            });
             continue;
         };
         match builder(&ctx) {
             Ok(op) => {
-                let ins: Vec<Option<&str>> = node.input.iter().map(|i| (!i.is_empty()).then_some(i.as_str())).collect();
+                let ins: Vec<Option<&str>> = node
+                    .input
+                    .iter()
+                    .map(|i| (!i.is_empty()).then_some(i.as_str()))
+                    .collect();
                 b.node(&name, op, &ins, out);
             }
             Err(msg) => return Err(node_err(msg)),
         }
     }
     if !unsupported.is_empty() {
-        return Err(Error::UnsupportedOps { path: p(), ops: unsupported });
+        return Err(Error::UnsupportedOps {
+            path: p(),
+            ops: unsupported,
+        });
     }
-    let g = b.build(&output_name).map_err(|error| Error::Engine { path: p(), error })?;
+    let g = b
+        .build(&output_name)
+        .map_err(|error| Error::Engine { path: p(), error })?;
     let info = ModelInfo {
         opset,
-        producer: format!("{} {}", model.producer_name.unwrap_or_default(), model.producer_version.unwrap_or_default()).trim().to_string(),
+        producer: format!(
+            "{} {}",
+            model.producer_name.unwrap_or_default(),
+            model.producer_version.unwrap_or_default()
+        )
+        .trim()
+        .to_string(),
         input_name,
         output_name,
         nodes_in_file: graph.node.len(),
@@ -147,7 +224,12 @@ fn constant_value(c: &attrs::Ctx) -> std::result::Result<Tensor, String> {
     if let Some(t) = c.tensor("value")? {
         return Ok(t);
     }
-    let attr = |n: &str| c.node.attribute.iter().find(|a| a.name.as_deref() == Some(n));
+    let attr = |n: &str| {
+        c.node
+            .attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(n))
+    };
     if let Some(a) = attr("value_float") {
         return Ok(Tensor::scalar(a.f.unwrap_or(0.0)));
     }
@@ -195,7 +277,13 @@ mod tests {
                 tensor_type: Some(TypeProtoTensor {
                     elem_type: Some(data_type::FLOAT),
                     shape: Some(TensorShapeProto {
-                        dim: dims.iter().map(|&d| Dimension { dim_value: (d > 0).then_some(d), dim_param: (d <= 0).then(|| "N".into()) }).collect(),
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                dim_value: (d > 0).then_some(d),
+                                dim_param: (d <= 0).then(|| "N".into()),
+                            })
+                            .collect(),
                     }),
                 }),
             }),
@@ -208,10 +296,16 @@ mod tests {
         nodes.extend(extra);
         let m = ModelProto {
             ir_version: Some(8),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(13),
+            }],
             graph: Some(GraphProto {
                 node: nodes,
-                initializer: vec![tensor("W", &[2, 3], &[1., 0., -1., 2., 1., 0.]), tensor("b", &[3], &[0.5, 0., -0.5])],
+                initializer: vec![
+                    tensor("W", &[2, 3], &[1., 0., -1., 2., 1., 0.]),
+                    tensor("b", &[3], &[0.5, 0., -0.5]),
+                ],
                 input: vec![value("x", &[0, 2])],
                 output: vec![value(out, &[0, 3])],
                 ..Default::default()
@@ -234,16 +328,28 @@ mod tests {
     #[test]
     fn truncated_file_is_a_decode_error_naming_the_file() {
         let bytes = model(vec![], "z");
-        let err = load_bytes(&bytes[..bytes.len() / 2], Path::new("cut.onnx"), Path::new(".")).unwrap_err();
+        let err = load_bytes(
+            &bytes[..bytes.len() / 2],
+            Path::new("cut.onnx"),
+            Path::new("."),
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::Decode { .. }), "{msg}");
-        assert!(msg.contains("cut.onnx") && msg.contains("not a valid ONNX model"), "{msg}");
+        assert!(
+            msg.contains("cut.onnx") && msg.contains("not a valid ONNX model"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_operators_are_all_listed_with_node_and_opset() {
-        let extra = vec![node("FancyNorm", "norm1", &["z"], "y"), node("Mystery", "m2", &["y"], "w")];
-        let err = load_bytes(&model(extra, "w"), Path::new("odd.onnx"), Path::new(".")).unwrap_err();
+        let extra = vec![
+            node("FancyNorm", "norm1", &["z"], "y"),
+            node("Mystery", "m2", &["y"], "w"),
+        ];
+        let err =
+            load_bytes(&model(extra, "w"), Path::new("odd.onnx"), Path::new(".")).unwrap_err();
         let msg = err.to_string();
         assert_eq!(
             msg,
@@ -255,18 +361,36 @@ mod tests {
     fn missing_external_data_names_the_file() {
         let mut w = tensor("W", &[2, 3], &[]);
         w.data_location = Some(1);
-        w.external_data = vec![StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) }];
+        w.external_data = vec![StringStringEntryProto {
+            key: Some("location".into()),
+            value: Some("weights.bin".into()),
+        }];
         let mut m = ModelProto::decode(&model(vec![], "z")[..]).unwrap();
         m.graph.as_mut().unwrap().initializer[0] = w;
-        let err = load_bytes(&m.encode_to_vec(), Path::new("ext.onnx"), Path::new("/nonexistent-dir")).unwrap_err();
-        assert!(err.to_string().contains("initializer 'W': cannot read external data file /nonexistent-dir/weights.bin"), "{err}");
+        let err = load_bytes(
+            &m.encode_to_vec(),
+            Path::new("ext.onnx"),
+            Path::new("/nonexistent-dir"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "initializer 'W': cannot read external data file /nonexistent-dir/weights.bin"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn opset_outside_the_range_is_refused() {
         let mut m = ModelProto::decode(&model(vec![], "z")[..]).unwrap();
         m.opset_import[0].version = Some(3);
-        let err = load_bytes(&m.encode_to_vec(), Path::new("old.onnx"), Path::new(".")).unwrap_err();
-        assert!(err.to_string().contains("opset 3 is outside the supported range"), "{err}");
+        let err =
+            load_bytes(&m.encode_to_vec(), Path::new("old.onnx"), Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("opset 3 is outside the supported range"),
+            "{err}"
+        );
     }
 }

@@ -33,55 +33,125 @@ pub(crate) fn to_tensor(t: &TensorProto, dir: &Path) -> Result<Tensor, String> {
     };
     if let Some(raw) = raw {
         if raw.len() != n * width {
-            return Err(format!("holds {} bytes, expected {} for shape {shape:?}", raw.len(), n * width));
+            return Err(format!(
+                "holds {} bytes, expected {} for shape {shape:?}",
+                raw.len(),
+                n * width
+            ));
         }
         let words = raw.chunks_exact(width);
         let f = |v: Vec<f32>| Tensor::from_f32(shape.clone(), v).map_err(|e| e.to_string());
         let i = |v: Vec<i64>| Tensor::from_i64(shape.clone(), v).map_err(|e| e.to_string());
         return match ty {
-            dt::FLOAT => f(words.map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()),
-            dt::DOUBLE => f(words.map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect()),
-            dt::FLOAT16 => f(words.map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect()),
-            dt::BFLOAT16 => f(words.map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()),
-            dt::INT64 => i(words.map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()),
-            dt::UINT64 => i(words.map(|b| u64::from_le_bytes(b.try_into().unwrap()) as i64).collect()),
-            dt::INT32 => i(words.map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect()),
-            dt::UINT32 => i(words.map(|b| u32::from_le_bytes(b.try_into().unwrap()) as i64).collect()),
-            dt::INT16 => i(words.map(|b| i16::from_le_bytes([b[0], b[1]]) as i64).collect()),
-            dt::UINT16 => i(words.map(|b| u16::from_le_bytes([b[0], b[1]]) as i64).collect()),
+            dt::FLOAT => f(words
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()),
+            dt::DOUBLE => f(words
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect()),
+            dt::FLOAT16 => f(words
+                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect()),
+            dt::BFLOAT16 => f(words
+                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .collect()),
+            dt::INT64 => i(words
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                .collect()),
+            dt::UINT64 => i(words
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as i64)
+                .collect()),
+            dt::INT32 => i(words
+                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+                .collect()),
+            dt::UINT32 => i(words
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as i64)
+                .collect()),
+            dt::INT16 => i(words
+                .map(|b| i16::from_le_bytes([b[0], b[1]]) as i64)
+                .collect()),
+            dt::UINT16 => i(words
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as i64)
+                .collect()),
             dt::INT8 => i(raw.iter().map(|&b| b as i8 as i64).collect()),
             _ => i(raw.iter().map(|&b| b as i64).collect()),
         };
     }
     // Typed fields (float16/bfloat16/int16/int8/uint8/bool travel in int32_data).
-    let check = |len: usize| if len == n { Ok(()) } else { Err(format!("holds {len} values, expected {n} for shape {shape:?}")) };
+    let check = |len: usize| {
+        if len == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "holds {len} values, expected {n} for shape {shape:?}"
+            ))
+        }
+    };
     let r = match ty {
-        dt::FLOAT => check(t.float_data.len()).and_then(|_| Tensor::from_f32(shape.clone(), t.float_data.clone()).map_err(|e| e.to_string())),
-        dt::DOUBLE => check(t.double_data.len())
-            .and_then(|_| Tensor::from_f32(shape.clone(), t.double_data.iter().map(|&v| v as f32).collect()).map_err(|e| e.to_string())),
-        dt::FLOAT16 => check(t.int32_data.len()).and_then(|_| {
-            Tensor::from_f32(shape.clone(), t.int32_data.iter().map(|&v| f16_to_f32(v as u16)).collect()).map_err(|e| e.to_string())
+        dt::FLOAT => check(t.float_data.len()).and_then(|_| {
+            Tensor::from_f32(shape.clone(), t.float_data.clone()).map_err(|e| e.to_string())
         }),
-        dt::INT64 => check(t.int64_data.len()).and_then(|_| Tensor::from_i64(shape.clone(), t.int64_data.clone()).map_err(|e| e.to_string())),
-        dt::UINT64 | dt::UINT32 => check(t.uint64_data.len())
-            .and_then(|_| Tensor::from_i64(shape.clone(), t.uint64_data.iter().map(|&v| v as i64).collect()).map_err(|e| e.to_string())),
-        _ => check(t.int32_data.len())
-            .and_then(|_| Tensor::from_i64(shape.clone(), t.int32_data.iter().map(|&v| v as i64).collect()).map_err(|e| e.to_string())),
+        dt::DOUBLE => check(t.double_data.len()).and_then(|_| {
+            Tensor::from_f32(
+                shape.clone(),
+                t.double_data.iter().map(|&v| v as f32).collect(),
+            )
+            .map_err(|e| e.to_string())
+        }),
+        dt::FLOAT16 => check(t.int32_data.len()).and_then(|_| {
+            Tensor::from_f32(
+                shape.clone(),
+                t.int32_data.iter().map(|&v| f16_to_f32(v as u16)).collect(),
+            )
+            .map_err(|e| e.to_string())
+        }),
+        dt::INT64 => check(t.int64_data.len()).and_then(|_| {
+            Tensor::from_i64(shape.clone(), t.int64_data.clone()).map_err(|e| e.to_string())
+        }),
+        dt::UINT64 | dt::UINT32 => check(t.uint64_data.len()).and_then(|_| {
+            Tensor::from_i64(
+                shape.clone(),
+                t.uint64_data.iter().map(|&v| v as i64).collect(),
+            )
+            .map_err(|e| e.to_string())
+        }),
+        _ => check(t.int32_data.len()).and_then(|_| {
+            Tensor::from_i64(
+                shape.clone(),
+                t.int32_data.iter().map(|&v| v as i64).collect(),
+            )
+            .map_err(|e| e.to_string())
+        }),
     };
     r
 }
 
 /// Reads the bytes of an external-data tensor (`location`, `offset`, `length` keys).
 fn read_external(t: &TensorProto, dir: &Path) -> Result<Vec<u8>, String> {
-    let get = |k: &str| t.external_data.iter().find(|e| e.key.as_deref() == Some(k)).and_then(|e| e.value.clone());
+    let get = |k: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key.as_deref() == Some(k))
+            .and_then(|e| e.value.clone())
+    };
     let loc = get("location").ok_or("external data without a location")?;
     let rel = Path::new(&loc);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("external data location '{loc}' must be a relative path inside the model's folder"));
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "external data location '{loc}' must be a relative path inside the model's folder"
+        ));
     }
     let path = dir.join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read external data file {}: {e}", path.display()))?;
-    let off: usize = get("offset").map(|v| v.parse().map_err(|_| format!("bad offset '{v}'"))).transpose()?.unwrap_or(0);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("cannot read external data file {}: {e}", path.display()))?;
+    let off: usize = get("offset")
+        .map(|v| v.parse().map_err(|_| format!("bad offset '{v}'")))
+        .transpose()?
+        .unwrap_or(0);
     let len: usize = match get("length") {
         Some(v) => v.parse().map_err(|_| format!("bad length '{v}'"))?,
         None => bytes.len().saturating_sub(off),
@@ -89,7 +159,13 @@ fn read_external(t: &TensorProto, dir: &Path) -> Result<Vec<u8>, String> {
     bytes
         .get(off..off.saturating_add(len))
         .map(|b| b.to_vec())
-        .ok_or_else(|| format!("external data file {} has {} bytes; needs {off}+{len}", path.display(), bytes.len()))
+        .ok_or_else(|| {
+            format!(
+                "external data file {} has {} bytes; needs {off}+{len}",
+                path.display(),
+                bytes.len()
+            )
+        })
 }
 
 /// IEEE half → single precision (subnormals, infinities and NaN included).

@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(rel)
 }
 
 pub fn demo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../demo")
+        .join(rel)
 }
 
 /// Runs `faultline args…` with `dir` as working directory.

@@ -12,11 +12,19 @@ pub(crate) struct View<'a> {
 impl<'a> View<'a> {
     /// Row-major matrix with `cols` columns.
     pub fn rows(data: &'a [f32], cols: usize) -> Self {
-        View { data, rs: cols, cs: 1 }
+        View {
+            data,
+            rs: cols,
+            cs: 1,
+        }
     }
     /// The transpose of a row-major matrix with `cols` columns.
     pub fn rows_t(data: &'a [f32], cols: usize) -> Self {
-        View { data, rs: 1, cs: cols }
+        View {
+            data,
+            rs: 1,
+            cs: cols,
+        }
     }
     fn fits(&self, r: usize, c: usize) -> bool {
         r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len()
@@ -50,8 +58,14 @@ pub(crate) fn matmul(
     }
     // These checks make the raw-pointer call below sound: every element the kernel touches
     // lies inside the slices.
-    assert!(a.fits(m, k) && b.fits(k, n), "matmul operand views out of bounds");
-    assert!((m - 1) * c_rs + n <= c.len() && c_rs >= n, "matmul output view out of bounds");
+    assert!(
+        a.fits(m, k) && b.fits(k, n),
+        "matmul operand views out of bounds"
+    );
+    assert!(
+        (m - 1) * c_rs + n <= c.len() && c_rs >= n,
+        "matmul output view out of bounds"
+    );
     let threads = rayon::current_num_threads();
     let par = if parallel && threads > 1 {
         gemm::Parallelism::Rayon(threads)
@@ -103,17 +117,28 @@ mod tests {
     #[test]
     fn matches_naive_product_on_odd_and_transposed_shapes() {
         for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 1, 65), (2, 100, 3)] {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
             for &ta in &[false, true] {
-                let av = if ta { View::rows_t(&a, m) } else { View::rows(&a, k) };
+                let av = if ta {
+                    View::rows_t(&a, m)
+                } else {
+                    View::rows(&a, k)
+                };
                 let bv = View::rows(&b, n);
                 let want = naive(m, n, k, av, bv);
                 for &par in &[false, true] {
                     let mut c = vec![1.0; m * n];
                     matmul(m, n, k, &mut c, n, false, av, bv, par);
                     for (x, y) in c.iter().zip(&want) {
-                        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                            "{m}x{n}x{k}: {x} vs {y}"
+                        );
                     }
                     let mut c2 = vec![1.0; m * n];
                     matmul(m, n, k, &mut c2, n, true, av, bv, par);

@@ -33,8 +33,14 @@ impl Geometry {
     }
     /// True when the patch matrix is the input itself (1×1 kernel, stride 1, no padding).
     pub fn is_identity(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.pt == 0 && self.pl == 0
-            && self.oh == self.h && self.ow == self.w
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pt == 0
+            && self.pl == 0
+            && self.oh == self.h
+            && self.ow == self.w
     }
     /// Input row for output row `o` and kernel row `k`, if inside the image.
     #[inline]
@@ -44,7 +50,19 @@ impl Geometry {
     }
 }
 
-/// Fills `col` (rows × cols, row-major) from one image `x` (c × h × w).
+/// The output columns `ox` whose input column `ox·sw + off` lies inside `0..w`, as a range.
+#[inline]
+fn valid_cols(g: &Geometry, off: isize) -> (usize, usize) {
+    // ox·sw + off ≥ 0  ⇔  ox ≥ ceil(−off / sw);  ox·sw + off < w  ⇔  ox < ceil((w − off) / sw)
+    let sw = g.sw as isize;
+    let lo = if off >= 0 { 0 } else { (-off + sw - 1) / sw };
+    let hi = ((g.w as isize - off + sw - 1) / sw).clamp(0, g.ow as isize);
+    (lo.min(hi) as usize, hi as usize)
+}
+
+/// Fills `col` (rows × cols, row-major) from one image `x` (c × h × w). The in-bounds span of
+/// each output row is computed once, so the inner loop has no bounds tests (and is a plain
+/// copy at stride 1): this loop is the single largest cost of a small-channel convolution.
 pub(crate) fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
     let cols = g.cols();
     let mut row = 0;
@@ -53,23 +71,26 @@ pub(crate) fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let dst = &mut col[row * cols..(row + 1) * cols];
+                let off = (kj * g.dw) as isize - g.pl as isize;
+                let (lo, hi) = valid_cols(g, off);
                 for oy in 0..g.oh {
                     let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
                     match g.in_row(oy, ki) {
                         None => d.fill(0.0),
                         Some(iy) => {
                             let src = &plane[iy * g.w..(iy + 1) * g.w];
-                            let off = (kj * g.dw) as isize - g.pl as isize;
-                            if g.sw == 1 {
-                                // Contiguous run: copy the in-bounds span, zero the rest.
-                                for (ox, v) in d.iter_mut().enumerate() {
-                                    let ix = ox as isize + off;
-                                    *v = if ix >= 0 && (ix as usize) < g.w { src[ix as usize] } else { 0.0 };
-                                }
-                            } else {
-                                for (ox, v) in d.iter_mut().enumerate() {
-                                    let ix = (ox * g.sw) as isize + off;
-                                    *v = if ix >= 0 && (ix as usize) < g.w { src[ix as usize] } else { 0.0 };
+                            d[..lo].fill(0.0);
+                            d[hi..].fill(0.0);
+                            if lo < hi {
+                                let start = (lo as isize * g.sw as isize + off) as usize;
+                                if g.sw == 1 {
+                                    d[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                                } else {
+                                    for (v, s) in
+                                        d[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.sw))
+                                    {
+                                        *v = *s;
+                                    }
                                 }
                             }
                         }
@@ -90,20 +111,80 @@ pub(crate) fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let src = &col[row * cols..(row + 1) * cols];
+                let off = (kj * g.dw) as isize - g.pl as isize;
+                let (lo, hi) = valid_cols(g, off);
+                if lo >= hi {
+                    row += 1;
+                    continue;
+                }
+                let start = (lo as isize * g.sw as isize + off) as usize;
                 for oy in 0..g.oh {
                     if let Some(iy) = g.in_row(oy, ki) {
-                        let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
-                        let off = (kj * g.dw) as isize - g.pl as isize;
-                        for ox in 0..g.ow {
-                            let ix = (ox * g.sw) as isize + off;
-                            if ix >= 0 && (ix as usize) < g.w {
-                                dst[ix as usize] += src[oy * g.ow + ox];
-                            }
+                        let dst = &mut plane[iy * g.w + start..(iy + 1) * g.w];
+                        let s = &src[oy * g.ow + lo..oy * g.ow + hi];
+                        for (d, v) in dst.iter_mut().step_by(g.sw).zip(s) {
+                            *d += v;
                         }
                     }
                 }
                 row += 1;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition: every patch element by index arithmetic, zeros outside.
+    fn naive(g: &Geometry, x: &[f32]) -> Vec<f32> {
+        let mut col = vec![0.0; g.rows() * g.cols()];
+        for c in 0..g.c {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    let r = (c * g.kh + ki) * g.kw + kj;
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let iy = (oy * g.sh + ki * g.dh) as isize - g.pt as isize;
+                            let ix = (ox * g.sw + kj * g.dw) as isize - g.pl as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                                col[r * g.cols() + oy * g.ow + ox] =
+                                    x[(c * g.h + iy as usize) * g.w + ix as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    proptest::proptest! {
+        /// im2col equals the definition, and col2im is its adjoint: ⟨im2col(x), y⟩ = ⟨x, col2im(y)⟩.
+        #[test]
+        fn im2col_matches_definition_and_col2im_is_its_adjoint(
+            c in 1usize..3, h in 1usize..9, w in 1usize..9, kh in 1usize..4, kw in 1usize..4,
+            sh in 1usize..3, sw in 1usize..4, dh in 1usize..3, dw in 1usize..3,
+            pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3, seed in 0u64..1000,
+        ) {
+            let (ekh, ekw) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
+            proptest::prop_assume!(h + pt + pb >= ekh && w + pl + pr >= ekw);
+            let oh = (h + pt + pb - ekh) / sh + 1;
+            let ow = (w + pl + pr - ekw) / sw + 1;
+            let g = Geometry { c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oh, ow };
+            let mut s = seed;
+            let mut rnd = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((s >> 40) as f32) / 16777216.0 - 0.5 };
+            let x: Vec<f32> = (0..c * h * w).map(|_| rnd()).collect();
+            let mut col = vec![f32::NAN; g.rows() * g.cols()];
+            im2col(&g, &x, &mut col);
+            proptest::prop_assert_eq!(&col, &naive(&g, &x));
+            let y: Vec<f32> = (0..col.len()).map(|_| rnd()).collect();
+            let mut back = vec![0.0; x.len()];
+            col2im(&g, &y, &mut back);
+            let lhs: f64 = col.iter().zip(&y).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            proptest::prop_assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()));
         }
     }
 }

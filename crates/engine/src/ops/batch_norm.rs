@@ -19,10 +19,22 @@ impl BatchNorm {
         let get = |i| input_f32("BatchNormalization", inputs, i).map(|t| t.fs());
         let (g, b, m, v) = (get(1)?, get(2)?, get(3)?, get(4)?);
         if !(g.len() == b.len() && b.len() == m.len() && m.len() == v.len()) {
-            return Err(shape_err("BatchNormalization", "scale, bias, mean and var differ in length"));
+            return Err(shape_err(
+                "BatchNormalization",
+                "scale, bias, mean and var differ in length",
+            ));
         }
-        let scale: Vec<f32> = g.iter().zip(v).map(|(g, v)| g / (v + self.epsilon).sqrt()).collect();
-        let shift: Vec<f32> = b.iter().zip(m).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        let scale: Vec<f32> = g
+            .iter()
+            .zip(v)
+            .map(|(g, v)| g / (v + self.epsilon).sqrt())
+            .collect();
+        let shift: Vec<f32> = b
+            .iter()
+            .zip(m)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
         Ok((scale, shift))
     }
 }
@@ -30,7 +42,10 @@ impl BatchNorm {
 fn channels(x: &Tensor, c: usize) -> Result<usize> {
     let s = x.shape();
     if s.len() < 2 || s[1] != c {
-        return Err(shape_err("BatchNormalization", format!("input {s:?} does not have {c} channels")));
+        return Err(shape_err(
+            "BatchNormalization",
+            format!("input {s:?} does not have {c} channels"),
+        ));
     }
     Ok(s[2..].iter().product())
 }
@@ -60,7 +75,10 @@ impl Op for BatchNorm {
     ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need.iter().skip(1).any(|&n| n) {
-            return Err(shape_err("BatchNormalization", "gradients with respect to parameters are not computed"));
+            return Err(shape_err(
+                "BatchNormalization",
+                "gradients with respect to parameters are not computed",
+            ));
         }
         if need[0] {
             let (scale, _) = self.affine(inputs)?;

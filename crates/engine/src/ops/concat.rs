@@ -21,7 +21,10 @@ impl Concat {
         for t in inputs.iter().flatten() {
             let s = t.shape();
             if s.len() != r || (0..r).any(|d| d != a && s[d] != first.shape()[d]) {
-                return Err(shape_err("Concat", format!("{s:?} does not fit {:?} on axis {a}", first.shape())));
+                return Err(shape_err(
+                    "Concat",
+                    format!("{s:?} does not fit {:?} on axis {a}", first.shape()),
+                ));
             }
             shape[a] += s[a];
         }
@@ -61,7 +64,13 @@ impl Op for Concat {
             Ok(Tensor::i64(shape, out))
         }
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let (a, outer, shape) = self.plan(inputs)?;
         let row: usize = shape[a..].iter().product();
         let g = grad.fs();

@@ -20,7 +20,10 @@ impl Op for ConstantOfShape {
     fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         let dims = input("ConstantOfShape", inputs, 0)?.to_i64_vec();
         if dims.iter().any(|&d| d < 0) {
-            return Err(shape_err("ConstantOfShape", format!("negative dimension in {dims:?}")));
+            return Err(shape_err(
+                "ConstantOfShape",
+                format!("negative dimension in {dims:?}"),
+            ));
         }
         let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
         let n = shape.iter().product();
@@ -46,7 +49,13 @@ impl Op for Cast {
     fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         Ok(input("Cast", inputs, 0)?.cast(self.to_float))
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need[0] && input("Cast", inputs, 0)?.is_f32() && self.to_float {
             res[0] = Some(grad.clone());
@@ -69,13 +78,22 @@ impl Op for Expand {
         let dims = input("Expand", inputs, 1)?.to_i64_vec();
         let target: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
         let shape = broadcast_shape("Expand", x.shape(), &target)?;
-        let st: Vec<isize> = broadcast_strides(x.shape(), &shape).iter().map(|&s| s as isize).collect();
+        let st: Vec<isize> = broadcast_strides(x.shape(), &shape)
+            .iter()
+            .map(|&s| s as isize)
+            .collect();
         Ok(match x.data() {
             Data::F32(v) => Tensor::f32(shape.clone(), gather(v, 0, &st, &shape)),
             Data::I64(v) => Tensor::i64(shape.clone(), gather(v, 0, &st, &shape)),
         })
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need[0] {
             res[0] = Some(unbroadcast(grad, input("Expand", inputs, 0)?.shape()));

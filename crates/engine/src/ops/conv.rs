@@ -43,12 +43,21 @@ pub struct Window {
 
 impl Window {
     /// Resolves the sweep over a `c × h × w` input into a geometry.
-    pub(crate) fn geometry(&self, op: &'static str, c: usize, h: usize, w: usize) -> Result<Geometry> {
+    pub(crate) fn geometry(
+        &self,
+        op: &'static str,
+        c: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Geometry> {
         let [kh, kw] = self.kernel;
         let [sh, sw] = self.strides;
         let [dh, dw] = self.dilations;
         if sh == 0 || sw == 0 || dh == 0 || dw == 0 || kh == 0 || kw == 0 {
-            return Err(shape_err(op, "kernel, strides and dilations must be positive"));
+            return Err(shape_err(
+                op,
+                "kernel, strides and dilations must be positive",
+            ));
         }
         let (ekh, ekw) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
         let [mut pt, mut pl, mut pb, mut pr] = self.pads;
@@ -56,12 +65,22 @@ impl Window {
             AutoPad::NotSet => {}
             AutoPad::Valid => [pt, pl, pb, pr] = [0; 4],
             AutoPad::SameUpper | AutoPad::SameLower => {
-                let total = |n: usize, s: usize, ek: usize| ((n.div_ceil(s) - 1) * s + ek).saturating_sub(n);
+                let total = |n: usize, s: usize, ek: usize| {
+                    ((n.div_ceil(s) - 1) * s + ek).saturating_sub(n)
+                };
                 let (th, tw) = (total(h, sh, ekh), total(w, sw, ekw));
                 let upper = self.auto_pad == AutoPad::SameUpper;
                 let (small_h, small_w) = (th / 2, tw / 2);
-                (pt, pb) = if upper { (small_h, th - small_h) } else { (th - small_h, small_h) };
-                (pl, pr) = if upper { (small_w, tw - small_w) } else { (tw - small_w, small_w) };
+                (pt, pb) = if upper {
+                    (small_h, th - small_h)
+                } else {
+                    (th - small_h, small_h)
+                };
+                (pl, pr) = if upper {
+                    (small_w, tw - small_w)
+                } else {
+                    (tw - small_w, small_w)
+                };
             }
         }
         let out = |n: usize, begin: usize, total: usize, ek: usize, s: usize| -> Option<usize> {
@@ -135,8 +154,16 @@ impl Conv {
                 format!("only 1-D and 2-D convolutions are supported: input {xs:?}, weight {ws:?}"),
             ));
         }
-        let (n, c, h, wd) = if one_d { (xs[0], xs[1], 1, xs[2]) } else { (xs[0], xs[1], xs[2], xs[3]) };
-        let (m, cg, kh, kw) = if one_d { (ws[0], ws[1], 1, ws[2]) } else { (ws[0], ws[1], ws[2], ws[3]) };
+        let (n, c, h, wd) = if one_d {
+            (xs[0], xs[1], 1, xs[2])
+        } else {
+            (xs[0], xs[1], xs[2], xs[3])
+        };
+        let (m, cg, kh, kw) = if one_d {
+            (ws[0], ws[1], 1, ws[2])
+        } else {
+            (ws[0], ws[1], ws[2], ws[3])
+        };
         let g = self.group.max(1);
         if c % g != 0 || m % g != 0 || c / g != cg {
             return Err(shape_err(
@@ -151,8 +178,19 @@ impl Conv {
             win.kernel = [kh, kw];
         }
         let geo = win.geometry("Conv", cg, h, wd)?;
-        let out_shape = if one_d { vec![n, m, geo.ow] } else { vec![n, m, geo.oh, geo.ow] };
-        Ok(Dims { n, m, cg, mg: m / g, geo, out_shape })
+        let out_shape = if one_d {
+            vec![n, m, geo.ow]
+        } else {
+            vec![n, m, geo.oh, geo.ow]
+        };
+        Ok(Dims {
+            n,
+            m,
+            cg,
+            mg: m / g,
+            geo,
+            out_shape,
+        })
     }
 }
 
@@ -166,7 +204,12 @@ impl Op for Conv {
         let d = self.dims(x, w)?;
         let bias = match inputs.get(2).copied().flatten() {
             Some(b) if b.len() == d.m => Some(b.fs()),
-            Some(b) => return Err(shape_err("Conv", format!("bias {:?} for {} output channels", b.shape(), d.m))),
+            Some(b) => {
+                return Err(shape_err(
+                    "Conv",
+                    format!("bias {:?} for {} output channels", b.shape(), d.m),
+                ))
+            }
             None => None,
         };
         let (geo, g) = (d.geo, self.group.max(1));
@@ -226,7 +269,10 @@ impl Op for Conv {
     ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need.iter().skip(1).any(|&n| n) {
-            return Err(shape_err("Conv", "gradients with respect to weights are not computed"));
+            return Err(shape_err(
+                "Conv",
+                "gradients with respect to weights are not computed",
+            ));
         }
         if !need[0] {
             return Ok(res);
@@ -246,10 +292,30 @@ impl Op for Conv {
                 let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
                 let dxg = &mut dxi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
                 if geo.is_identity() {
-                    matmul(k, geo.cols(), d.mg, dxg, geo.cols(), false, View::rows_t(wg, k), View::rows(dy, geo.cols()), !par_samples);
+                    matmul(
+                        k,
+                        geo.cols(),
+                        d.mg,
+                        dxg,
+                        geo.cols(),
+                        false,
+                        View::rows_t(wg, k),
+                        View::rows(dy, geo.cols()),
+                        !par_samples,
+                    );
                 } else {
                     col.resize(k * geo.cols(), 0.0);
-                    matmul(k, geo.cols(), d.mg, col, geo.cols(), false, View::rows_t(wg, k), View::rows(dy, geo.cols()), !par_samples);
+                    matmul(
+                        k,
+                        geo.cols(),
+                        d.mg,
+                        col,
+                        geo.cols(),
+                        false,
+                        View::rows_t(wg, k),
+                        View::rows(dy, geo.cols()),
+                        !par_samples,
+                    );
                     col2im(&geo, col, dxg);
                 }
             }

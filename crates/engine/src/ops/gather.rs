@@ -14,7 +14,11 @@ pub struct Gather {
 
 impl Gather {
     #[allow(clippy::type_complexity)]
-    fn plan(&self, data: &Tensor, idx: &Tensor) -> Result<(usize, usize, usize, Vec<usize>, Vec<usize>)> {
+    fn plan(
+        &self,
+        data: &Tensor,
+        idx: &Tensor,
+    ) -> Result<(usize, usize, usize, Vec<usize>, Vec<usize>)> {
         let s = data.shape();
         let a = norm_axis("Gather", self.axis, s.len())?;
         let n = s[a] as i64;
@@ -26,7 +30,10 @@ impl Gather {
                 if (0..n).contains(&j) {
                     Ok(j as usize)
                 } else {
-                    Err(shape_err("Gather", format!("index {i} out of range for axis of size {n}")))
+                    Err(shape_err(
+                        "Gather",
+                        format!("index {i} out of range for axis of size {n}"),
+                    ))
                 }
             })
             .collect::<Result<Vec<_>>>()?;
@@ -63,7 +70,13 @@ impl Op for Gather {
             Data::I64(v) => Tensor::i64(shape, take(v, outer, n, inner, &ids)),
         })
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need[0] {
             let data = input("Gather", inputs, 0)?;

@@ -13,7 +13,10 @@ use crate::tensor::Tensor;
 fn bmm(op: &'static str, a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<Tensor> {
     let (ash, bsh) = (a.shape(), b.shape());
     if ash.len() < 2 || bsh.len() < 2 {
-        return Err(shape_err(op, format!("operands must have rank ≥ 2, got {ash:?} and {bsh:?}")));
+        return Err(shape_err(
+            op,
+            format!("operands must have rank ≥ 2, got {ash:?} and {bsh:?}"),
+        ));
     }
     let (ar, ac) = (ash[ash.len() - 2], ash[ash.len() - 1]);
     let (br, bc) = (bsh[bsh.len() - 2], bsh[bsh.len() - 1]);
@@ -22,7 +25,11 @@ fn bmm(op: &'static str, a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<T
     if k != k2 {
         return Err(shape_err(
             op,
-            format!("inner dimensions differ: {ash:?}{} × {bsh:?}{}", if ta { "ᵀ" } else { "" }, if tb { "ᵀ" } else { "" }),
+            format!(
+                "inner dimensions differ: {ash:?}{} × {bsh:?}{}",
+                if ta { "ᵀ" } else { "" },
+                if tb { "ᵀ" } else { "" }
+            ),
         ));
     }
     let abatch = &ash[..ash.len() - 2];
@@ -36,7 +43,11 @@ fn bmm(op: &'static str, a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<T
     // Flatten the leading dims of a when b has no batch: one big product instead of many.
     if bbatch.iter().product::<usize>() == 1 && !ta && nb > 1 {
         let av = View::rows(a.fs(), ac);
-        let bv = if tb { View::rows_t(b.fs(), bc) } else { View::rows(b.fs(), bc) };
+        let bv = if tb {
+            View::rows_t(b.fs(), bc)
+        } else {
+            View::rows(b.fs(), bc)
+        };
         matmul(nb * m, n, k, &mut out, n, false, av, bv, true);
     } else {
         let mut idx = vec![0usize; batch.len()];
@@ -49,9 +60,27 @@ fn bmm(op: &'static str, a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<T
             }
             let asl = &a.fs()[oa..];
             let bsl = &b.fs()[ob..];
-            let av = if ta { View::rows_t(asl, ac) } else { View::rows(asl, ac) };
-            let bv = if tb { View::rows_t(bsl, bc) } else { View::rows(bsl, bc) };
-            matmul(m, n, k, &mut out[bi * m * n..(bi + 1) * m * n], n, false, av, bv, true);
+            let av = if ta {
+                View::rows_t(asl, ac)
+            } else {
+                View::rows(asl, ac)
+            };
+            let bv = if tb {
+                View::rows_t(bsl, bc)
+            } else {
+                View::rows(bsl, bc)
+            };
+            matmul(
+                m,
+                n,
+                k,
+                &mut out[bi * m * n..(bi + 1) * m * n],
+                n,
+                false,
+                av,
+                bv,
+                true,
+            );
             for d in (0..batch.len()).rev() {
                 idx[d] += 1;
                 if idx[d] < batch[d] {
@@ -81,7 +110,12 @@ pub struct Gemm {
 
 impl Default for Gemm {
     fn default() -> Self {
-        Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false }
+        Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        }
     }
 }
 
@@ -93,7 +127,14 @@ impl Op for Gemm {
         let a = input_f32("Gemm", inputs, 0)?;
         let b = input_f32("Gemm", inputs, 1)?;
         if a.shape().len() != 2 || b.shape().len() != 2 {
-            return Err(shape_err("Gemm", format!("A and B must be 2-D, got {:?} and {:?}", a.shape(), b.shape())));
+            return Err(shape_err(
+                "Gemm",
+                format!(
+                    "A and B must be 2-D, got {:?} and {:?}",
+                    a.shape(),
+                    b.shape()
+                ),
+            ));
         }
         let mut y = bmm("Gemm", a, self.trans_a, b, self.trans_b)?;
         if self.alpha != 1.0 {
@@ -102,7 +143,10 @@ impl Op for Gemm {
         if let Some(c) = inputs.get(2).copied().flatten() {
             let ys = y.shape().to_vec();
             if broadcast_shape("Gemm", &ys, c.shape())? != ys {
-                return Err(shape_err("Gemm", format!("C {:?} does not broadcast to {ys:?}", c.shape())));
+                return Err(shape_err(
+                    "Gemm",
+                    format!("C {:?} does not broadcast to {ys:?}", c.shape()),
+                ));
             }
             let cs = broadcast_strides(c.shape(), &ys);
             let n = ys[1];
@@ -123,7 +167,11 @@ impl Op for Gemm {
         let a = input_f32("Gemm", inputs, 0)?;
         let b = input_f32("Gemm", inputs, 1)?;
         let mut res = vec![None; need.len()];
-        let g = if self.alpha != 1.0 { grad.map_f32(|v| v * self.alpha) } else { grad.clone() };
+        let g = if self.alpha != 1.0 {
+            grad.map_f32(|v| v * self.alpha)
+        } else {
+            grad.clone()
+        };
         if need[0] {
             // d op(A) = dY · op(B)ᵀ; if A was transposed, dA = op(B) · dYᵀ.
             res[0] = Some(if self.trans_a {
@@ -157,7 +205,8 @@ fn promote(t: &Tensor, left: bool) -> Result<Tensor> {
         return Ok(t.clone());
     }
     let k = t.shape()[0];
-    t.clone().reshaped(if left { vec![1, k] } else { vec![k, 1] })
+    t.clone()
+        .reshaped(if left { vec![1, k] } else { vec![k, 1] })
 }
 
 impl Op for MatMul {

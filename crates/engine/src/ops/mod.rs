@@ -67,7 +67,11 @@ pub trait Op: Send + Sync + Debug {
 }
 
 /// Input `i`, which the operator requires.
-pub(crate) fn input<'a>(op: &'static str, inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor> {
+pub(crate) fn input<'a>(
+    op: &'static str,
+    inputs: &[Option<&'a Tensor>],
+    i: usize,
+) -> Result<&'a Tensor> {
     inputs
         .get(i)
         .copied()
@@ -76,10 +80,17 @@ pub(crate) fn input<'a>(op: &'static str, inputs: &[Option<&'a Tensor>], i: usiz
 }
 
 /// Input `i` as floats.
-pub(crate) fn input_f32<'a>(op: &'static str, inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor> {
+pub(crate) fn input_f32<'a>(
+    op: &'static str,
+    inputs: &[Option<&'a Tensor>],
+    i: usize,
+) -> Result<&'a Tensor> {
     let t = input(op, inputs, i)?;
     if !t.is_f32() {
-        return Err(shape_err(op, format!("input {i} must be float32, got {}", t.dtype())));
+        return Err(shape_err(
+            op,
+            format!("input {i} must be float32, got {}", t.dtype()),
+        ));
     }
     Ok(t)
 }
@@ -103,7 +114,9 @@ pub(crate) fn unbroadcast(grad: &Tensor, shape: &[usize]) -> Tensor {
     let out_shape = grad.shape();
     let r = out_shape.len();
     let pad = r - shape.len();
-    let full: Vec<usize> = (0..r).map(|i| if i < pad { 1 } else { shape[i - pad] }).collect();
+    let full: Vec<usize> = (0..r)
+        .map(|i| if i < pad { 1 } else { shape[i - pad] })
+        .collect();
     let fstr = crate::tensor::strides(&full);
     let mut res = vec![0.0f32; shape.iter().product()];
     let g = grad.fs();

@@ -32,7 +32,11 @@ pub struct Pad {
 impl Pad {
     /// Per-axis maps from output coordinate to input coordinate, the output shape and the fill.
     #[allow(clippy::type_complexity)]
-    fn plan(&self, inputs: &[Option<&Tensor>], shape: &[usize]) -> Result<(Vec<Vec<Option<usize>>>, Vec<usize>, f32)> {
+    fn plan(
+        &self,
+        inputs: &[Option<&Tensor>],
+        shape: &[usize],
+    ) -> Result<(Vec<Vec<Option<usize>>>, Vec<usize>, f32)> {
         let r = shape.len();
         let (pads, value) = match &self.attrs {
             Some((p, v)) => (p.clone(), *v),
@@ -48,11 +52,18 @@ impl Pad {
         };
         // Optional `axes` (opset 18): pads then cover only those axes.
         let axes: Vec<usize> = match inputs.get(3).copied().flatten() {
-            Some(t) => t.to_i64_vec().iter().map(|&a| norm_axis("Pad", a, r)).collect::<Result<_>>()?,
+            Some(t) => t
+                .to_i64_vec()
+                .iter()
+                .map(|&a| norm_axis("Pad", a, r))
+                .collect::<Result<_>>()?,
             None => (0..r).collect(),
         };
         if pads.len() != 2 * axes.len() {
-            return Err(shape_err("Pad", format!("{} pads for {} axes", pads.len(), axes.len())));
+            return Err(shape_err(
+                "Pad",
+                format!("{} pads for {} axes", pads.len(), axes.len()),
+            ));
         }
         let mut begin = vec![0i64; r];
         let mut end = vec![0i64; r];
@@ -66,7 +77,10 @@ impl Pad {
             let n = shape[d] as i64;
             let len = n + begin[d] + end[d];
             if len < 0 {
-                return Err(shape_err("Pad", format!("pads crop axis {d} of {shape:?} below zero")));
+                return Err(shape_err(
+                    "Pad",
+                    format!("pads crop axis {d} of {shape:?} below zero"),
+                ));
             }
             if n == 0 && len > 0 && self.mode != PadMode::Constant {
                 return Err(shape_err("Pad", "cannot reflect or repeat an empty axis"));
@@ -152,7 +166,13 @@ impl Op for Pad {
             Ok(Tensor::i64(shape, out))
         }
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need[0] {
             let x = input("Pad", inputs, 0)?;

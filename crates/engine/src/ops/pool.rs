@@ -36,13 +36,24 @@ fn planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, bool)> {
     match *x.shape() {
         [n, c, h, w] => Ok((n * c, h, w, false)),
         [n, c, w] => Ok((n * c, 1, w, true)),
-        ref s => Err(shape_err(op, format!("expects a 3-D or 4-D input, got {s:?}"))),
+        ref s => Err(shape_err(
+            op,
+            format!("expects a 3-D or 4-D input, got {s:?}"),
+        )),
     }
 }
 
 /// Window bounds along one axis: the input range [lo, hi) and the padded extent for the divisor.
 #[inline]
-fn span(o: usize, s: usize, p: usize, k: usize, d: usize, n: usize, pend: usize) -> (usize, usize, usize) {
+fn span(
+    o: usize,
+    s: usize,
+    p: usize,
+    k: usize,
+    d: usize,
+    n: usize,
+    pend: usize,
+) -> (usize, usize, usize) {
     let start = (o * s) as isize - p as isize;
     let end_padded = (start + ((k - 1) * d + 1) as isize).min((n + pend) as isize);
     let padded = (end_padded - start) as usize;
@@ -88,38 +99,47 @@ impl Op for Pool {
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut out = vec![0.0f32; np * ohw];
         let kind = self.kind;
-        out.par_chunks_mut(ohw.max(1)).zip(x.fs().par_chunks(hw.max(1))).for_each(|(y, p)| {
-            for oy in 0..g.oh {
-                let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
-                for ox in 0..g.ow {
-                    let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
-                    y[oy * g.ow + ox] = match kind {
-                        PoolKind::Max => {
-                            let mut m = f32::NEG_INFINITY;
-                            for iy in (y0..y1).filter(|iy| (iy + g.pt - oy * g.sh) % g.dh == 0) {
-                                for ix in (x0..x1).filter(|ix| (ix + g.pl - ox * g.sw) % g.dw == 0) {
-                                    let v = p[iy * g.w + ix];
-                                    if v > m || m.is_nan() {
-                                        m = v;
+        out.par_chunks_mut(ohw.max(1))
+            .zip(x.fs().par_chunks(hw.max(1)))
+            .for_each(|(y, p)| {
+                for oy in 0..g.oh {
+                    let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
+                    for ox in 0..g.ow {
+                        let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
+                        y[oy * g.ow + ox] = match kind {
+                            PoolKind::Max => {
+                                let mut m = f32::NEG_INFINITY;
+                                for iy in (y0..y1).filter(|iy| (iy + g.pt - oy * g.sh) % g.dh == 0)
+                                {
+                                    for ix in
+                                        (x0..x1).filter(|ix| (ix + g.pl - ox * g.sw) % g.dw == 0)
+                                    {
+                                        let v = p[iy * g.w + ix];
+                                        if v > m || m.is_nan() {
+                                            m = v;
+                                        }
                                     }
                                 }
+                                m
                             }
-                            m
-                        }
-                        PoolKind::Average { count_include_pad } => {
-                            let mut s = 0.0;
-                            for iy in y0..y1 {
-                                for ix in x0..x1 {
-                                    s += p[iy * g.w + ix];
+                            PoolKind::Average { count_include_pad } => {
+                                let mut s = 0.0;
+                                for iy in y0..y1 {
+                                    for ix in x0..x1 {
+                                        s += p[iy * g.w + ix];
+                                    }
                                 }
+                                let cnt = if count_include_pad {
+                                    py * px
+                                } else {
+                                    (y1 - y0) * (x1 - x0)
+                                };
+                                s / cnt.max(1) as f32
                             }
-                            let cnt = if count_include_pad { py * px } else { (y1 - y0) * (x1 - x0) };
-                            s / cnt.max(1) as f32
-                        }
-                    };
+                        };
+                    }
                 }
-            }
-        });
+            });
         Ok(Tensor::f32(Self::out_shape(x, &g, one_d), out))
     }
     fn backward(
@@ -150,8 +170,11 @@ impl Op for Pool {
                             PoolKind::Max => {
                                 let mut best: Option<usize> = None;
                                 let mut m = f32::NEG_INFINITY;
-                                for iy in (y0..y1).filter(|iy| (iy + g.pt - oy * g.sh) % g.dh == 0) {
-                                    for ix in (x0..x1).filter(|ix| (ix + g.pl - ox * g.sw) % g.dw == 0) {
+                                for iy in (y0..y1).filter(|iy| (iy + g.pt - oy * g.sh) % g.dh == 0)
+                                {
+                                    for ix in
+                                        (x0..x1).filter(|ix| (ix + g.pl - ox * g.sw) % g.dw == 0)
+                                    {
                                         let v = p[iy * g.w + ix];
                                         if best.is_none() || v > m {
                                             m = v;
@@ -164,7 +187,11 @@ impl Op for Pool {
                                 }
                             }
                             PoolKind::Average { count_include_pad } => {
-                                let cnt = if count_include_pad { py * px } else { (y1 - y0) * (x1 - x0) };
+                                let cnt = if count_include_pad {
+                                    py * px
+                                } else {
+                                    (y1 - y0) * (x1 - x0)
+                                };
                                 let share = gv / cnt.max(1) as f32;
                                 for iy in y0..y1 {
                                     for ix in x0..x1 {
@@ -195,10 +222,17 @@ impl Op for GlobalAveragePool {
         let x = input_f32("GlobalAveragePool", inputs, 0)?;
         let s = x.shape();
         if s.len() < 3 {
-            return Err(shape_err("GlobalAveragePool", format!("expects rank ≥ 3, got {s:?}")));
+            return Err(shape_err(
+                "GlobalAveragePool",
+                format!("expects rank ≥ 3, got {s:?}"),
+            ));
         }
         let inner: usize = s[2..].iter().product();
-        let out: Vec<f32> = x.fs().chunks(inner.max(1)).map(|c| c.iter().sum::<f32>() / inner as f32).collect();
+        let out: Vec<f32> = x
+            .fs()
+            .chunks(inner.max(1))
+            .map(|c| c.iter().sum::<f32>() / inner as f32)
+            .collect();
         let mut shape = s.to_vec();
         for d in shape.iter_mut().skip(2) {
             *d = 1;

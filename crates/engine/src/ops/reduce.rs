@@ -41,7 +41,11 @@ impl Reduce {
             (None, None) => vec![],
         };
         if axes.is_empty() {
-            return Ok(if self.noop_with_empty_axes { None } else { Some(vec![true; rank]) });
+            return Ok(if self.noop_with_empty_axes {
+                None
+            } else {
+                Some(vec![true; rank])
+            });
         }
         let mut m = vec![false; rank];
         for a in axes {
@@ -58,14 +62,28 @@ impl Op for Reduce {
     fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         let x = input_f32(self.name_(), inputs, 0)?;
         let s = x.shape();
-        let Some(mask) = self.mask(inputs, s.len())? else { return Ok(x.clone()) };
-        let kept: Vec<usize> = s.iter().zip(&mask).map(|(&d, &m)| if m { 1 } else { d }).collect();
+        let Some(mask) = self.mask(inputs, s.len())? else {
+            return Ok(x.clone());
+        };
+        let kept: Vec<usize> = s
+            .iter()
+            .zip(&mask)
+            .map(|(&d, &m)| if m { 1 } else { d })
+            .collect();
         let ks = strides(&kept);
         let mut out = vec![0.0f32; kept.iter().product()];
-        let count: usize = s.iter().zip(&mask).filter(|(_, &m)| m).map(|(&d, _)| d).product();
+        let count: usize = s
+            .iter()
+            .zip(&mask)
+            .filter(|(_, &m)| m)
+            .map(|(&d, _)| d)
+            .product();
         let mut idx = vec![0usize; s.len()];
         for &v in x.fs() {
-            let off: usize = (0..s.len()).filter(|&d| !mask[d]).map(|d| idx[d] * ks[d]).sum();
+            let off: usize = (0..s.len())
+                .filter(|&d| !mask[d])
+                .map(|d| idx[d] * ks[d])
+                .sum();
             out[off] += v;
             for d in (0..s.len()).rev() {
                 idx[d] += 1;
@@ -81,7 +99,11 @@ impl Op for Reduce {
         let shape = if self.keepdims {
             kept
         } else {
-            s.iter().zip(&mask).filter(|(_, &m)| !m).map(|(&d, _)| d).collect()
+            s.iter()
+                .zip(&mask)
+                .filter(|(_, &m)| !m)
+                .map(|(&d, _)| d)
+                .collect()
         };
         Ok(Tensor::f32(shape, out))
     }
@@ -102,15 +124,31 @@ impl Op for Reduce {
             res[0] = Some(grad.clone());
             return Ok(res);
         };
-        let kept: Vec<usize> = s.iter().zip(&mask).map(|(&d, &m)| if m { 1 } else { d }).collect();
+        let kept: Vec<usize> = s
+            .iter()
+            .zip(&mask)
+            .map(|(&d, &m)| if m { 1 } else { d })
+            .collect();
         let ks = strides(&kept);
-        let count: usize = s.iter().zip(&mask).filter(|(_, &m)| m).map(|(&d, _)| d).product();
-        let scale = if self.kind == ReduceKind::Mean { 1.0 / count.max(1) as f32 } else { 1.0 };
+        let count: usize = s
+            .iter()
+            .zip(&mask)
+            .filter(|(_, &m)| m)
+            .map(|(&d, _)| d)
+            .product();
+        let scale = if self.kind == ReduceKind::Mean {
+            1.0 / count.max(1) as f32
+        } else {
+            1.0
+        };
         let g = grad.fs();
         let mut dx = Vec::with_capacity(x.len());
         let mut idx = vec![0usize; s.len()];
         for _ in 0..x.len() {
-            let off: usize = (0..s.len()).filter(|&d| !mask[d]).map(|d| idx[d] * ks[d]).sum();
+            let off: usize = (0..s.len())
+                .filter(|&d| !mask[d])
+                .map(|d| idx[d] * ks[d])
+                .sum();
             dx.push(g[off] * scale);
             for d in (0..s.len()).rev() {
                 idx[d] += 1;

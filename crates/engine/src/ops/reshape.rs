@@ -5,10 +5,18 @@ use super::{impl_any, input, Op};
 use crate::error::{shape_err, Result};
 use crate::tensor::{norm_axis, Tensor};
 
-fn view_grad(inputs: &[Option<&Tensor>], grad: &Tensor, need: &[bool], op: &'static str) -> Result<Vec<Option<Tensor>>> {
+fn view_grad(
+    inputs: &[Option<&Tensor>],
+    grad: &Tensor,
+    need: &[bool],
+    op: &'static str,
+) -> Result<Vec<Option<Tensor>>> {
     let mut res = vec![None; need.len()];
     if need[0] {
-        res[0] = Some(grad.clone().reshaped(input(op, inputs, 0)?.shape().to_vec())?);
+        res[0] = Some(
+            grad.clone()
+                .reshaped(input(op, inputs, 0)?.shape().to_vec())?,
+        );
     }
     Ok(res)
 }
@@ -26,7 +34,12 @@ pub struct Reshape {
 }
 
 /// Resolves an ONNX reshape target against the input shape.
-pub(crate) fn resolve_target(op: &'static str, input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<usize>> {
+pub(crate) fn resolve_target(
+    op: &'static str,
+    input: &[usize],
+    target: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>> {
     let total: usize = input.iter().product();
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
@@ -37,7 +50,12 @@ pub(crate) fn resolve_target(op: &'static str, input: &[usize], target: &[i64], 
                 out.push(1);
             }
             0 if !allowzero => out.push(*input.get(i).ok_or_else(|| {
-                shape_err(op, format!("target {target:?} copies dimension {i} of {input:?}, which does not exist"))
+                shape_err(
+                    op,
+                    format!(
+                        "target {target:?} copies dimension {i} of {input:?}, which does not exist"
+                    ),
+                )
             })?),
             t if t >= 0 => out.push(t as usize),
             _ => return Err(shape_err(op, format!("invalid target shape {target:?}"))),
@@ -46,11 +64,17 @@ pub(crate) fn resolve_target(op: &'static str, input: &[usize], target: &[i64], 
     let known: usize = out.iter().product();
     if let Some(i) = infer {
         if known == 0 || total % known != 0 {
-            return Err(shape_err(op, format!("cannot reshape {input:?} to {target:?}")));
+            return Err(shape_err(
+                op,
+                format!("cannot reshape {input:?} to {target:?}"),
+            ));
         }
         out[i] = total / known;
     } else if known != total {
-        return Err(shape_err(op, format!("cannot reshape {input:?} ({total} elements) to {target:?}")));
+        return Err(shape_err(
+            op,
+            format!("cannot reshape {input:?} ({total} elements) to {target:?}"),
+        ));
     }
     Ok(out)
 }
@@ -73,7 +97,13 @@ impl Op for Reshape {
         let shape = resolve_target("Reshape", x.shape(), &target, self.allowzero)?;
         x.clone().reshaped(shape)
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Reshape")
     }
     impl_any!();
@@ -93,11 +123,21 @@ impl Op for Flatten {
     fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         let x = input("Flatten", inputs, 0)?;
         let s = x.shape();
-        let a = if self.axis == s.len() as i64 { s.len() } else { norm_axis("Flatten", self.axis, s.len())? };
+        let a = if self.axis == s.len() as i64 {
+            s.len()
+        } else {
+            norm_axis("Flatten", self.axis, s.len())?
+        };
         let outer: usize = s[..a].iter().product();
         x.clone().reshaped(vec![outer, s[a..].iter().product()])
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Flatten")
     }
     impl_any!();
@@ -136,12 +176,22 @@ impl Op for Squeeze {
                     }
                     drop[a] = true;
                 }
-                s.iter().zip(&drop).filter(|(_, &d)| !d).map(|(&v, _)| v).collect()
+                s.iter()
+                    .zip(&drop)
+                    .filter(|(_, &d)| !d)
+                    .map(|(&v, _)| v)
+                    .collect()
             }
         };
         x.clone().reshaped(shape)
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Squeeze")
     }
     impl_any!();
@@ -160,17 +210,27 @@ impl Op for Unsqueeze {
     }
     fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         let x = input("Unsqueeze", inputs, 0)?;
-        let axes = axes_of(&self.axes, inputs).ok_or_else(|| shape_err("Unsqueeze", "no axes given"))?;
+        let axes =
+            axes_of(&self.axes, inputs).ok_or_else(|| shape_err("Unsqueeze", "no axes given"))?;
         let r = x.shape().len() + axes.len();
         let mut ins = vec![false; r];
         for a in axes {
             ins[norm_axis("Unsqueeze", a, r)?] = true;
         }
         let mut it = x.shape().iter();
-        let shape = ins.iter().map(|&i| if i { 1 } else { *it.next().unwrap_or(&1) }).collect();
+        let shape = ins
+            .iter()
+            .map(|&i| if i { 1 } else { *it.next().unwrap_or(&1) })
+            .collect();
         x.clone().reshaped(shape)
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Unsqueeze")
     }
     impl_any!();

@@ -15,7 +15,11 @@ pub struct Slice {
 
 impl Slice {
     /// Output shape, base offset and strides of the view.
-    fn plan(&self, inputs: &[Option<&Tensor>], shape: &[usize]) -> Result<(Vec<usize>, isize, Vec<isize>)> {
+    fn plan(
+        &self,
+        inputs: &[Option<&Tensor>],
+        shape: &[usize],
+    ) -> Result<(Vec<usize>, isize, Vec<isize>)> {
         let (starts, ends, axes, steps) = match &self.attrs {
             Some((s, e, a)) => (s.clone(), e.clone(), a.clone(), None),
             None => (
@@ -29,7 +33,10 @@ impl Slice {
         let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
         let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
         if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-            return Err(shape_err("Slice", "starts, ends, axes and steps differ in length"));
+            return Err(shape_err(
+                "Slice",
+                "starts, ends, axes and steps differ in length",
+            ));
         }
         let st = strides(shape);
         let mut out = shape.to_vec();
@@ -43,8 +50,16 @@ impl Slice {
             }
             let fix = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
             let (s, e) = (fix(starts[i]), fix(ends[i]));
-            let (s, e) = if step > 0 { (s.clamp(0, dim), e.clamp(0, dim)) } else { (s.clamp(-1, dim - 1), e.clamp(-1, dim - 1)) };
-            let len = if step > 0 { (e - s + step - 1).div_euclid(step).max(0) } else { (s - e + (-step) - 1).div_euclid(-step).max(0) };
+            let (s, e) = if step > 0 {
+                (s.clamp(0, dim), e.clamp(0, dim))
+            } else {
+                (s.clamp(-1, dim - 1), e.clamp(-1, dim - 1))
+            };
+            let len = if step > 0 {
+                (e - s + step - 1).div_euclid(step).max(0)
+            } else {
+                (s - e + (-step) - 1).div_euclid(-step).max(0)
+            };
             out[a] = len as usize;
             if len > 0 {
                 base += s as isize * st[a] as isize;
@@ -67,7 +82,13 @@ impl Op for Slice {
             Data::I64(v) => Tensor::i64(shape.clone(), gather(v, base, &st, &shape)),
         })
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need[0] {
             let x = input("Slice", inputs, 0)?;

@@ -51,7 +51,11 @@ impl Op for Softmax {
                 let m = (0..n).map(|j| xs[at(j)]).fold(f32::NEG_INFINITY, f32::max);
                 let s: f32 = (0..n).map(|j| (xs[at(j)] - m).exp()).sum();
                 for j in 0..n {
-                    y[at(j)] = if self.log { xs[at(j)] - m - s.ln() } else { (xs[at(j)] - m).exp() / s };
+                    y[at(j)] = if self.log {
+                        xs[at(j)] - m - s.ln()
+                    } else {
+                        (xs[at(j)] - m).exp() / s
+                    };
                 }
             }
         }

@@ -5,7 +5,12 @@
 
 /// Copies the strided view of `src` described by `base`/`strides` into a new buffer of
 /// `shape`'s size.
-pub(crate) fn gather<T: Copy>(src: &[T], base: isize, strides: &[isize], shape: &[usize]) -> Vec<T> {
+pub(crate) fn gather<T: Copy>(
+    src: &[T],
+    base: isize,
+    strides: &[isize],
+    shape: &[usize],
+) -> Vec<T> {
     let n: usize = shape.iter().product();
     let mut out = Vec::with_capacity(n);
     if n == 0 {
@@ -42,7 +47,13 @@ pub(crate) fn gather<T: Copy>(src: &[T], base: isize, strides: &[isize], shape: 
 }
 
 /// The adjoint of [`gather`]: adds `vals` (of `shape`) into `dst` at the view's positions.
-pub(crate) fn scatter_add(vals: &[f32], dst: &mut [f32], base: isize, strides: &[isize], shape: &[usize]) {
+pub(crate) fn scatter_add(
+    vals: &[f32],
+    dst: &mut [f32],
+    base: isize,
+    strides: &[isize],
+    shape: &[usize],
+) {
     let n: usize = shape.iter().product();
     if n == 0 {
         return;

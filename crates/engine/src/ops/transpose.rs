@@ -17,11 +17,21 @@ impl Transpose {
         let r = shape.len();
         let perm = self.perm.clone().unwrap_or_else(|| (0..r).rev().collect());
         let mut seen = vec![false; r];
-        if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
-            return Err(shape_err("Transpose", format!("perm {perm:?} is not a permutation of rank {r}")));
+        if perm.len() != r
+            || perm
+                .iter()
+                .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(shape_err(
+                "Transpose",
+                format!("perm {perm:?} is not a permutation of rank {r}"),
+            ));
         }
         let st = strides(shape);
-        Ok((perm.iter().map(|&p| shape[p]).collect(), perm.iter().map(|&p| st[p] as isize).collect()))
+        Ok((
+            perm.iter().map(|&p| shape[p]).collect(),
+            perm.iter().map(|&p| st[p] as isize).collect(),
+        ))
     }
 }
 
@@ -37,7 +47,13 @@ impl Op for Transpose {
             Data::I64(v) => Tensor::i64(shape.clone(), gather(v, 0, &st, &shape)),
         })
     }
-    fn backward(&self, inputs: &[Option<&Tensor>], _o: &Tensor, grad: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
         if need[0] {
             let x = input("Transpose", inputs, 0)?;

@@ -68,7 +68,8 @@ pub fn erf(x: f32) -> f32 {
                         + t * (-0.186_288_06
                             + t * (0.278_868_07
                                 + t * (-1.135_203_98
-                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
             .exp();
     (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
 }
@@ -121,7 +122,8 @@ fn df(kind: UnaryKind, x: f32, y: f32) -> f32 {
         UnaryKind::Gelu { tanh: true } => {
             let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
             let t = u.tanh();
-            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
+            0.5 * (1.0 + t)
+                + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
         }
         UnaryKind::Clip(lo, hi) => (x >= lo && x <= hi) as u8 as f32,
         UnaryKind::Neg => -1.0,
@@ -163,8 +165,12 @@ impl Op for Unary {
             return Ok(x.clone());
         }
         let x = input_f32(self.name(), inputs, 0)?;
-        let k = self.kind;
-        Ok(x.map_f32(|v| f(k, v)))
+        // The hot activations get their own loop so the compiler can vectorize them.
+        Ok(match self.kind {
+            UnaryKind::Relu => x.map_f32(|v| v.max(0.0)),
+            UnaryKind::Clip(lo, hi) => x.map_f32(|v| v.max(lo).min(hi)),
+            k => x.map_f32(|v| f(k, v)),
+        })
     }
     fn backward(
         &self,

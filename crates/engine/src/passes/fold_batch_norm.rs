@@ -16,15 +16,24 @@ pub(crate) fn fold_batch_norm(g: &mut Graph) {
     let mut i = 0;
     while i < g.nodes.len() {
         if let Some(j) = foldable(g, i, &uses) {
-            let bn_inputs: Vec<Option<&Tensor>> =
-                g.nodes[i].inputs.iter().map(|v| v.and_then(|v| g.consts[v].as_ref())).collect();
-            let bn = g.nodes[i].op.as_any().downcast_ref::<BatchNorm>().expect("checked");
+            let bn_inputs: Vec<Option<&Tensor>> = g.nodes[i]
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| g.consts[v].as_ref()))
+                .collect();
+            let bn = g.nodes[i]
+                .op
+                .as_any()
+                .downcast_ref::<BatchNorm>()
+                .expect("checked");
             let Ok((scale, shift)) = bn.affine(&bn_inputs) else {
                 i += 1;
                 continue;
             };
             let conv = &g.nodes[j];
-            let w = g.consts[conv.inputs[1].expect("checked")].as_ref().expect("checked");
+            let w = g.consts[conv.inputs[1].expect("checked")]
+                .as_ref()
+                .expect("checked");
             let m = w.shape()[0];
             if scale.len() != m {
                 i += 1;
@@ -36,14 +45,23 @@ pub(crate) fn fold_batch_norm(g: &mut Graph) {
                 *v *= scale[k / per];
             }
             let old_b: Vec<f32> = match conv.inputs.get(2).copied().flatten() {
-                Some(b) => g.consts[b].as_ref().map(|t| t.fs().to_vec()).unwrap_or(vec![0.0; m]),
+                Some(b) => g.consts[b]
+                    .as_ref()
+                    .map(|t| t.fs().to_vec())
+                    .unwrap_or(vec![0.0; m]),
                 None => vec![0.0; m],
             };
             let nb: Vec<f32> = (0..m).map(|k| old_b[k] * scale[k] + shift[k]).collect();
             let wshape = w.shape().to_vec();
             let name = g.nodes[j].name.clone();
-            let wv = g.new_value(format!("{name}:folded_weight"), Some(Tensor::f32(wshape, nw)));
-            let bv = g.new_value(format!("{name}:folded_bias"), Some(Tensor::f32(vec![m], nb)));
+            let wv = g.new_value(
+                format!("{name}:folded_weight"),
+                Some(Tensor::f32(wshape, nw)),
+            );
+            let bv = g.new_value(
+                format!("{name}:folded_bias"),
+                Some(Tensor::f32(vec![m], nb)),
+            );
             let bn_out = g.nodes[i].output;
             let conv = &mut g.nodes[j];
             conv.inputs = vec![conv.inputs[0], Some(wv), Some(bv)];
@@ -59,7 +77,11 @@ pub(crate) fn fold_batch_norm(g: &mut Graph) {
 fn foldable(g: &Graph, i: usize, uses: &[usize]) -> Option<usize> {
     let bn = &g.nodes[i];
     bn.op.as_any().downcast_ref::<BatchNorm>()?;
-    if bn.inputs.len() < 5 || bn.inputs[1..5].iter().any(|v| v.is_none_or(|v| g.consts[v].is_none())) {
+    if bn.inputs.len() < 5
+        || bn.inputs[1..5]
+            .iter()
+            .any(|v| v.is_none_or(|v| g.consts[v].is_none()))
+    {
         return None;
     }
     let x = bn.inputs[0]?;

@@ -12,7 +12,11 @@ pub(crate) fn fold_constants(g: &mut Graph) -> Result<()> {
     for node in std::mem::take(&mut g.nodes) {
         let all_const = node.inputs.iter().flatten().all(|&v| g.consts[v].is_some());
         if all_const && node.output != g.output {
-            let ins: Vec<_> = node.inputs.iter().map(|i| i.and_then(|v| g.consts[v].as_ref())).collect();
+            let ins: Vec<_> = node
+                .inputs
+                .iter()
+                .map(|i| i.and_then(|v| g.consts[v].as_ref()))
+                .collect();
             let t = node.op.forward(&ins).map_err(|e| e.in_node(&node.name))?;
             g.consts[node.output] = Some(t);
         } else {

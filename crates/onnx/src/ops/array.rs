@@ -2,8 +2,8 @@
 //! Gather, Squeeze/Unsqueeze, ConstantOfShape, Cast, Expand.
 
 use faultline_engine::ops::{
-    Cast, Concat, ConstantOfShape, Expand, Flatten, Gather, Op, Pad, PadMode, Reshape, Shape, Slice, Squeeze, Transpose,
-    Unsqueeze,
+    Cast, Concat, ConstantOfShape, Expand, Flatten, Gather, Op, Pad, PadMode, Reshape, Shape,
+    Slice, Squeeze, Transpose, Unsqueeze,
 };
 use faultline_engine::Tensor;
 
@@ -19,24 +19,36 @@ pub(crate) fn reshape(c: &Ctx) -> BuildResult<Box<dyn Op>> {
 }
 
 pub(crate) fn flatten(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    Ok(Box::new(Flatten { axis: c.int_or("axis", 1) }))
+    Ok(Box::new(Flatten {
+        axis: c.int_or("axis", 1),
+    }))
 }
 
 pub(crate) fn transpose(c: &Ctx) -> BuildResult<Box<dyn Op>> {
     let perm = match c.ints("perm") {
         None => None,
-        Some(p) => Some(p.iter().map(|&v| usize::try_from(v).map_err(|_| format!("negative perm entry {v}"))).collect::<Result<_, _>>()?),
+        Some(p) => Some(
+            p.iter()
+                .map(|&v| usize::try_from(v).map_err(|_| format!("negative perm entry {v}")))
+                .collect::<Result<_, _>>()?,
+        ),
     };
     Ok(Box::new(Transpose { perm }))
 }
 
 pub(crate) fn concat(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    Ok(Box::new(Concat { axis: c.int("axis").ok_or("Concat needs an 'axis'")? }))
+    Ok(Box::new(Concat {
+        axis: c.int("axis").ok_or("Concat needs an 'axis'")?,
+    }))
 }
 
 pub(crate) fn slice(c: &Ctx) -> BuildResult<Box<dyn Op>> {
     let attrs = if c.opset < 10 {
-        Some((c.ints("starts").ok_or("Slice needs 'starts'")?, c.ints("ends").ok_or("Slice needs 'ends'")?, c.ints("axes")))
+        Some((
+            c.ints("starts").ok_or("Slice needs 'starts'")?,
+            c.ints("ends").ok_or("Slice needs 'ends'")?,
+            c.ints("axes"),
+        ))
     } else {
         None
     };
@@ -52,7 +64,12 @@ pub(crate) fn pad(c: &Ctx) -> BuildResult<Box<dyn Op>> {
         Some(o) => return Err(format!("unknown pad mode '{o}'")),
     };
     let attrs = if c.opset < 11 {
-        Some((c.ints("pads").or_else(|| c.ints("paddings")).ok_or("Pad needs 'pads'")?, c.float_or("value", 0.0)))
+        Some((
+            c.ints("pads")
+                .or_else(|| c.ints("paddings"))
+                .ok_or("Pad needs 'pads'")?,
+            c.float_or("value", 0.0),
+        ))
     } else {
         None
     };
@@ -60,19 +77,32 @@ pub(crate) fn pad(c: &Ctx) -> BuildResult<Box<dyn Op>> {
 }
 
 pub(crate) fn shape(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    Ok(Box::new(Shape { start: c.int_or("start", 0), end: c.int("end") }))
+    Ok(Box::new(Shape {
+        start: c.int_or("start", 0),
+        end: c.int("end"),
+    }))
 }
 
 pub(crate) fn gather(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    Ok(Box::new(Gather { axis: c.int_or("axis", 0) }))
+    Ok(Box::new(Gather {
+        axis: c.int_or("axis", 0),
+    }))
 }
 
 pub(crate) fn squeeze(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    Ok(Box::new(Squeeze { axes: if c.opset < 13 { c.ints("axes") } else { None } }))
+    Ok(Box::new(Squeeze {
+        axes: if c.opset < 13 { c.ints("axes") } else { None },
+    }))
 }
 
 pub(crate) fn unsqueeze(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    Ok(Box::new(Unsqueeze { axes: if c.opset < 13 { Some(c.ints("axes").ok_or("Unsqueeze needs 'axes'")?) } else { None } }))
+    Ok(Box::new(Unsqueeze {
+        axes: if c.opset < 13 {
+            Some(c.ints("axes").ok_or("Unsqueeze needs 'axes'")?)
+        } else {
+            None
+        },
+    }))
 }
 
 pub(crate) fn constant_of_shape(c: &Ctx) -> BuildResult<Box<dyn Op>> {
@@ -84,7 +114,15 @@ pub(crate) fn cast(c: &Ctx) -> BuildResult<Box<dyn Op>> {
     let to = c.int("to").ok_or("Cast needs 'to'")? as i32;
     let to_float = match to {
         dt::FLOAT | dt::DOUBLE | dt::FLOAT16 | dt::BFLOAT16 => true,
-        dt::INT64 | dt::INT32 | dt::INT16 | dt::INT8 | dt::UINT8 | dt::UINT16 | dt::UINT32 | dt::UINT64 | dt::BOOL => false,
+        dt::INT64
+        | dt::INT32
+        | dt::INT16
+        | dt::INT8
+        | dt::UINT8
+        | dt::UINT16
+        | dt::UINT32
+        | dt::UINT64
+        | dt::BOOL => false,
         other => return Err(format!("Cast to element type {other} is not supported")),
     };
     Ok(Box::new(Cast { to_float }))

@@ -1,6 +1,8 @@
 //! Arithmetic and linear algebra: Add/Sub/Mul/Div, Gemm, MatMul, reductions, Neg/Exp/Sqrt/Abs.
 
-use faultline_engine::ops::{Binary, BinaryKind, Gemm, MatMul, Op, Reduce, ReduceKind, Unary, UnaryKind};
+use faultline_engine::ops::{
+    Binary, BinaryKind, Gemm, MatMul, Op, Reduce, ReduceKind, Unary, UnaryKind,
+};
 
 use crate::attrs::{BuildResult, Ctx};
 
