@@ -48,7 +48,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
     let path = args.model.clone().unwrap_or_else(demo_model);
-    if args.iters == 0 || args.batch_size.iter().any(|&b| b == 0) {
+    if args.iters == 0 || args.batch_size.contains(&0) {
         bail!("--iters and --batch-size must be positive");
     }
     // Learn the declared image shape without preparing, then load for real.

@@ -12,7 +12,8 @@ use faultline::model::{load_model, LoadedModel};
 
 /// The demo folder of the source tree this binary was built from.
 pub fn demo_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo"))
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo"));
+    p.canonicalize().unwrap_or(p)
 }
 
 /// The demo model.

@@ -97,7 +97,7 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let k = loaded.model.card.num_classes;
     let mut names = info.class_names.clone();
-    names.resize_with(k.max(names.len()), || String::new());
+    names.resize_with(k.max(names.len()), String::new);
     for (i, n) in names.iter_mut().enumerate() {
         if n.is_empty() {
             *n = i.to_string();

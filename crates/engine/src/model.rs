@@ -215,7 +215,7 @@ impl Model {
             Error::Input("call Model::prepare with the image shape before running".into())
         })?;
         let per = c * h * w;
-        if images.is_empty() || images.len() % per != 0 {
+        if images.is_empty() || !images.len().is_multiple_of(per) {
             return Err(Error::Input(format!(
                 "{} values do not form whole {c}x{h}x{w} images",
                 images.len()

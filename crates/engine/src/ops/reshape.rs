@@ -63,7 +63,7 @@ pub(crate) fn resolve_target(
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(shape_err(
                 op,
                 format!("cannot reshape {input:?} to {target:?}"),

@@ -6,11 +6,14 @@ use super::{impl_any, input, Op};
 use crate::error::{shape_err, Result};
 use crate::tensor::{norm_axis, strides, Data, Tensor};
 
+/// `starts`, `ends` and optional `axes` given as attributes (opset < 10).
+pub type SliceAttrs = (Vec<i64>, Vec<i64>, Option<Vec<i64>>);
+
 /// Slice parameters from attributes (opset < 10); otherwise inputs 1–4.
 #[derive(Debug, Clone, Default)]
 pub struct Slice {
-    /// `(starts, ends, axes)` from attributes, for old opsets.
-    pub attrs: Option<(Vec<i64>, Vec<i64>, Option<Vec<i64>>)>,
+    /// Attributes, for old opsets.
+    pub attrs: Option<SliceAttrs>,
 }
 
 impl Slice {
