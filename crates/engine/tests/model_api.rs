@@ -1,0 +1,157 @@
+//! The `Model` interface: input layouts, Jacobian rows from one forward pass, taps, and
+//! determinism for a fixed thread count.
+
+use faultline_engine::ops::*;
+use faultline_engine::{GraphBuilder, Loss, Model, Tensor};
+
+/// `x → Flatten → Gemm(W) → logits` with W [in, k] = i·0.01 − j·0.02.
+fn linear(declared: Vec<Option<usize>>, inputs: usize, k: usize) -> Model {
+    let mut b = GraphBuilder::new();
+    b.input("x");
+    let w: Vec<f32> = (0..inputs * k)
+        .map(|i| (i / k) as f32 * 0.01 - (i % k) as f32 * 0.02)
+        .collect();
+    b.constant("w", Tensor::from_f32(vec![inputs, k], w).unwrap());
+    b.node("flat", Box::new(Flatten { axis: 1 }), &[Some("x")], "f");
+    b.node(
+        "fc",
+        Box::new(Gemm::default()),
+        &[Some("f"), Some("w")],
+        "z",
+    );
+    Model::new(b.build("z").unwrap(), declared)
+}
+
+#[test]
+fn nhwc_and_flat_inputs_are_laid_out_to_fit() {
+    let x: Vec<f32> = (0..2 * 3 * 4 * 5).map(|i| (i % 17) as f32 / 17.0).collect();
+    // NHWC: the model sees x transposed, so its logits equal an NCHW model's on transposed x.
+    let mut nhwc = linear(vec![None, Some(4), Some(5), Some(3)], 60, 4);
+    let note = nhwc.prepare([3, 4, 5], None).unwrap().unwrap();
+    assert!(note.contains("NHWC"), "{note}");
+    let mut plain = linear(vec![None, Some(4), Some(5), Some(3)], 60, 4);
+    plain.prepare([4, 5, 3], None).unwrap();
+    let mut xt = vec![0.0; x.len()];
+    for n in 0..2 {
+        for c in 0..3 {
+            for h in 0..4 {
+                for w in 0..5 {
+                    xt[((n * 4 + h) * 5 + w) * 3 + c] = x[((n * 3 + c) * 4 + h) * 5 + w];
+                }
+            }
+        }
+    }
+    assert_eq!(nhwc.logits(&x).unwrap(), plain.logits(&xt).unwrap());
+    // Gradients flow back through the layout change to the NCHW images.
+    let g = nhwc
+        .loss_grad(
+            &x,
+            &Loss::Weights(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+        )
+        .unwrap()
+        .grad;
+    // d z0 / d x[n,c,h,w] = W[(h*5+w)*3+c, 0] = ((h*5+w)*3+c)·0.01
+    assert!((g[(2 * 4 + 1) * 5 + 3] - ((5 + 3) * 3 + 2) as f32 * 0.01).abs() < 1e-6);
+    // A flat [1, 60, 1] declaration (fixed batch 1) takes the same images as 60-vectors.
+    let mut flat = linear(vec![Some(1), Some(60), Some(1)], 60, 4);
+    let note = flat.prepare([3, 4, 5], None).unwrap().unwrap();
+    assert!(note.contains("[1, 60, 1]"), "{note}");
+    assert_eq!(flat.logits(&x).unwrap().len(), 8);
+    // No layout fits: a clear error.
+    let mut bad = linear(vec![None, Some(61)], 61, 4);
+    let err = bad.prepare([3, 4, 5], None).unwrap_err().to_string();
+    assert!(err.contains("[N, 61]") && err.contains("3x4x5"), "{err}");
+}
+
+#[test]
+fn jacobian_rows_come_from_one_forward_pass() {
+    let mut m = linear(vec![], 12, 3);
+    m.prepare([3, 2, 2], None).unwrap();
+    let x: Vec<f32> = (0..24).map(|i| i as f32 / 24.0).collect();
+    let f = m.forward(&x).unwrap();
+    // Row j of the Jacobian of sample i is column j of W, for every sample.
+    for j in 0..3 {
+        let mut w = vec![0.0; 6];
+        w[j] = 1.0;
+        w[3 + j] = 1.0;
+        let g = f.input_grad(&w).unwrap();
+        for (p, v) in g.iter().enumerate() {
+            let want = (p % 12) as f32 * 0.01 - j as f32 * 0.02;
+            assert!((v - want).abs() < 1e-6);
+        }
+    }
+    // The same as a fresh loss_grad with that weight vector.
+    let w = [0.5, -1.0, 2.0, 0.0, 1.0, -0.5];
+    assert_eq!(
+        f.input_grad(&w).unwrap(),
+        m.loss_grad(&x, &Loss::Weights(&w)).unwrap().grad
+    );
+    // Taps: the flattened input and the penultimate features (the Gemm input) coincide here.
+    assert_eq!(m.penultimate_name(), Some("f"));
+    let (z, feats) = m.features(&x, &["penultimate", "f"]).unwrap();
+    assert_eq!(z, f.logits());
+    assert_eq!(feats[0].as_f32().unwrap(), &x[..]);
+    assert_eq!(feats[0], feats[1]);
+    assert!(m
+        .features(&x, &["nope"])
+        .unwrap_err()
+        .to_string()
+        .contains("no activation named 'nope'"));
+}
+
+#[test]
+fn results_are_identical_across_runs_for_a_given_thread_count() {
+    let mut b = GraphBuilder::new();
+    b.input("x");
+    let w: Vec<f32> = (0..8 * 3 * 9)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 30.0)
+        .collect();
+    b.constant("w", Tensor::from_f32(vec![8, 3, 3, 3], w).unwrap());
+    let win = conv::Window {
+        kernel: [3, 3],
+        strides: [1, 1],
+        dilations: [1, 1],
+        pads: [1, 1, 1, 1],
+        auto_pad: conv::AutoPad::NotSet,
+        ceil_mode: false,
+    };
+    b.node(
+        "c",
+        Box::new(Conv {
+            window: win,
+            group: 1,
+        }),
+        &[Some("x"), Some("w")],
+        "y",
+    );
+    b.node(
+        "r",
+        Box::new(Unary::new(UnaryKind::Relu)),
+        &[Some("y")],
+        "r",
+    );
+    b.node("g", Box::new(GlobalAveragePool), &[Some("r")], "p");
+    b.node("f", Box::new(Flatten { axis: 1 }), &[Some("p")], "z");
+    let mut m = Model::new(b.build("z").unwrap(), vec![]);
+    m.prepare([3, 16, 16], None).unwrap();
+    let x: Vec<f32> = (0..5 * 3 * 256)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let labels = [0, 1, 2, 3, 4];
+        let a = pool.install(|| {
+            m.loss_grad(&x, &Loss::CrossEntropy { labels: &labels })
+                .unwrap()
+        });
+        let b = pool.install(|| {
+            m.loss_grad(&x, &Loss::CrossEntropy { labels: &labels })
+                .unwrap()
+        });
+        assert_eq!(a.logits, b.logits, "{threads} threads");
+        assert_eq!(a.grad, b.grad, "{threads} threads");
+    }
+}
