@@ -6,7 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use faultline::eval::{evaluate, summarize, EvalRecord, EvalSummary};
+use faultline::corruption::{
+    parse_kinds, parse_severities, summarize_corruptions, Baseline, CorruptionPlan,
+    CorruptionSummary, ParamTable,
+};
+use faultline::eval::{evaluate_under, summarize, EvalRecord, EvalSummary};
 use faultline::record::RunDir;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -30,12 +34,54 @@ pub struct EvalArgs {
     /// Replace a different run already in --out instead of refusing
     #[arg(long)]
     pub overwrite: bool,
+    /// Also evaluate under common corruptions computed on the fly (no files written): all,
+    /// standard (the 15 of CIFAR-10-C), extra (the other 4) or a list such as fog,snow
+    /// [default: none]
+    #[arg(long, value_name = "LIST")]
+    pub corruptions: Option<String>,
+    /// Corruption severities: a range such as 1-5 or a list such as 1,3,5
+    #[arg(long, default_value = "1-5", value_name = "S")]
+    pub severities: String,
+    /// Seed of the random corruption families
+    #[arg(long, default_value_t = 0, value_name = "SEED")]
+    pub seed: u64,
+    /// Corruption parameter table: cifar or imagenet [default: by image size, cifar up to 84 px]
+    #[arg(long, value_name = "T", value_parser = ["cifar", "imagenet"])]
+    pub table: Option<String>,
+    /// Earlier `eval --corruptions` run directory of a baseline model, for CE, mCE and
+    /// relative mCE [default: none]
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
 }
 
 pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
     let loaded = load(&args.model, &args.data)?;
     let info = loaded.data.info().clone();
     let total = args.data.limit.map_or(info.len, |l| l.min(info.len));
+    let plan = match &args.corruptions {
+        None => None,
+        Some(spec) => Some(CorruptionPlan {
+            kinds: parse_kinds(spec)?,
+            severities: parse_severities(&args.severities)?,
+            table: match args.table.as_deref() {
+                Some(t) => t.parse::<ParamTable>()?,
+                None => ParamTable::for_size(info.height, info.width),
+            },
+            seed: args.seed,
+        }),
+    };
+    let baseline = match &args.baseline {
+        None => None,
+        Some(dir) => {
+            let p = dir.join("run.json");
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("reading the baseline {}", p.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+            Some(Baseline::from_run(&v).with_context(|| format!("baseline {}", p.display()))?)
+        }
+    };
+    let per_sample = 1 + plan.as_ref().map_or(0, |p| p.conditions().len());
     let settings = json!({
         "model": loaded.model_path,
         "model_sha256": loaded.model.card.sha256,
@@ -47,19 +93,40 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
         "classes_file": args.data.classes,
         "limit": args.data.limit,
         "normalization": loaded.model.card.normalization,
+        "corruptions": plan,
     });
     let (out, overwrite) = match &args.out {
         Some(o) => (o.clone(), args.overwrite),
         // The default directory is a scratch space: a run with other settings replaces it.
         None => (PathBuf::from("runs/eval"), true),
     };
-    let (mut rd, mut records) = RunDir::open::<EvalRecord>(&out, "eval", settings, overwrite)?;
-    records.retain(|r| r.index < total);
-    let start = records.len();
+    // Keep only whole samples (every condition present) of an interrupted run.
+    let complete = |recs: &[EvalRecord]| {
+        let mut count = std::collections::HashMap::new();
+        for r in recs {
+            *count.entry(r.index).or_insert(0usize) += 1;
+        }
+        recs.iter()
+            .position(|r| count[&r.index] != per_sample || r.index >= total)
+            .unwrap_or(recs.len())
+    };
+    let (mut rd, mut records) =
+        RunDir::open_with::<EvalRecord>(&out, "eval", settings, overwrite, complete)?;
+    let start = records.len() / per_sample;
     if start > 0 {
         eprintln!(
             "resuming {}: {start} of {total} samples already evaluated",
             out.display()
+        );
+    }
+    if let Some(p) = &plan {
+        eprintln!(
+            "evaluating {} corruption{} x {} severit{} ({} table) on {total} images",
+            p.kinds.len(),
+            if p.kinds.len() == 1 { "" } else { "s" },
+            p.severities.len(),
+            if p.severities.len() == 1 { "y" } else { "ies" },
+            p.table
         );
     }
     let bar = ProgressBar::new(total as u64);
@@ -72,20 +139,28 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
     );
     bar.set_position(start as u64);
     let t0 = Instant::now();
-    let mut correct = records.iter().filter(|r| r.label == r.prediction).count();
-    let mut seen = records.len();
-    evaluate(
-        &loaded.model.model,
+    let mut correct = records
+        .iter()
+        .filter(|r| r.is_clean() && r.label == r.prediction)
+        .count();
+    let mut seen = start;
+    let model = &loaded.model.model;
+    evaluate_under(
+        model,
         loaded.data.as_ref(),
         start..total,
         args.batch_size,
+        plan.as_ref(),
         |batch| {
             rd.append(batch)?;
-            seen += batch.len();
-            correct += batch.iter().filter(|r| r.label == r.prediction).count();
+            seen += batch.len() / per_sample;
+            correct += batch
+                .iter()
+                .filter(|r| r.is_clean() && r.label == r.prediction)
+                .count();
             bar.set_position(seen as u64);
             bar.set_message(format!(
-                "accuracy {:.2} %",
+                "clean accuracy {:.2} %",
                 100.0 * correct as f64 / seen.max(1) as f64
             ));
             records.extend_from_slice(batch);
@@ -104,10 +179,18 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
         }
     }
     let summary = summarize(&records, &names, k);
+    let corr = plan
+        .as_ref()
+        .map(|p| summarize_corruptions(&records, p, baseline.as_ref()));
     rd.write_run(json!({
         "status": "complete",
         "clean_accuracy": summary.clean_accuracy,
         "mean_logit_margin": summary.mean_logit_margin,
+        "mean_corruption_accuracy": corr.as_ref().map(|c| c.mean_corruption_accuracy),
+        "mce": corr.as_ref().and_then(|c| c.mce),
+        "relative_mce": corr.as_ref().and_then(|c| c.relative_mce),
+        "corruptions": corr,
+        "baseline": args.baseline,
         "model": loaded.model.card,
         "data": {
             "path": loaded.data_path,
@@ -121,6 +204,65 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
         "results": summary,
     }))?;
     print_summary(&summary, &loaded, &out).context("writing to stdout")?;
+    if let Some(c) = &corr {
+        print_corruptions(c).context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+fn print_corruptions(c: &CorruptionSummary) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    let sevs: Vec<u8> = {
+        let mut v: Vec<u8> = c.table.iter().map(|r| r.severity).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    writeln!(o, "\naccuracy under corruptions (%)")?;
+    write!(o, "{:<18}", "corruption")?;
+    for s in &sevs {
+        write!(o, " {:>6}", format!("s{s}"))?;
+    }
+    writeln!(o, " {:>6} {:>6} {:>6}", "mean", "CE", "rel CE")?;
+    for f in &c.families {
+        write!(o, "{:<18}", f.corruption)?;
+        for s in &sevs {
+            let a = c
+                .table
+                .iter()
+                .find(|r| r.corruption == f.corruption && r.severity == *s)
+                .map_or(f64::NAN, |r| r.accuracy);
+            write!(o, " {:>6.2}", 100.0 * a)?;
+        }
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", 100.0 * v));
+        writeln!(
+            o,
+            " {:>6.2} {:>6} {:>6}",
+            100.0 * f.mean_accuracy,
+            pct(f.ce),
+            pct(f.relative_ce)
+        )?;
+    }
+    writeln!(
+        o,
+        "\nmean corruption accuracy {:6.2} %   (clean {:.2} %)",
+        100.0 * c.mean_corruption_accuracy,
+        100.0 * c.clean_accuracy
+    )?;
+    if let (Some(m), Some(r)) = (c.mce, c.relative_mce) {
+        writeln!(
+            o,
+            "mCE {:.1} %, relative mCE {:.1} % (standard families evaluated, against the baseline)",
+            100.0 * m,
+            100.0 * r
+        )?;
+    } else if let Some(m) = c.mce {
+        writeln!(
+            o,
+            "mCE {:.1} % (relative mCE undefined: the baseline loses no accuracy)",
+            100.0 * m
+        )?;
+    }
     Ok(())
 }
 

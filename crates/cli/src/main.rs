@@ -3,6 +3,7 @@
 
 mod bench;
 mod common;
+mod corrupt;
 mod eval;
 
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     /// Clean accuracy, per-class accuracy, confusion matrix and logit margins; writes
     /// DIR/run.json and DIR/samples.jsonl
     Eval(eval::EvalArgs),
+    /// Write a corrupted copy of a data set (CIFAR-10-C-style .npy files or an image folder)
+    Corrupt(corrupt::CorruptArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
     /// Supported ONNX operators and data formats
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = common::set_threads(cli.threads).and_then(|threads| match &cli.command {
         Command::Eval(a) => eval::run(a, threads),
+        Command::Corrupt(a) => corrupt::run(a),
         Command::Bench(a) => bench::run(a, threads),
         Command::List => list(),
     });

@@ -8,6 +8,7 @@ use faultline_data::Dataset;
 use faultline_engine::{runner_up, Model};
 use serde::{Deserialize, Serialize};
 
+use crate::corruption::{CorruptionKind, CorruptionPlan};
 use crate::error::{Error, Result};
 use crate::metrics::{confusion, per_class, ClassAccuracy};
 
@@ -23,6 +24,19 @@ pub struct EvalRecord {
     /// `z_label − max_{j≠label} z_j`: positive exactly when the prediction is right, and the
     /// logit distance to the nearest wrong class.
     pub logit_margin: f32,
+    /// The corruption applied (absent for the clean image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corruption: Option<String>,
+    /// Its severity, 1–5 (absent for the clean image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u8>,
+}
+
+impl EvalRecord {
+    /// True for a record of the unperturbed image.
+    pub fn is_clean(&self) -> bool {
+        self.corruption.is_none()
+    }
 }
 
 /// Aggregates of an evaluation.
@@ -60,6 +74,20 @@ pub fn evaluate(
     data: &dyn Dataset,
     range: Range<usize>,
     batch_size: usize,
+    sink: impl FnMut(&[EvalRecord]) -> Result<()>,
+) -> Result<()> {
+    evaluate_under(model, data, range, batch_size, None, sink)
+}
+
+/// [`evaluate`] on the clean images and, with a plan, on every corruption × severity of it,
+/// computed on the fly. A batch's records (clean first, then each condition in plan order) reach
+/// `sink` together, so an interrupted run never holds half a sample.
+pub fn evaluate_under(
+    model: &Model,
+    data: &dyn Dataset,
+    range: Range<usize>,
+    batch_size: usize,
+    plan: Option<&CorruptionPlan>,
     mut sink: impl FnMut(&[EvalRecord]) -> Result<()>,
 ) -> Result<()> {
     let k = model.num_classes();
@@ -80,24 +108,44 @@ pub fn evaluate(
                 )));
             }
         }
-        let z = model.logits(&batch.images)?;
-        let records: Vec<EvalRecord> = z
-            .chunks(k)
-            .zip(batch.indices.iter().zip(&batch.labels))
-            .map(|(row, (&index, &label))| EvalRecord {
-                index,
-                label,
-                prediction: argmax(row),
-                logit_margin: row[label] - row[runner_up(row, label)],
-            })
-            .collect();
+        let mut records =
+            Vec::with_capacity(batch.len() * (1 + plan.map_or(0, |p| p.conditions().len())));
+        let mut predict = |images: &[f32], condition: Option<(CorruptionKind, u8)>| -> Result<()> {
+            let z = model.logits(images)?;
+            records.extend(
+                z.chunks(k)
+                    .zip(batch.indices.iter().zip(&batch.labels))
+                    .map(|(row, (&index, &label))| EvalRecord {
+                        index,
+                        label,
+                        prediction: argmax(row),
+                        logit_margin: row[label] - row[runner_up(row, label)],
+                        corruption: condition.map(|(c, _)| c.name().to_string()),
+                        severity: condition.map(|(_, s)| s),
+                    }),
+            );
+            Ok(())
+        };
+        predict(&batch.images, None)?;
+        if let Some(plan) = plan {
+            for (kind, sev) in plan.conditions() {
+                let images = plan.corrupt(&batch, kind, sev)?;
+                predict(&images, Some((kind, sev)))?;
+            }
+        }
         sink(&records)?;
     }
     Ok(())
 }
 
-/// Summarizes records over `k` classes named `names`.
+/// Summarizes the clean records over `k` classes named `names` (corrupted ones are skipped).
 pub fn summarize(records: &[EvalRecord], names: &[String], k: usize) -> EvalSummary {
+    let clean: Vec<&EvalRecord> = records.iter().filter(|r| r.is_clean()).collect();
+    summarize_refs(&clean, names, k)
+}
+
+/// [`summarize`] over any selection of records.
+pub fn summarize_refs(records: &[&EvalRecord], names: &[String], k: usize) -> EvalSummary {
     let n = records.len();
     let correct = records.iter().filter(|r| r.label == r.prediction).count();
     let conf = confusion(records.iter().map(|r| (r.label, r.prediction)), k);

@@ -5,6 +5,7 @@
 //! Data flows one way: load → perturb → predict → measure → report.
 #![warn(missing_docs)]
 
+pub mod corruption;
 mod error;
 pub mod eval;
 pub mod metrics;

@@ -59,7 +59,21 @@ impl RunDir {
         settings: Value,
         overwrite: bool,
     ) -> Result<(RunDir, Vec<R>)> {
+        Self::open_with(dir, command, settings, overwrite, |r: &[R]| r.len())
+    }
+
+    /// [`RunDir::open`] where `keep` decides how many leading records of an interrupted run
+    /// are complete (e.g. only whole groups of records that belong together); the rest is
+    /// dropped from the file and recomputed.
+    pub fn open_with<R: DeserializeOwned>(
+        dir: &Path,
+        command: &str,
+        settings: Value,
+        overwrite: bool,
+        keep: impl FnOnce(&[R]) -> usize,
+    ) -> Result<(RunDir, Vec<R>)> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut ends = Vec::new();
         let hash = settings_hash(command, &settings);
         let run_path = dir.join("run.json");
         let samples_path = dir.join("samples.jsonl");
@@ -95,12 +109,16 @@ impl RunDir {
                         Ok(r) => {
                             resumed.push(r);
                             keep_len += n as u64;
+                            ends.push(keep_len);
                         }
                         Err(_) => break,
                     }
                 }
             }
         }
+        let kept = keep(&resumed).min(resumed.len());
+        resumed.truncate(kept);
+        keep_len = if kept == 0 { 0 } else { ends[kept - 1] };
         let samples = OpenOptions::new()
             .create(true)
             .write(true)

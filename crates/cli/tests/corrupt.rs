@@ -1,0 +1,175 @@
+//! `faultline corrupt` and `faultline eval --corruptions`: files that match the reference
+//! generator, resuming, grayscale and ImageNet-sized inputs, and CE/mCE against a baseline.
+
+mod util;
+
+use util::*;
+
+fn npy_u8(path: &std::path::Path) -> (Vec<u64>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = f.shape().to_vec();
+    (shape, f.into_vec::<u8>().unwrap())
+}
+
+#[test]
+fn corrupt_writes_cifar10c_style_files_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared("data/cifar10/test_batch_first100.bin");
+    let args = [
+        "corrupt",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        "c",
+        "--corruptions",
+        "brightness,contrast",
+        "--limit",
+        "20",
+        "--batch-size",
+        "8",
+    ];
+    let o = run(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (shape, bytes) = npy_u8(&tmp.path().join("c/brightness.npy"));
+    assert_eq!(shape, vec![100, 32, 32, 3]);
+    // Severity s occupies rows (s−1)·20 .. s·20 and equals the reference generator's output.
+    for s in 1..=5usize {
+        let (_, want) = npy_u8(&shared(&format!(
+            "reference/corruptions/brightness_s{s}.npy"
+        )));
+        assert_eq!(
+            &bytes[(s - 1) * 20 * 3072..s * 20 * 3072],
+            &want[..],
+            "severity {s}"
+        );
+    }
+    let (lshape, labels) = npy_u8(&tmp.path().join("c/labels.npy"));
+    assert_eq!(lshape, vec![100]);
+    assert_eq!(&labels[..4], &[3, 8, 8, 0]);
+    assert_eq!(&labels[20..24], &[3, 8, 8, 0]);
+    // Kill after 12 samples: the rerun completes the same bytes.
+    let full = std::fs::read(tmp.path().join("c/contrast.npy")).unwrap();
+    let recs = std::fs::read_to_string(tmp.path().join("c/samples.jsonl")).unwrap();
+    let cut: String = recs.lines().take(12).map(|l| format!("{l}\n")).collect();
+    std::fs::write(tmp.path().join("c/samples.jsonl"), cut).unwrap();
+    let o = run(tmp.path(), &args);
+    assert!(
+        stderr(&o).contains("12 of 20 samples already written"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("c/contrast.npy")).unwrap(),
+        full
+    );
+    // The written set reads back as a data set (labels.npy beside it).
+    let model = shared("models/cifar10/cifar10-resnet20.onnx");
+    let o = run(
+        tmp.path(),
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            "c/brightness.npy",
+            "--out",
+            "e",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn corrupt_handles_grayscale_mnist_and_imagenet_sized_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnist = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    let o = run(
+        tmp.path(),
+        &[
+            "corrupt",
+            "--data",
+            mnist.to_str().unwrap(),
+            "--out",
+            "m",
+            "--limit",
+            "4",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (shape, _) = npy_u8(&tmp.path().join("m/frost.npy"));
+    assert_eq!(shape, vec![20, 28, 28, 1]);
+    // 224x224 images from the demo folder: the ImageNet table is chosen, PNG folder output.
+    let demo = demo("cifar10-test");
+    let o = run(
+        tmp.path(),
+        &[
+            "corrupt",
+            "--data",
+            demo.to_str().unwrap(),
+            "--resize",
+            "224",
+            "--limit",
+            "2",
+            "--severities",
+            "5",
+            "--output",
+            "folder",
+            "--out",
+            "big",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("imagenet table"), "{}", stderr(&o));
+    let png = tmp.path().join("big/glass_blur/5/airplane/000001.png");
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (224, 224));
+}
+
+#[test]
+fn eval_under_corruptions_reports_accuracy_and_mce() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared("data/cifar10/test_batch_first100.bin");
+    let m20 = shared("models/cifar10/cifar10-resnet20.onnx");
+    let base = [
+        "eval",
+        "--model",
+        m20.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "30",
+        "--corruptions",
+        "gaussian_noise,fog",
+        "--severities",
+        "1,5",
+    ];
+    let mut a = base.to_vec();
+    a.extend(["--out", "base"]);
+    let o = run(tmp.path(), &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&tmp.path().join("base/run.json"));
+    let table = r["corruptions"]["table"].as_array().unwrap();
+    assert_eq!(table.len(), 4);
+    let mean: f64 = table
+        .iter()
+        .map(|t| t["accuracy"].as_f64().unwrap())
+        .sum::<f64>()
+        / 4.0;
+    assert!((r["mean_corruption_accuracy"].as_f64().unwrap() - mean).abs() < 1e-12);
+    // 30 clean + 4 × 30 corrupted records.
+    let lines = std::fs::read_to_string(tmp.path().join("base/samples.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines, 150);
+    // The same model against itself as baseline: CE and relative CE are exactly 1.
+    let mut b = base.to_vec();
+    b.extend(["--out", "self", "--baseline", "base"]);
+    let o = run(tmp.path(), &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = json(&tmp.path().join("self/run.json"));
+    assert_eq!(s["mce"], 1.0);
+    assert_eq!(s["relative_mce"], 1.0);
+    assert_eq!(s["mean_corruption_accuracy"], r["mean_corruption_accuracy"]);
+}
