@@ -42,7 +42,26 @@ pub struct Goal<'a> {
     pub targets: Option<&'a [usize]>,
 }
 
+/// The logit gap by which minimum-norm refinements want the goal met, so that a re-check in a
+/// different batch (whose GEMM blocking may round differently, ~1e-6) reaches the same verdict.
+pub const DECISIVE_GAP: f32 = 1e-4;
+
 impl Goal<'_> {
+    /// Whether the goal is met by at least `gap` in logits: `max_{j≠y} z_j − z_y ≥ gap`
+    /// (untargeted) or `z_t − max_{j≠t} z_j ≥ gap` (targeted); `gap = 0` is [`Goal::reached`]
+    /// up to ties.
+    pub fn reached_by(&self, i: usize, z: &[f32], gap: f32) -> bool {
+        match self.targets {
+            Some(t) => {
+                let t = t[i];
+                z[t] - z[runner_up(z, t)] >= gap && self.reached(i, z)
+            }
+            None => {
+                let y = self.labels[i];
+                z[runner_up(z, y)] - z[y] >= gap && self.reached(i, z)
+            }
+        }
+    }
     /// Whether logits row `z` of sample `i` meets the goal (misclassified, or the target reached).
     pub fn reached(&self, i: usize, z: &[f32]) -> bool {
         let p = argmax(z);

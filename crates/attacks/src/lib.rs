@@ -6,14 +6,18 @@
 //! attacks), and its success flags come from re-predicting that image (`attack::finalize`).
 #![warn(missing_docs)]
 
+pub mod apgd;
 pub mod attack;
 pub mod deepfool;
+pub mod fab;
 pub mod minnorm;
 pub mod norm;
 pub mod pgd;
 
+pub use apgd::{apgd, ApgdParams};
 pub use attack::{AttackLoss, AttackOutput, Goal, SampleResult};
 pub use deepfool::{deepfool, DeepFoolParams};
+pub use fab::{fab, FabParams};
 pub use norm::Norm;
 pub use pgd::{pgd, PgdParams};
 

@@ -2,11 +2,12 @@
 //! image meets its goal, bisect `t ∈ [0, 1]` on `x0 + t·(x_adv − x0)` for the smallest multiple
 //! that still meets it, checking each candidate with a forward pass. The segment lies in the
 //! [0, 1] box (it joins two points of it), so no clipping is needed and the result is always a
-//! re-checked adversarial image.
+//! re-checked adversarial image. Candidates must meet the goal by `DECISIVE_GAP` in logits, so
+//! that the verdict survives re-prediction in another batch.
 
 use faultline_engine::Model;
 
-use crate::attack::{gather, Goal, Passes};
+use crate::attack::{gather, Goal, Passes, DECISIVE_GAP};
 use crate::Result;
 
 /// Shrinks the perturbations of the successful samples of `adv` in place (`steps` bisections).
@@ -43,6 +44,9 @@ pub fn shrink(
         labels: &labels,
         targets: targets.as_deref(),
     };
+    // The last candidate that met the goal, kept bit for bit (recomputing x0 + t·δ would round
+    // differently and could step back over the boundary).
+    let mut keep: Vec<f32> = gather(adv, &ok, per);
     for _ in 0..steps {
         let cand: Vec<f32> = (0..ok.len())
             .flat_map(|j| {
@@ -61,17 +65,16 @@ pub fn shrink(
         passes.add(&ok, 1, 0);
         for j in 0..ok.len() {
             let t = 0.5 * (lo[j] + hi[j]);
-            if sub.reached(j, &z[j * k..(j + 1) * k]) {
+            if sub.reached_by(j, &z[j * k..(j + 1) * k], DECISIVE_GAP) {
                 hi[j] = t;
+                keep[j * per..(j + 1) * per].copy_from_slice(&cand[j * per..(j + 1) * per]);
             } else {
                 lo[j] = t;
             }
         }
     }
     for (j, &i) in ok.iter().enumerate() {
-        for p in 0..per {
-            adv[i * per + p] = base[j * per + p] + hi[j] * delta[j * per + p];
-        }
+        adv[i * per..(i + 1) * per].copy_from_slice(&keep[j * per..(j + 1) * per]);
     }
     Ok(())
 }

@@ -268,22 +268,21 @@ fn deepfool_norms_match_torchattacks_on_resnet20() {
         .collect();
     ratios.sort_by(f64::total_cmp);
     let med = ratios[ratios.len() / 2];
-    // DeepFool often stops right on the boundary (box clipping eats the overshoot); samples
-    // within 1e-4 of a logit tie are float noise for both implementations and not compared.
-    let decided: Vec<usize> = (0..100)
-        .filter(|&i| out.results[i].logit_margin.abs() > 1e-4)
-        .collect();
-    let agree = decided
-        .iter()
-        .filter(|&&i| out.results[i].success == want_ok[i])
+    // torchattacks' DeepFool often stops a hair past the boundary, where a re-check can fall
+    // back on the label; ours extends such perturbations until the verdict is decisive (see
+    // deepfool.rs), so it breaks every sample torchattacks breaks and a few more.
+    let missed = (0..100)
+        .filter(|&i| want_ok[i] && !out.results[i].success)
         .count();
-    eprintln!(
-        "DeepFool: {} comparable samples, median L2 ratio {med:.4}, success agreement {agree}/{} off the boundary",
-        ratios.len(),
-        decided.len()
-    );
+    let extra = (0..100)
+        .filter(|&i| !want_ok[i] && out.results[i].success)
+        .count();
+    eprintln!("DeepFool: {} comparable samples, median L2 ratio {med:.4}; torchattacks successes we miss: {missed}, extra successes: {extra}", ratios.len());
     assert!((0.95..=1.05).contains(&med), "median ratio {med}");
-    assert!(agree as f64 >= 0.98 * decided.len() as f64 && decided.len() >= 75);
+    assert!(
+        missed <= 2,
+        "{missed} samples broken by torchattacks but not by us"
+    );
     // With refinement the norms only shrink, and every reported success is still re-checked.
     let refined = deepfool(
         &m,

@@ -4,9 +4,7 @@
 //! `DIR/<family>/<severity>/<class>/<index>.png`. Progress is recorded per sample in
 //! `samples.jsonl`, so a killed run resumes where it stopped.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::common::DataArgs;
+use crate::npy_out::NpyRows;
 
 /// Arguments of `faultline corrupt`.
 #[derive(Args, Debug)]
@@ -55,67 +54,6 @@ pub struct CorruptArgs {
 struct Done {
     index: usize,
     label: usize,
-}
-
-/// A pre-sized uint8 `.npy` file written row by row at known offsets. Written by hand because
-/// rows arrive out of order (severity-major layout, data-order stream), which a streaming
-/// `.npy` writer cannot do; the format is a fixed header followed by raw C-order bytes.
-struct NpyRows {
-    file: File,
-    header: u64,
-    row: u64,
-    path: PathBuf,
-}
-
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
-    // Magic (6) + version (2) + length (2) + dict + '\n' must be a multiple of 64.
-    while (10 + dict.len() + 1) % 64 != 0 {
-        dict.push(' ');
-    }
-    dict.push('\n');
-    let mut h = b"\x93NUMPY\x01\x00".to_vec();
-    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h
-}
-
-impl NpyRows {
-    fn open(path: &Path, shape: &[usize], fresh: bool) -> Result<Self> {
-        let header = npy_header("|u1", shape);
-        let row: usize = shape[1..].iter().product();
-        let total = header.len() as u64 + (shape[0] * row) as u64;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(fresh)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        file.set_len(total)
-            .with_context(|| format!("sizing {}", path.display()))?;
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header)
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(NpyRows {
-            file,
-            header: header.len() as u64,
-            row: row as u64,
-            path: path.to_path_buf(),
-        })
-    }
-    fn write_rows(&mut self, first: usize, bytes: &[u8]) -> Result<()> {
-        self.file
-            .seek(SeekFrom::Start(self.header + first as u64 * self.row))?;
-        self.file
-            .write_all(bytes)
-            .with_context(|| format!("writing {}", self.path.display()))
-    }
 }
 
 pub fn run(args: &CorruptArgs) -> Result<()> {
@@ -159,23 +97,17 @@ pub fn run(args: &CorruptArgs) -> Result<()> {
         for k in &plan.kinds {
             files.push(NpyRows::open(
                 &args.out.join(format!("{}.npy", k.name())),
+                "|u1",
+                1,
                 &[s * n, h, w, c],
-                fresh,
+                !fresh,
             )?);
         }
     }
+    // Labels as uint8 like CIFAR-10-C, or int64 when there are more than 256 classes.
     let wide = info.num_classes() > 256;
-    let mut labels = NpyRows::open(&args.out.join("labels.npy"), &[s * n], fresh)?;
-    if wide {
-        labels = NpyRows { row: 8, ..labels };
-        let header = npy_header("<i8", &[s * n]);
-        labels
-            .file
-            .set_len(header.len() as u64 + 8 * (s * n) as u64)?;
-        labels.file.seek(SeekFrom::Start(0))?;
-        labels.file.write_all(&header)?;
-        labels.header = header.len() as u64;
-    }
+    let (descr, width) = if wide { ("<i8", 8) } else { ("|u1", 1) };
+    let mut labels = NpyRows::open(&args.out.join("labels.npy"), descr, width, &[s * n], !fresh)?;
     if start > 0 {
         eprintln!(
             "resuming {}: {start} of {n} samples already written",

@@ -1,10 +1,12 @@
 //! The `faultline` binary: a thin layer of argument parsing and printing over the `faultline`
 //! library. Exit status: 0 on success, 2 on error (a one-line message on stderr).
 
+mod attack;
 mod bench;
 mod common;
 mod corrupt;
 mod eval;
+mod npy_out;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ enum Command {
     /// Clean accuracy, per-class accuracy, confusion matrix and logit margins; writes
     /// DIR/run.json and DIR/samples.jsonl
     Eval(eval::EvalArgs),
+    /// Robust accuracy under an adversarial attack (FGSM, PGD, MI-FGSM, DeepFool), per ε
+    Attack(attack::AttackArgs),
     /// Write a corrupted copy of a data set (CIFAR-10-C-style .npy files or an image folder)
     Corrupt(corrupt::CorruptArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = common::set_threads(cli.threads).and_then(|threads| match &cli.command {
         Command::Eval(a) => eval::run(a, threads),
+        Command::Attack(a) => attack::run(a, threads),
         Command::Corrupt(a) => corrupt::run(a),
         Command::Bench(a) => bench::run(a, threads),
         Command::List => list(),

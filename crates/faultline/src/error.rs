@@ -31,6 +31,15 @@ pub enum Error {
 /// Result type of the analysis layer.
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<faultline_attacks::Error> for Error {
+    fn from(e: faultline_attacks::Error) -> Self {
+        match e {
+            faultline_attacks::Error::Engine(e) => Error::Engine(e),
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl From<faultline_engine::Error> for Error {
     fn from(e: faultline_engine::Error) -> Self {
         Error::Engine(e)

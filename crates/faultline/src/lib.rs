@@ -5,6 +5,7 @@
 //! Data flows one way: load → perturb → predict → measure → report.
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod corruption;
 mod error;
 pub mod eval;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod record;
 
 pub use error::{Error, Result};
+pub use faultline_attacks as attacks;
 pub use faultline_data as data;
 pub use faultline_engine as engine;
 pub use faultline_onnx as onnx;

@@ -1,0 +1,79 @@
+//! Pre-sized `.npy` files written row by row at known offsets, for outputs whose rows arrive out
+//! of order or across resumed runs (a streaming `.npy` writer can only append). The format is a
+//! fixed header followed by raw little-endian C-order data.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// The `.npy` header (format 1.0) for `descr` (e.g. `|u1`, `<f4`, `<i8`) and `shape`.
+pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    // Magic (6) + version (2) + length (2) + dict + '\n' must be a multiple of 64.
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h
+}
+
+/// A `.npy` file of `shape` whose rows (first dimension) are written by index.
+pub struct NpyRows {
+    file: File,
+    header: u64,
+    row_bytes: u64,
+    path: PathBuf,
+}
+
+impl NpyRows {
+    /// Creates (or, with `keep`, reopens without truncating) a file of `shape` with elements of
+    /// `width` bytes described by `descr`.
+    pub fn open(
+        path: &Path,
+        descr: &str,
+        width: usize,
+        shape: &[usize],
+        keep: bool,
+    ) -> Result<Self> {
+        let h = header(descr, shape);
+        let row: usize = shape[1..].iter().product::<usize>() * width;
+        let total = h.len() as u64 + (shape[0] * row) as u64;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(!keep)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.set_len(total)
+            .with_context(|| format!("sizing {}", path.display()))?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&h)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(NpyRows {
+            file,
+            header: h.len() as u64,
+            row_bytes: row as u64,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes consecutive rows starting at row `first`.
+    pub fn write_rows(&mut self, first: usize, bytes: &[u8]) -> Result<()> {
+        self.file
+            .seek(SeekFrom::Start(self.header + first as u64 * self.row_bytes))?;
+        self.file
+            .write_all(bytes)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}

@@ -1,0 +1,139 @@
+//! `faultline attack`: robust-accuracy curves, re-checked success flags, saved adversarial
+//! images inside the ε-ball, minimum-norm runs and resuming after a kill.
+
+mod util;
+
+use util::*;
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn pgd_curve_is_monotone_and_records_agree_with_predictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/cifar10/cifar10-resnet20.onnx");
+    let data = shared("data/cifar10/test_batch_first100.bin");
+    let args = [
+        "attack",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "40",
+        "--attack",
+        "pgd",
+        "--eps",
+        "1/255,0.5/255,2/255",
+        "--steps",
+        "10",
+        "--out",
+        "r",
+        "--save-adv",
+        "--batch-size",
+        "16",
+    ];
+    let o = run(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&tmp.path().join("r/run.json"));
+    let curve = r["results"]["curve"].as_array().unwrap();
+    let accs: Vec<f64> = curve
+        .iter()
+        .map(|p| p["robust_accuracy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(accs.len(), 3);
+    assert!(
+        accs.windows(2).all(|w| w[1] <= w[0]),
+        "robust accuracy rises with ε: {accs:?}"
+    );
+    assert!(accs[0] <= r["clean_accuracy"].as_f64().unwrap());
+    assert!(r["robust_accuracy"]["1/255"].is_number());
+    let recs = lines(&tmp.path().join("r/samples.jsonl"));
+    assert_eq!(recs.len(), 120);
+    for rec in &recs {
+        assert_eq!(
+            rec["success"].as_bool().unwrap(),
+            rec["prediction"] != rec["label"],
+            "{rec}"
+        );
+        assert!(rec["linf"].as_f64().unwrap() <= rec["eps"].as_f64().unwrap() + 1e-6);
+    }
+    // Saved images: the ε files are in the order given, each inside its ball and the box.
+    let bytes = std::fs::read(tmp.path().join("r/adv_2.npy")).unwrap();
+    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(f.shape(), &[40, 3, 32, 32]);
+    let adv: Vec<f32> = f.into_vec().unwrap();
+    assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
+    // Kill after 20 samples' records: the rerun finishes with identical records.
+    let full = std::fs::read_to_string(tmp.path().join("r/samples.jsonl")).unwrap();
+    let cut: String = full.lines().take(62).map(|l| format!("{l}\n")).collect();
+    std::fs::write(tmp.path().join("r/samples.jsonl"), cut).unwrap();
+    let o = run(tmp.path(), &args);
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("r/samples.jsonl")).unwrap(),
+        full
+    );
+}
+
+#[test]
+fn deepfool_reports_minimum_norms_on_mnist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-convexadv-robust.onnx");
+    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    let o = run(
+        tmp.path(),
+        &[
+            "attack",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--limit",
+            "30",
+            "--attack",
+            "deepfool",
+            "--eps",
+            "1.0,2.0",
+            "--out",
+            "d",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&tmp.path().join("d/run.json"));
+    let med = r["results"]["median_min_norm"].as_f64().unwrap();
+    // FAB's reference median for this model is 1.45 (L2); DeepFool is an upper bound of that order.
+    assert!((0.5..4.0).contains(&med), "{med}");
+    for rec in lines(&tmp.path().join("d/samples.jsonl")) {
+        assert_eq!(
+            rec["success"].as_bool().unwrap(),
+            rec["prediction"] != rec["label"]
+        );
+    }
+    assert!(stdout(&o).contains("median smallest perturbation"));
+}
+
+#[test]
+fn bad_eps_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-convexadv-robust.onnx");
+    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    let o = run(
+        tmp.path(),
+        &[
+            "attack",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--eps",
+            "8/x",
+        ],
+    );
+    assert_clear_error(&o, &["ε '8/x'"]);
+}
