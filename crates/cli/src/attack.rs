@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use faultline::attack::{
-    attack_batch, parse_eps, summarize_attack, AttackRecord, AttackSpec, AttackSummary,
+    attack_batch, eps_label, parse_eps, summarize_attack, AttackRecord, AttackSpec, AttackSummary,
 };
 use faultline::attacks::{AttackLoss, DeepFoolParams, Norm, PgdParams};
 use faultline::record::RunDir;
@@ -66,6 +66,12 @@ pub struct AttackArgs {
     /// Also write the returned images as DIR/adv_<k>.npy (float32 NCHW, one file per ε)
     #[arg(long)]
     pub save_adv: bool,
+    /// Targeted attack toward this class index (success: classified as it) [default: untargeted]
+    #[arg(long, value_name = "CLASS")]
+    pub target: Option<usize>,
+    /// Print nothing on success (used by commands that run attacks as a step)
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 fn spec(a: &AttackArgs, norm: Norm) -> Result<AttackSpec> {
@@ -106,15 +112,6 @@ fn spec(a: &AttackArgs, norm: Norm) -> Result<AttackSpec> {
     })
 }
 
-fn eps_tag(e: f32) -> String {
-    let k = e * 255.0;
-    if (k - k.round()).abs() < 1e-4 && k.round() > 0.0 {
-        format!("{}/255", k.round())
-    } else {
-        format!("{e}")
-    }
-}
-
 pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
     let norm = a.norm.unwrap_or(if a.attack == "deepfool" {
         Norm::L2
@@ -139,6 +136,7 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
         "model": loaded.model_path, "model_sha256": loaded.model.card.sha256, "data": loaded.data_path,
         "format": info.format.name(), "split": a.data.split, "limit": a.data.limit,
         "normalization": loaded.model.card.normalization, "attack": spec, "norm": norm, "eps": eps,
+        "target": a.target,
     });
     let out = a
         .out
@@ -177,7 +175,11 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
             )?);
         }
     }
-    let bar = ProgressBar::new(total as u64);
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} attack [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
@@ -209,6 +211,7 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
             &batch.indices,
             &spec,
             &eps,
+            a.target,
         )
         .with_context(|| format!("attacking samples {}..", batch.indices[0]))?;
         for (f, img) in adv_files.iter_mut().zip(&images) {
@@ -226,7 +229,7 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
             bar.set_message(format!(
                 "robust {:.1} % at {}",
                 100.0 * p.robust_accuracy,
-                eps_tag(p.eps)
+                eps_label(p.eps)
             ));
         }
     }
@@ -239,7 +242,7 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
         json!(s
             .curve
             .iter()
-            .map(|p| (eps_tag(p.eps), json!(p.robust_accuracy)))
+            .map(|p| (eps_label(p.eps), json!(p.robust_accuracy)))
             .collect::<serde_json::Map<String, serde_json::Value>>())
     };
     let (fwd, bwd) = records.iter().fold((0u64, 0u64), |(f, b), r| {
@@ -256,6 +259,9 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
         "results": s,
         "adversarial_files": (0..adv_files.len()).map(|k| format!("adv_{k}.npy")).collect::<Vec<_>>(),
     }))?;
+    if a.quiet {
+        return Ok(());
+    }
     print_summary(&s, a, norm, &loaded, &out).context("writing to stdout")
 }
 
@@ -277,7 +283,7 @@ fn print_summary(
             o,
             "robust accuracy  {:6.2} %   at ε = {}",
             100.0 * p.robust_accuracy,
-            eps_tag(p.eps)
+            eps_label(p.eps)
         )?;
     }
     if let Some(m) = s.median_min_norm {

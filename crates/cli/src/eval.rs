@@ -52,6 +52,9 @@ pub struct EvalArgs {
     /// relative mCE [default: none]
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
+    /// Print nothing on success (used by commands that evaluate as a step)
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
@@ -129,7 +132,11 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
             p.table
         );
     }
-    let bar = ProgressBar::new(total as u64);
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} eval [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
@@ -203,6 +210,9 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
                      "img_per_s": (total - start) as f64 / secs.max(1e-9), "resumed_from": start },
         "results": summary,
     }))?;
+    if args.quiet {
+        return Ok(());
+    }
     print_summary(&summary, &loaded, &out).context("writing to stdout")?;
     if let Some(c) = &corr {
         print_corruptions(c).context("writing to stdout")?;

@@ -3,6 +3,7 @@
 
 mod attack;
 mod bench;
+mod classwise;
 mod common;
 mod corrupt;
 mod eval;
@@ -32,6 +33,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Robust accuracy under an adversarial attack (FGSM, PGD, MI-FGSM, DeepFool), per ε
     Attack(attack::AttackArgs),
+    /// Class-wise robustness: per-class accuracy, confusion, CFPS under attacks and corruptions,
+    /// targeted reachability and latent structure, with SVG charts
+    Classwise(classwise::ClasswiseArgs),
     /// Write a corrupted copy of a data set (CIFAR-10-C-style .npy files or an image folder)
     Corrupt(corrupt::CorruptArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
     let result = common::set_threads(cli.threads).and_then(|threads| match &cli.command {
         Command::Eval(a) => eval::run(a, threads),
         Command::Attack(a) => attack::run(a, threads),
+        Command::Classwise(a) => classwise::run(a, threads),
         Command::Corrupt(a) => corrupt::run(a),
         Command::Bench(a) => bench::run(a, threads),
         Command::List => list(),

@@ -65,7 +65,8 @@ pub struct AttackRecord {
 }
 
 /// Attacks one batch; returns the records (ε-major) and the returned images per ε (one set for
-/// a minimum-norm attack).
+/// a minimum-norm attack). With a `target` class the attack is targeted: success means being
+/// classified as the target, and samples of the target class are not attacked.
 pub fn attack_batch(
     model: &Model,
     x: &[f32],
@@ -73,13 +74,28 @@ pub fn attack_batch(
     indices: &[usize],
     spec: &AttackSpec,
     eps: &[f32],
+    target: Option<usize>,
 ) -> Result<(Vec<AttackRecord>, Vec<Vec<f32>>)> {
     let k = model.num_classes();
     let n = labels.len();
     let per = x.len() / n.max(1);
     let z = model.logits(x)?;
     let clean: Vec<usize> = (0..n).map(|i| argmax(&z[i * k..(i + 1) * k])).collect();
-    let correct: Vec<usize> = (0..n).filter(|&i| clean[i] == labels[i]).collect();
+    if let Some(t) = target {
+        if t >= k {
+            return Err(Error::Invalid(format!(
+                "target class {t} is out of range for {k} classes"
+            )));
+        }
+        if spec.is_min_norm() {
+            return Err(Error::Invalid(
+                "targeted minimum-norm attacks are not available yet".into(),
+            ));
+        }
+    }
+    let correct: Vec<usize> = (0..n)
+        .filter(|&i| clean[i] == labels[i] && Some(labels[i]) != target)
+        .collect();
     let clean_record = |i: usize, e: Option<f32>| {
         let row = &z[i * k..(i + 1) * k];
         AttackRecord {
@@ -87,7 +103,10 @@ pub fn attack_batch(
             label: labels[i],
             clean_prediction: clean[i],
             eps: e,
-            success: clean[i] != labels[i],
+            success: match target {
+                Some(t) => clean[i] == t && labels[i] != t,
+                None => clean[i] != labels[i],
+            },
             prediction: clean[i],
             logit_margin: row[labels[i]] - row[faultline_engine::runner_up(row, labels[i])],
             linf: 0.0,
@@ -103,9 +122,10 @@ pub fn attack_batch(
             .collect();
         let ys: Vec<usize> = sel.iter().map(|&i| labels[i]).collect();
         let ids: Vec<usize> = sel.iter().map(|&i| indices[i]).collect();
+        let ts: Option<Vec<usize>> = target.map(|t| vec![t; sel.len()]);
         let goal = Goal {
             labels: &ys,
-            targets: None,
+            targets: ts.as_deref(),
         };
         Ok(match spec {
             AttackSpec::Pgd(p) => pgd(
@@ -293,6 +313,18 @@ pub fn summarize_attack(records: &[AttackRecord], spec: &AttackSpec, eps: &[f32]
     }
 }
 
+/// A radius as people write it: a short decimal (`0.5`, `0.2`) when it has one, else a
+/// fraction of 255 (`8/255`) when it is one, else the decimal.
+pub fn eps_label(e: f32) -> String {
+    let s = format!("{e}");
+    let k = e * 255.0;
+    if s.len() > 6 && (k - k.round()).abs() < 1e-4 && k.round() > 0.0 {
+        format!("{}/255", k.round())
+    } else {
+        s
+    }
+}
+
 /// Parses a radius: a decimal (`0.031`) or a fraction (`8/255`).
 pub fn parse_eps(s: &str) -> Result<f32> {
     let bad = || {
@@ -330,5 +362,9 @@ mod tests {
         assert!(parse_eps("1/0").is_err());
         assert!(parse_eps("-1").is_err());
         assert!(parse_eps("abc").unwrap_err().to_string().contains("8/255"));
+        assert_eq!(eps_label(parse_eps("8/255").unwrap()), "8/255");
+        assert_eq!(eps_label(0.2), "0.2");
+        assert_eq!(eps_label(0.5), "0.5");
+        assert_eq!(eps_label(0.0123456), "0.0123456");
     }
 }

@@ -6,11 +6,13 @@
 #![warn(missing_docs)]
 
 pub mod attack;
+pub mod classwise;
 pub mod corruption;
 mod error;
 pub mod eval;
 pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod record;
 
 pub use error::{Error, Result};

@@ -1,0 +1,306 @@
+//! Small self-contained SVG charts: heatmaps, grouped bars and labelled scatter plots.
+//! Written directly rather than with `plotters`, whose text layout needs a system font backend
+//! (font-kit); these three chart kinds only need rectangles, circles and `<text>`.
+
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// White → dark red for t in [0, 1].
+fn heat(t: f64) -> String {
+    let t = t.clamp(0.0, 1.0);
+    let r = 255.0 - 75.0 * t;
+    let g = 255.0 - 235.0 * t;
+    let b = 255.0 - 225.0 * t;
+    format!("rgb({},{},{})", r as u8, g as u8, b as u8)
+}
+
+const PALETTE: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
+/// A heatmap of `m` (rows × cols) with row and column labels; cells show their value when
+/// `annotate` (formatted with `fmt`). Colour is scaled to the largest value.
+pub fn heatmap(
+    title: &str,
+    m: &[Vec<f64>],
+    rows: &[String],
+    cols: &[String],
+    row_axis: &str,
+    col_axis: &str,
+    annotate: bool,
+) -> String {
+    let cell = if cols.len() > 20 { 14.0 } else { 40.0 };
+    let (left, top) = (110.0, 60.0);
+    let w = left + cell * cols.len() as f64 + 20.0;
+    let h = top + cell * rows.len() as f64 + 90.0;
+    let max = m
+        .iter()
+        .flatten()
+        .copied()
+        .fold(0.0f64, f64::max)
+        .max(1e-300);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    for (i, row) in m.iter().enumerate() {
+        let y = top + cell * i as f64;
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 4.0,
+            y + cell * 0.6,
+            esc(&rows[i])
+        );
+        for (j, &v) in row.iter().enumerate() {
+            let x = left + cell * j as f64;
+            let _ = write!(
+                s,
+                r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{}" stroke="#ddd"><title>{} → {}: {v}</title></rect>"##,
+                heat(v / max),
+                esc(&rows[i]),
+                esc(&cols[j])
+            );
+            if annotate && cell >= 30.0 {
+                let txt = if v.fract() == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                };
+                let color = if v / max > 0.6 { "white" } else { "black" };
+                let _ = write!(
+                    s,
+                    r#"<text x="{}" y="{}" text-anchor="middle" fill="{color}" font-size="10">{txt}</text>"#,
+                    x + cell / 2.0,
+                    y + cell * 0.6
+                );
+            }
+        }
+    }
+    let yb = top + cell * rows.len() as f64;
+    for (j, c) in cols.iter().enumerate() {
+        let x = left + cell * j as f64 + cell / 2.0;
+        let _ = write!(
+            s,
+            r#"<text x="{x}" y="{}" text-anchor="end" transform="rotate(-45 {x} {})">{}</text>"#,
+            yb + 12.0,
+            yb + 12.0,
+            esc(c)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        left + cell * cols.len() as f64 / 2.0,
+        h - 8.0,
+        esc(col_axis)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
+        top + yb / 2.0 - top / 2.0,
+        top + yb / 2.0 - top / 2.0,
+        esc(row_axis)
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Grouped vertical bars: one group per category, one bar per series, values in [0, 1].
+pub fn bars(title: &str, categories: &[String], series: &[(String, Vec<f64>)]) -> String {
+    let (left, top, ph) = (50.0, 50.0, 220.0);
+    let gw = 14.0 * series.len().max(1) as f64 + 10.0;
+    let w = left + gw * categories.len() as f64 + 160.0;
+    let h = top + ph + 90.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    for t in 0..=4 {
+        let v = t as f64 / 4.0;
+        let y = top + ph * (1.0 - v);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{v:.2}</text>"##,
+            w - 160.0,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    for (ci, c) in categories.iter().enumerate() {
+        let gx = left + gw * ci as f64 + 5.0;
+        for (si, (name, vals)) in series.iter().enumerate() {
+            let v = vals.get(ci).copied().unwrap_or(0.0).clamp(0.0, 1.0);
+            let x = gx + 14.0 * si as f64;
+            let _ = write!(
+                s,
+                r#"<rect x="{x}" y="{}" width="12" height="{}" fill="{}"><title>{}: {} = {v:.4}</title></rect>"#,
+                top + ph * (1.0 - v),
+                ph * v,
+                PALETTE[si % 10],
+                esc(c),
+                esc(name)
+            );
+        }
+        let x = gx + gw / 2.0 - 5.0;
+        let _ = write!(
+            s,
+            r#"<text x="{x}" y="{}" text-anchor="end" transform="rotate(-45 {x} {})">{}</text>"#,
+            top + ph + 12.0,
+            top + ph + 12.0,
+            esc(c)
+        );
+    }
+    for (si, (name, _)) in series.iter().enumerate() {
+        let y = top + 16.0 * si as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{}" y="{y}" width="10" height="10" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            w - 150.0,
+            PALETTE[si % 10],
+            w - 136.0,
+            y + 9.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A scatter plot of labelled points coloured by group (`group[i]` indexes `names`).
+pub fn scatter(
+    title: &str,
+    points: &[[f64; 2]],
+    group: &[usize],
+    names: &[String],
+    labels: &[Option<String>],
+) -> String {
+    let (w, h, m) = (560.0, 460.0, 50.0);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for p in points {
+        x0 = x0.min(p[0]);
+        x1 = x1.max(p[0]);
+        y0 = y0.min(p[1]);
+        y1 = y1.max(p[1]);
+    }
+    let (sx, sy) = ((x1 - x0).max(1e-12), (y1 - y0).max(1e-12));
+    let px = |p: &[f64; 2]| {
+        (
+            m + (p[0] - x0) / sx * (w - 2.0 * m - 100.0),
+            h - m - (p[1] - y0) / sy * (h - 2.0 * m),
+        )
+    };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    for (i, p) in points.iter().enumerate() {
+        let (x, y) = px(p);
+        let g = group.get(i).copied().unwrap_or(0);
+        let r = if labels.get(i).is_some_and(|l| l.is_some()) {
+            7.0
+        } else {
+            2.0
+        };
+        let _ = write!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{}" fill-opacity="0.8"/>"#,
+            PALETTE[g % 10]
+        );
+        if let Some(Some(l)) = labels.get(i) {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+                x + 9.0,
+                y + 4.0,
+                esc(l)
+            );
+        }
+    }
+    for (gi, n) in names.iter().enumerate() {
+        let y = m + 16.0 * gi as f64;
+        let _ = write!(
+            s,
+            r#"<circle cx="{}" cy="{}" r="5" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            w - 130.0,
+            y,
+            PALETTE[gi % 10],
+            w - 120.0,
+            y + 4.0,
+            esc(n)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_are_well_formed_svg_with_escaped_labels() {
+        let names = vec!["a<b".to_string(), "c".to_string()];
+        let h = heatmap(
+            "t",
+            &[vec![1.0, 2.0], vec![0.0, 3.0]],
+            &names,
+            &names,
+            "true",
+            "pred",
+            true,
+        );
+        assert!(h.starts_with("<svg") && h.trim_end().ends_with("</svg>"));
+        assert!(h.contains("a&lt;b") && !h.contains("a<b"));
+        assert_eq!(h.matches("<rect").count(), 4);
+        let b = bars(
+            "t",
+            &names,
+            &[
+                ("clean".into(), vec![0.5, 1.0]),
+                ("pgd".into(), vec![0.1, 0.2]),
+            ],
+        );
+        assert_eq!(b.matches("<title>").count(), 4);
+        let sc = scatter(
+            "t",
+            &[[0.0, 0.0], [1.0, 1.0]],
+            &[0, 1],
+            &names,
+            &[Some("x".into()), None],
+        );
+        assert_eq!(sc.matches("<circle").count(), 4);
+    }
+}
