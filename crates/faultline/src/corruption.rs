@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use faultline_corruptions::{CorruptionKind, ImageU8, ParamTable};
+pub use faultline_corruptions::{CorruptionKind, ImageU8, ParamTable, ALL};
 
 use crate::error::{Error, Result};
 use crate::eval::EvalRecord;
