@@ -10,6 +10,7 @@ pub mod classwise;
 pub mod corruption;
 mod error;
 pub mod eval;
+pub mod margin;
 pub mod metrics;
 pub mod model;
 pub mod plot;
