@@ -206,13 +206,13 @@ pub fn run(a: &ClasswiseArgs, threads: usize) -> Result<()> {
     }
     // 4. Targeted attacks toward each class.
     let mut targeted = Vec::new();
+    let mut target_reports = Vec::new();
     if a.targeted && a.attack != "none" {
-        for t in 0..k {
+        for (t, name) in names.iter().enumerate() {
             let dir = out.join(format!("targeted-{t}"));
             eprintln!(
-                "classwise: targeted {} toward {} ({}/{k}) → {}",
+                "classwise: targeted {} toward {name} ({}/{k}) → {}",
                 a.attack,
-                names[t],
                 t + 1,
                 dir.display()
             );
@@ -222,6 +222,15 @@ pub fn run(a: &ClasswiseArgs, threads: usize) -> Result<()> {
             )?;
             let recs: Vec<AttackRecord> = read_records(&dir)?;
             let others: Vec<&AttackRecord> = recs.iter().filter(|r| r.label != t).collect();
+            // The class-wise counters measured against the target label (methods.md §2.3).
+            let pairs: Vec<(usize, usize)> = others.iter().map(|r| (t, r.prediction)).collect();
+            let cp: Vec<usize> = others.iter().map(|r| r.clean_prediction).collect();
+            target_reports.push(classwise(
+                &format!("{} toward {name}", a.attack),
+                &pairs,
+                k,
+                Some(&cp),
+            ));
             let hit = others.iter().filter(|r| r.prediction == t).count();
             let wrong = others.iter().filter(|r| r.prediction != r.label).count();
             targeted.push(TargetReport {
@@ -280,6 +289,7 @@ pub fn run(a: &ClasswiseArgs, threads: usize) -> Result<()> {
         "classwise": reports,
         "corruption_families": family_reports,
         "targeted": targeted,
+        "targeted_counters": target_reports,
         "latent": lat,
         "ranking": ranking,
     });

@@ -85,6 +85,10 @@ fn list() -> anyhow::Result<()> {
     }
     writeln!(o, "data formats: cifar10, cifar100 (binary), idx (MNIST/Fashion-MNIST, .gz or not), folder (PNG/JPEG, one sub-folder per class), npy (.npy/.npz, uint8 or float32, NHWC or NCHW)")?;
     writeln!(o, "attacks: fgsm, pgd, mifgsm (bounded; linf or l2; losses ce, dlr, margin), deepfool (minimum norm; l2 or linf)")?;
-    writeln!(o, "corruptions (severities 1-5, cifar and imagenet tables): {}", faultline::corruption::ALL.join(", "))?;
+    writeln!(
+        o,
+        "corruptions (severities 1-5, cifar and imagenet tables): {}",
+        faultline::corruption::ALL.join(", ")
+    )?;
     Ok(())
 }

@@ -51,6 +51,13 @@ fn classwise_report_with_attack_corruption_targets_and_latent() {
         }
     }
     assert_eq!(r["targeted"].as_array().unwrap().len(), 10);
+    // Counters against the target: "accuracy" toward class t is the rate of reaching t.
+    let tc = &r["targeted_counters"][3];
+    assert!(
+        (tc["accuracy"].as_f64().unwrap() - r["targeted"][3]["success_rate"].as_f64().unwrap())
+            .abs()
+            < 1e-12
+    );
     assert_eq!(
         r["latent"]["centroid_distance"].as_array().unwrap().len(),
         10
