@@ -30,8 +30,8 @@
 //!
 //! # Cost
 //! Per run and sample still attacked: one forward and one backward pass per iteration plus one
-//! for the start; APGD-T one more forward pass per target for the ranking; one forward pass to
-//! re-check the returned image.
+//! for the start; one forward pass for the clean prediction (which also ranks APGD-T's targets)
+//! and one to re-check the returned image.
 
 use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
@@ -275,7 +275,7 @@ fn single_run(
                 let ls = &loss_steps[j];
                 let rose = (0..len)
                     .filter(|&c| {
-                        let prev = if it >= c + 1 { ls[it - c - 1] } else { 0.0 };
+                        let prev = if it > c { ls[it - c - 1] } else { 0.0 };
                         ls[it - c] > prev
                     })
                     .count();
@@ -357,9 +357,6 @@ pub fn apgd(
                     })
                     .collect()
             });
-            if rank.is_some() {
-                passes.add(&todo, 1, 0);
-            }
             let (targets, loss) = match (&ranked, goal.targets) {
                 (Some(t), _) => (Some(t.as_slice()), AttackLoss::Dlr),
                 (None, t) => (t, p.loss),
