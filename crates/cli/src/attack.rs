@@ -10,7 +10,7 @@ use clap::Args;
 use faultline::attack::{
     attack_batch, eps_label, parse_eps, summarize_attack, AttackRecord, AttackSpec, AttackSummary,
 };
-use faultline::attacks::{AttackLoss, DeepFoolParams, Norm, PgdParams};
+use faultline::attacks::{ApgdParams, AttackLoss, DeepFoolParams, FabParams, Norm, PgdParams};
 use faultline::record::RunDir;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -25,8 +25,9 @@ pub struct AttackArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Attack: fgsm, pgd, mifgsm (bounded) or deepfool (minimum norm)
-    #[arg(long, default_value = "pgd", value_parser = ["fgsm", "pgd", "mifgsm", "deepfool"])]
+    /// Attack: fgsm, pgd, mifgsm, apgd-ce, apgd-dlr, apgd-t, fab-t (bounded), deepfool or fab
+    /// (minimum norm)
+    #[arg(long, default_value = "pgd", value_parser = ["fgsm", "pgd", "mifgsm", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "deepfool", "fab"])]
     pub attack: String,
     /// Threat model: linf or l2 [default: linf, deepfool: l2]
     #[arg(long, value_name = "N")]
@@ -36,15 +37,15 @@ pub struct AttackArgs {
     /// 8/255 for linf, 0.5 for l2]
     #[arg(long, value_delimiter = ',', value_name = "EPS")]
     pub eps: Option<Vec<String>>,
-    /// Iterations [default: pgd 20, mifgsm 10, deepfool 50]
+    /// Iterations [default: pgd 20, mifgsm 10, deepfool 50, apgd and fab 100]
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
     /// Absolute step size [default: ε/4 for pgd, ε/10 for mifgsm]
     #[arg(long, value_name = "A")]
     pub step_size: Option<String>,
-    /// Runs per sample; runs after the first start at a random point of the ball
-    #[arg(long, default_value_t = 1, value_name = "R")]
-    pub restarts: usize,
+    /// Runs per sample; runs after the first start at a random point [default: 1; fab 5]
+    #[arg(long, value_name = "R")]
+    pub restarts: Option<usize>,
     /// Start the first run at a random point of the ball too
     #[arg(long)]
     pub random_start: bool,
@@ -87,7 +88,7 @@ fn spec(a: &AttackArgs, norm: Norm) -> Result<AttackSpec> {
                 steps: a.steps.unwrap_or(base.steps),
                 step_size: step,
                 loss: a.loss,
-                restarts: a.restarts,
+                restarts: a.restarts.unwrap_or(1),
                 random_start: a.random_start,
                 seed: a.seed,
                 ..base
@@ -98,7 +99,7 @@ fn spec(a: &AttackArgs, norm: Norm) -> Result<AttackSpec> {
             steps: a.steps.unwrap_or(20),
             step_size: step,
             loss: a.loss,
-            restarts: a.restarts,
+            restarts: a.restarts.unwrap_or(1),
             random_start: a.random_start,
             seed: a.seed,
             ..PgdParams::default()
@@ -108,6 +109,40 @@ fn spec(a: &AttackArgs, norm: Norm) -> Result<AttackSpec> {
             steps: a.steps.unwrap_or(50),
             ..DeepFoolParams::default()
         }),
+        "apgd-ce" | "apgd-dlr" | "apgd-t" => {
+            let base = if a.attack == "apgd-t" {
+                ApgdParams::autoattack_t(norm, 0.0)
+            } else {
+                ApgdParams::autoattack_ce(norm, 0.0)
+            };
+            AttackSpec::Apgd(ApgdParams {
+                steps: a.steps.unwrap_or(base.steps),
+                restarts: a.restarts.unwrap_or(base.restarts),
+                loss: if a.attack == "apgd-dlr" {
+                    AttackLoss::Dlr
+                } else {
+                    base.loss
+                },
+                seed: a.seed,
+                ..base
+            })
+        }
+        "fab" | "fab-t" => {
+            let base = if a.attack == "fab-t" {
+                FabParams::autoattack_t(norm, 0.0)
+            } else {
+                FabParams {
+                    norm,
+                    ..FabParams::default()
+                }
+            };
+            AttackSpec::Fab(FabParams {
+                steps: a.steps.unwrap_or(base.steps),
+                restarts: a.restarts.unwrap_or(base.restarts),
+                seed: a.seed,
+                ..base
+            })
+        }
         other => bail!("unknown attack '{other}'"),
     })
 }

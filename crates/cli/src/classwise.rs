@@ -86,7 +86,7 @@ fn attack_args(
         eps: Some(eps),
         steps: Some(a.steps),
         step_size: None,
-        restarts: 1,
+        restarts: None,
         random_start: false,
         loss: Default::default(),
         seed: a.seed,

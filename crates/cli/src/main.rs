@@ -31,7 +31,7 @@ enum Command {
     /// Clean accuracy, per-class accuracy, confusion matrix and logit margins; writes
     /// DIR/run.json and DIR/samples.jsonl
     Eval(eval::EvalArgs),
-    /// Robust accuracy under an adversarial attack (FGSM, PGD, MI-FGSM, DeepFool), per ε
+    /// Robust accuracy under an adversarial attack (FGSM, PGD, MI-FGSM, APGD, FAB, DeepFool), per ε
     Attack(attack::AttackArgs),
     /// Class-wise robustness: per-class accuracy, confusion, CFPS under attacks and corruptions,
     /// targeted reachability and latent structure, with SVG charts
@@ -84,7 +84,7 @@ fn list() -> anyhow::Result<()> {
         writeln!(o, "  {op}")?;
     }
     writeln!(o, "data formats: cifar10, cifar100 (binary), idx (MNIST/Fashion-MNIST, .gz or not), folder (PNG/JPEG, one sub-folder per class), npy (.npy/.npz, uint8 or float32, NHWC or NCHW)")?;
-    writeln!(o, "attacks: fgsm, pgd, mifgsm (bounded; linf or l2; losses ce, dlr, margin), deepfool (minimum norm; l2 or linf)")?;
+    writeln!(o, "attacks: fgsm, pgd, mifgsm (bounded; linf or l2; losses ce, dlr, margin), apgd-ce, apgd-dlr, apgd-t, fab-t (bounded), deepfool, fab (minimum norm)")?;
     writeln!(
         o,
         "corruptions (severities 1-5, cifar and imagenet tables): {}",

@@ -137,3 +137,46 @@ fn bad_eps_is_a_clear_error() {
     );
     assert_clear_error(&o, &["ε '8/x'"]);
 }
+
+#[test]
+fn apgd_and_fab_run_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-lenet5-advtrained.onnx");
+    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    let base = [
+        "attack",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "20",
+    ];
+    let mut a = base.to_vec();
+    a.extend([
+        "--attack", "apgd-t", "--eps", "0.3", "--steps", "20", "--out", "t",
+    ]);
+    let o = run(tmp.path(), &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&tmp.path().join("t/run.json"));
+    assert!(r["robust_accuracy"].as_f64().unwrap() <= r["clean_accuracy"].as_f64().unwrap());
+    let mut f = base.to_vec();
+    f.extend([
+        "--attack",
+        "fab",
+        "--norm",
+        "linf",
+        "--restarts",
+        "1",
+        "--steps",
+        "30",
+        "--out",
+        "f",
+    ]);
+    let o = run(tmp.path(), &f);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&tmp.path().join("f/run.json"));
+    // FAB's reference L∞ median for this model is 0.34 (restart 0: 0.343).
+    let med = r["results"]["median_min_norm"].as_f64().unwrap();
+    assert!((0.15..0.6).contains(&med), "{med}");
+}

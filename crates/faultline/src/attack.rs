@@ -5,7 +5,10 @@
 //! robust-accuracy curve never rises with ε. Minimum-norm attacks run once and the curve follows
 //! from the norms they find.
 
-use faultline_attacks::{deepfool, pgd, AttackOutput, DeepFoolParams, Goal, Norm, PgdParams};
+use faultline_attacks::{
+    apgd, deepfool, fab, pgd, ApgdParams, AttackOutput, DeepFoolParams, FabParams, Goal, Norm,
+    PgdParams,
+};
 use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +21,12 @@ use crate::eval::argmax;
 pub enum AttackSpec {
     /// PGD / FGSM / MI-FGSM (bounded).
     Pgd(PgdParams),
+    /// APGD / APGD-T (bounded).
+    Apgd(ApgdParams),
     /// DeepFool (minimum norm).
     DeepFool(DeepFoolParams),
+    /// FAB (minimum norm when its `eps` is None, else bounded).
+    Fab(FabParams),
 }
 
 impl AttackSpec {
@@ -27,12 +34,18 @@ impl AttackSpec {
     pub fn norm(&self) -> Norm {
         match self {
             AttackSpec::Pgd(p) => p.norm,
+            AttackSpec::Apgd(p) => p.norm,
             AttackSpec::DeepFool(p) => p.norm,
+            AttackSpec::Fab(p) => p.norm,
         }
     }
     /// Whether the attack looks for the smallest perturbation rather than one within ε.
     pub fn is_min_norm(&self) -> bool {
-        matches!(self, AttackSpec::DeepFool(_))
+        match self {
+            AttackSpec::DeepFool(_) => true,
+            AttackSpec::Fab(p) => p.eps.is_none(),
+            AttackSpec::Pgd(_) | AttackSpec::Apgd(_) => false,
+        }
     }
 }
 
@@ -138,7 +151,21 @@ pub fn attack_batch(
                     ..p.clone()
                 },
             )?,
+            AttackSpec::Apgd(p) => apgd(
+                model,
+                &xs,
+                goal,
+                &ids,
+                &ApgdParams {
+                    eps: e,
+                    ..p.clone()
+                },
+            )?,
             AttackSpec::DeepFool(p) => deepfool(model, &xs, goal, p)?,
+            AttackSpec::Fab(p) => {
+                let eps = p.eps.map(|_| e);
+                fab(model, &xs, goal, &ids, &FabParams { eps, ..p.clone() })?
+            }
         })
     };
     let mut records = Vec::new();
