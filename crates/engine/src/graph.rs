@@ -191,6 +191,7 @@ impl GraphBuilder {
         passes::fold_constants(&mut g)?;
         passes::fold_batch_norm(&mut g);
         passes::prune(&mut g);
+        passes::fuse_activation(&mut g);
         if g.consts[g.output].is_some() {
             return Err(Error::Graph(
                 "the output does not depend on the input".into(),

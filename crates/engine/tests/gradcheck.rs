@@ -564,3 +564,141 @@ fn batch_norm_after_conv_is_folded_without_changing_results() {
         assert!((p - q).abs() < 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
     }
 }
+
+/// `Relu(Add(Conv(Relu(Conv(x))), x))` (a ResNet block) and `Add(r, Conv(x))` with the
+/// residual first: built so that the load-time pass fuses them into FusedConv nodes.
+fn residual_block(b: &mut GraphBuilder, r: &mut Lcg, x: &str, chans: usize) -> String {
+    let w = |b: &mut GraphBuilder, r: &mut Lcg, n: &str| {
+        konst(
+            b,
+            n,
+            // Scaled by 1/√fan-in so activations stay O(1) and float32 differences stay exact
+            // enough for the finite-difference check.
+            Tensor::from_f32(
+                vec![chans, chans, 3, 3],
+                r.vec(chans * chans * 9)
+                    .iter()
+                    .map(|v| v / (3.0 * chans as f32).sqrt())
+                    .collect(),
+            )
+            .unwrap(),
+        )
+    };
+    let (w1, w2, w3) = (w(b, r, "w1"), w(b, r, "w2"), w(b, r, "w3"));
+    let b1 = konst(
+        b,
+        "b1",
+        Tensor::from_f32(vec![chans], r.vec(chans)).unwrap(),
+    );
+    let conv = || {
+        Box::new(Conv {
+            window: win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+            group: 1,
+        })
+    };
+    b.node("c1", conv(), &[Some(x), Some(&w1), Some(&b1)], "c1");
+    b.node(
+        "r1",
+        Box::new(Unary::new(UnaryKind::Relu)),
+        &[Some("c1")],
+        "r1",
+    );
+    b.node("c2", conv(), &[Some("r1"), Some(&w2)], "c2");
+    b.node(
+        "a2",
+        Box::new(Binary::new(BinaryKind::Add)),
+        &[Some("c2"), Some(x)],
+        "a2",
+    );
+    b.node(
+        "r2",
+        Box::new(Unary::new(UnaryKind::Relu)),
+        &[Some("a2")],
+        "r2",
+    );
+    b.node("c3", conv(), &[Some("r2"), Some(&w3), Some(&b1)], "c3");
+    b.node(
+        "a3",
+        Box::new(Binary::new(BinaryKind::Add)),
+        &[Some("r2"), Some("c3")],
+        "a3",
+    );
+    "a3".into()
+}
+
+#[test]
+fn fused_conv_residual_relu() {
+    check("fused_residual_block", [3, 6, 5], |b, r, x| {
+        residual_block(b, r, x, 3)
+    });
+}
+
+#[test]
+fn fusing_conv_add_relu_does_not_change_results() {
+    let build = |block_fusion: bool| {
+        let mut b = GraphBuilder::new();
+        b.input("x");
+        let y = residual_block(&mut b, &mut Lcg(11), "x", 2);
+        let out = if block_fusion {
+            // Second readers of every convolution output keep the operators apart.
+            for c in ["c1", "c2", "c3"] {
+                b.node(
+                    &format!("{c}_id"),
+                    Box::new(Unary::new(UnaryKind::Identity)),
+                    &[Some(c)],
+                    &format!("{c}_copy"),
+                );
+            }
+            b.node(
+                "keep",
+                Box::new(Concat { axis: 1 }),
+                &[Some(&y), Some("c1_copy"), Some("c2_copy"), Some("c3_copy")],
+                "cat",
+            );
+            b.constant("sl_s", Tensor::from_i64(vec![1], vec![0]).unwrap());
+            b.constant("sl_e", Tensor::from_i64(vec![1], vec![2]).unwrap());
+            b.constant("sl_a", Tensor::from_i64(vec![1], vec![1]).unwrap());
+            b.node(
+                "first",
+                Box::new(Slice::default()),
+                &[Some("cat"), Some("sl_s"), Some("sl_e"), Some("sl_a")],
+                "z",
+            );
+            "z".to_string()
+        } else {
+            y
+        };
+        b.node("fl", Box::new(Flatten { axis: 1 }), &[Some(&out)], "out");
+        b.build("out").unwrap()
+    };
+    let (fused, plain) = (build(false), build(true));
+    assert_eq!(
+        fused
+            .nodes()
+            .iter()
+            .filter(|n| n.op.name() == "Conv")
+            .count(),
+        3
+    );
+    assert_eq!(
+        fused.nodes().len(),
+        4,
+        "three fused convolutions and the flatten"
+    );
+    assert!(plain.nodes().iter().any(|n| n.op.name() == "Relu"));
+    let (mut a, mut b) = (Model::new(fused, vec![]), Model::new(plain, vec![]));
+    a.prepare([2, 5, 6], None).unwrap();
+    b.prepare([2, 5, 6], None).unwrap();
+    let x = Lcg(3).vec(3 * 60);
+    let w = Lcg(4).vec(3 * 60);
+    let (ga, gb) = (
+        a.loss_grad(&x, &Loss::Weights(&w)).unwrap(),
+        b.loss_grad(&x, &Loss::Weights(&w)).unwrap(),
+    );
+    for (p, q) in ga.logits.iter().zip(&gb.logits) {
+        assert!((p - q).abs() < 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+    }
+    for (p, q) in ga.grad.iter().zip(&gb.grad) {
+        assert!((p - q).abs() < 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+    }
+}

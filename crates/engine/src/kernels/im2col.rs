@@ -1,6 +1,8 @@
 //! im2col / col2im for 2-D convolution: the input patch under every output position becomes a
 //! column, so that a convolution is one matrix product `W[M×(C·kh·kw)] · col[(C·kh·kw)×(OH·OW)]`
-//! and its input gradient is `col2im(Wᵀ · dY)`.
+//! and its input gradient is `col2im(Wᵀ · dY)`. Fast because no element is bounds-tested: the
+//! in-image span of every patch row is computed once, and for stride-1 "same" convolutions
+//! (most of a ResNet) each patch row is one block copy of the shifted input plane.
 
 /// Geometry of one 2-D convolution or pooling window sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,12 +44,6 @@ impl Geometry {
             && self.oh == self.h
             && self.ow == self.w
     }
-    /// Input row for output row `o` and kernel row `k`, if inside the image.
-    #[inline]
-    fn in_row(&self, o: usize, k: usize) -> Option<usize> {
-        let r = (o * self.sh + k * self.dh) as isize - self.pt as isize;
-        (r >= 0 && (r as usize) < self.h).then_some(r as usize)
-    }
 }
 
 /// The output columns `ox` whose input column `ox·sw + off` lies inside `0..w`, as a range.
@@ -60,6 +56,16 @@ fn valid_cols(g: &Geometry, off: isize) -> (usize, usize) {
     (lo.min(hi) as usize, hi as usize)
 }
 
+/// The output rows `oy` whose input row `oy·sh + ki·dh − pt` lies inside `0..h`, as a range.
+#[inline]
+fn valid_rows(g: &Geometry, ki: usize) -> (usize, usize) {
+    let off = (ki * g.dh) as isize - g.pt as isize;
+    let sh = g.sh as isize;
+    let lo = if off >= 0 { 0 } else { (-off + sh - 1) / sh };
+    let hi = ((g.h as isize - off + sh - 1) / sh).clamp(0, g.oh as isize);
+    (lo.min(hi) as usize, hi as usize)
+}
+
 /// Fills `col` (rows × cols, row-major) from one image `x` (c × h × w). The in-bounds span of
 /// each output row is computed once, so the inner loop has no bounds tests (and is a plain
 /// copy at stride 1): this loop is the single largest cost of a small-channel convolution.
@@ -69,29 +75,63 @@ pub(crate) fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
+            let (oy_lo, oy_hi) = valid_rows(g, ki);
             for kj in 0..g.kw {
                 let dst = &mut col[row * cols..(row + 1) * cols];
                 let off = (kj * g.dw) as isize - g.pl as isize;
                 let (lo, hi) = valid_cols(g, off);
-                for oy in 0..g.oh {
+                // Output rows whose kernel row falls in the top or bottom padding.
+                dst[..oy_lo * g.ow].fill(0.0);
+                dst[oy_hi * g.ow..].fill(0.0);
+                if g.sh == 1 && g.sw == 1 && g.ow == g.w {
+                    // "Same" convolution at stride 1: the valid rows of this patch row are the
+                    // input plane shifted by a constant, so one block copy replaces a copy per
+                    // output row. Elements that wrapped around a row edge (or fell off either
+                    // end of the plane) all sit in padding columns, zeroed just after.
+                    let shift = ((ki * g.dh) as isize - g.pt as isize) * g.w as isize + off;
+                    let t0 = ((oy_lo * g.ow) as isize).max(-shift);
+                    let t1 = ((oy_hi * g.ow) as isize).min((g.h * g.w) as isize - shift);
+                    if t0 < t1 {
+                        let (t0, t1) = (t0 as usize, t1 as usize);
+                        let s0 = (t0 as isize + shift) as usize;
+                        dst[t0..t1].copy_from_slice(&plane[s0..s0 + (t1 - t0)]);
+                    }
+                    // Column by column (a strided store loop, where a row-by-row one would
+                    // become a memset call per row for one or two elements).
+                    if oy_lo < oy_hi {
+                        for ox in (0..lo).chain(hi..g.ow) {
+                            for v in dst[oy_lo * g.ow + ox..oy_hi * g.ow]
+                                .iter_mut()
+                                .step_by(g.ow)
+                            {
+                                *v = 0.0;
+                            }
+                        }
+                    }
+                    row += 1;
+                    continue;
+                }
+                for oy in oy_lo..oy_hi {
                     let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
-                    match g.in_row(oy, ki) {
-                        None => d.fill(0.0),
-                        Some(iy) => {
-                            let src = &plane[iy * g.w..(iy + 1) * g.w];
-                            d[..lo].fill(0.0);
-                            d[hi..].fill(0.0);
-                            if lo < hi {
-                                let start = (lo as isize * g.sw as isize + off) as usize;
-                                if g.sw == 1 {
-                                    d[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
-                                } else {
-                                    for (v, s) in
-                                        d[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.sw))
-                                    {
-                                        *v = *s;
-                                    }
-                                }
+                    let iy = oy * g.sh + ki * g.dh - g.pt;
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    // Padding is at most a few columns: set them one by one rather than
+                    // through a memset call per row.
+                    for v in d[..lo.min(hi)].iter_mut() {
+                        *v = 0.0;
+                    }
+                    for v in d[hi..].iter_mut() {
+                        *v = 0.0;
+                    }
+                    if lo < hi {
+                        let start = (lo as isize * g.sw as isize + off) as usize;
+                        if g.sw == 1 {
+                            d[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                        } else {
+                            for (v, s) in
+                                d[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.sw))
+                            {
+                                *v = *s;
                             }
                         }
                     }
@@ -118,10 +158,18 @@ pub(crate) fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
                     continue;
                 }
                 let start = (lo as isize * g.sw as isize + off) as usize;
-                for oy in 0..g.oh {
-                    if let Some(iy) = g.in_row(oy, ki) {
+                let (oy_lo, oy_hi) = valid_rows(g, ki);
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * g.sh + ki * g.dh - g.pt;
+                    let s = &src[oy * g.ow + lo..oy * g.ow + hi];
+                    if g.sw == 1 {
+                        // Stride 1 (most convolutions): a contiguous add the compiler vectorizes.
+                        let dst = &mut plane[iy * g.w + start..iy * g.w + start + s.len()];
+                        for (d, v) in dst.iter_mut().zip(s) {
+                            *d += v;
+                        }
+                    } else {
                         let dst = &mut plane[iy * g.w + start..(iy + 1) * g.w];
-                        let s = &src[oy * g.ow + lo..oy * g.ow + hi];
                         for (d, v) in dst.iter_mut().step_by(g.sw).zip(s) {
                             *d += v;
                         }

@@ -140,12 +140,14 @@ impl Op for Binary {
         let k = self.kind;
         match (a.data(), b.data()) {
             (Data::F32(x), Data::F32(y)) => {
-                let v = zip_broadcast(x, a.shape(), y, b.shape(), &shape, |p, q| match k {
-                    BinaryKind::Add => p + q,
-                    BinaryKind::Sub => p - q,
-                    BinaryKind::Mul => p * q,
-                    BinaryKind::Div => p / q,
-                });
+                // One instantiation per kind, so the elementwise loops vectorize.
+                let (ash, bsh) = (a.shape(), b.shape());
+                let v = match k {
+                    BinaryKind::Add => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p + q),
+                    BinaryKind::Sub => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p - q),
+                    BinaryKind::Mul => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p * q),
+                    BinaryKind::Div => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p / q),
+                };
                 Ok(Tensor::f32(shape, v))
             }
             (Data::I64(x), Data::I64(y)) => {

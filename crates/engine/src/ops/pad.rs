@@ -113,23 +113,38 @@ impl Pad {
     }
 }
 
-/// Visits every output position with its input offset (or None for the fill value).
-fn walk(maps: &[Vec<Option<usize>>], in_shape: &[usize], mut f: impl FnMut(usize, Option<usize>)) {
+/// Visits every output row (all axes but the last fixed) with the input offset of its row, or
+/// None when the row lies in the padding of an outer axis; the caller maps the row's elements
+/// through the last axis' map. Per-row rather than per-element bookkeeping keeps Pad cheap on
+/// activations (ResNet shortcuts pad channels).
+fn walk_rows(
+    maps: &[Vec<Option<usize>>],
+    in_shape: &[usize],
+    mut f: impl FnMut(usize, Option<usize>),
+) {
     let st = strides(in_shape);
     let out: Vec<usize> = maps.iter().map(|m| m.len()).collect();
-    let n: usize = out.iter().product();
     let r = out.len();
-    let mut idx = vec![0usize; r];
-    for o in 0..n {
+    let inner = out.last().copied().unwrap_or(1);
+    let n: usize = out.iter().product();
+    if n == 0 {
+        return;
+    }
+    if r == 0 {
+        f(0, Some(0));
+        return;
+    }
+    let mut idx = vec![0usize; r - 1];
+    for row in 0..n / inner {
         let mut off = Some(0usize);
-        for d in 0..r {
+        for d in 0..r - 1 {
             off = match (off, maps[d][idx[d]]) {
                 (Some(a), Some(i)) => Some(a + i * st[d]),
                 _ => None,
             };
         }
-        f(o, off);
-        for d in (0..r).rev() {
+        f(row * inner, off);
+        for d in (0..r - 1).rev() {
             idx[d] += 1;
             if idx[d] < out[d] {
                 break;
@@ -137,6 +152,11 @@ fn walk(maps: &[Vec<Option<usize>>], in_shape: &[usize], mut f: impl FnMut(usize
             idx[d] = 0;
         }
     }
+}
+
+/// The last axis' map (a single position for rank 0).
+fn last_map(maps: &[Vec<Option<usize>>]) -> &[Option<usize>] {
+    maps.last().map_or(&[Some(0)], |m| m.as_slice())
 }
 
 impl Op for Pad {
@@ -149,18 +169,28 @@ impl Op for Pad {
         if x.is_f32() {
             let xs = x.fs();
             let mut out = vec![value; shape.iter().product()];
-            walk(&maps, x.shape(), |o, i| {
-                if let Some(i) = i {
-                    out[o] = xs[i];
+            let last = last_map(&maps);
+            walk_rows(&maps, x.shape(), |o, row| {
+                if let Some(row) = row {
+                    for (y, i) in out[o..o + last.len()].iter_mut().zip(last) {
+                        if let Some(i) = i {
+                            *y = xs[row + i];
+                        }
+                    }
                 }
             });
             Ok(Tensor::f32(shape, out))
         } else {
             let xs = x.as_i64()?;
             let mut out = vec![value as i64; shape.iter().product()];
-            walk(&maps, x.shape(), |o, i| {
-                if let Some(i) = i {
-                    out[o] = xs[i];
+            let last = last_map(&maps);
+            walk_rows(&maps, x.shape(), |o, row| {
+                if let Some(row) = row {
+                    for (y, i) in out[o..o + last.len()].iter_mut().zip(last) {
+                        if let Some(i) = i {
+                            *y = xs[row + i];
+                        }
+                    }
                 }
             });
             Ok(Tensor::i64(shape, out))
@@ -179,9 +209,14 @@ impl Op for Pad {
             let (maps, _, _) = self.plan(inputs, x.shape())?;
             let g = grad.fs();
             let mut dx = vec![0.0f32; x.len()];
-            walk(&maps, x.shape(), |o, i| {
-                if let Some(i) = i {
-                    dx[i] += g[o];
+            let last = last_map(&maps);
+            walk_rows(&maps, x.shape(), |o, row| {
+                if let Some(row) = row {
+                    for (gv, i) in g[o..o + last.len()].iter().zip(last) {
+                        if let Some(i) = i {
+                            dx[row + i] += gv;
+                        }
+                    }
                 }
             });
             res[0] = Some(Tensor::f32(x.shape().to_vec(), dx));

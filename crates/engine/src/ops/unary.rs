@@ -184,12 +184,20 @@ impl Op for Unary {
             let x = input_f32(self.name(), inputs, 0)?.fs();
             let y = output.fs();
             let k = self.kind;
-            let g: Vec<f32> = grad
-                .fs()
-                .iter()
-                .zip(x.iter().zip(y))
-                .map(|(&g, (&x, &y))| g * df(k, x, y))
-                .collect();
+            let g: Vec<f32> = if k == UnaryKind::Relu {
+                // The hot case gets a loop without the per-element dispatch, so it vectorizes.
+                grad.fs()
+                    .iter()
+                    .zip(x)
+                    .map(|(&g, &x)| g * (x > 0.0) as u8 as f32)
+                    .collect()
+            } else {
+                grad.fs()
+                    .iter()
+                    .zip(x.iter().zip(y))
+                    .map(|(&g, (&x, &y))| g * df(k, x, y))
+                    .collect()
+            };
             out[0] = Some(Tensor::f32(grad.shape().to_vec(), g));
         }
         Ok(out)

@@ -1,11 +1,13 @@
 //! Load-time graph passes: constant folding (shape arithmetic and anything else computable
 //! without the input), folding BatchNormalization into a preceding Conv, and pruning nodes the
-//! output does not need.
+//! output does not need, and fusing a Conv with the residual Add and ReLU that follow it.
 
 mod fold_batch_norm;
 mod fold_constants;
+mod fuse_activation;
 mod prune;
 
 pub(crate) use fold_batch_norm::fold_batch_norm;
 pub(crate) use fold_constants::fold_constants;
+pub(crate) use fuse_activation::fuse_activation;
 pub(crate) use prune::prune;

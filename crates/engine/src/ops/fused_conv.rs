@@ -1,0 +1,105 @@
+//! `y = relu?(Conv(x, W, b) + r?)`: a convolution followed by its residual Add and ReLU, created
+//! by the `fuse_activation` load-time pass (ResNets are chains of exactly this). Fusing saves a
+//! sweep over memory and a kept activation per folded operator: the Add and the ReLU run on each
+//! sample's output while it is still in cache, and the backward pass needs only the output
+//! (`y > 0` is the ReLU mask) to turn `dy` into the gradients of `x` and `r`.
+
+use super::{impl_any, input_f32, unbroadcast, Binary, BinaryKind, Conv, Op};
+use crate::error::{shape_err, Result};
+use crate::tensor::Tensor;
+
+/// A Conv with a fused epilogue. Inputs: `x`, `W`, optional `b`, then the residual `r` when
+/// `residual` is set.
+#[derive(Debug, Clone)]
+pub struct FusedConv {
+    /// The convolution.
+    pub conv: Conv,
+    /// Whether input 3 is added to the convolution's output.
+    pub residual: bool,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
+impl FusedConv {
+    fn residual_input<'a>(&self, inputs: &[Option<&'a Tensor>]) -> Result<Option<&'a Tensor>> {
+        if self.residual {
+            input_f32("Conv", inputs, 3).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// `dy · [y > 0]`, the gradient through a ReLU given its output.
+fn relu_mask(grad: &[f32], y: &[f32]) -> Vec<f32> {
+    grad.iter()
+        .zip(y)
+        .map(|(&g, &y)| g * (y > 0.0) as u8 as f32)
+        .collect()
+}
+
+impl Op for FusedConv {
+    fn name(&self) -> &'static str {
+        "Conv"
+    }
+    fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+        let x = input_f32("Conv", inputs, 0)?;
+        let w = input_f32("Conv", inputs, 1)?;
+        let b = inputs.get(2).copied().flatten();
+        let r = self.residual_input(inputs)?;
+        match r {
+            // A residual that broadcasts (rare) goes through the unfused operators.
+            Some(r) if r.shape() != self.conv.output_shape(x, w)?.as_slice() => {
+                let c = self.conv.forward_fused(x, w, b, None, false)?;
+                let s = Binary::new(BinaryKind::Add).forward(&[Some(&c), Some(r)])?;
+                Ok(if self.relu {
+                    s.map_f32(|v| v.max(0.0))
+                } else {
+                    s
+                })
+            }
+            _ => self.conv.forward_fused(x, w, b, r, self.relu),
+        }
+    }
+    fn backward(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let mut res = vec![None; need.len()];
+        if need.get(1).copied().unwrap_or(false) || need.get(2).copied().unwrap_or(false) {
+            return Err(shape_err(
+                "Conv",
+                "gradients with respect to weights are not computed",
+            ));
+        }
+        let x = input_f32("Conv", inputs, 0)?;
+        let w = input_f32("Conv", inputs, 1)?;
+        let masked = self
+            .relu
+            .then(|| Tensor::f32(grad.shape().to_vec(), relu_mask(grad.fs(), output.fs())));
+        let dy = masked.as_ref().unwrap_or(grad);
+        let conv_shape = self.conv.output_shape(x, w)?;
+        if need[0] {
+            // dy has the convolution's shape unless a residual broadcast it larger.
+            res[0] = Some(if dy.shape() == conv_shape.as_slice() {
+                self.conv.input_grad(x, w, dy.fs())?
+            } else {
+                self.conv
+                    .input_grad(x, w, unbroadcast(dy, &conv_shape).fs())?
+            });
+        }
+        if let Some(r) = self.residual_input(inputs)? {
+            if need.get(3).copied().unwrap_or(false) {
+                res[3] = Some(match masked {
+                    Some(m) if m.shape() == r.shape() => m,
+                    _ => unbroadcast(dy, r.shape()),
+                });
+            }
+        }
+        Ok(res)
+    }
+    impl_any!();
+}
