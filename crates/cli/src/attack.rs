@@ -11,11 +11,10 @@ use faultline::attack::{
     attack_batch, eps_label, parse_eps, summarize_attack, AttackRecord, AttackSpec, AttackSummary,
 };
 use faultline::attacks::{ApgdParams, AttackLoss, DeepFoolParams, FabParams, Norm, PgdParams};
-use faultline::record::RunDir;
-use indicatif::{ProgressBar, ProgressStyle};
+use faultline::record::{whole_samples, RunDir};
 use serde_json::json;
 
-use crate::common::{load, DataArgs, ModelArgs};
+use crate::common::{load, progress, DataArgs, ModelArgs};
 use crate::npy_out::NpyRows;
 
 /// Arguments of `faultline attack`.
@@ -179,15 +178,7 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("runs/attack"));
     let overwrite = a.overwrite || a.out.is_none();
     let per_sample = if spec.is_min_norm() { 1 } else { eps.len() };
-    let complete = |recs: &[AttackRecord]| {
-        let mut count = std::collections::HashMap::new();
-        for r in recs {
-            *count.entry(r.index).or_insert(0usize) += 1;
-        }
-        recs.iter()
-            .position(|r| count[&r.index] != per_sample || r.index >= total)
-            .unwrap_or(recs.len())
-    };
+    let complete = |recs: &[AttackRecord]| whole_samples(recs, per_sample, total);
     let (mut rd, mut records) =
         RunDir::open_with::<AttackRecord>(&out, "attack", settings, overwrite, complete)?;
     let start = records.len() / per_sample;
@@ -210,18 +201,7 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
             )?);
         }
     }
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} attack [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
+    let bar = progress("attack", total, a.quiet);
     bar.set_position(start as u64);
     let t0 = Instant::now();
     let model = &loaded.model.model;

@@ -142,6 +142,21 @@ pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
     })
 }
 
+/// A progress bar for `what` over `len` samples (hidden when `quiet`; indicatif also hides it
+/// when stderr is not a terminal).
+pub fn progress(what: &str, len: usize, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let template =
+        format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 /// Sets the size of rayon's global pool (all cores when `None`).
 pub fn set_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(|| {

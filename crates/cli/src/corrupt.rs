@@ -12,11 +12,10 @@ use clap::Args;
 use faultline::corruption::{parse_kinds, parse_severities, CorruptionPlan, ParamTable};
 use faultline::data::{self, LoadOptions, Split};
 use faultline::record::RunDir;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::common::DataArgs;
+use crate::common::{progress, DataArgs};
 use crate::npy_out::NpyRows;
 
 /// Arguments of `faultline corrupt`.
@@ -125,14 +124,7 @@ pub fn run(args: &CorruptArgs) -> Result<()> {
         h,
         w
     );
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} corrupt [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
-        )
-        .expect("static")
-        .progress_chars("=> "),
-    );
+    let bar = progress("corrupt", n, false);
     bar.set_position(start as u64);
     let t0 = Instant::now();
     for batch in ds.batches(args.batch_size.max(1), start..n)? {

@@ -11,11 +11,10 @@ use faultline::corruption::{
     CorruptionSummary, ParamTable,
 };
 use faultline::eval::{evaluate_under, summarize, EvalRecord, EvalSummary};
-use faultline::record::RunDir;
-use indicatif::{ProgressBar, ProgressStyle};
+use faultline::record::{whole_samples, RunDir};
 use serde_json::json;
 
-use crate::common::{load, DataArgs, ModelArgs};
+use crate::common::{load, progress, DataArgs, ModelArgs};
 
 /// Arguments of `faultline eval`.
 #[derive(Args, Debug)]
@@ -104,15 +103,7 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
         None => (PathBuf::from("runs/eval"), true),
     };
     // Keep only whole samples (every condition present) of an interrupted run.
-    let complete = |recs: &[EvalRecord]| {
-        let mut count = std::collections::HashMap::new();
-        for r in recs {
-            *count.entry(r.index).or_insert(0usize) += 1;
-        }
-        recs.iter()
-            .position(|r| count[&r.index] != per_sample || r.index >= total)
-            .unwrap_or(recs.len())
-    };
+    let complete = |recs: &[EvalRecord]| whole_samples(recs, per_sample, total);
     let (mut rd, mut records) =
         RunDir::open_with::<EvalRecord>(&out, "eval", settings, overwrite, complete)?;
     let start = records.len() / per_sample;
@@ -132,18 +123,7 @@ pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
             p.table
         );
     }
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} eval [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
+    let bar = progress("eval", total, args.quiet);
     bar.set_position(start as u64);
     let t0 = Instant::now();
     let mut correct = records

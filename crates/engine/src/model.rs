@@ -201,7 +201,9 @@ impl Model {
         self.penultimate.map(|v| self.graph.value_name(v))
     }
 
-    /// Names of every activation that can be tapped, in execution order.
+    /// Names of every activation that can be tapped, in execution order. Load-time passes fold
+    /// BatchNormalization into Conv and fuse a Conv with the residual Add and ReLU that follow
+    /// it, so those intermediate values have no name of their own: tap the fused result.
     pub fn tap_names(&self) -> Vec<&str> {
         self.graph
             .nodes()

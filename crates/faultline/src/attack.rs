@@ -77,6 +77,12 @@ pub struct AttackRecord {
     pub backward: u32,
 }
 
+impl crate::record::SampleIndexed for AttackRecord {
+    fn sample_index(&self) -> usize {
+        self.index
+    }
+}
+
 /// Attacks one batch; returns the records (ε-major) and the returned images per ε (one set for
 /// a minimum-norm attack). With a `target` class the attack is targeted: success means being
 /// classified as the target, and samples of the target class are not attacked.

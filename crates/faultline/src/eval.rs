@@ -32,6 +32,12 @@ pub struct EvalRecord {
     pub severity: Option<u8>,
 }
 
+impl crate::record::SampleIndexed for EvalRecord {
+    fn sample_index(&self) -> usize {
+        self.index
+    }
+}
+
 impl EvalRecord {
     /// True for a record of the unperturbed image.
     pub fn is_clean(&self) -> bool {

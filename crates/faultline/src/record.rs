@@ -18,6 +18,26 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{io, Error, Result};
 
+/// A per-sample record: several records (conditions, radii) may share one sample index.
+pub trait SampleIndexed {
+    /// Position of the sample in the data set.
+    fn sample_index(&self) -> usize;
+}
+
+/// How many leading records of an interrupted run to keep (for [`RunDir::open_with`]): those of
+/// samples below `total` that have all `per_sample` records. Records are appended batch by
+/// batch, so the complete samples come first and a cut batch is dropped whole.
+pub fn whole_samples<R: SampleIndexed>(records: &[R], per_sample: usize, total: usize) -> usize {
+    let mut count = std::collections::HashMap::new();
+    for r in records {
+        *count.entry(r.sample_index()).or_insert(0usize) += 1;
+    }
+    records
+        .iter()
+        .position(|r| count[&r.sample_index()] != per_sample || r.sample_index() >= total)
+        .unwrap_or(records.len())
+}
+
 /// Version of the `run.json` / `samples.jsonl` layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
