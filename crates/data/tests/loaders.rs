@@ -594,32 +594,34 @@ fn npy_float32_nchw_and_grayscale() {
     assert_eq!(b[0].image(1)[0], 90.0 / 255.0);
 }
 
+fn npy_bytes<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut buf)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    buf
+}
+
+/// An .npz archive (a zip of .npy members), stored or deflated, written with the `zip` crate.
 fn write_npz(path: &Path, deflate: bool, x_key: &str, x_shape: &[u64], x: &[u8], y: &[i64]) {
-    use npyz::zip::write::FileOptions;
+    use std::io::Write;
     let method = if deflate {
-        npyz::zip::CompressionMethod::Deflated
+        zip::CompressionMethod::Deflated
     } else {
-        npyz::zip::CompressionMethod::Stored
+        zip::CompressionMethod::Stored
     };
-    let mut npz = npyz::npz::NpzWriter::create(path).unwrap();
-    let mut w = npz
-        .array::<u8>(x_key, FileOptions::default().compression_method(method))
-        .unwrap()
-        .default_dtype()
-        .shape(x_shape)
-        .begin_nd()
-        .unwrap();
-    w.extend(x.iter().copied()).unwrap();
-    w.finish().unwrap();
-    let mut w = npz
-        .array::<i64>("y", FileOptions::default().compression_method(method))
-        .unwrap()
-        .default_dtype()
-        .shape(&[y.len() as u64])
-        .begin_nd()
-        .unwrap();
-    w.extend(y.iter().copied()).unwrap();
-    w.finish().unwrap();
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    z.start_file(format!("{x_key}.npy"), opts).unwrap();
+    z.write_all(&npy_bytes(x_shape, x)).unwrap();
+    z.start_file("y.npy", opts).unwrap();
+    z.write_all(&npy_bytes(&[y.len() as u64], y)).unwrap();
+    z.finish().unwrap();
 }
 
 #[test]
