@@ -5,76 +5,11 @@
 //! break the sample (1.02 × for APGD-DLR and APGD-T; 1.5 × for cross-entropy, see the test), and
 //! at 0.98 × must never do so. Same seed ⇒ identical outputs.
 
+mod common;
+
+use common::{exact, linear};
+
 use faultline_attacks::{apgd, fab, ApgdParams, AttackLoss, FabParams, Goal, Norm};
-use faultline_engine::ops::{Flatten, Gemm};
-use faultline_engine::{GraphBuilder, Model, Tensor};
-
-fn linear(d: usize, k: usize, seed: u64) -> (Model, Vec<f32>, Vec<f32>) {
-    let mut s = seed;
-    let mut r = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 40) as f32 / 16777216.0) - 0.5
-    };
-    let w: Vec<f32> = (0..d * k).map(|_| r()).collect();
-    let b: Vec<f32> = (0..k).map(|_| 0.1 * r()).collect();
-    let mut g = GraphBuilder::new();
-    g.input("x");
-    g.constant("w", Tensor::from_f32(vec![k, d], w.clone()).unwrap());
-    g.constant("b", Tensor::from_f32(vec![k], b.clone()).unwrap());
-    g.node("flat", Box::new(Flatten { axis: 1 }), &[Some("x")], "f");
-    g.node(
-        "fc",
-        Box::new(Gemm {
-            trans_b: true,
-            ..Gemm::default()
-        }),
-        &[Some("f"), Some("w"), Some("b")],
-        "z",
-    );
-    let mut m = Model::new(g.build("z").unwrap(), vec![]);
-    m.prepare([1, 1, d], None).unwrap();
-    (m, w, b)
-}
-
-/// The exact minimal distance for each sample, and the predicted labels.
-fn exact(
-    w: &[f32],
-    b: &[f32],
-    x: &[f32],
-    d: usize,
-    k: usize,
-    norm: Norm,
-) -> (Vec<f64>, Vec<usize>) {
-    let mut dist = Vec::new();
-    let mut labels = Vec::new();
-    for xi in x.chunks(d) {
-        let z: Vec<f64> = (0..k)
-            .map(|c| {
-                b[c] as f64
-                    + (0..d)
-                        .map(|j| w[c * d + j] as f64 * xi[j] as f64)
-                        .sum::<f64>()
-            })
-            .collect();
-        let y = (0..k).fold(0, |m, c| if z[c] > z[m] { c } else { m });
-        let best = (0..k)
-            .filter(|&c| c != y)
-            .map(|c| {
-                let diff = (0..d).map(|j| (w[y * d + j] - w[c * d + j]) as f64);
-                let dn = match norm {
-                    Norm::L2 => diff.map(|v| v * v).sum::<f64>().sqrt(),
-                    Norm::Linf => diff.map(f64::abs).sum::<f64>(),
-                };
-                (z[y] - z[c]) / dn
-            })
-            .fold(f64::INFINITY, f64::min);
-        dist.push(best);
-        labels.push(y);
-    }
-    (dist, labels)
-}
 
 fn images(n: usize, d: usize, mul: usize, m: usize) -> Vec<f32> {
     (0..n * d)

@@ -10,34 +10,12 @@
 //! Our FGSM equals that float64 sign step exactly, so it is checked against it instead; PGD,
 //! whose first step is the same computation, agrees with torchattacks on 99–100 % of samples.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{npy, setup, shared};
 
 use faultline_attacks::{deepfool, pgd, DeepFoolParams, Goal, Norm, PgdParams};
-use faultline_data::{open, LoadOptions};
 use faultline_engine::Model;
-
-fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(rel)
-}
-
-fn npy<T: npyz::Deserialize>(rel: &str) -> Vec<T> {
-    let bytes = std::fs::read(shared(&format!("reference/attacks/{rel}"))).unwrap();
-    npyz::NpyFile::new(&bytes[..])
-        .unwrap()
-        .into_vec::<T>()
-        .unwrap()
-}
-
-fn setup(model: &str, data: &str, n: usize) -> (Model, Vec<f32>, Vec<usize>) {
-    let ds = open(&shared(data), &LoadOptions::default()).unwrap();
-    let i = ds.info().clone();
-    let (mut m, _) = faultline_onnx::load(&shared(model)).unwrap();
-    m.prepare([i.channels, i.height, i.width], None).unwrap();
-    let b = ds.batches(n, 0..n).unwrap().next().unwrap().unwrap();
-    (m, b.images, b.labels)
-}
 
 /// Per-sample success of `p`, and the number of samples agreeing with torchattacks.
 fn agreement(

@@ -18,35 +18,13 @@
 //! --ignored`. ResNet-20 (20 CIFAR images, ~95 s) does not fit the budget: its test is
 //! ignored too.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{npy, setup};
+
 use std::time::Instant;
 
 use faultline_attacks::{apgd, fab, ApgdParams, FabParams, Goal, Norm};
-use faultline_data::{open, LoadOptions};
-use faultline_engine::Model;
-
-fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(rel)
-}
-
-fn npy<T: npyz::Deserialize>(rel: &str) -> Vec<T> {
-    let bytes = std::fs::read(shared(&format!("reference/attacks/{rel}"))).unwrap();
-    npyz::NpyFile::new(&bytes[..])
-        .unwrap()
-        .into_vec::<T>()
-        .unwrap()
-}
-
-fn setup(model: &str, data: &str, n: usize) -> (Model, Vec<f32>, Vec<usize>) {
-    let ds = open(&shared(data), &LoadOptions::default()).unwrap();
-    let i = ds.info().clone();
-    let (mut m, _) = faultline_onnx::load(&shared(model)).unwrap();
-    m.prepare([i.channels, i.height, i.width], None).unwrap();
-    let b = ds.batches(n, 0..n).unwrap().next().unwrap().unwrap();
-    (m, b.images, b.labels)
-}
 
 const MNIST: &str = "data/mnist/t10k-images-idx3-ubyte.gz";
 
