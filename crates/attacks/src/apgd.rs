@@ -37,10 +37,11 @@ use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{
-    argmax, check_batch, finalize, gather, objective_grad, AttackLoss, AttackOutput, Goal, Passes,
+    argmax, check_batch, check_run, finalize, gather, objective_grad, AttackLoss, AttackOutput,
+    Goal, Passes,
 };
 use crate::norm::{ascend, normal, project, sample_rng, uniform, Norm};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Parameters of APGD / APGD-T.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,23 +311,7 @@ pub fn apgd(
     let per = check_batch(model, x, &goal)?;
     let n = goal.labels.len();
     let k = model.num_classes();
-    if indices.len() != n {
-        return Err(Error::Invalid(format!(
-            "{} indices for {n} samples",
-            indices.len()
-        )));
-    }
-    if p.target_classes > 0 && goal.targets.is_some() {
-        return Err(Error::Invalid(
-            "APGD-T ranks its own targets: give no targets with target_classes > 0".into(),
-        ));
-    }
-    if p.target_classes + 1 > k {
-        return Err(Error::Invalid(format!(
-            "{} target classes for a {k}-class model",
-            p.target_classes
-        )));
-    }
+    check_run("APGD-T", model, &goal, indices, p.target_classes)?;
     let mut passes = Passes::new(n);
     let z0 = model.logits(x)?;
     passes.add(&(0..n).collect::<Vec<_>>(), 1, 0);

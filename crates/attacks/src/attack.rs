@@ -245,6 +245,36 @@ pub fn gather(x: &[f32], idx: &[usize], per: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Checks the per-sample data-set indices of a batch (they seed the random streams), and, for
+/// attacks that rank their own targets (APGD-T, FAB-T), that no targets are given and that the
+/// model has enough classes.
+pub fn check_run(
+    name: &str,
+    model: &Model,
+    goal: &Goal,
+    indices: &[usize],
+    target_classes: usize,
+) -> Result<()> {
+    let (n, k) = (goal.labels.len(), model.num_classes());
+    if indices.len() != n {
+        return Err(Error::Invalid(format!(
+            "{} indices for {n} samples",
+            indices.len()
+        )));
+    }
+    if target_classes > 0 && goal.targets.is_some() {
+        return Err(Error::Invalid(format!(
+            "{name} ranks its own targets: give no targets with target_classes > 0"
+        )));
+    }
+    if target_classes + 1 > k {
+        return Err(Error::Invalid(format!(
+            "{target_classes} target classes for a {k}-class model"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a batch against the model before an attack runs.
 pub fn check_batch(model: &Model, x: &[f32], goal: &Goal) -> Result<usize> {
     let k = model.num_classes();

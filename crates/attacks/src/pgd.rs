@@ -23,7 +23,8 @@ use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{
-    check_batch, finalize, gather, objective_grad, AttackLoss, AttackOutput, Goal, Passes,
+    check_batch, check_run, finalize, gather, objective_grad, AttackLoss, AttackOutput, Goal,
+    Passes,
 };
 use crate::norm::{ascend, project, random_start, sample_rng, Norm};
 use crate::Result;
@@ -113,6 +114,7 @@ pub fn pgd(
     p: &PgdParams,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
+    check_run("PGD", model, &goal, indices, 0)?;
     let n = goal.labels.len();
     let mut passes = Passes::new(n);
     let mut best = x.to_vec();

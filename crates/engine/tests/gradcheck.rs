@@ -317,6 +317,13 @@ fn linear_algebra() {
         );
         "y".into()
     });
+    check("matmul_with_a_vector", [1, 3, 4], |b, r, x| {
+        // [N, 12] · [12] → [N]: the 1-D operand's axis is added and removed again.
+        b.node("fl", Box::new(Flatten { axis: 1 }), &[Some(x)], "f");
+        let w = konst(b, "w", Tensor::from_f32(vec![12], r.vec(12)).unwrap());
+        b.node("mm", Box::new(MatMul), &[Some("f"), Some(&w)], "y");
+        "y".into()
+    });
     check("matmul_batched_and_dynamic", [2, 3, 4], |b, r, x| {
         let w = konst(b, "w", Tensor::from_f32(vec![4, 5], r.vec(20)).unwrap());
         b.node("mm", Box::new(MatMul), &[Some(x), Some(&w)], "y1");

@@ -237,8 +237,16 @@ impl Op for MatMul {
         let a0 = input_f32("MatMul", inputs, 0)?;
         let b0 = input_f32("MatMul", inputs, 1)?;
         let (a, b) = (promote(a0, true)?, promote(b0, false)?);
-        let y = bmm("MatMul", &a, false, &b, false)?;
-        let g = grad.clone().reshaped(y.shape().to_vec())?;
+        // The gradient viewed with the promoted output shape (the axes `forward` removed for
+        // 1-D operands put back), without recomputing the product.
+        let mut shape = grad.shape().to_vec();
+        match (a0.shape().len() == 1, b0.shape().len() == 1) {
+            (true, true) => shape.extend([1, 1]),
+            (true, false) => shape.insert(shape.len() - 1, 1),
+            (false, true) => shape.push(1),
+            (false, false) => {}
+        }
+        let g = grad.clone().reshaped(shape)?;
         let mut res = vec![None, None];
         if need[0] {
             let ga = bmm("MatMul", &g, false, &b, true)?;
