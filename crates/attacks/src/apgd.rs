@@ -41,7 +41,7 @@ use crate::attack::{
     Goal, Passes,
 };
 use crate::norm::{ascend, normal, project, sample_rng, uniform, Norm};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Parameters of APGD / APGD-T.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,7 +142,7 @@ fn loss_value(z: &[f32], y: usize, t: Option<usize>, loss: AttackLoss) -> f32 {
 fn apgd_start(norm: Norm, x0: &[f32], eps: f32, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
     let t: Vec<f32> = match norm {
         Norm::Linf => x0.iter().map(|_| 2.0 * uniform(rng) - 1.0).collect(),
-        Norm::L2 => x0.iter().map(|_| normal(rng)).collect(),
+        Norm::L2 | Norm::L1 => x0.iter().map(|_| normal(rng)).collect(),
     };
     let n = norm.of(t.iter().copied()) + 1e-12;
     x0.iter()
@@ -312,6 +312,12 @@ pub fn apgd(
     let n = goal.labels.len();
     let k = model.num_classes();
     check_run("APGD-T", model, &goal, indices, p.target_classes)?;
+    if p.norm == Norm::L1 {
+        return Err(Error::Invalid(
+            "APGD does not support L1 (APGD-L1 needs its own adaptive sparsity): use PGD or FAB"
+                .into(),
+        ));
+    }
     let mut passes = Passes::new(n);
     let z0 = model.logits(x)?;
     passes.add(&(0..n).collect::<Vec<_>>(), 1, 0);

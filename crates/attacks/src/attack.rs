@@ -163,6 +163,9 @@ pub struct SampleResult {
     pub linf: f32,
     /// ‖x_adv − x‖₂.
     pub l2: f32,
+    /// ‖x_adv − x‖₁.
+    #[serde(default)]
+    pub l1: f32,
     /// Forward passes spent on this sample (the final check included).
     pub forward: u32,
     /// Backward passes spent on this sample.
@@ -230,6 +233,7 @@ pub fn finalize(
                 logit_margin: row[y] - row[runner_up(row, y)],
                 linf: Norm::Linf.dist(a, b),
                 l2: Norm::L2.dist(a, b),
+                l1: Norm::L1.dist(a, b),
                 forward: passes.forward[i],
                 backward: passes.backward[i],
             }

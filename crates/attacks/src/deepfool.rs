@@ -32,7 +32,7 @@ use crate::attack::{
 };
 use crate::minnorm::shrink;
 use crate::norm::Norm;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Parameters of DeepFool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +66,12 @@ pub fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Res
         targets: None,
     };
     let per = check_batch(model, x, &goal)?;
+    if p.norm == Norm::L1 {
+        return Err(Error::Invalid(
+            "DeepFool does not support L1 (its L1 step moves one pixel and stalls at the box): use FAB"
+                .into(),
+        ));
+    }
     let k = model.num_classes();
     let n = goal.labels.len();
     let mut passes = Passes::new(n);
@@ -117,7 +123,8 @@ pub fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Res
             for ((v, u), t) in xi.iter_mut().zip(gc).zip(gy) {
                 let wv = u - t;
                 let step = match p.norm {
-                    Norm::L2 => fk * wv / (wn * wn).max(1e-24),
+                    // L1 is refused above.
+                    Norm::L2 | Norm::L1 => fk * wv / (wn * wn).max(1e-24),
                     Norm::Linf => fk / wn.max(1e-12) * wv.signum() * (wv != 0.0) as u8 as f32,
                 };
                 *v = (*v + (1.0 + p.overshoot) * step).clamp(0.0, 1.0);

@@ -8,18 +8,22 @@
 
 pub mod apgd;
 pub mod attack;
+pub mod cw;
 pub mod deepfool;
 pub mod fab;
 pub mod minnorm;
 pub mod norm;
 pub mod pgd;
+pub mod square;
 
 pub use apgd::{apgd, ApgdParams};
 pub use attack::{AttackLoss, AttackOutput, Goal, SampleResult};
+pub use cw::{cw, CwParams};
 pub use deepfool::{deepfool, DeepFoolParams};
 pub use fab::{fab, FabParams};
 pub use norm::Norm;
 pub use pgd::{pgd, PgdParams};
+pub use square::{square, SquareParams};
 
 /// Errors of the attacks.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! Projected gradient descent (BIM/PGD) in L∞ and L2, with FGSM and MI-FGSM as special cases.
+//! Projected gradient descent (BIM/PGD) in L∞, L2 and L1, with FGSM and MI-FGSM as special cases.
 //!
 //! # Paper
 //! Madry et al., *Towards Deep Learning Models Resistant to Adversarial Attacks*, ICLR 2018
@@ -6,14 +6,19 @@
 //! 1412.6572); Dong et al. (MI-FGSM, CVPR 2018, arXiv 1710.06081).
 //!
 //! # Update
-//! `x ← Π_{B(x0,ε)∩[0,1]}(x + α·d(g))`, with `d(g) = sign(g)` (L∞) or `g/‖g‖₂` (L2) and `g` the
-//! input gradient of the loss (MI-FGSM: `g ← μ·g + ∇/‖∇‖₁`). FGSM is one step with `α = ε`.
+//! `x ← Π_{B(x0,ε)∩[0,1]}(x + α·d(g))`, with `d(g) = sign(g)` (L∞), `g/‖g‖₂` (L2) or, for L1,
+//! the sparse step of Tramèr & Boneh's SLIDE (the sign of the top 1 % of `|g|`, scaled to L1
+//! norm 1, made box-aware; see [`crate::norm::ascend`]) and `g` the input gradient of the loss
+//! (MI-FGSM: `g ← μ·g + ∇/‖∇‖₁`). FGSM is one step with `α = ε`. The L1 projection is the exact
+//! one onto the ball ∩ box ([`crate::norm::project_l1`]); L1 random starts are uniform in the
+//! L1 ball (Laplace direction), clipped to the box.
 //!
 //! # Defaults
 //! torchattacks' `PGD`/`PGDL2` as used for the reference outputs: 20 steps, `α = ε/4`, no random
-//! start, cross-entropy. Difference: with `early_stop` (the default for robust accuracy) a sample
-//! stops at the first iterate that meets the goal and leaves the batch; torchattacks keeps
-//! stepping and may step back out of the adversarial region.
+//! start, cross-entropy (the same for L1, which torchattacks lacks). Difference: with
+//! `early_stop` (the default for robust accuracy) a sample stops at the first iterate that
+//! meets the goal and leaves the batch; torchattacks keeps stepping and may step back out of the
+//! adversarial region.
 //!
 //! # Cost
 //! One forward and one backward pass per step and sample still attacked, plus one forward pass

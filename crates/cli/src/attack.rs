@@ -8,9 +8,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use faultline::attack::{
-    attack_batch, eps_label, parse_eps, summarize_attack, AttackRecord, AttackSpec, AttackSummary,
+    attack_batch, eps_label, parse_eps, sanity_report, summarize_attack, AttackOptions,
+    AttackRecord, AttackSpec, AttackSummary, SanityReport, StageProgress, SANITY_SAMPLES,
 };
-use faultline::attacks::{ApgdParams, AttackLoss, DeepFoolParams, FabParams, Norm, PgdParams};
+use faultline::attacks::{
+    ApgdParams, AttackLoss, CwParams, DeepFoolParams, FabParams, Norm, PgdParams, SquareParams,
+};
+use faultline::ensemble;
 use faultline::record::{whole_samples, RunDir};
 use serde_json::json;
 
@@ -24,19 +28,30 @@ pub struct AttackArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Attack: fgsm, pgd, mifgsm, apgd-ce, apgd-dlr, apgd-t, fab-t (bounded), deepfool or fab
-    /// (minimum norm)
-    #[arg(long, default_value = "pgd", value_parser = ["fgsm", "pgd", "mifgsm", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "deepfool", "fab"])]
+    /// Attack: fgsm, pgd, mifgsm, apgd-ce, apgd-dlr, apgd-t, fab-t, square (bounded), deepfool,
+    /// fab or cw (minimum norm; cw is L2 only)
+    #[arg(long, default_value = "pgd", value_parser = ["fgsm", "pgd", "mifgsm", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "deepfool", "fab", "cw"])]
     pub attack: String,
-    /// Threat model: linf or l2 [default: linf, deepfool: l2]
+    /// An attack ensemble instead of --attack: standard = AutoAttack's standard version
+    /// (APGD-CE → APGD-T → FAB-T → Square, each on the points still robust, AutoAttack's
+    /// parameters; robust accuracy after each stage)
+    #[arg(long, value_name = "P", value_parser = ["standard"])]
+    pub preset: Option<String>,
+    /// Skip the sanity checks for gradient masking (robust accuracy monotone in ε, an unbounded
+    /// attack breaking every sample, non-zero gradients), which cost a few % more passes
+    #[arg(long)]
+    pub no_sanity: bool,
+    /// Threat model: linf, l2 or l1 (l1: fgsm, pgd, mifgsm, fab and fab-t only) [default: linf;
+    /// deepfool and cw: l2]
     #[arg(long, value_name = "N")]
     pub norm: Option<Norm>,
     /// Radius or radii on the [0, 1] scale, e.g. 8/255 or 1/255,2/255,4/255,8/255 (a robust-
     /// accuracy curve); for deepfool, where to read the curve off the norms found [default:
-    /// 8/255 for linf, 0.5 for l2]
+    /// 8/255 for linf, 0.5 for l2, 12 for l1 (RobustBench's CIFAR-10 L1 radius)]
     #[arg(long, value_delimiter = ',', value_name = "EPS")]
     pub eps: Option<Vec<String>>,
-    /// Iterations [default: pgd 20, mifgsm 10, deepfool 50, apgd and fab 100]
+    /// Iterations [default: pgd 20, mifgsm 10, deepfool 50, apgd and fab 100, cw 100 per
+    /// binary-search step; square: queries, 5000]
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
     /// Absolute step size [default: ε/4 for pgd, ε/10 for mifgsm]
@@ -75,6 +90,28 @@ pub struct AttackArgs {
 }
 
 fn spec(a: &AttackArgs, norm: Norm) -> Result<AttackSpec> {
+    if let Some(p) = &a.preset {
+        let given: Vec<&str> = [
+            (a.attack != "pgd", "--attack"),
+            (a.steps.is_some(), "--steps"),
+            (a.step_size.is_some(), "--step-size"),
+            (a.restarts.is_some(), "--restarts"),
+            (a.random_start, "--random-start"),
+            (a.loss != AttackLoss::Ce, "--loss"),
+            (a.target.is_some(), "--target"),
+        ]
+        .iter()
+        .filter(|g| g.0)
+        .map(|g| g.1)
+        .collect();
+        if !given.is_empty() {
+            bail!(
+                "--preset {p} fixes every attack parameter (and is untargeted): drop {}",
+                given.join(", ")
+            );
+        }
+        return Ok(AttackSpec::Ensemble(ensemble::preset(p, norm, a.seed)?));
+    }
     let step = a.step_size.as_deref().map(parse_eps).transpose()?;
     Ok(match a.attack.as_str() {
         "fgsm" => AttackSpec::Pgd(PgdParams {
@@ -142,23 +179,56 @@ fn spec(a: &AttackArgs, norm: Norm) -> Result<AttackSpec> {
                 ..base
             })
         }
+        "square" => {
+            let base = SquareParams::default();
+            AttackSpec::Square(SquareParams {
+                norm,
+                queries: a.steps.unwrap_or(base.queries),
+                restarts: a.restarts.unwrap_or(base.restarts),
+                seed: a.seed,
+                ..base
+            })
+        }
+        "cw" => {
+            if norm != Norm::L2 {
+                bail!("--attack cw is an L2 attack: use --norm l2 (the default for cw)");
+            }
+            let base = CwParams::default();
+            AttackSpec::Cw(CwParams {
+                steps: a.steps.unwrap_or(base.steps),
+                ..base
+            })
+        }
         other => bail!("unknown attack '{other}'"),
     })
 }
 
 pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
-    let norm = a.norm.unwrap_or(if a.attack == "deepfool" {
-        Norm::L2
-    } else {
-        Norm::Linf
-    });
+    let norm = a.norm.unwrap_or(
+        if a.preset.is_none() && (a.attack == "deepfool" || a.attack == "cw") {
+            Norm::L2
+        } else {
+            Norm::Linf
+        },
+    );
+    if norm == Norm::L1
+        && (a.preset.is_some()
+            || !["fgsm", "pgd", "mifgsm", "fab", "fab-t"].contains(&a.attack.as_str()))
+    {
+        bail!("--norm l1 is supported by --attack fgsm, pgd, mifgsm, fab and fab-t only");
+    }
     let spec = spec(a, norm)?;
+    let sanity = !a.no_sanity && !spec.is_min_norm();
     let eps: Vec<f32> = match &a.eps {
         Some(v) => v
             .iter()
             .map(|s| parse_eps(s))
             .collect::<std::result::Result<_, _>>()?,
-        None => vec![if norm == Norm::Linf { 8.0 / 255.0 } else { 0.5 }],
+        None => vec![match norm {
+            Norm::Linf => 8.0 / 255.0,
+            Norm::L2 => 0.5,
+            Norm::L1 => 12.0,
+        }],
     };
     if eps.is_empty() {
         bail!("--eps needs at least one radius");
@@ -170,7 +240,7 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
         "model": loaded.model_path, "model_sha256": loaded.model.card.sha256, "data": loaded.data_path,
         "format": info.format.name(), "split": a.data.split, "limit": a.data.limit,
         "normalization": loaded.model.card.normalization, "attack": spec, "norm": norm, "eps": eps,
-        "target": a.target,
+        "target": a.target, "sanity": sanity,
     });
     let out = a
         .out
@@ -206,6 +276,12 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
     let t0 = Instant::now();
     let model = &loaded.model.model;
     let k = model.num_classes();
+    let mut unbounded_left = SANITY_SAMPLES.saturating_sub(
+        records
+            .iter()
+            .filter(|r| r.unbounded_success.is_some())
+            .count(),
+    );
     for batch in loaded.data.batches(a.batch_size.max(1), start..total)? {
         let batch = batch?;
         if let Some((i, y)) = batch
@@ -219,6 +295,33 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
                 loaded.data_path.display()
             );
         }
+        // Running robust accuracy while an ensemble's stages finish within the batch: the
+        // completed batches plus this batch's samples still robust after the stage.
+        let done = records.len() / per_sample;
+        let before = summarize_attack(&records, &spec, &eps);
+        let bar2 = bar.clone();
+        let mut show = |p: StageProgress| {
+            let prev = before
+                .curve
+                .iter()
+                .find(|c| c.eps == p.eps)
+                .map_or(0.0, |c| c.robust_accuracy * done as f64);
+            let robust = prev + p.robust as f64;
+            bar2.set_message(format!(
+                "robust ≤ {:.1} % at {} after {} ({}/{})",
+                100.0 * robust / (done + batch.labels.len()).max(1) as f64,
+                eps_label(p.eps),
+                p.stage,
+                p.position.0 + 1,
+                p.position.1
+            ));
+        };
+        let mut opts = AttackOptions {
+            target: a.target,
+            sanity,
+            unbounded_left,
+            progress: Some(&mut show),
+        };
         let (recs, images) = attack_batch(
             model,
             &batch.images,
@@ -226,9 +329,10 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
             &batch.indices,
             &spec,
             &eps,
-            a.target,
+            &mut opts,
         )
         .with_context(|| format!("attacking samples {}..", batch.indices[0]))?;
+        unbounded_left = opts.unbounded_left;
         for (f, img) in adv_files.iter_mut().zip(&images) {
             let bytes: Vec<u8> = img.iter().flat_map(|v| v.to_le_bytes()).collect();
             f.write_rows(batch.indices[0], &bytes)?;
@@ -251,19 +355,32 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let s = summarize_attack(&records, &spec, &eps);
-    let robust = if s.curve.len() == 1 {
-        json!(s.curve[0].robust_accuracy)
+    let by_eps = |v: Vec<serde_json::Value>| {
+        if s.curve.len() == 1 {
+            v.into_iter().next().unwrap_or_default()
+        } else {
+            json!(s
+                .curve
+                .iter()
+                .zip(v)
+                .map(|(p, x)| (eps_label(p.eps), x))
+                .collect::<serde_json::Map<String, serde_json::Value>>())
+        }
+    };
+    let robust = by_eps(s.curve.iter().map(|p| json!(p.robust_accuracy)).collect());
+    let stages = s.curve[0]
+        .stages
+        .is_some()
+        .then(|| by_eps(s.curve.iter().map(|p| json!(p.stages)).collect()));
+    let sane = if sanity {
+        sanity_report(&records, &spec, &eps)
     } else {
-        json!(s
-            .curve
-            .iter()
-            .map(|p| (eps_label(p.eps), json!(p.robust_accuracy)))
-            .collect::<serde_json::Map<String, serde_json::Value>>())
+        None
     };
     let (fwd, bwd) = records.iter().fold((0u64, 0u64), |(f, b), r| {
         (f + r.forward as u64, b + r.backward as u64)
     });
-    rd.write_run(json!({
+    let mut run = json!({
         "status": "complete",
         "clean_accuracy": s.clean_accuracy,
         "robust_accuracy": robust,
@@ -273,11 +390,23 @@ pub fn run(a: &AttackArgs, threads: usize) -> Result<()> {
                      "forward_passes": fwd, "backward_passes": bwd },
         "results": s,
         "adversarial_files": (0..adv_files.len()).map(|k| format!("adv_{k}.npy")).collect::<Vec<_>>(),
-    }))?;
+    });
+    if let Some(st) = stages {
+        run["stages"] = st;
+    }
+    if let Some(r) = &sane {
+        run["sanity"] = json!(r);
+    }
+    rd.write_run(run)?;
+    if let Some(r) = &sane {
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     if a.quiet {
         return Ok(());
     }
-    print_summary(&s, a, norm, &loaded, &out).context("writing to stdout")
+    print_summary(&s, a, norm, &loaded, &out, sane.as_ref()).context("writing to stdout")
 }
 
 fn print_summary(
@@ -286,11 +415,15 @@ fn print_summary(
     norm: Norm,
     l: &crate::common::Loaded,
     out: &std::path::Path,
+    sanity: Option<&SanityReport>,
 ) -> std::io::Result<()> {
     let mut o = std::io::stdout().lock();
     writeln!(o, "model  {}", l.model_path.display())?;
     writeln!(o, "data   {} ({} samples)", l.data_path.display(), s.n)?;
-    writeln!(o, "attack {} ({})", a.attack, norm.name())?;
+    match &a.preset {
+        Some(p) => writeln!(o, "attack preset {p} ({})", norm.name())?,
+        None => writeln!(o, "attack {} ({})", a.attack, norm.name())?,
+    }
     writeln!(o)?;
     writeln!(o, "clean accuracy   {:6.2} %", 100.0 * s.clean_accuracy)?;
     for p in &s.curve {
@@ -300,6 +433,15 @@ fn print_summary(
             100.0 * p.robust_accuracy,
             eps_label(p.eps)
         )?;
+        // AutoAttack's log: robust accuracy after each stage.
+        for st in p.stages.iter().flatten() {
+            writeln!(
+                o,
+                "  after {:<10} {:6.2} %",
+                st.attack,
+                100.0 * st.robust_accuracy
+            )?;
+        }
     }
     if let Some(m) = s.median_min_norm {
         writeln!(
@@ -307,6 +449,19 @@ fn print_summary(
             "median smallest perturbation found: {m:.5} ({}); not found for {} samples",
             norm.name(),
             s.not_found
+        )?;
+    }
+    if let Some(r) = sanity {
+        writeln!(
+            o,
+            "sanity: {} monotonicity violation(s); unbounded attack left {} of {} checked sample(s) \
+             robust; {} zero and {} non-finite gradient(s) of {}",
+            r.monotone.violations.len(),
+            r.unbounded.still_robust.len(),
+            r.unbounded.checked,
+            r.gradients.zero.len(),
+            r.gradients.non_finite.len(),
+            r.gradients.checked
         )?;
     }
     writeln!(

@@ -82,6 +82,8 @@ fn attack_args(
         model: a.model.clone(),
         data: a.data.clone(),
         attack: a.attack.clone(),
+        preset: None,
+        no_sanity: false,
         norm: None,
         eps: Some(eps),
         steps: Some(a.steps),

@@ -7,6 +7,7 @@ mod classwise;
 mod common;
 mod corrupt;
 mod eval;
+mod margins;
 mod npy_out;
 
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Robust accuracy under an adversarial attack (FGSM, PGD, MI-FGSM, APGD, FAB, DeepFool), per ε
     Attack(attack::AttackArgs),
+    /// Brittle decisions: input margins (FAB or DeepFool) against logit margins and other
+    /// scores, margin consistency (Kendall τ), detection of non-robust samples, pseudo-margin
+    Margins(margins::MarginsArgs),
     /// Class-wise robustness: per-class accuracy, confusion, CFPS under attacks and corruptions,
     /// targeted reachability and latent structure, with SVG charts
     Classwise(classwise::ClasswiseArgs),
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a, threads),
         Command::Attack(a) => attack::run(a, threads),
         Command::Classwise(a) => classwise::run(a, threads),
+        Command::Margins(a) => margins::run(a, threads),
         Command::Corrupt(a) => corrupt::run(a),
         Command::Bench(a) => bench::run(a, threads),
         Command::List => list(),

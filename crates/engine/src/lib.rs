@@ -20,5 +20,5 @@ mod tensor;
 pub use error::{Error, Result};
 pub use graph::{Graph, GraphBuilder, ValueId};
 pub use loss::{runner_up, Loss};
-pub use model::{Forward, LossGrad, Model, Normalization};
+pub use model::{Forward, LinearHead, LossGrad, Model, Normalization};
 pub use tensor::{Data, Tensor};

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
 use crate::loss::Loss;
-use crate::ops::{Binary, BinaryKind, Op, Reshape, Transpose};
+use crate::ops::{Binary, BinaryKind, Gemm, Op, Reshape, Transpose};
 use crate::tensor::Tensor;
 
 /// Per-channel `(x − mean) / std` applied to [0, 1] images before the graph, for models that
@@ -196,6 +196,12 @@ impl Model {
         &self.notes
     }
 
+    /// The final affine layer (`z = W·h + b` over the penultimate features `h`), when the model
+    /// ends in a Gemm/MatMul with constant weights.
+    pub fn head(&self) -> Option<LinearHead> {
+        find_head(&self.graph).filter(|h| h.classes == self.classes || self.classes == 0)
+    }
+
     /// Name of the penultimate features (the input of the final Gemm/MatMul), if found.
     pub fn penultimate_name(&self) -> Option<&str> {
         self.penultimate.map(|v| self.graph.value_name(v))
@@ -365,6 +371,106 @@ fn dims(d: &[Option<usize>]) -> String {
         .map(|x| x.map_or("N".to_string(), |v| v.to_string()))
         .collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// The weights of the final affine layer, `z = W·h + b` with `h` the penultimate features: what
+/// feature-space margins need (the distance of `h` to the boundary between classes `i` and `j`
+/// is `(z_i − z_j)/‖w_i − w_j‖_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearHead {
+    /// Classes K.
+    pub classes: usize,
+    /// Feature dimension D.
+    pub dim: usize,
+    /// W, K × D row-major (row k maps features to logit k).
+    pub weight: Vec<f32>,
+    /// b, K values (zeros when the layer has no bias).
+    pub bias: Vec<f32>,
+}
+
+/// The final Gemm/MatMul with constant weights, read from the output backwards through bias adds
+/// and views (the path [`find_penultimate`] takes).
+fn find_head(g: &Graph) -> Option<LinearHead> {
+    let mut v = g.output();
+    let mut bias: Option<Vec<f32>> = None;
+    for _ in 0..8 {
+        let node = g.nodes().iter().find(|n| n.output == v)?;
+        let operand = |i: usize| node.inputs.get(i).copied().flatten();
+        let konst = |i: usize| operand(i).and_then(|v| g.constant(v));
+        match node.op.name() {
+            "Gemm" | "MatMul" => {
+                let b = konst(1)?;
+                if b.shape().len() != 2 || !b.is_f32() {
+                    return None;
+                }
+                let (alpha, beta, trans_a, trans_b) = match node.op.as_any().downcast_ref::<Gemm>()
+                {
+                    Some(gm) => (gm.alpha, gm.beta, gm.trans_a, gm.trans_b),
+                    None => (1.0, 1.0, false, false),
+                };
+                if trans_a {
+                    return None;
+                }
+                let (r, c) = (b.shape()[0], b.shape()[1]);
+                let (k, d) = if trans_b { (r, c) } else { (c, r) };
+                let bw = b.fs();
+                let weight: Vec<f32> = (0..k * d)
+                    .map(|i| {
+                        let (row, col) = (i / d, i % d);
+                        alpha
+                            * if trans_b {
+                                bw[row * c + col]
+                            } else {
+                                bw[col * c + row]
+                            }
+                    })
+                    .collect();
+                let mut total = bias.unwrap_or_else(|| vec![0.0; k]);
+                if node.op.name() == "Gemm" {
+                    if let Some(cb) = konst(2) {
+                        if !cb.is_f32() || (cb.len() != k && cb.len() != 1) {
+                            return None;
+                        }
+                        let cv = cb.fs();
+                        for (j, t) in total.iter_mut().enumerate() {
+                            *t += beta * cv[if cv.len() == 1 { 0 } else { j }];
+                        }
+                    }
+                }
+                if total.len() != k {
+                    return None;
+                }
+                return Some(LinearHead {
+                    classes: k,
+                    dim: d,
+                    weight,
+                    bias: total,
+                });
+            }
+            "Add" => {
+                let (c, other) = match (konst(0), konst(1)) {
+                    (None, Some(c)) => (c, operand(0)?),
+                    (Some(c), None) => (c, operand(1)?),
+                    _ => return None,
+                };
+                if !c.is_f32() || bias.is_some() {
+                    return None;
+                }
+                bias = Some(c.fs().to_vec());
+                v = other;
+            }
+            "Identity" | "Flatten" | "Reshape" | "Squeeze" => {
+                v = node
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .find(|&i| g.constant(i).is_none())?;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The input of the last Gemm/MatMul before the output, looking through bias adds and views.

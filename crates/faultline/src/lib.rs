@@ -8,6 +8,7 @@
 pub mod attack;
 pub mod classwise;
 pub mod corruption;
+pub mod ensemble;
 mod error;
 pub mod eval;
 pub mod margin;

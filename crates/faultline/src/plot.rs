@@ -1,4 +1,5 @@
-//! Small self-contained SVG charts: heatmaps, grouped bars and labelled scatter plots.
+//! Small self-contained SVG charts: heatmaps, grouped bars, labelled scatter plots and x–y
+//! charts with axes (point clouds and curves).
 //! Written directly rather than with `plotters`, whose text layout needs a system font backend
 //! (font-kit); these three chart kinds only need rectangles, circles and `<text>`.
 
@@ -266,6 +267,182 @@ pub fn scatter(
     s
 }
 
+/// One series of an [`xy_chart`].
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend entry.
+    pub name: String,
+    /// Points `[x, y]`; non-finite points are skipped.
+    pub points: Vec<[f64; 2]>,
+    /// Joined by a line (a curve) rather than drawn as dots.
+    pub line: bool,
+}
+
+/// "Nice" tick values covering `[lo, hi]` (about five).
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).max(1e-12);
+    let raw = span / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    // Multiples of the step, rounded to its precision so labels read 0.6 rather than 0.6000…01.
+    let digits = (-(step.log10().floor()) + 2.0).clamp(0.0, 15.0) as i32;
+    let round = |v: f64| {
+        let m = 10f64.powi(digits);
+        (v * m).round() / m
+    };
+    (first..=last).map(|i| round(i as f64 * step)).collect()
+}
+
+/// An x–y chart with axes, ticks, axis labels and a legend: dots for point series, polylines for
+/// curves. `bounds` fixes `[x0, x1, y0, y1]` (e.g. the unit square of a ROC curve); otherwise
+/// the data's range is used.
+pub fn xy_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    bounds: Option<[f64; 4]>,
+) -> String {
+    let (w, h, ml, mr, mt, mb) = (620.0, 460.0, 64.0, 170.0, 36.0, 48.0);
+    let [x0, x1, y0, y1] = bounds.unwrap_or_else(|| {
+        let mut b = [
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for p in series.iter().flat_map(|s| &s.points) {
+            if p[0].is_finite() && p[1].is_finite() {
+                b = [
+                    b[0].min(p[0]),
+                    b[1].max(p[0]),
+                    b[2].min(p[1]),
+                    b[3].max(p[1]),
+                ];
+            }
+        }
+        if !b[0].is_finite() {
+            return [0.0, 1.0, 0.0, 1.0];
+        }
+        let (px, py) = (
+            0.03 * (b[1] - b[0]).max(1e-9),
+            0.03 * (b[3] - b[2]).max(1e-9),
+        );
+        [b[0] - px, b[1] + px, b[2] - py, b[3] + py]
+    });
+    let (pw, ph) = (w - ml - mr, h - mt - mb);
+    let sx = |x: f64| ml + (x - x0) / (x1 - x0).max(1e-300) * pw;
+    let sy = |y: f64| mt + ph - (y - y0) / (y1 - y0).max(1e-300) * ph;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>"#,
+        ml + pw / 2.0,
+        esc(title)
+    );
+    let _ = write!(
+        s,
+        r##"<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
+    );
+    for t in ticks(x0, x1) {
+        let x = sx(t);
+        let _ = write!(
+            s,
+            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#444"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            mt + ph,
+            mt + ph + 4.0,
+            mt + ph + 16.0,
+            fmt_tick(t)
+        );
+    }
+    for t in ticks(y0, y1) {
+        let y = sy(t);
+        let _ = write!(
+            s,
+            r##"<line x1="{}" y1="{y:.1}" x2="{ml}" y2="{y:.1}" stroke="#444"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            ml - 4.0,
+            ml - 6.0,
+            y + 4.0,
+            fmt_tick(t)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        ml + pw / 2.0,
+        h - 10.0,
+        esc(x_label)
+    );
+    let _ = write!(
+        s,
+        r#"<text transform="translate(16,{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        mt + ph / 2.0,
+        esc(y_label)
+    );
+    let inside = |p: &[f64; 2]| {
+        p[0].is_finite() && p[1].is_finite() && p[0] >= x0 && p[0] <= x1 && p[1] >= y0 && p[1] <= y1
+    };
+    for (si, ser) in series.iter().enumerate() {
+        let c = PALETTE[si % 10];
+        if ser.line {
+            let pts: Vec<String> = ser
+                .points
+                .iter()
+                .filter(|p| inside(p))
+                .map(|p| format!("{:.1},{:.1}", sx(p[0]), sy(p[1])))
+                .collect();
+            let _ = write!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="1.6"/>"#,
+                pts.join(" ")
+            );
+        } else {
+            for p in ser.points.iter().filter(|p| inside(p)) {
+                let _ = write!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="1.8" fill="{c}" fill-opacity="0.6"/>"#,
+                    sx(p[0]),
+                    sy(p[1])
+                );
+            }
+        }
+        let ly = mt + 8.0 + 16.0 * si as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{}" y="{}" width="10" height="10" fill="{c}"/><text x="{}" y="{}">{}</text>"#,
+            w - mr + 12.0,
+            ly - 8.0,
+            w - mr + 26.0,
+            ly + 1.0,
+            esc(&ser.name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn fmt_tick(t: f64) -> String {
+    let a = t.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e4).contains(&a) {
+        format!("{t:.1e}")
+    } else {
+        let s = format!("{t:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +479,28 @@ mod tests {
             &[Some("x".into()), None],
         );
         assert_eq!(sc.matches("<circle").count(), 4);
+        let xy = xy_chart(
+            "roc <1>",
+            "fpr",
+            "tpr",
+            &[
+                Series {
+                    name: "a".into(),
+                    points: vec![[0.0, 0.0], [0.5, 0.9], [1.0, 1.0]],
+                    line: true,
+                },
+                Series {
+                    name: "b".into(),
+                    points: vec![[0.2, 0.3], [f64::NAN, 1.0], [2.0, 0.5]],
+                    line: false,
+                },
+            ],
+            Some([0.0, 1.0, 0.0, 1.0]),
+        );
+        assert!(xy.contains("roc &lt;1&gt;") && xy.trim_end().ends_with("</svg>"));
+        // One dot inside the bounds (the NaN and the out-of-range point are skipped).
+        assert_eq!(xy.matches("<circle").count(), 1);
+        assert_eq!(xy.matches("<polyline").count(), 1);
+        assert_eq!(ticks(0.0, 1.0), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
     }
 }

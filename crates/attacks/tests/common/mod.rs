@@ -13,6 +13,12 @@ use faultline_engine::{GraphBuilder, Model, Tensor};
 /// `z = Wx + b` over `d` inputs and `k` classes with pseudo-random weights; returns the model, W
 /// (k × d, row-major) and b.
 pub fn linear(d: usize, k: usize, seed: u64) -> (Model, Vec<f32>, Vec<f32>) {
+    linear_image([1, 1, d], k, seed)
+}
+
+/// [`linear`] over images of shape C·H·W (`d = C·H·W`), for attacks that use the image layout.
+pub fn linear_image(shape: [usize; 3], k: usize, seed: u64) -> (Model, Vec<f32>, Vec<f32>) {
+    let d: usize = shape.iter().product();
     let mut s = seed;
     let mut r = || {
         s = s
@@ -37,7 +43,7 @@ pub fn linear(d: usize, k: usize, seed: u64) -> (Model, Vec<f32>, Vec<f32>) {
         "z",
     );
     let mut m = Model::new(g.build("z").unwrap(), vec![]);
-    m.prepare([1, 1, d], None).unwrap();
+    m.prepare(shape, None).unwrap();
     (m, w, b)
 }
 
@@ -69,6 +75,11 @@ pub fn exact(
                 let dn = match norm {
                     Norm::L2 => diff.map(|v| v * v).sum::<f64>().sqrt(),
                     Norm::Linf => diff.map(f64::abs).sum::<f64>(),
+                    // Exact with the box: the greedy fill below.
+                    Norm::L1 => {
+                        let a: Vec<f64> = diff.map(|v| -v).collect();
+                        return l1_halfspace(&a, xi, z[y] - z[c]).map_or(f64::INFINITY, |r| r.0);
+                    }
                 };
                 (z[y] - z[c]) / dn
             })
@@ -77,6 +88,34 @@ pub fn exact(
         labels.push(y);
     }
     (dist, labels)
+}
+
+/// The smallest L1 move `δ` with `⟨a, δ⟩ ≥ need` and `x + δ ∈ [0, 1]^d`, and its norm (`None`
+/// when the box cannot reach the half-space): a linear programme solved by filling the
+/// coordinates in decreasing `|a_i|` (most gain per unit of L1), each up to its box edge.
+pub fn l1_halfspace(a: &[f64], x: &[f32], need: f64) -> Option<(f64, Vec<f64>)> {
+    let mut delta = vec![0.0; a.len()];
+    if need <= 0.0 {
+        return Some((0.0, delta));
+    }
+    let mut order: Vec<usize> = (0..a.len()).filter(|&i| a[i] != 0.0).collect();
+    order.sort_by(|&i, &j| a[j].abs().total_cmp(&a[i].abs()));
+    let (mut left, mut norm) = (need, 0.0);
+    for i in order {
+        let room = if a[i] > 0.0 {
+            1.0 - x[i] as f64
+        } else {
+            x[i] as f64
+        };
+        let m = (left / a[i].abs()).min(room);
+        delta[i] = m * a[i].signum();
+        norm += m;
+        left -= m * a[i].abs();
+        if left <= 1e-15 * need {
+            return Some((norm, delta));
+        }
+    }
+    None
 }
 
 pub fn shared(rel: &str) -> PathBuf {

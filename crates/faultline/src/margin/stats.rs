@@ -1,8 +1,6 @@
-//! Margin consistency and detection of non-robust samples (Ngnawé et al., *Detecting Brittle
-//! Decisions for Free: Leveraging Margin Consistency in Deep Robust Classifiers*, NeurIPS 2024,
-//! arXiv 2406.18451): rank agreement between the input-space margin and a score such as the logit
-//! margin (Kendall τ-b, Spearman ρ, bootstrap intervals), and how well the score flags samples
-//! whose input margin is at most ε (AUROC, AUPR, FPR at 95 % TPR, the threshold for a recall).
+//! Rank agreement and detection statistics for margin consistency: Kendall τ-b, Spearman ρ,
+//! bootstrap intervals, and how well a score flags samples whose input margin is at most ε
+//! (AUROC, AUPR, FPR at 95 % TPR, ROC curve, the threshold for a chosen recall).
 
 use serde::Serialize;
 
@@ -163,8 +161,12 @@ pub struct Detection {
     pub negatives: usize,
     /// Area under the ROC curve (ties count one half).
     pub auroc: Option<f64>,
-    /// Area under the precision-recall curve (average precision).
+    /// Area under the precision-recall curve by the trapezoidal rule over the curve's points,
+    /// starting at (recall 0, precision 1): sklearn's `auc(recall, precision)`, the figure the
+    /// margin-consistency paper reports.
     pub aupr: Option<f64>,
+    /// Average precision (the step-wise area, sklearn's `average_precision_score`).
+    pub average_precision: Option<f64>,
     /// False-positive rate at the smallest threshold reaching 95 % true-positive rate.
     pub fpr_at_95_tpr: Option<f64>,
 }
@@ -179,6 +181,7 @@ pub fn detection(score: &[f64], positive: &[bool]) -> Detection {
             negatives: n,
             auroc: None,
             aupr: None,
+            average_precision: None,
             fpr_at_95_tpr: None,
         };
     }
@@ -206,6 +209,8 @@ pub fn detection(score: &[f64], positive: &[bool]) -> Detection {
     idx.reverse();
     let (mut tp, mut fp) = (0usize, 0usize);
     let mut ap = 0.0;
+    let mut trap = 0.0;
+    let (mut last_r, mut last_p) = (0.0, 1.0);
     let mut fpr95 = None;
     let mut i = 0;
     while i < idx.len() {
@@ -223,6 +228,9 @@ pub fn detection(score: &[f64], positive: &[bool]) -> Detection {
         }
         let precision = tp as f64 / (tp + fp) as f64;
         ap += (tp - tp0) as f64 / p as f64 * precision;
+        let recall = tp as f64 / p as f64;
+        trap += (recall - last_r) * 0.5 * (precision + last_p);
+        (last_r, last_p) = (recall, precision);
         if fpr95.is_none() && tp as f64 >= 0.95 * p as f64 {
             fpr95 = Some(fp as f64 / n as f64);
         }
@@ -232,9 +240,41 @@ pub fn detection(score: &[f64], positive: &[bool]) -> Detection {
         positives: p,
         negatives: n,
         auroc: Some(auroc),
-        aupr: Some(ap),
+        aupr: Some(trap),
+        average_precision: Some(ap),
         fpr_at_95_tpr: fpr95,
     }
+}
+
+/// The ROC curve of `score` (higher = more suspicious): `(false-positive rate, true-positive
+/// rate)` from (0, 0) to (1, 1), one point per distinct score. Empty without both classes.
+pub fn roc_curve(score: &[f64], positive: &[bool]) -> Vec<[f64; 2]> {
+    let p = positive.iter().filter(|&&b| b).count();
+    let n = positive.len() - p;
+    if p == 0 || n == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<usize> = (0..score.len()).collect();
+    idx.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
+    let mut pts = vec![[0.0, 0.0]];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
+            j += 1;
+        }
+        for &q in &idx[i..=j] {
+            if positive[q] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+        }
+        pts.push([fp as f64 / n as f64, tp as f64 / p as f64]);
+        i = j + 1;
+    }
+    pts
 }
 
 /// The largest threshold `t` such that flagging `score ≥ t` catches at least `recall` of the
@@ -324,7 +364,11 @@ mod tests {
         // One tie across classes: AUROC = (1 + 0.5) / 2; AP = (1/2)·1 + (1/2)·(2/3).
         let d = detection(&[0.9, 0.5, 0.5], &[true, true, false]);
         assert_eq!(d.auroc, Some(0.75));
-        assert!((d.aupr.unwrap() - (0.5 + 1.0 / 3.0)).abs() < 1e-12);
+        assert!((d.average_precision.unwrap() - (0.5 + 1.0 / 3.0)).abs() < 1e-12);
+        // Trapezoids through (0, 1), (1/2, 1), (1, 2/3): 1/2 + 1/2·(1 + 2/3)/2.
+        assert!((d.aupr.unwrap() - (0.5 + 5.0 / 12.0)).abs() < 1e-12);
+        let roc = roc_curve(&[0.9, 0.5, 0.5], &[true, true, false]);
+        assert_eq!(roc, vec![[0.0, 0.0], [0.0, 0.5], [1.0, 1.0]]);
         assert_eq!(detection(&[1.0], &[true]).auroc, None);
         assert_eq!(
             threshold_for_recall(&[0.9, 0.7, 0.3, 0.2], &[true, true, true, false], 0.6),
