@@ -19,8 +19,14 @@ pub struct BenchArgs {
     /// ONNX model to time [default: the demo ResNet-20]
     #[arg(long, value_name = "M.onnx")]
     pub model: Option<PathBuf>,
-    /// Batch sizes to time, comma-separated
-    #[arg(long, default_value = "128", value_delimiter = ',', value_name = "B")]
+    /// Batch sizes to time, comma-separated (run in ascending order, so the memory peak
+    /// printed for each is that of the batches up to it)
+    #[arg(
+        long,
+        default_value = "1,8,32,128,512",
+        value_delimiter = ',',
+        value_name = "B"
+    )]
     pub batch_size: Vec<usize>,
     /// Image shape C,H,W fed to the model [default: the model's declared input]
     #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
@@ -71,7 +77,10 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
     let model = &loaded.model;
     let per: usize = shape.iter().product();
     let mut rows = Vec::new();
-    for &b in &args.batch_size {
+    let mut batches = args.batch_size.clone();
+    batches.sort_unstable();
+    batches.dedup();
+    for &b in &batches {
         // Deterministic pseudo-random pixels in [0, 1).
         let mut s = 0x9e3779b97f4a7c15u64 ^ b as u64;
         let x: Vec<f32> = (0..b * per)
@@ -96,12 +105,12 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
             std::hint::black_box(model.loss_grad(&x, &Loss::CrossEntropy { labels: &labels })?);
             grad.push(b as f64 / t.elapsed().as_secs_f64());
         }
-        rows.push((b, median(fwd), median(grad)));
+        rows.push((b, median(fwd), median(grad), peak_rss_mib()));
     }
     let rss = peak_rss_mib();
     let mut o = std::io::stdout().lock();
     if args.json {
-        let (_, f0, g0) = rows[0];
+        let (_, f0, g0, _) = rows[0];
         let v = json!({
             "model": path,
             "threads": threads,
@@ -109,7 +118,7 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
             "forward_img_per_s": f0,
             "input_grad_img_per_s": g0,
             "peak_rss_mib": rss,
-            "results": rows.iter().map(|(b, f, g)| json!({"batch_size": b, "forward_img_per_s": f, "input_grad_img_per_s": g})).collect::<Vec<_>>(),
+            "results": rows.iter().map(|(b, f, g, r)| json!({"batch_size": b, "forward_img_per_s": f, "input_grad_img_per_s": g, "peak_rss_mib": r})).collect::<Vec<_>>(),
             "iters": args.iters,
             "version": env!("CARGO_PKG_VERSION"),
         });
@@ -126,11 +135,12 @@ pub fn run(args: &BenchArgs, threads: usize) -> Result<()> {
         )?;
         writeln!(
             o,
-            "{:>6}  {:>14}  {:>22}",
-            "batch", "forward img/s", "forward+input-grad img/s"
+            "{:>6}  {:>14}  {:>24}  {:>13}",
+            "batch", "forward img/s", "forward+input-grad img/s", "peak RSS MiB"
         )?;
-        for (b, f, g) in &rows {
-            writeln!(o, "{b:>6}  {f:>14.1}  {g:>22.1}")?;
+        for (b, f, g, r) in &rows {
+            let r = r.map_or("-".to_string(), |r| format!("{r:.0}"));
+            writeln!(o, "{b:>6}  {f:>14.1}  {g:>24.1}  {r:>13}")?;
         }
         if let Some(r) = rss {
             writeln!(o, "peak resident memory {r:.0} MiB")?;

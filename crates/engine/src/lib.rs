@@ -7,6 +7,7 @@
 //! buffers and never exposes how kernels compute, so another backend can sit behind it later.
 #![warn(missing_docs)]
 
+mod alloc;
 mod error;
 mod exec;
 pub mod graph;

@@ -56,6 +56,7 @@ pub struct Forward<'m> {
 impl Model {
     /// Wraps a graph whose input was declared with `declared` dimensions (batch first).
     pub fn new(graph: Graph, declared: Vec<Option<usize>>) -> Self {
+        crate::alloc::keep_freed_memory();
         let penultimate = find_penultimate(&graph);
         Model {
             graph,

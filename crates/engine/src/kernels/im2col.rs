@@ -48,7 +48,7 @@ impl Geometry {
 
 /// The output columns `ox` whose input column `ox·sw + off` lies inside `0..w`, as a range.
 #[inline]
-fn valid_cols(g: &Geometry, off: isize) -> (usize, usize) {
+pub(crate) fn valid_cols(g: &Geometry, off: isize) -> (usize, usize) {
     // ox·sw + off ≥ 0  ⇔  ox ≥ ceil(−off / sw);  ox·sw + off < w  ⇔  ox < ceil((w − off) / sw)
     let sw = g.sw as isize;
     let lo = if off >= 0 { 0 } else { (-off + sw - 1) / sw };

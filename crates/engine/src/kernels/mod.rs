@@ -4,3 +4,4 @@
 
 pub(crate) mod gemm;
 pub(crate) mod im2col;
+pub(crate) mod rowshift;

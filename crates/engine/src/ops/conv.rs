@@ -1,5 +1,6 @@
 //! Conv (1-D and 2-D, groups, dilations, strides, pads, auto_pad) as im2col + GEMM per sample
-//! and group, with an optional residual-add + ReLU epilogue (see `fused_conv`). The output
+//! and group (for stride-1 kernels of 8+ channels, the column-shift matrix of
+//! `kernels::rowshift` + one GEMM per kernel row instead), with an optional residual-add + ReLU epilogue (see `fused_conv`). The output
 //! starts as bias (+ residual) and the GEMM accumulates into it. The input gradient at stride 1
 //! is itself a convolution (of dY with the flipped, channel-swapped kernel), so it runs as fast
 //! as the forward pass; other strides use col2im(Wᵀ·dY). Samples run in parallel when the batch
@@ -12,6 +13,7 @@ use super::{impl_any, input_f32, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::gemm::{matmul, View};
 use crate::kernels::im2col::{col2im, im2col, Geometry};
+use crate::kernels::rowshift;
 use crate::tensor::Tensor;
 
 thread_local! {
@@ -145,6 +147,19 @@ impl Window {
     }
 }
 
+/// Which kernel computes a convolution's products (the proptests run each one explicitly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Kernel {
+    /// The fastest that applies: the column-shift matrix where [`rowshift::applies`], else
+    /// im2col (or the input itself for an unpadded stride-1 1×1 kernel).
+    Auto,
+    /// Full im2col + one GEMM per sample and group.
+    Im2col,
+    /// The column-shift matrix + one GEMM per kernel row, wherever [`rowshift::fits`].
+    RowShift,
+}
+
 /// 2-D convolution `y[n,m] = b[m] + Σ_c W[m,c] ⋆ x[n,c]` (1-D inputs are treated as height 1).
 #[derive(Debug, Clone)]
 pub struct Conv {
@@ -233,10 +248,25 @@ impl Conv {
         residual: Option<&Tensor>,
         relu: bool,
     ) -> Result<Tensor> {
-        self.forward_raw(x.shape(), x.fs(), w, bias, residual, relu)
+        self.forward_raw(x.shape(), x.fs(), w, bias, residual, relu, Kernel::Auto)
+    }
+
+    /// [`Conv::forward_fused`] with a chosen kernel (for the tests).
+    #[cfg(test)]
+    pub(crate) fn forward_with(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
+        relu: bool,
+        kernel: Kernel,
+    ) -> Result<Tensor> {
+        self.forward_raw(x.shape(), x.fs(), w, bias, residual, relu, kernel)
     }
 
     /// [`Conv::forward_fused`] on an input given as its shape and elements.
+    #[allow(clippy::too_many_arguments)]
     fn forward_raw(
         &self,
         x_shape: &[usize],
@@ -245,6 +275,7 @@ impl Conv {
         bias: Option<&Tensor>,
         residual: Option<&Tensor>,
         relu: bool,
+        kernel: Kernel,
     ) -> Result<Tensor> {
         let d = self.dims_of(x_shape, w)?;
         let bias = match bias {
@@ -292,10 +323,33 @@ impl Conv {
         }
         let par_samples = d.n >= rayon::current_num_threads();
         let ws = w.fs();
+        // Stride-1 kernels more than one row high: the column-shift patch matrix (a third of
+        // im2col's for 3×3) with the kernel rows gathered once here.
+        let use_rows = match kernel {
+            Kernel::Auto => rowshift::applies(&geo),
+            Kernel::Im2col => false,
+            Kernel::RowShift => rowshift::fits(&geo),
+        };
+        let rows: Option<Vec<Vec<f32>>> = use_rows.then(|| {
+            (0..g)
+                .map(|gi| {
+                    rowshift::gather_kernel_rows(
+                        &geo,
+                        d.mg,
+                        &ws[gi * d.mg * k..(gi + 1) * d.mg * k],
+                    )
+                })
+                .collect()
+        });
         let one = |s: usize, yi: &mut [f32], col: &mut Vec<f32>| {
             let xi = &xs[s * in_len..(s + 1) * in_len];
             for gi in 0..g {
                 let xg = &xi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
+                if let Some(rows) = &rows {
+                    let yg = &mut yi[gi * d.mg * geo.cols()..(gi + 1) * d.mg * geo.cols()];
+                    rowshift::conv_rowshift(&geo, d.mg, &rows[gi], xg, yg, col, !par_samples);
+                    continue;
+                }
                 let patches: &[f32] = if geo.is_identity() {
                     xg
                 } else {
@@ -343,6 +397,17 @@ impl Conv {
     /// is much faster than the col2im route's GEMM with inner dimension `M` followed by a
     /// scatter-add. Other strides (and pads wider than the kernel) take the col2im route.
     pub(crate) fn input_grad(&self, x: &Tensor, w: &Tensor, grad: &[f32]) -> Result<Tensor> {
+        self.input_grad_with(x, w, grad, Kernel::Auto)
+    }
+
+    /// [`Conv::input_grad`] whose stride-1 route runs on a chosen kernel.
+    pub(crate) fn input_grad_with(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &[f32],
+        kernel: Kernel,
+    ) -> Result<Tensor> {
         let d = self.dims(x, w)?;
         let geo = d.geo;
         let (ekh, ekw) = (geo.dh * (geo.kh - 1) + 1, geo.dw * (geo.kw - 1) + 1);
@@ -353,13 +418,20 @@ impl Conv {
             && geo.pl.max(geo.pr) < ekw
             && grad.len() == d.n * d.m * geo.cols();
         if transposable {
-            return self.input_grad_as_conv(x, w, grad, &d);
+            return self.input_grad_as_conv(x, w, grad, &d, kernel);
         }
         self.input_grad_col2im(x, w, grad)
     }
 
     /// The stride-1 input gradient as a convolution (see [`Conv::input_grad`]).
-    fn input_grad_as_conv(&self, x: &Tensor, w: &Tensor, grad: &[f32], d: &Dims) -> Result<Tensor> {
+    fn input_grad_as_conv(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &[f32],
+        d: &Dims,
+        kernel: Kernel,
+    ) -> Result<Tensor> {
         let geo = d.geo;
         let g = self.group.max(1);
         let (ekh, ekw) = (geo.dh * (geo.kh - 1) + 1, geo.dw * (geo.kw - 1) + 1);
@@ -409,6 +481,7 @@ impl Conv {
             None,
             None,
             false,
+            kernel,
         )?;
         debug_assert_eq!(dx.shape(), x.shape());
         Ok(dx)
@@ -579,7 +652,7 @@ mod tests {
         /// convolution and col2im), on random shapes, strides, dilations, pads and groups.
         #[test]
         fn conv_variants_match_the_definition(
-            n in 1usize..4, groups in 1usize..3, cg in 1usize..4, mg in 1usize..4,
+            n in 1usize..4, groups in 1usize..3, cg in 1usize..10, mg in 1usize..4,
             h in 1usize..8, w in 1usize..8, kh in 1usize..4, kw in 1usize..4,
             sh in 1usize..3, sw in 1usize..3, dh in 1usize..3, dw in 1usize..3,
             pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
@@ -620,15 +693,16 @@ mod tests {
             let wtt = Tensor::f32(vec![m, cg, kh, kw], wt.clone());
             let bt = Tensor::f32(vec![m], b.clone());
             let rt = Tensor::f32(vec![n, m, geo.oh, geo.ow], r.clone());
-            let got = conv
-                .forward_fused(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu)
-                .unwrap();
-            proptest::prop_assert!(close(got.fs(), &want));
-
             let mut dx = vec![0f64; x.len()];
             naive.each(|xi, yi, wi| dx[xi] += dy[yi] as f64 * naive.w[wi] as f64);
-            let fast = conv.input_grad(&xt, &wtt, &dy).unwrap();
-            proptest::prop_assert!(close(fast.fs(), &dx));
+            for kernel in [Kernel::Auto, Kernel::Im2col, Kernel::RowShift] {
+                let got = conv
+                    .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
+                    .unwrap();
+                proptest::prop_assert!(close(got.fs(), &want), "forward, {:?}", kernel);
+                let fast = conv.input_grad_with(&xt, &wtt, &dy, kernel).unwrap();
+                proptest::prop_assert!(close(fast.fs(), &dx), "input gradient, {:?}", kernel);
+            }
             let scatter = conv.input_grad_col2im(&xt, &wtt, &dy).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
         }
