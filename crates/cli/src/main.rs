@@ -32,7 +32,8 @@ enum Command {
     /// Clean accuracy, per-class accuracy, confusion matrix and logit margins; writes
     /// DIR/run.json and DIR/samples.jsonl
     Eval(eval::EvalArgs),
-    /// Robust accuracy under an adversarial attack (FGSM, PGD, MI-FGSM, APGD, FAB, DeepFool), per ε
+    /// Robust accuracy under an adversarial attack (FGSM, PGD, MI-FGSM, APGD, FAB, Square, DeepFool,
+    /// C&W) or the standard AutoAttack-grade ensemble (--preset standard), per ε
     Attack(attack::AttackArgs),
     /// Brittle decisions: input margins (FAB or DeepFool) against logit margins and other
     /// scores, margin consistency (Kendall τ), detection of non-robust samples, pseudo-margin
@@ -89,7 +90,7 @@ fn list() -> anyhow::Result<()> {
         writeln!(o, "  {op}")?;
     }
     writeln!(o, "data formats: cifar10, cifar100 (binary), idx (MNIST/Fashion-MNIST, .gz or not), folder (PNG/JPEG, one sub-folder per class), npy (.npy/.npz, uint8 or float32, NHWC or NCHW)")?;
-    writeln!(o, "attacks: fgsm, pgd, mifgsm (bounded; linf or l2; losses ce, dlr, margin), apgd-ce, apgd-dlr, apgd-t, fab-t (bounded), deepfool, fab (minimum norm)")?;
+    writeln!(o, "attacks: fgsm, pgd, mifgsm (bounded; linf, l2 or l1; losses ce, dlr, margin), apgd-ce, apgd-dlr, apgd-t, fab-t, square (bounded), deepfool, fab, cw (minimum norm); --preset standard: apgd-ce → apgd-t → fab-t → square")?;
     writeln!(
         o,
         "corruptions (severities 1-5, cifar and imagenet tables): {}",

@@ -389,78 +389,19 @@ pub struct LinearHead {
     pub bias: Vec<f32>,
 }
 
-/// The final Gemm/MatMul with constant weights, read from the output backwards through bias adds
-/// and views (the path [`find_penultimate`] takes).
-fn find_head(g: &Graph) -> Option<LinearHead> {
+/// The last Gemm/MatMul before the output, walking back through adds and views; with the
+/// constant operand of each Add on the way (None for an Add of two computed values).
+fn final_affine(g: &Graph) -> Option<(&crate::graph::Node, Vec<Option<&Tensor>>)> {
     let mut v = g.output();
-    let mut bias: Option<Vec<f32>> = None;
+    let mut adds = Vec::new();
     for _ in 0..8 {
         let node = g.nodes().iter().find(|n| n.output == v)?;
-        let operand = |i: usize| node.inputs.get(i).copied().flatten();
-        let konst = |i: usize| operand(i).and_then(|v| g.constant(v));
         match node.op.name() {
-            "Gemm" | "MatMul" => {
-                let b = konst(1)?;
-                if b.shape().len() != 2 || !b.is_f32() {
-                    return None;
+            "Gemm" | "MatMul" => return Some((node, adds)),
+            "Add" | "Identity" | "Flatten" | "Reshape" | "Squeeze" => {
+                if node.op.name() == "Add" {
+                    adds.push(node.inputs.iter().flatten().find_map(|&i| g.constant(i)));
                 }
-                let (alpha, beta, trans_a, trans_b) = match node.op.as_any().downcast_ref::<Gemm>()
-                {
-                    Some(gm) => (gm.alpha, gm.beta, gm.trans_a, gm.trans_b),
-                    None => (1.0, 1.0, false, false),
-                };
-                if trans_a {
-                    return None;
-                }
-                let (r, c) = (b.shape()[0], b.shape()[1]);
-                let (k, d) = if trans_b { (r, c) } else { (c, r) };
-                let bw = b.fs();
-                let weight: Vec<f32> = (0..k * d)
-                    .map(|i| {
-                        let (row, col) = (i / d, i % d);
-                        alpha
-                            * if trans_b {
-                                bw[row * c + col]
-                            } else {
-                                bw[col * c + row]
-                            }
-                    })
-                    .collect();
-                let mut total = bias.unwrap_or_else(|| vec![0.0; k]);
-                if node.op.name() == "Gemm" {
-                    if let Some(cb) = konst(2) {
-                        if !cb.is_f32() || (cb.len() != k && cb.len() != 1) {
-                            return None;
-                        }
-                        let cv = cb.fs();
-                        for (j, t) in total.iter_mut().enumerate() {
-                            *t += beta * cv[if cv.len() == 1 { 0 } else { j }];
-                        }
-                    }
-                }
-                if total.len() != k {
-                    return None;
-                }
-                return Some(LinearHead {
-                    classes: k,
-                    dim: d,
-                    weight,
-                    bias: total,
-                });
-            }
-            "Add" => {
-                let (c, other) = match (konst(0), konst(1)) {
-                    (None, Some(c)) => (c, operand(0)?),
-                    (Some(c), None) => (c, operand(1)?),
-                    _ => return None,
-                };
-                if !c.is_f32() || bias.is_some() {
-                    return None;
-                }
-                bias = Some(c.fs().to_vec());
-                v = other;
-            }
-            "Identity" | "Flatten" | "Reshape" | "Squeeze" => {
                 v = node
                     .inputs
                     .iter()
@@ -474,23 +415,66 @@ fn find_head(g: &Graph) -> Option<LinearHead> {
     None
 }
 
-/// The input of the last Gemm/MatMul before the output, looking through bias adds and views.
-fn find_penultimate(g: &Graph) -> Option<ValueId> {
-    let mut v = g.output();
-    for _ in 0..8 {
-        let node = g.nodes().iter().find(|n| n.output == v)?;
-        match node.op.name() {
-            "Gemm" | "MatMul" => return node.inputs.first().copied().flatten(),
-            "Add" | "Identity" | "Flatten" | "Reshape" | "Squeeze" => {
-                v = node
-                    .inputs
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .find(|&i| g.constant(i).is_none())?;
-            }
-            _ => return None,
+/// The final affine layer with constant weights ([`final_affine`]), with at most one constant
+/// bias add after it.
+fn find_head(g: &Graph) -> Option<LinearHead> {
+    let (node, adds) = final_affine(g)?;
+    let bias: Option<Vec<f32>> = match adds.as_slice() {
+        [] => None,
+        [Some(c)] if c.is_f32() => Some(c.fs().to_vec()),
+        _ => return None,
+    };
+    let konst = |i: usize| {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| g.constant(v))
+    };
+    let b = konst(1)?;
+    if b.shape().len() != 2 || !b.is_f32() {
+        return None;
+    }
+    let (alpha, beta, trans_a, trans_b) = match node.op.as_any().downcast_ref::<Gemm>() {
+        Some(gm) => (gm.alpha, gm.beta, gm.trans_a, gm.trans_b),
+        None => (1.0, 1.0, false, false),
+    };
+    if trans_a {
+        return None;
+    }
+    let (r, c) = (b.shape()[0], b.shape()[1]);
+    let (k, d) = if trans_b { (r, c) } else { (c, r) };
+    let bw = b.fs();
+    let weight: Vec<f32> = (0..k * d)
+        .map(|i| {
+            let (row, col) = (i / d, i % d);
+            alpha
+                * if trans_b {
+                    bw[row * c + col]
+                } else {
+                    bw[col * c + row]
+                }
+        })
+        .collect();
+    let mut total = bias.unwrap_or_else(|| vec![0.0; k]);
+    if let Some(cb) = konst(2).filter(|_| node.op.name() == "Gemm") {
+        if !cb.is_f32() || (cb.len() != k && cb.len() != 1) {
+            return None;
+        }
+        let cv = cb.fs();
+        for (j, t) in total.iter_mut().enumerate() {
+            *t += beta * cv[if cv.len() == 1 { 0 } else { j }];
         }
     }
-    None
+    (total.len() == k).then_some(LinearHead {
+        classes: k,
+        dim: d,
+        weight,
+        bias: total,
+    })
+}
+
+/// The input of the last Gemm/MatMul before the output, looking through bias adds and views.
+fn find_penultimate(g: &Graph) -> Option<ValueId> {
+    final_affine(g).and_then(|(node, _)| node.inputs.first().copied().flatten())
 }

@@ -20,10 +20,16 @@ fn model() -> Model {
     for k in 0..K {
         w[k * D + k] = C;
     }
+    linear_model(w, vec![0.0; K], D)
+}
+
+/// `z = W·x + b` on images of `d` values (W is k × d, row-major).
+fn linear_model(w: Vec<f32>, b: Vec<f32>, d: usize) -> Model {
+    let k = b.len();
     let mut g = GraphBuilder::new();
     g.input("x");
-    g.constant("w", Tensor::from_f32(vec![K, D], w).unwrap());
-    g.constant("b", Tensor::from_f32(vec![K], vec![0.0; K]).unwrap());
+    g.constant("w", Tensor::from_f32(vec![k, d], w).unwrap());
+    g.constant("b", Tensor::from_f32(vec![k], b).unwrap());
     g.node("flat", Box::new(Flatten { axis: 1 }), &[Some("x")], "f");
     g.node(
         "fc",
@@ -35,7 +41,7 @@ fn model() -> Model {
         "z",
     );
     let mut m = Model::new(g.build("z").unwrap(), vec![]);
-    m.prepare([1, 1, D], None).unwrap();
+    m.prepare([1, 1, d], None).unwrap();
     m
 }
 
@@ -257,25 +263,10 @@ fn pseudo_margin_raises_tau_on_a_weakly_consistent_linear_model() {
             w[c * d + j] = scale * row[j] / n;
         }
     }
-    let mut g = GraphBuilder::new();
-    g.input("x");
-    g.constant("w", Tensor::from_f32(vec![k, d], w.clone()).unwrap());
     let b: Vec<f32> = (0..k)
         .map(|c| -0.5 * w[c * d..(c + 1) * d].iter().sum::<f32>())
         .collect();
-    g.constant("b", Tensor::from_f32(vec![k], b).unwrap());
-    g.node("flat", Box::new(Flatten { axis: 1 }), &[Some("x")], "f");
-    g.node(
-        "fc",
-        Box::new(Gemm {
-            trans_b: true,
-            ..Gemm::default()
-        }),
-        &[Some("f"), Some("w"), Some("b")],
-        "z",
-    );
-    let mut m = Model::new(g.build("z").unwrap(), vec![]);
-    m.prepare([1, 1, d], None).unwrap();
+    let m = linear_model(w, b, d);
     // Points in the middle of the box (within ±0.2), where the box never binds at these margins.
     let n = 600;
     let x: Vec<f32> = (0..n * d).map(|_| 0.5 + 0.4 * r()).collect();
