@@ -52,6 +52,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
+EPS_LABEL = "8/255"
+
+
 def cpu_busy_s():
     """Seconds of CPU time used by everything on the machine (Linux /proc/stat)."""
     try:
@@ -167,7 +170,7 @@ def torch_robust(model, attack, x_u8, y, batch):
 
 def faultline_run(exe, model, data, out, threads, batch, extra):
     cmd = [exe, "--threads", str(threads), "attack", "--model", model, "--data", data,
-           "--eps", "8/255", "--batch-size", str(batch), "--out", out, "--overwrite",
+           "--eps", EPS_LABEL, "--batch-size", str(batch), "--out", out, "--overwrite",
            "--no-sanity"] + extra
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -188,6 +191,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--work", default="/tmp/peer_attacks")
     ap.add_argument("--json-out")
+    ap.add_argument("--eps", default="8/255", help="L-inf radius for both tasks, e.g. 8/255 or 1/255")
     ap.add_argument("--skip-aa", action="store_true", help="only the PGD comparison")
     a = ap.parse_args()
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -206,7 +210,10 @@ def main():
 
     # (a) PGD-20.
     x, y = subset(a.demo, a.n_pgd, a.work, "pgd")
-    eps = 8 / 255
+    global EPS_LABEL
+    EPS_LABEL = a.eps
+    num, _, den = a.eps.partition("/")
+    eps = float(num) / float(den or 1)
     atk = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=20, random_start=False)
     acc_t, sec_t, oth_t = timed(lambda: torch_robust(model, atk, x, y, a.batch_size))
     print("torchattacks PGD-20: %.1f s" % sec_t, file=sys.stderr)
@@ -214,7 +221,7 @@ def main():
         a.faultline, a.model, os.path.join(a.work, "pgd.npy"), os.path.join(a.work, "fl-pgd"),
         a.threads, a.batch_size, ["--attack", "pgd", "--steps", "20"]))
     print("faultline PGD-20: %.1f s" % sec_f, file=sys.stderr)
-    rows.append(dict(task="PGD-20 Linf 8/255 (n=%d)" % a.n_pgd, n=a.n_pgd,
+    rows.append(dict(task="PGD-20 Linf %s (n=%d)" % (a.eps, a.n_pgd), n=a.n_pgd,
                      torch_s=sec_t, torch_robust=acc_t, torch_other_load=oth_t,
                      faultline_s=sec_f, faultline_robust=r["robust_accuracy"],
                      faultline_other_load=oth_f, clean_accuracy=r["clean_accuracy"],
@@ -234,7 +241,7 @@ def main():
             a.faultline, a.model, os.path.join(a.work, "aa.npy"), os.path.join(a.work, "fl-aa"),
             a.threads, a.batch_size, ["--preset", "standard"]))
         print("faultline --preset standard: %.1f s" % sec_f, file=sys.stderr)
-        rows.append(dict(task="AutoAttack standard Linf 8/255 (n=%d)" % a.n_aa, n=a.n_aa,
+        rows.append(dict(task="AutoAttack standard Linf %s (n=%d)" % (a.eps, a.n_aa), n=a.n_aa,
                          torch_s=sec_t, torch_robust=acc_t, torch_other_load=oth_t,
                          faultline_s=sec_f, faultline_robust=r["robust_accuracy"],
                          faultline_other_load=oth_f, clean_accuracy=r["clean_accuracy"],
