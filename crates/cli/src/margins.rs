@@ -165,6 +165,13 @@ pub fn run(a: &MarginsArgs, threads: usize) -> Result<()> {
     let bar = progress("margins", total, false);
     bar.set_position(start as u64);
     let t0 = Instant::now();
+    // Running share of non-robust samples among the attacked ones, for the progress bar.
+    let (mut attacked, mut nonrobust) = records
+        .iter()
+        .filter(|r| r.attacked)
+        .fold((0usize, 0usize), |(a, b), r| {
+            (a + 1, b + usize::from(input_margin(r) <= eps as f64))
+        });
     for batch in loaded.data.batches(a.batch_size.max(1), start..total)? {
         let batch = batch?;
         if let Some((i, y)) = batch
@@ -191,17 +198,15 @@ pub fn run(a: &MarginsArgs, threads: usize) -> Result<()> {
         )
         .with_context(|| format!("measuring samples {}..", batch.indices[0]))?;
         rd.append(&recs)?;
+        for r in recs.iter().filter(|r| r.attacked) {
+            attacked += 1;
+            nonrobust += usize::from(input_margin(r) <= eps as f64);
+        }
         records.extend(recs);
         bar.set_position(records.len() as u64);
-        let att: Vec<f64> = records
-            .iter()
-            .filter(|r| r.attacked)
-            .map(input_margin)
-            .collect();
-        let nonrobust = att.iter().filter(|&&d| d <= eps as f64).count();
         bar.set_message(format!(
             "non-robust {:.1} % at {}",
-            100.0 * nonrobust as f64 / att.len().max(1) as f64,
+            100.0 * nonrobust as f64 / attacked.max(1) as f64,
             eps_label(eps)
         ));
     }

@@ -5,14 +5,6 @@ mod util;
 
 use util::*;
 
-fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn pgd_curve_is_monotone_and_records_agree_with_predictions() {
     let tmp = tempfile::tempdir().unwrap();

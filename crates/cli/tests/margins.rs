@@ -3,15 +3,7 @@
 
 mod util;
 
-use util::{assert_clear_error, json, run, shared, stderr, stdout};
-
-fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use util::{assert_clear_error, json, lines, run, shared, stderr, stdout};
 
 #[test]
 fn deepfool_margins_report_consistency_detection_and_resume() {

@@ -185,65 +185,53 @@ pub fn detection(score: &[f64], positive: &[bool]) -> Detection {
             fpr_at_95_tpr: None,
         };
     }
-    // AUROC by the rank-sum (Mann–Whitney) statistic with averaged ranks.
-    let mut idx: Vec<usize> = (0..score.len()).collect();
-    idx.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
-    let mut rank = vec![0.0; score.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-            j += 1;
-        }
-        for &q in &idx[i..=j] {
-            rank[q] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
-    }
-    let rp: f64 = (0..score.len())
-        .filter(|&i| positive[i])
-        .map(|i| rank[i])
-        .sum();
-    let auroc = (rp - (p * (p + 1)) as f64 / 2.0) / (p as f64 * n as f64);
-    // Sweep thresholds from the highest score down, one tie group at a time.
-    idx.reverse();
-    let (mut tp, mut fp) = (0usize, 0usize);
-    let mut ap = 0.0;
-    let mut trap = 0.0;
-    let (mut last_r, mut last_p) = (0.0, 1.0);
+    let counts = sweep(score, positive);
+    // AUROC as the trapezoidal area under the ROC points (one per tie group): the Mann–Whitney
+    // statistic with ties counted one half.
+    // Twice the area in units of one (positive, negative) pair, counted exactly.
+    let mut area2 = 0u64;
+    let (mut ap, mut trap) = (0.0, 0.0);
+    let (mut last_tp, mut last_fp, mut last_precision) = (0usize, 0usize, 1.0);
     let mut fpr95 = None;
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-            j += 1;
-        }
-        let (tp0, _) = (tp, fp);
-        for &q in &idx[i..=j] {
-            if positive[q] {
-                tp += 1;
-            } else {
-                fp += 1;
-            }
-        }
+    for &(tp, fp) in &counts {
+        area2 += ((fp - last_fp) * (tp + last_tp)) as u64;
         let precision = tp as f64 / (tp + fp) as f64;
-        ap += (tp - tp0) as f64 / p as f64 * precision;
-        let recall = tp as f64 / p as f64;
-        trap += (recall - last_r) * 0.5 * (precision + last_p);
-        (last_r, last_p) = (recall, precision);
+        let d_recall = (tp - last_tp) as f64 / p as f64;
+        ap += d_recall * precision;
+        trap += d_recall * 0.5 * (precision + last_precision);
+        (last_tp, last_fp, last_precision) = (tp, fp, precision);
         if fpr95.is_none() && tp as f64 >= 0.95 * p as f64 {
             fpr95 = Some(fp as f64 / n as f64);
         }
-        i = j + 1;
     }
     Detection {
         positives: p,
         negatives: n,
-        auroc: Some(auroc),
+        auroc: Some(area2 as f64 / (2 * p * n) as f64),
         aupr: Some(trap),
         average_precision: Some(ap),
         fpr_at_95_tpr: fpr95,
     }
+}
+
+/// Cumulative (true, false) positives when the threshold sweeps from the highest score down,
+/// one entry per group of tied scores.
+fn sweep(score: &[f64], positive: &[bool]) -> Vec<(usize, usize)> {
+    let mut idx: Vec<usize> = (0..score.len()).collect();
+    idx.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut out = Vec::new();
+    for (k, &q) in idx.iter().enumerate() {
+        if positive[q] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        if idx.get(k + 1).is_none_or(|&next| score[next] != score[q]) {
+            out.push((tp, fp));
+        }
+    }
+    out
 }
 
 /// The ROC curve of `score` (higher = more suspicious): `(false-positive rate, true-positive
@@ -254,27 +242,13 @@ pub fn roc_curve(score: &[f64], positive: &[bool]) -> Vec<[f64; 2]> {
     if p == 0 || n == 0 {
         return Vec::new();
     }
-    let mut idx: Vec<usize> = (0..score.len()).collect();
-    idx.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
-    let mut pts = vec![[0.0, 0.0]];
-    let (mut tp, mut fp) = (0usize, 0usize);
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-            j += 1;
-        }
-        for &q in &idx[i..=j] {
-            if positive[q] {
-                tp += 1;
-            } else {
-                fp += 1;
-            }
-        }
-        pts.push([fp as f64 / n as f64, tp as f64 / p as f64]);
-        i = j + 1;
-    }
-    pts
+    std::iter::once([0.0, 0.0])
+        .chain(
+            sweep(score, positive)
+                .into_iter()
+                .map(|(tp, fp)| [fp as f64 / n as f64, tp as f64 / p as f64]),
+        )
+        .collect()
 }
 
 /// The largest threshold `t` such that flagging `score ≥ t` catches at least `recall` of the
@@ -347,6 +321,34 @@ mod tests {
             Some(-1.0)
         );
         assert_eq!(kendall_tau_b(&[1.0, 1.0], &[1.0, 2.0]), None);
+    }
+
+    #[test]
+    fn auroc_equals_the_pairwise_definition_with_ties() {
+        let mut s = 5u64;
+        let mut r = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s >> 33
+        };
+        let score: Vec<f64> = (0..300).map(|_| (r() % 13) as f64).collect();
+        let pos: Vec<bool> = (0..300).map(|_| r() % 3 == 0).collect();
+        let (mut num, mut den) = (0.0, 0.0);
+        for i in (0..300).filter(|&i| pos[i]) {
+            for j in (0..300).filter(|&j| !pos[j]) {
+                den += 1.0;
+                num += if score[i] > score[j] {
+                    1.0
+                } else if score[i] == score[j] {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        let got = detection(&score, &pos).auroc.unwrap();
+        assert!((got - num / den).abs() < 1e-12, "{got} vs {}", num / den);
     }
 
     #[test]
