@@ -2,6 +2,8 @@
 //! layout the model expects, an optional normalization it expects outside its graph, the
 //! number of classes and where its penultimate features are.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
 use crate::loss::Loss;
@@ -49,8 +51,48 @@ pub struct LossGrad {
 #[derive(Debug)]
 pub struct Forward<'m> {
     model: &'m Model,
-    vals: Vec<Option<Tensor>>,
+    /// The activations of each chunk of the batch (see [`CHUNK`]), with its sample count.
+    parts: Vec<(usize, Vec<Option<Tensor>>)>,
     logits: Vec<f32>,
+}
+
+/// Samples per chunk. A batch larger than this runs as independent chunks, in parallel, each
+/// through the whole graph: the activations of 8 CIFAR samples (about 0.5 MiB per layer for
+/// ResNet-20) stay in a core's L2 from one layer to the next, where a whole batch of 128 went
+/// out to L3 between layers; measured on ResNet-20 at batch 128 (see the engine-speed note in
+/// docs/benchmarks.md). Samples never interact (faultline already relies on that: attacks
+/// shrink batches to the samples not yet broken), so the results do not depend on the split.
+const CHUNK: usize = 8;
+
+/// Splits `n` samples into balanced consecutive chunks of at most [`CHUNK`].
+fn chunks(n: usize) -> Vec<std::ops::Range<usize>> {
+    let k = n.div_ceil(CHUNK).max(1);
+    (0..k).map(|i| i * n / k..(i + 1) * n / k).collect()
+}
+
+/// Concatenates per-chunk tensors along the batch axis.
+fn concat_batch(parts: Vec<Tensor>) -> Result<Tensor> {
+    if parts.len() == 1 {
+        return Ok(parts.into_iter().next().expect("one part"));
+    }
+    let mut shape = parts[0].shape().to_vec();
+    let mut data = Vec::with_capacity(parts.iter().map(Tensor::len).sum());
+    let mut n = 0;
+    for p in &parts {
+        if p.shape().get(1..) != shape.get(1..) {
+            return Err(Error::Graph(format!(
+                "chunks of one batch gave activations {:?} and {:?}",
+                shape,
+                p.shape()
+            )));
+        }
+        n += p.shape().first().copied().unwrap_or(1);
+        data.extend_from_slice(p.as_f32()?);
+    }
+    if let Some(first) = shape.first_mut() {
+        *first = n;
+    }
+    Ok(Tensor::f32(shape, data))
 }
 
 impl Model {
@@ -219,6 +261,24 @@ impl Model {
             .collect()
     }
 
+    /// The batch as chunk tensors (see [`CHUNK`]), each with its sample count.
+    fn parts(&self, images: &[f32]) -> Result<Vec<(usize, Tensor)>> {
+        let (n, x) = self.batch(images)?;
+        if n <= CHUNK {
+            return Ok(vec![(n, x)]);
+        }
+        let per = images.len() / n;
+        let mut shape = x.shape().to_vec();
+        Ok(chunks(n)
+            .into_iter()
+            .map(|r| {
+                shape[0] = r.len();
+                let t = Tensor::f32(shape.clone(), images[r.start * per..r.end * per].to_vec());
+                (r.len(), t)
+            })
+            .collect())
+    }
+
     fn batch(&self, images: &[f32]) -> Result<(usize, Tensor)> {
         let [c, h, w] = self.image.ok_or_else(|| {
             Error::Input("call Model::prepare with the image shape before running".into())
@@ -250,25 +310,46 @@ impl Model {
 
     /// Logits (N·K, row-major) of a batch of NCHW images in [0, 1].
     pub fn logits(&self, images: &[f32]) -> Result<Vec<f32>> {
-        let (n, x) = self.batch(images)?;
-        let vals = self.graph.run(x, false, &[])?;
-        self.logits_of(&vals, n)
+        let parts = self.parts(images)?;
+        let logits = parts
+            .into_par_iter()
+            .map(|(n, x)| self.logits_of(&self.graph.run(x, false, &[])?, n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(logits.concat())
     }
 
     /// Logits and named activations (`taps`, by value name; "penultimate" names the input of the
     /// final Gemm/MatMul) without keeping anything for a backward pass.
     pub fn features(&self, images: &[f32], taps: &[&str]) -> Result<(Vec<f32>, Vec<Tensor>)> {
-        let (n, x) = self.batch(images)?;
         let ids = taps
             .iter()
             .map(|t| self.tap_id(t))
             .collect::<Result<Vec<_>>>()?;
-        let vals = self.graph.run(x, false, &ids)?;
-        let feats = ids
-            .iter()
-            .map(|&v| self.value(&vals, v))
+        let parts = self
+            .parts(images)?
+            .into_par_iter()
+            .map(|(n, x)| {
+                let vals = self.graph.run(x, false, &ids)?;
+                let feats = ids
+                    .iter()
+                    .map(|&v| self.value(&vals, v))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((self.logits_of(&vals, n)?, feats))
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok((self.logits_of(&vals, n)?, feats))
+        let mut logits = Vec::new();
+        let mut per_tap: Vec<Vec<Tensor>> = vec![Vec::new(); ids.len()];
+        for (l, feats) in parts {
+            logits.extend(l);
+            for (t, f) in per_tap.iter_mut().zip(feats) {
+                t.push(f);
+            }
+        }
+        let feats = per_tap
+            .into_iter()
+            .map(concat_batch)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((logits, feats))
     }
 
     /// One forward and one backward pass: per-sample `loss` values and their input gradients.
@@ -285,12 +366,18 @@ impl Model {
 
     /// A forward pass that keeps its activations for later gradients and taps.
     pub fn forward(&self, images: &[f32]) -> Result<Forward<'_>> {
-        let (n, x) = self.batch(images)?;
-        let vals = self.graph.run(x, true, &[])?;
-        let logits = self.logits_of(&vals, n)?;
+        let parts = self
+            .parts(images)?
+            .into_par_iter()
+            .map(|(n, x)| Ok((n, self.graph.run(x, true, &[])?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut logits = Vec::new();
+        for (n, vals) in &parts {
+            logits.extend(self.logits_of(vals, *n)?);
+        }
         Ok(Forward {
             model: self,
-            vals,
+            parts,
             logits,
         })
     }
@@ -333,7 +420,12 @@ impl Forward<'_> {
     /// A named activation ("penultimate" for the input of the final Gemm/MatMul).
     pub fn tap(&self, name: &str) -> Result<Tensor> {
         let v = self.model.tap_id(name)?;
-        self.model.value(&self.vals, v)
+        let parts = self
+            .parts
+            .iter()
+            .map(|(_, vals)| self.model.value(vals, v))
+            .collect::<Result<Vec<_>>>()?;
+        concat_batch(parts)
     }
     /// Input gradient of `loss` (evaluated on this pass's logits) — one backward pass.
     pub fn loss_grad(&self, loss: &Loss) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -353,15 +445,31 @@ impl Forward<'_> {
         self.backward_seed(weights.to_vec())
     }
     fn backward_seed(&self, seed: Vec<f32>) -> Result<Vec<f32>> {
-        let out_shape = self.vals[self.model.graph.output]
-            .as_ref()
-            .map(|t| t.shape().to_vec())
-            .ok_or_else(|| Error::Graph("no output".into()))?;
-        let g = self
-            .model
-            .graph
-            .backward(&self.vals, Tensor::f32(out_shape, seed))?;
-        g.into_f32()
+        let k = self.model.classes;
+        let mut starts = Vec::with_capacity(self.parts.len());
+        let mut at = 0;
+        for (n, _) in &self.parts {
+            starts.push(at);
+            at += n;
+        }
+        let grads = self
+            .parts
+            .par_iter()
+            .zip(starts)
+            .map(|((n, vals), s)| {
+                let out_shape = vals[self.model.graph.output]
+                    .as_ref()
+                    .map(|t| t.shape().to_vec())
+                    .ok_or_else(|| Error::Graph("no output".into()))?;
+                let seed = seed[s * k..(s + n) * k].to_vec();
+                let g = self
+                    .model
+                    .graph
+                    .backward(vals, Tensor::f32(out_shape, seed))?;
+                g.into_f32()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(grads.concat())
     }
 }
 

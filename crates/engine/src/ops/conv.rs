@@ -13,7 +13,7 @@ use super::{impl_any, input_f32, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::gemm::{matmul, View};
 use crate::kernels::im2col::{col2im, im2col, Geometry};
-use crate::kernels::rowshift;
+use crate::kernels::{direct, rowshift};
 use crate::tensor::Tensor;
 
 thread_local! {
@@ -151,9 +151,12 @@ impl Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Kernel {
-    /// The fastest that applies: the column-shift matrix where [`rowshift::applies`], else
-    /// im2col (or the input itself for an unpadded stride-1 1×1 kernel).
+    /// The fastest that applies: the direct kernel where [`direct::applies`], else the
+    /// column-shift matrix where [`rowshift::applies`], else im2col (or the input itself for an
+    /// unpadded stride-1 1×1 kernel).
     Auto,
+    /// The direct SIMD kernel wherever the CPU has it.
+    Direct,
     /// Full im2col + one GEMM per sample and group.
     Im2col,
     /// The column-shift matrix + one GEMM per kernel row, wherever [`rowshift::fits`].
@@ -301,6 +304,58 @@ impl Conv {
         let residual = residual.map(|r| r.fs());
         debug_assert_eq!(xs.len(), d.n * in_len);
         let k = geo.rows();
+        let par_samples = d.n >= rayon::current_num_threads();
+        let ws = w.fs();
+        let use_direct = match kernel {
+            Kernel::Auto => direct::applies(&geo, d.mg),
+            Kernel::Direct => direct::available(),
+            _ => false,
+        };
+        if use_direct {
+            // The direct kernel writes every output once, epilogue included.
+            let packed: Vec<Vec<f32>> = (0..g)
+                .map(|gi| direct::pack_weights(&geo, d.mg, &ws[gi * d.mg * k..(gi + 1) * d.mg * k]))
+                .collect();
+            let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
+            let gl = d.mg * geo.cols();
+            let one = |s: usize, yi: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
+                let xi = &xs[s * in_len..(s + 1) * in_len];
+                for (gi, yg) in yi.chunks_mut(gl).enumerate() {
+                    let xg = &xi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
+                    let bg = bias.map(|b| &b[gi * d.mg..(gi + 1) * d.mg]);
+                    let at = s * out_len + gi * gl;
+                    let rg = residual.map(|r| &r[at..at + gl]);
+                    direct::conv_direct(
+                        &geo,
+                        d.mg,
+                        &packed[gi],
+                        xg,
+                        yg,
+                        bg,
+                        rg,
+                        relu,
+                        col,
+                        !par_samples,
+                    );
+                }
+            };
+            let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
+            if par_samples {
+                spare
+                    .par_chunks_mut(out_len)
+                    .enumerate()
+                    .for_each(|(s, yi)| with_scratch(|col| one(s, yi, col)));
+            } else {
+                with_scratch(|col| {
+                    for (s, yi) in spare.chunks_mut(out_len).enumerate() {
+                        one(s, yi, col);
+                    }
+                });
+            }
+            // SAFETY: `conv_direct` wrote every element of every sample's output.
+            unsafe { out.set_len(d.n * out_len) };
+            return Ok(Tensor::f32(d.out_shape, out));
+        }
         // The output starts as bias + residual (or zeros) and the GEMM accumulates into it:
         // one write pass over fresh memory, where zeroing and then filling would take two.
         // (Serial: splitting this pass over threads measured slower on a loaded machine.)
@@ -321,14 +376,12 @@ impl Conv {
             (None, Some(r)) => out.extend_from_slice(r),
             (None, None) => out.resize(d.n * out_len, 0.0),
         }
-        let par_samples = d.n >= rayon::current_num_threads();
-        let ws = w.fs();
         // Stride-1 kernels more than one row high: the column-shift patch matrix (a third of
         // im2col's for 3×3) with the kernel rows gathered once here.
         let use_rows = match kernel {
             Kernel::Auto => rowshift::applies(&geo),
-            Kernel::Im2col => false,
             Kernel::RowShift => rowshift::fits(&geo),
+            _ => false,
         };
         let rows: Option<Vec<Vec<f32>>> = use_rows.then(|| {
             (0..g)
@@ -695,7 +748,7 @@ mod tests {
             let rt = Tensor::f32(vec![n, m, geo.oh, geo.ow], r.clone());
             let mut dx = vec![0f64; x.len()];
             naive.each(|xi, yi, wi| dx[xi] += dy[yi] as f64 * naive.w[wi] as f64);
-            for kernel in [Kernel::Auto, Kernel::Im2col, Kernel::RowShift] {
+            for kernel in [Kernel::Auto, Kernel::Direct, Kernel::Im2col, Kernel::RowShift] {
                 let got = conv
                     .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                     .unwrap();
