@@ -31,7 +31,9 @@ use super::im2col::Geometry;
 /// Output channels per register block.
 const MB: usize = 8;
 /// Vectors of 16 wide positions per register block: `MB·PV` = 24 accumulators of the 32
-/// AVX-512 registers, leaving room for the `PV` input vectors and a broadcast weight.
+/// AVX-512 registers, leaving room for the `PV` input vectors and a broadcast weight. (6 × 4
+/// and 4 × 6 measured within noise of 8 × 3 on ResNet-20; 4 × 7, which needs 36 registers,
+/// 30 % slower.)
 const PV: usize = 3;
 /// Lanes per vector.
 const L: usize = 16;
@@ -49,15 +51,23 @@ pub(crate) fn available() -> bool {
     }
 }
 
-/// Whether it is the kernel to use (it handles any geometry): the CPU has it, and the weights are small enough
-/// to stay in cache while every sample streams past them (beyond that, the GEMM routes, which
-/// share each weight load across the samples of a batch, measured faster).
+/// Whether it is the kernel to use (it handles any geometry): the CPU has it, the weights are
+/// small enough to stay in cache while every sample streams past them, and the plane is not
+/// tiny (at 8×8 a fifth of the wide positions are dropped and a plane is only five vectors:
+/// im2col + GEMM measured 70–76 GMAC/s against the direct kernel's 60–64 for 64 channels).
 pub(crate) fn applies(g: &Geometry, mg: usize) -> bool {
-    available() && !g.is_identity() && mg * g.rows() <= MAX_WEIGHTS
+    available()
+        && !g.is_identity()
+        && mg * g.rows() <= MAX_WEIGHTS
+        && g.cols() > super::rowshift::SMALL_PLANE
 }
 
-/// Largest `M·C·kh·kw` (per group) the direct kernel is chosen for.
-const MAX_WEIGHTS: usize = 64 * 64 * 9;
+/// Largest `M·C·kh·kw` (per group) the direct kernel is chosen for: 256 → 256 channels 3×3
+/// (2.25 MiB; larger weights are untested). Measured per layer on 8-sample chunks, 2 threads,
+/// in GMAC/s, direct against the column-shift GEMM that would otherwise run: 77 vs 62 at 16
+/// channels on 32×32, 117 vs 104 at 128 on 16×16, 114 vs 89 at 64 on 56×56, 98 vs 86 at 256
+/// on 14×14 (sweeping weights block by block once they outgrow the input, see `block_major`).
+const MAX_WEIGHTS: usize = 256 * 256 * 9;
 
 /// The weights `w[mg × c × kh × kw]` packed as `[⌈mg/MB⌉][c][kh·kw][MB]`, zero-padded to a
 /// multiple of `MB` output channels, so that one microkernel step reads `MB` adjacent values.
@@ -183,9 +193,17 @@ pub(crate) fn conv_direct(
     let blocks = mg.div_ceil(MB);
     let tiles = wide.div_ceil(PV * L);
     let out = OutPtr(y.as_mut_ptr() as *mut f32);
+    // Which operand stays in cache: with more weights than input, one block of output
+    // channels (its `c·kh·kw·MB` weights) sweeps every position before the next block starts;
+    // otherwise one tile of positions (its input rows) meets every block of weights.
+    let block_major = packed.len() > c * plane;
     let segs = Segments::new(wide, wq, g.ow);
     let run = |t: usize| {
-        let (qi, b) = (t / blocks, t % blocks);
+        let (qi, b) = if block_major {
+            (t % tiles, t / tiles)
+        } else {
+            (t / blocks, t % blocks)
+        };
         let q0 = qi * PV * L;
         let nv = (wide - q0).div_ceil(L).min(PV);
         let mut bv = [0.0f32; MB];
