@@ -192,6 +192,7 @@ impl GraphBuilder {
         passes::fold_batch_norm(&mut g);
         passes::prune(&mut g);
         passes::fuse_activation(&mut g);
+        passes::prepare_weights(&mut g);
         if g.consts[g.output].is_some() {
             return Err(Error::Graph(
                 "the output does not depend on the input".into(),

@@ -147,10 +147,7 @@ fn conv_plain_strided_dilated_grouped_same() {
             let bias = konst(b, "b", Tensor::from_f32(vec![m], r.vec(m)).unwrap());
             b.node(
                 "conv",
-                Box::new(Conv {
-                    window: w.clone(),
-                    group,
-                }),
+                Box::new(Conv::new(w.clone(), group)),
                 &[Some(x), Some(&wt), Some(&bias)],
                 "y",
             );
@@ -504,10 +501,7 @@ fn batch_norm_after_conv_is_folded_without_changing_results() {
         b.constant("w", Tensor::from_f32(vec![3, 2, 3, 3], r.vec(54)).unwrap());
         b.node(
             "conv",
-            Box::new(Conv {
-                window: win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
-                group: 1,
-            }),
+            Box::new(Conv::new(win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 1)),
             &[Some("x"), Some("w")],
             "c",
         );
@@ -597,12 +591,7 @@ fn residual_block(b: &mut GraphBuilder, r: &mut Lcg, x: &str, chans: usize) -> S
         "b1",
         Tensor::from_f32(vec![chans], r.vec(chans)).unwrap(),
     );
-    let conv = || {
-        Box::new(Conv {
-            window: win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
-            group: 1,
-        })
-    };
+    let conv = || Box::new(Conv::new(win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 1));
     b.node("c1", conv(), &[Some(x), Some(&w1), Some(&b1)], "c1");
     b.node(
         "r1",

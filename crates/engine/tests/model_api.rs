@@ -117,10 +117,7 @@ fn results_are_identical_across_runs_for_a_given_thread_count() {
     };
     b.node(
         "c",
-        Box::new(Conv {
-            window: win,
-            group: 1,
-        }),
+        Box::new(Conv::new(win, 1)),
         &[Some("x"), Some("w")],
         "y",
     );

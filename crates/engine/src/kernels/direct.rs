@@ -67,12 +67,12 @@ pub(crate) fn applies(g: &Geometry, mg: usize) -> bool {
 /// in GMAC/s, direct against the column-shift GEMM that would otherwise run: 77 vs 62 at 16
 /// channels on 32×32, 117 vs 104 at 128 on 16×16, 114 vs 89 at 64 on 56×56, 98 vs 86 at 256
 /// on 14×14 (sweeping weights block by block once they outgrow the input, see `block_major`).
-const MAX_WEIGHTS: usize = 256 * 256 * 9;
+pub(crate) const MAX_WEIGHTS: usize = 256 * 256 * 9;
 
-/// The weights `w[mg × c × kh × kw]` packed as `[⌈mg/MB⌉][c][kh·kw][MB]`, zero-padded to a
-/// multiple of `MB` output channels, so that one microkernel step reads `MB` adjacent values.
-pub(crate) fn pack_weights(g: &Geometry, mg: usize, w: &[f32]) -> Vec<f32> {
-    let (c, taps) = (g.c, g.kh * g.kw);
+/// The weights `w[mg × c × taps]` (`taps = kh·kw`) packed as `[⌈mg/MB⌉][c][taps][MB]`,
+/// zero-padded to a multiple of `MB` output channels, so that one microkernel step reads `MB`
+/// adjacent values.
+pub(crate) fn pack_weights(mg: usize, c: usize, taps: usize, w: &[f32]) -> Vec<f32> {
     let blocks = mg.div_ceil(MB);
     let mut out = vec![0.0f32; blocks * c * taps * MB];
     for m in 0..mg {
@@ -474,7 +474,7 @@ mod tests {
                     }
                 }
             }
-            let packed = pack_weights(&g, mg, &wt);
+            let packed = pack_weights(mg, c, kh * kw, &wt);
             // NaN until written: an output the kernel skipped fails the comparison below.
             let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); mg * oh * ow];
             let mut scratch = vec![f32::NAN; 7];

@@ -30,10 +30,10 @@ fn window(c: &Ctx, kernel: [usize; 2]) -> BuildResult<Window> {
 
 pub(crate) fn conv(c: &Ctx) -> BuildResult<Box<dyn Op>> {
     // The kernel shape comes from the weight; the attribute, when present, must agree.
-    Ok(Box::new(Conv {
-        window: window(c, [0, 0])?,
-        group: c.int_or("group", 1).max(1) as usize,
-    }))
+    Ok(Box::new(Conv::new(
+        window(c, [0, 0])?,
+        c.int_or("group", 1).max(1) as usize,
+    )))
 }
 
 pub(crate) fn max_pool(c: &Ctx) -> BuildResult<Box<dyn Op>> {
