@@ -76,10 +76,9 @@ fn concat_batch(parts: Vec<Tensor>) -> Result<Tensor> {
         return Ok(parts.into_iter().next().expect("one part"));
     }
     let mut shape = parts[0].shape().to_vec();
-    let mut data = Vec::with_capacity(parts.iter().map(Tensor::len).sum());
     let mut n = 0;
     for p in &parts {
-        if p.shape().get(1..) != shape.get(1..) {
+        if p.shape().get(1..) != shape.get(1..) || p.is_f32() != parts[0].is_f32() {
             return Err(Error::Graph(format!(
                 "chunks of one batch gave activations {:?} and {:?}",
                 shape,
@@ -87,12 +86,23 @@ fn concat_batch(parts: Vec<Tensor>) -> Result<Tensor> {
             )));
         }
         n += p.shape().first().copied().unwrap_or(1);
-        data.extend_from_slice(p.as_f32()?);
     }
     if let Some(first) = shape.first_mut() {
         *first = n;
     }
-    Ok(Tensor::f32(shape, data))
+    if parts[0].is_f32() {
+        let mut data = Vec::with_capacity(parts.iter().map(Tensor::len).sum());
+        for p in &parts {
+            data.extend_from_slice(p.as_f32()?);
+        }
+        Ok(Tensor::f32(shape, data))
+    } else {
+        let mut data = Vec::with_capacity(parts.iter().map(Tensor::len).sum());
+        for p in &parts {
+            data.extend_from_slice(p.as_i64()?);
+        }
+        Tensor::from_i64(shape, data)
+    }
 }
 
 impl Model {

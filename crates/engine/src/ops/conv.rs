@@ -1,11 +1,15 @@
-//! Conv (1-D and 2-D, groups, dilations, strides, pads, auto_pad) as im2col + GEMM per sample
-//! and group (for stride-1 kernels of 8+ channels, the column-shift matrix of
-//! `kernels::rowshift` + one GEMM per kernel row instead), with an optional residual-add + ReLU epilogue (see `fused_conv`). The output
-//! starts as bias (+ residual) and the GEMM accumulates into it. The input gradient at stride 1
-//! is itself a convolution (of dY with the flipped, channel-swapped kernel), so it runs as fast
-//! as the forward pass; other strides use col2im(Wᵀ·dY). Samples run in parallel when the batch
-//! is at least the thread count, otherwise the GEMM itself is split across threads. Patch
-//! matrices live in a per-thread scratch buffer reused by every convolution.
+//! Conv (1-D and 2-D, groups, dilations, strides, pads, auto_pad) with an optional residual add
+//! and ReLU epilogue (see `fused_conv`), on one of three kernels chosen per layer by measured speed
+//! ([`Kernel::Auto`]): the direct AVX-512 kernel of `kernels::direct` (no patch matrix, epilogue
+//! in registers) for most layers, the column-shift matrix of `kernels::rowshift` + one GEMM per
+//! kernel row, or im2col + one GEMM (small planes, large weights, CPUs without AVX-512). On the
+//! GEMM routes the output starts as bias (+ residual) and the GEMM accumulates into it. The input
+//! gradient at stride 1 is itself a convolution (of dY with the flipped, channel-swapped
+//! kernel), so it runs on the same kernels as the forward pass; other strides use
+//! col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time ([`Prepared`]).
+//! Samples run in parallel when the batch is at least the thread count, otherwise each kernel
+//! splits its own work across threads. Patch matrices and padded inputs live in a per-thread
+//! scratch buffer reused by every convolution.
 
 use std::borrow::Cow;
 use std::sync::Arc;
