@@ -38,6 +38,27 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     r
 }
 
+/// Runs `f(sample, its output, scratch)` for each `len`-element sample of `out`, in parallel
+/// when `parallel`.
+fn each_sample<T: Send>(
+    out: &mut [T],
+    len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T], &mut Vec<f32>) + Sync,
+) {
+    if parallel {
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(s, y)| with_scratch(|col| f(s, y, col)));
+    } else {
+        with_scratch(|col| {
+            for (s, y) in out.chunks_mut(len).enumerate() {
+                f(s, y, col);
+            }
+        });
+    }
+}
+
 /// ONNX `auto_pad`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AutoPad {
@@ -458,18 +479,7 @@ impl Conv {
                 }
             };
             let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
-            if par_samples {
-                spare
-                    .par_chunks_mut(out_len)
-                    .enumerate()
-                    .for_each(|(s, yi)| with_scratch(|col| one(s, yi, col)));
-            } else {
-                with_scratch(|col| {
-                    for (s, yi) in spare.chunks_mut(out_len).enumerate() {
-                        one(s, yi, col);
-                    }
-                });
-            }
+            each_sample(spare, out_len, par_samples, one);
             // SAFETY: `conv_direct` wrote every element of every sample's output.
             unsafe { out.set_len(d.n * out_len) };
             return Ok(Tensor::f32(d.out_shape, out));
@@ -548,17 +558,7 @@ impl Conv {
                 }
             }
         };
-        if par_samples {
-            out.par_chunks_mut(out_len)
-                .enumerate()
-                .for_each(|(s, yi)| with_scratch(|col| one(s, yi, col)));
-        } else {
-            with_scratch(|col| {
-                for (s, yi) in out.chunks_mut(out_len).enumerate() {
-                    one(s, yi, col);
-                }
-            });
-        }
+        each_sample(&mut out, out_len, par_samples, one);
         Ok(Tensor::f32(d.out_shape, out))
     }
 
@@ -855,6 +855,72 @@ mod tests {
             }
             let scatter = conv.input_grad_col2im(&xt, &wtt, &dy).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
+        }
+    }
+}
+
+/// The per-layer measurement behind [`Kernel::Auto`]'s choice (a benchmark, not a check: it
+/// asserts nothing). Run with
+/// `cargo test --release -p faultline-engine kernel_speeds -- --ignored --nocapture`; it prints
+/// GMAC/s of each kernel on 8-sample batches of 3×3 same-padded layers from the three benchmark
+/// networks, and the direct kernel's ratio to the better GEMM route. Best of 5 samples each:
+/// the figures move with the machine's load, the ratios less so.
+#[cfg(test)]
+mod kernel_speeds {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn kernel_speeds() {
+        let n = 8;
+        let layers = [
+            (16usize, 32usize),
+            (32, 16),
+            (64, 8),
+            (64, 16),
+            (128, 16),
+            (256, 8),
+            (64, 56),
+            (128, 28),
+            (256, 14),
+            (512, 7),
+        ];
+        for (c, hw) in layers {
+            let win = Window {
+                kernel: [3, 3],
+                strides: [1, 1],
+                dilations: [1, 1],
+                pads: [1, 1, 1, 1],
+                auto_pad: AutoPad::NotSet,
+                ceil_mode: false,
+            };
+            let conv = Conv::new(win, 1);
+            let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
+            let x = Tensor::f32(vec![n, c, hw, hw], xs);
+            let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
+            let w = Tensor::f32(vec![c, c, 3, 3], ws);
+            let macs = (n * c * c * 9 * hw * hw) as f64;
+            let reps = (2e8 / macs).ceil() as usize;
+            let mut rate = |k: Kernel| {
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps {
+                        conv.forward_with(&x, &w, None, None, true, k).unwrap();
+                    }
+                    best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+                }
+                macs / best / 1e9
+            };
+            let (d, r, i) = (
+                rate(Kernel::Direct),
+                rate(Kernel::RowShift),
+                rate(Kernel::Im2col),
+            );
+            eprintln!(
+                "{c:>4} channels {hw:>3}x{hw:<3} direct {d:6.1}  column-shift {r:6.1}  im2col {i:6.1} GMAC/s  direct / best GEMM {:.2}",
+                d / r.max(i)
+            );
         }
     }
 }
