@@ -273,23 +273,19 @@ impl Model {
 
     /// The batch as chunk tensors (see [`CHUNK`]), each with its sample count.
     fn parts(&self, images: &[f32]) -> Result<Vec<(usize, Tensor)>> {
-        let (n, x) = self.batch(images)?;
-        if n <= CHUNK {
-            return Ok(vec![(n, x)]);
-        }
-        let per = images.len() / n;
-        let mut shape = x.shape().to_vec();
+        let (n, [c, h, w]) = self.count(images)?;
+        let per = c * h * w;
         Ok(chunks(n)
             .into_iter()
             .map(|r| {
-                shape[0] = r.len();
-                let t = Tensor::f32(shape.clone(), images[r.start * per..r.end * per].to_vec());
-                (r.len(), t)
+                let x = images[r.start * per..r.end * per].to_vec();
+                (r.len(), Tensor::f32(vec![r.len(), c, h, w], x))
             })
             .collect())
     }
 
-    fn batch(&self, images: &[f32]) -> Result<(usize, Tensor)> {
+    /// The number of images in `images` and their shape.
+    fn count(&self, images: &[f32]) -> Result<(usize, [usize; 3])> {
         let [c, h, w] = self.image.ok_or_else(|| {
             Error::Input("call Model::prepare with the image shape before running".into())
         })?;
@@ -300,8 +296,7 @@ impl Model {
                 images.len()
             )));
         }
-        let n = images.len() / per;
-        Ok((n, Tensor::f32(vec![n, c, h, w], images.to_vec())))
+        Ok((images.len() / per, [c, h, w]))
     }
 
     fn logits_of(&self, vals: &[Option<Tensor>], n: usize) -> Result<Vec<f32>> {

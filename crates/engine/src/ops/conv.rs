@@ -207,8 +207,10 @@ pub struct Conv {
 /// of the time.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// The shape of the weights this was made from; a call with other weights ignores it.
+    /// The shape of the weights this was made from and the group count; a call with other
+    /// weights or groups ignores it.
     shape: Vec<usize>,
+    group: usize,
     /// The direct kernel's packing, per group (None where the kernel does not run).
     direct: Option<Vec<Vec<f32>>>,
     /// The input-gradient convolution's weights (flipped, channel axes swapped), prepared too.
@@ -230,11 +232,14 @@ impl Conv {
         let wt = self.transposed_weights(w)?;
         let inner = Prepared {
             shape: wt.shape().to_vec(),
+            // The input-gradient convolution is built with the resolved group count.
+            group: self.group.max(1),
             direct: self.pack_direct(&wt),
             transposed: None,
         };
         let prepared = Prepared {
             shape: w.shape().to_vec(),
+            group: self.group,
             direct: self.pack_direct(w),
             transposed: Some((wt, Arc::new(inner))),
         };
@@ -246,7 +251,9 @@ impl Conv {
 
     /// The preparation, if it was made from weights of `w`'s shape.
     fn prepared_for(&self, w: &Tensor) -> Option<&Prepared> {
-        self.prepared.as_deref().filter(|p| p.shape == w.shape())
+        self.prepared
+            .as_deref()
+            .filter(|p| p.shape == w.shape() && p.group == self.group)
     }
 
     /// The direct kernel's packing of `w[M × C/g × kh × kw]` per group, where the kernel runs
@@ -259,7 +266,7 @@ impl Conv {
         }
         let (mg, c, taps) = (s[0] / g, s[1], s[2..].iter().product::<usize>());
         let per = mg * c * taps;
-        (per <= direct::MAX_WEIGHTS).then(|| {
+        (per > 0 && per <= direct::MAX_WEIGHTS).then(|| {
             w.fs()
                 .chunks(per)
                 .map(|wg| direct::pack_weights(mg, c, taps, wg))
@@ -337,6 +344,12 @@ impl Conv {
             (ws[0], ws[1], ws[2], ws[3])
         };
         let g = self.group.max(1);
+        if [n, c, h, wd, m, cg, kh, kw].contains(&0) {
+            return Err(shape_err(
+                "Conv",
+                format!("empty input {xs:?} or weight {ws:?}"),
+            ));
+        }
         if c % g != 0 || m % g != 0 || c / g != cg {
             return Err(shape_err(
                 "Conv",
@@ -344,6 +357,8 @@ impl Conv {
             ));
         }
         let mut win = self.window.clone();
+        // ONNX's Conv has no ceil_mode (pools do): an output window must fit its padded input.
+        win.ceil_mode = false;
         if one_d {
             win.kernel = [1, kw];
         } else {
@@ -413,11 +428,16 @@ impl Conv {
     ) -> Result<Tensor> {
         let d = self.dims_of(x_shape, w)?;
         let bias = match bias {
-            Some(b) if b.len() == d.m => Some(b.fs()),
+            Some(b) if b.len() == d.m && b.is_f32() => Some(b.fs()),
             Some(b) => {
                 return Err(shape_err(
                     "Conv",
-                    format!("bias {:?} for {} output channels", b.shape(), d.m),
+                    format!(
+                        "{} bias {:?} for {} output channels",
+                        b.dtype(),
+                        b.shape(),
+                        d.m
+                    ),
                 ))
             }
             None => None,
@@ -792,6 +812,45 @@ mod tests {
         a.len() == b.len() && num.sqrt() <= 1e-5 * (1.0 + den.sqrt())
     }
 
+    #[test]
+    fn bad_inputs_are_errors_and_conv_ignores_ceil_mode() {
+        let win = |ceil_mode| Window {
+            kernel: [3, 3],
+            strides: [2, 2],
+            dilations: [1, 1],
+            pads: [1, 1, 1, 1],
+            auto_pad: AutoPad::NotSet,
+            ceil_mode,
+        };
+        let conv = Conv::new(win(false), 1);
+        let x = Tensor::f32(
+            vec![1, 2, 6, 22],
+            (0..264).map(|i| i as f32 * 0.01).collect(),
+        );
+        let w = Tensor::f32(
+            vec![3, 2, 3, 3],
+            (0..54).map(|i| i as f32 * 0.1 - 2.0).collect(),
+        );
+        // An integer bias and empty shapes are errors, not panics.
+        let ib = Tensor::from_i64(vec![3], vec![1, 2, 3]).unwrap();
+        assert!(conv.forward_fused(&x, &w, Some(&ib), None, false).is_err());
+        let empty = Tensor::f32(vec![1, 0, 6, 22], vec![]);
+        let w0 = Tensor::f32(vec![3, 0, 3, 3], vec![]);
+        assert!(conv.forward_fused(&empty, &w0, None, None, false).is_err());
+        // ceil_mode belongs to pools: a Conv carrying it computes the plain convolution.
+        let plain = conv.forward_fused(&x, &w, None, None, false).unwrap();
+        for kernel in [Kernel::Auto, Kernel::Direct, Kernel::Im2col] {
+            let ceil = Conv::new(win(true), 1)
+                .forward_with(&x, &w, None, None, false, kernel)
+                .unwrap();
+            assert_eq!(ceil.shape(), plain.shape());
+            assert!(close(
+                ceil.fs(),
+                &plain.fs().iter().map(|&v| v as f64).collect::<Vec<_>>()
+            ));
+        }
+    }
+
     proptest::proptest! {
         /// Every convolution kernel variant against the definition: the forward pass with bias,
         /// residual and ReLU epilogues, and both input-gradient routes (stride-1 transposed
@@ -901,7 +960,7 @@ mod kernel_speeds {
             let w = Tensor::f32(vec![c, c, 3, 3], ws);
             let macs = (n * c * c * 9 * hw * hw) as f64;
             let reps = (2e8 / macs).ceil() as usize;
-            let mut rate = |k: Kernel| {
+            let rate = |k: Kernel| {
                 let mut best = f64::MAX;
                 for _ in 0..5 {
                     let t = std::time::Instant::now();
