@@ -28,7 +28,6 @@ mod activation;
 mod adam;
 mod error;
 mod fit;
-mod gemm;
 mod io;
 pub mod loss;
 mod mlp;

@@ -11,9 +11,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::error::{check_len, Error, Result};
-use crate::gemm::{matmul, View};
 use crate::rng;
 use crate::standardize::Standardizer;
+use faultline_matmul::View;
+
+/// Products smaller than this many multiply-adds run on one thread: below it, splitting over
+/// rayon costs more than it saves (measured on the notebook net's shapes).
+const PARALLEL_MIN_FLOPS: usize = 1 << 20;
+
+/// `c[m×n] = a[m×k] · b[k×n]` (`accumulate`: `c += a · b`), `c` row-major and contiguous, split
+/// over the current rayon pool when large enough (the result does not depend on the split).
+fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], accumulate: bool, a: View, b: View) {
+    let parallel = m * n * k >= PARALLEL_MIN_FLOPS;
+    faultline_matmul::matmul(m, n, k, c, n, accumulate, a, b, parallel);
+}
 
 /// Rows per chunk in [`Mlp::forward`], bounding the memory of inference on large sets.
 pub const DEFAULT_FORWARD_CHUNK: usize = 8192;

@@ -3,6 +3,5 @@
 //! different backend can later sit behind it.
 
 pub(crate) mod direct;
-pub(crate) mod gemm;
 pub(crate) mod im2col;
 pub(crate) mod rowshift;

@@ -14,8 +14,8 @@
 //! (Going all the way — one product per tap on the padded input, inner dimension `C` —
 //! measured slower: the products become too short.)
 
-use super::gemm::{matmul, View};
 use super::im2col::{valid_cols, Geometry};
+use faultline_matmul::{matmul, View};
 
 /// Whether [`conv_rowshift`] handles `g`: stride 1, any kernel, dilation and padding.
 pub(crate) fn fits(g: &Geometry) -> bool {

@@ -18,10 +18,10 @@ use rayon::prelude::*;
 
 use super::{impl_any, input_f32, Op};
 use crate::error::{shape_err, Result};
-use crate::kernels::gemm::{matmul, View};
 use crate::kernels::im2col::{col2im, im2col, Geometry};
 use crate::kernels::{direct, rowshift};
 use crate::tensor::Tensor;
+use faultline_matmul::{matmul, View};
 
 thread_local! {
     /// The patch matrix of the last convolution this thread ran: kept so that every

@@ -5,8 +5,8 @@
 use super::binary::{broadcast_shape, broadcast_strides};
 use super::{impl_any, input_f32, unbroadcast, Op};
 use crate::error::{shape_err, Result};
-use crate::kernels::gemm::{matmul, View};
 use crate::tensor::Tensor;
+use faultline_matmul::{matmul, View};
 
 /// Batched `op(a) · op(b)` where `a` is `[batch…, r, c]`: `ta`/`tb` transpose the last two
 /// dimensions. Batch dimensions broadcast. Returns the output shape and data.

@@ -1,9 +1,11 @@
 //! `c (+)= a · b` on strided row/column views, delegating to the `gemm` crate's packed,
 //! SIMD-dispatched kernels (AVX2/FMA, AVX-512, NEON) rather than a hand-written microkernel.
+//! Nothing here is hand-written except the bound checks that make the call sound. Shared by
+//! the engine (convolutions, MatMul/Gemm) and the training library (dense layers).
 
 /// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-pub(crate) struct View<'a> {
+pub struct View<'a> {
     pub data: &'a [f32],
     pub rs: usize,
     pub cs: usize,
@@ -32,9 +34,10 @@ impl<'a> View<'a> {
 }
 
 /// `c[m×n] = a[m×k] · b[k×n]` (`accumulate`: `c += …`), `c` row-major with row stride `c_rs`.
-/// `parallel` lets the gemm crate split the product over rayon's threads.
+/// `parallel` lets the gemm crate split the product over the current rayon pool's threads; it
+/// splits the output, never the `k` sum, so results do not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
+pub fn matmul(
     m: usize,
     n: usize,
     k: usize,
@@ -102,6 +105,38 @@ pub(crate) fn matmul(
 mod tests {
     use super::*;
 
+    #[test]
+    fn matmul_is_bitwise_identical_on_one_and_two_threads() {
+        // The training library's largest products (the notebook net): dW = dZᵀ·X (512×512,
+        // k = 5000) and a forward layer (5000×512, k = 512).
+        let (m, n, k) = (512, 512, 5000);
+        let a: Vec<f32> = (0..k * m)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 17) as f32 - 8.0) / 9.0)
+            .collect();
+        let run = |threads: usize, m: usize, n: usize, k: usize, a: View, b: View| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![0.0; m * n];
+            pool.install(|| matmul(m, n, k, &mut c, n, false, a, b, true));
+            c
+        };
+        let (at, bv) = (View::rows_t(&a, m), View::rows(&b, n));
+        assert_eq!(run(1, m, n, k, at, bv), run(2, m, n, k, at, bv));
+        let (av, wt) = (
+            View::rows(&a[..5000 * 512], 512),
+            View::rows_t(&b[..512 * 512], 512),
+        );
+        assert_eq!(
+            run(1, 5000, 512, 512, av, wt),
+            run(2, 5000, 512, 512, av, wt)
+        );
+    }
+
     fn naive(m: usize, n: usize, k: usize, a: View, b: View) -> Vec<f32> {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
@@ -123,27 +158,38 @@ mod tests {
             let b: Vec<f32> = (0..k * n)
                 .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
                 .collect();
-            for &ta in &[false, true] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let av = if ta {
                     View::rows_t(&a, m)
                 } else {
                     View::rows(&a, k)
                 };
-                let bv = View::rows(&b, n);
+                let bv = if tb {
+                    View::rows_t(&b, k)
+                } else {
+                    View::rows(&b, n)
+                };
                 let want = naive(m, n, k, av, bv);
-                for &par in &[false, true] {
-                    let mut c = vec![1.0; m * n];
-                    matmul(m, n, k, &mut c, n, false, av, bv, par);
-                    for (x, y) in c.iter().zip(&want) {
-                        assert!(
-                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                            "{m}x{n}x{k}: {x} vs {y}"
-                        );
-                    }
-                    let mut c2 = vec![1.0; m * n];
-                    matmul(m, n, k, &mut c2, n, true, av, bv, par);
-                    for (x, y) in c2.iter().zip(&want) {
-                        assert!((x - (y + 1.0)).abs() <= 1e-4 * (1.0 + y.abs()));
+                for par in [false, true] {
+                    // Written into the left half of rows twice as wide: the row stride counts.
+                    let mut c = vec![1.0; m * 2 * n];
+                    matmul(m, n, k, &mut c, 2 * n, false, av, bv, par);
+                    let mut c2 = vec![1.0; m * 2 * n];
+                    matmul(m, n, k, &mut c2, 2 * n, true, av, bv, par);
+                    for i in 0..m {
+                        for j in 0..2 * n {
+                            let (x, x2) = (c[i * 2 * n + j], c2[i * 2 * n + j]);
+                            if j >= n {
+                                assert_eq!((x, x2), (1.0, 1.0), "wrote outside the view");
+                                continue;
+                            }
+                            let y = want[i * n + j];
+                            assert!(
+                                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                                "{m}x{n}x{k}: {x} vs {y}"
+                            );
+                            assert!((x2 - (y + 1.0)).abs() <= 1e-4 * (1.0 + y.abs()));
+                        }
                     }
                 }
             }
