@@ -327,14 +327,19 @@ pub fn attack_batch(
     };
     let stage_names: Vec<String> = spec.stage_names().iter().map(|s| s.to_string()).collect();
     // Attacks the samples `sel` (batch positions) at radius `e`.
-    let mut run = |sel: &[usize], e: f32| -> Result<(AttackOutput, Vec<Option<usize>>)> {
+    // The images, labels, data-set indices and targets of the batch positions `sel`.
+    type Subset = (Vec<f32>, Vec<usize>, Vec<usize>, Option<Vec<usize>>);
+    let subset = |sel: &[usize]| -> Subset {
         let xs: Vec<f32> = sel
             .iter()
             .flat_map(|&i| x[i * per..(i + 1) * per].iter().copied())
             .collect();
-        let ys: Vec<usize> = sel.iter().map(|&i| labels[i]).collect();
-        let ids: Vec<usize> = sel.iter().map(|&i| indices[i]).collect();
-        let ts: Option<Vec<usize>> = target.map(|t| vec![t; sel.len()]);
+        let ys = sel.iter().map(|&i| labels[i]).collect();
+        let ids = sel.iter().map(|&i| indices[i]).collect();
+        (xs, ys, ids, target.map(|t| vec![t; sel.len()]))
+    };
+    let mut run = |sel: &[usize], e: f32| -> Result<(AttackOutput, Vec<Option<usize>>)> {
+        let (xs, ys, ids, ts) = subset(sel);
         let goal = Goal {
             labels: &ys,
             targets: ts.as_deref(),
@@ -472,13 +477,7 @@ pub fn attack_batch(
             } else {
                 AttackSpec::Apgd(ApgdParams::autoattack_ce(norm, big))
             };
-            let xs: Vec<f32> = sel
-                .iter()
-                .flat_map(|&i| x[i * per..(i + 1) * per].iter().copied())
-                .collect();
-            let ys: Vec<usize> = sel.iter().map(|&i| labels[i]).collect();
-            let ids: Vec<usize> = sel.iter().map(|&i| indices[i]).collect();
-            let ts: Option<Vec<usize>> = target.map(|t| vec![t; sel.len()]);
+            let (xs, ys, ids, ts) = subset(&sel);
             let goal = Goal {
                 labels: &ys,
                 targets: ts.as_deref(),

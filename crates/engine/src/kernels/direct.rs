@@ -7,7 +7,7 @@
 //! `Wp` elements after the previous one, so the output is computed "wide": position `q = oy·Wp +
 //! ox` for all `ox < Wp`, and tap `(i, j)` of every position reads `xp[c, q + i·dh·Wp + j·dw]`
 //! — one flat, contiguous run per tap over any number of output rows. Other strides become
-//! stride 1 on phase planes (see `conv_direct`). The `Wp − ow` wide
+//! stride 1 on phase planes (see [`Plan`]). The `Wp − ow` wide
 //! positions per row that are not outputs are computed and never stored (masked stores), 6 % of
 //! the work for a 32-wide CIFAR plane, 20 % at 8 wide.
 //!
@@ -99,151 +99,193 @@ impl OutPtr {
     }
 }
 
-/// `y[mg × oh·ow] = act(conv(x[c × h × w]) + bias + residual)` for one sample
-/// and group: `bias` has `mg` values, `residual` the output's `mg·oh·ow`, and `act` is a ReLU
-/// when `relu`. Every element of `y` is written exactly once, so it may start uninitialised
-/// (the epilogue then costs no extra pass over memory). `packed` comes from [`pack_weights`];
-/// `scratch` holds the padded input; `parallel` splits the work over rayon's threads (for
-/// batches smaller than the thread count).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_direct(
-    g: &Geometry,
+/// What a convolution's geometry fixes for every sample: the phase-plane layout of the padded
+/// input, the taps' offsets in it, where each vector's lanes are stored, and the sweep order.
+/// Made once per call and run on each sample.
+pub(crate) struct Plan {
+    g: Geometry,
     mg: usize,
-    packed: &[f32],
-    x: &[f32],
-    y: &mut [std::mem::MaybeUninit<f32>],
-    bias: Option<&[f32]>,
-    residual: Option<&[f32]>,
-    relu: bool,
-    scratch: &mut Vec<f32>,
-    parallel: bool,
-) {
-    assert!(available());
-    let (c, taps) = (g.c, g.kh * g.kw);
-    assert_eq!(x.len(), c * g.h * g.w);
-    assert_eq!(y.len(), mg * g.oh * g.ow);
-    assert_eq!(packed.len(), mg.div_ceil(MB) * c * taps * MB);
-    assert!(bias.is_none_or(|b| b.len() == mg));
-    assert!(residual.is_none_or(|r| r.len() == y.len()));
-    let (sh, sw) = (g.sh, g.sw);
-    let (hp, wp) = (g.pt + g.h + g.pb, g.pl + g.w + g.pr);
-    // Phase planes: a stride-(sh, sw) convolution reads padded rows `oy·sh + i·dh`, which all
-    // lie in the phase plane of rows ≡ i·dh (mod sh) (likewise for columns), at row
-    // `oy + ⌊i·dh / sh⌋` of that plane: so each tap is a stride-1 tap of one phase plane, and
-    // the stride-1 kernel below runs unchanged. At stride 1 there is one phase, the padded
-    // plane itself.
-    let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
-    let phase = hq * wq;
-    let plane = sh * sw * phase;
-    let wide = g.oh * wq;
-    // Reads: a block reads its channel plane at `q + off` with `q < wide + L` (its last vector
-    // may pass the final wide position) and `off ≤ (sh·sw − 1)·Hq·Wq + ⌊(ekh − 1)/sh⌋·Wq +
-    // ⌊(ekw − 1)/sw⌋`; since `oh + ⌊(ekh − 1)/sh⌋ ≤ Hq`, that is below `plane + L + ekw`. Zero
-    // slack past the last channel keeps those reads inside the buffer (asserted below); the
-    // results at positions that are not outputs are never stored.
-    let ekw = (g.kw - 1) * g.dw + 1;
-    let slack = PV * L + ekw + wq;
-    scratch.resize(c * plane + slack, 0.0);
-    if sh == 1 && sw == 1 {
-        // Only the border is zeroed, the interior is copied row by row.
-        let (top, bottom) = (g.pt * wp, (g.pt + g.h) * wp);
-        for ci in 0..c {
-            let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-            let dst = &mut scratch[ci * plane..(ci + 1) * plane];
-            dst[..top + g.pl].fill(0.0);
-            for (r, row) in src.chunks_exact(g.w).enumerate() {
-                let at = (g.pt + r) * wp + g.pl;
-                dst[at..at + g.w].copy_from_slice(row);
-                let next = (at + wp).min(plane);
-                dst[at + g.w..next].fill(0.0);
-            }
-            dst[bottom..].fill(0.0);
+    /// Padded width, phase-plane width, one phase plane, one channel's planes, wide positions.
+    wp: usize,
+    wq: usize,
+    phase: usize,
+    plane: usize,
+    wide: usize,
+    /// The padded input buffer's length: the channels' planes plus zero slack.
+    len: usize,
+    offsets: Vec<usize>,
+    segs: Segments,
+    blocks: usize,
+    tiles: usize,
+    block_major: bool,
+}
+
+impl Plan {
+    /// The plan for `mg` output channels over geometry `g`.
+    pub(crate) fn new(g: &Geometry, mg: usize) -> Plan {
+        let (sh, sw) = (g.sh, g.sw);
+        let (hp, wp) = (g.pt + g.h + g.pb, g.pl + g.w + g.pr);
+        // Phase planes: a stride-(sh, sw) convolution reads padded rows `oy·sh + i·dh`, which
+        // all lie in the phase plane of rows ≡ i·dh (mod sh) (likewise for columns), at row
+        // `oy + ⌊i·dh / sh⌋` of that plane: so each tap is a stride-1 tap of one phase plane,
+        // and the stride-1 kernel below runs unchanged. At stride 1 there is one phase, the
+        // padded plane itself.
+        let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        let phase = hq * wq;
+        let plane = sh * sw * phase;
+        let wide = g.oh * wq;
+        let offsets: Vec<usize> = (0..g.kh)
+            .flat_map(|i| {
+                (0..g.kw).map(move |j| {
+                    let (ri, cj) = (i * g.dh, j * g.dw);
+                    ((ri % sh) * sw + cj % sw) * phase + (ri / sh) * wq + cj / sw
+                })
+            })
+            .collect();
+        // Reads: a block reads its channel plane at `q + off` with `q < wide + L` (its last
+        // vector may pass the final wide position) and `off ≤ (sh·sw − 1)·Hq·Wq + ⌊(ekh −
+        // 1)/sh⌋·Wq + ⌊(ekw − 1)/sw⌋`; since `oh + ⌊(ekh − 1)/sh⌋ ≤ Hq`, that is below `plane +
+        // L + ekw`. Zero slack past the last channel keeps those reads inside the buffer
+        // (asserted here); the results at positions that are not outputs are never stored.
+        let ekw = (g.kw - 1) * g.dw + 1;
+        let len = g.c * plane + PV * L + ekw + wq;
+        let last_read = g.c.saturating_sub(1) * plane
+            + offsets.iter().max().copied().unwrap_or(0)
+            + wide.div_ceil(L) * L;
+        assert!(
+            last_read <= len,
+            "direct convolution would read past its input"
+        );
+        let blocks = mg.div_ceil(MB);
+        Plan {
+            g: *g,
+            mg,
+            wp,
+            wq,
+            phase,
+            plane,
+            wide,
+            len,
+            offsets,
+            segs: Segments::new(wide, wq, g.ow),
+            blocks,
+            tiles: wide.div_ceil(PV * L),
+            // Which operand stays in cache: with more weights than input, one block of output
+            // channels (its `c·kh·kw·MB` weights) sweeps every position before the next block
+            // starts; otherwise one tile of positions (its input rows) meets every block.
+            block_major: blocks * g.c * g.kh * g.kw * MB > g.c * plane,
         }
-    } else {
-        scratch[..c * plane].fill(0.0);
-        for ci in 0..c {
-            let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-            let dst = &mut scratch[ci * plane..(ci + 1) * plane];
-            for (iy, row) in src.chunks_exact(g.w).enumerate() {
-                let (a, r) = ((g.pt + iy) % sh, (g.pt + iy) / sh);
-                for (ix, &v) in row.iter().enumerate() {
-                    let (b, col) = ((g.pl + ix) % sw, (g.pl + ix) / sw);
-                    dst[(a * sw + b) * phase + r * wq + col] = v;
+    }
+
+    /// `y[mg × oh·ow] = act(conv(x[c × h × w]) + bias + residual)` for one sample and group:
+    /// `bias` has `mg` values, `residual` the output's `mg·oh·ow`, and `act` is a ReLU when
+    /// `relu`. Every element of `y` is written exactly once, so it may start uninitialised
+    /// (the epilogue then costs no extra pass over memory). `packed` comes from
+    /// [`pack_weights`]; `scratch` holds the padded input; `parallel` splits the work over
+    /// rayon's threads (for batches smaller than the thread count).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        &self,
+        packed: &[f32],
+        x: &[f32],
+        y: &mut [std::mem::MaybeUninit<f32>],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        scratch: &mut Vec<f32>,
+        parallel: bool,
+    ) {
+        assert!(available());
+        let (g, mg) = (&self.g, self.mg);
+        let (c, taps) = (g.c, g.kh * g.kw);
+        assert_eq!(x.len(), c * g.h * g.w);
+        assert_eq!(y.len(), mg * g.oh * g.ow);
+        assert_eq!(packed.len(), self.blocks * c * taps * MB);
+        assert!(bias.is_none_or(|b| b.len() == mg));
+        assert!(residual.is_none_or(|r| r.len() == y.len()));
+        let (sh, sw, wp, wq, phase, plane) = (g.sh, g.sw, self.wp, self.wq, self.phase, self.plane);
+        scratch.resize(self.len, 0.0);
+        if sh == 1 && sw == 1 {
+            // Only the border is zeroed, the interior is copied row by row.
+            let (top, bottom) = (g.pt * wp, (g.pt + g.h) * wp);
+            for ci in 0..c {
+                let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                let dst = &mut scratch[ci * plane..(ci + 1) * plane];
+                dst[..top + g.pl].fill(0.0);
+                for (r, row) in src.chunks_exact(g.w).enumerate() {
+                    let at = (g.pt + r) * wp + g.pl;
+                    dst[at..at + g.w].copy_from_slice(row);
+                    let next = (at + wp).min(plane);
+                    dst[at + g.w..next].fill(0.0);
+                }
+                dst[bottom..].fill(0.0);
+            }
+        } else {
+            scratch[..c * plane].fill(0.0);
+            for ci in 0..c {
+                let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                let dst = &mut scratch[ci * plane..(ci + 1) * plane];
+                for (iy, row) in src.chunks_exact(g.w).enumerate() {
+                    let (a, r) = ((g.pt + iy) % sh, (g.pt + iy) / sh);
+                    for (ix, &v) in row.iter().enumerate() {
+                        let (b, col) = ((g.pl + ix) % sw, (g.pl + ix) / sw);
+                        dst[(a * sw + b) * phase + r * wq + col] = v;
+                    }
                 }
             }
         }
-    }
-    scratch[c * plane..].fill(0.0);
-    let offsets: Vec<usize> = (0..g.kh)
-        .flat_map(|i| {
-            (0..g.kw).map(move |j| {
-                let (ri, cj) = (i * g.dh, j * g.dw);
-                ((ri % sh) * sw + cj % sw) * phase + (ri / sh) * wq + cj / sw
-            })
-        })
-        .collect();
-    let xp: &[f32] = scratch;
-    let last_read = c.saturating_sub(1) * plane
-        + offsets.iter().max().copied().unwrap_or(0)
-        + wide.div_ceil(L) * L;
-    assert!(
-        last_read <= xp.len(),
-        "direct convolution would read past its input"
-    );
-    let blocks = mg.div_ceil(MB);
-    let tiles = wide.div_ceil(PV * L);
-    let out = OutPtr(y.as_mut_ptr() as *mut f32);
-    // Which operand stays in cache: with more weights than input, one block of output
-    // channels (its `c·kh·kw·MB` weights) sweeps every position before the next block starts;
-    // otherwise one tile of positions (its input rows) meets every block of weights.
-    let block_major = packed.len() > c * plane;
-    let segs = Segments::new(wide, wq, g.ow);
-    let run = |t: usize| {
-        let (qi, b) = if block_major {
-            (t % tiles, t / tiles)
+        scratch[c * plane..].fill(0.0);
+        let xp: &[f32] = scratch;
+        let (blocks, tiles, wide) = (self.blocks, self.tiles, self.wide);
+        let (block_major, offsets, segs) = (self.block_major, &self.offsets, &self.segs);
+        let out = OutPtr(y.as_mut_ptr() as *mut f32);
+        let run = |t: usize| {
+            let (qi, b) = if block_major {
+                (t % tiles, t / tiles)
+            } else {
+                (t / blocks, t % blocks)
+            };
+            let q0 = qi * PV * L;
+            let nv = (wide - q0).div_ceil(L).min(PV);
+            let mut bv = [0.0f32; MB];
+            let m0 = b * MB;
+            let mb = MB.min(mg - m0);
+            if let Some(bias) = bias {
+                bv[..mb].copy_from_slice(&bias[m0..m0 + mb]);
+            }
+            let ohw = g.oh * g.ow;
+            let epi = Epilogue {
+                out: out.get().wrapping_add(m0 * ohw),
+                residual: residual.map_or(std::ptr::null(), |r| r[m0 * ohw..].as_ptr()),
+                ohw,
+                channels: mb,
+                bias: bv,
+                relu,
+                segs,
+                first: q0 / L,
+            };
+            let w = &packed[b * c * taps * MB..(b + 1) * c * taps * MB];
+            // SAFETY: the reads stay inside `xp` (slack above) and `w`; the masked stores write
+            // only output channels `m0..m0 + mb` at the outputs of positions `q0..q0 + nv·L`,
+            // which no other block writes, and the residual is read at the same elements.
+            unsafe {
+                x86::block(
+                    nv,
+                    xp.as_ptr().add(q0),
+                    c,
+                    plane,
+                    offsets,
+                    w.as_ptr(),
+                    &epi,
+                )
+            };
+        };
+        let n = tiles * blocks;
+        if parallel && n > 1 {
+            (0..n).into_par_iter().for_each(run);
         } else {
-            (t / blocks, t % blocks)
-        };
-        let q0 = qi * PV * L;
-        let nv = (wide - q0).div_ceil(L).min(PV);
-        let mut bv = [0.0f32; MB];
-        let m0 = b * MB;
-        let mb = MB.min(mg - m0);
-        if let Some(bias) = bias {
-            bv[..mb].copy_from_slice(&bias[m0..m0 + mb]);
+            (0..n).for_each(run);
         }
-        let ohw = g.oh * g.ow;
-        let epi = Epilogue {
-            out: out.get().wrapping_add(m0 * ohw),
-            residual: residual.map_or(std::ptr::null(), |r| r[m0 * ohw..].as_ptr()),
-            ohw,
-            channels: mb,
-            bias: bv,
-            relu,
-            segs: &segs,
-            first: q0 / L,
-        };
-        let w = &packed[b * c * taps * MB..(b + 1) * c * taps * MB];
-        // SAFETY: the reads stay inside `xp` (slack above) and `w`; the masked stores write
-        // only output channels `m0..m0 + mb` at the outputs of positions `q0..q0 + nv·L`,
-        // which no other block writes, and the residual is read at the same elements.
-        unsafe {
-            x86::block(
-                nv,
-                xp.as_ptr().add(q0),
-                c,
-                plane,
-                &offsets,
-                w.as_ptr(),
-                &epi,
-            )
-        };
-    };
-    let n = tiles * blocks;
-    if parallel && n > 1 {
-        (0..n).into_par_iter().for_each(run);
-    } else {
-        (0..n).for_each(run);
     }
 }
 
@@ -478,8 +520,8 @@ mod tests {
             // NaN until written: an output the kernel skipped fails the comparison below.
             let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); mg * oh * ow];
             let mut scratch = vec![f32::NAN; 7];
-            conv_direct(
-                &g, mg, &packed, &x, &mut y, use_b.then_some(&b[..]), use_r.then_some(&r[..]),
+            Plan::new(&g, mg).run(
+                &packed, &x, &mut y, use_b.then_some(&b[..]), use_r.then_some(&r[..]),
                 relu, &mut scratch, parallel,
             );
             // SAFETY: every element was initialised (to NaN) before the call.

@@ -477,6 +477,7 @@ impl Conv {
                 };
             let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
             let gl = d.mg * geo.cols();
+            let plan = direct::Plan::new(&geo, d.mg);
             let one = |s: usize, yi: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
                 let xi = &xs[s * in_len..(s + 1) * in_len];
                 for (gi, yg) in yi.chunks_mut(gl).enumerate() {
@@ -484,23 +485,12 @@ impl Conv {
                     let bg = bias.map(|b| &b[gi * d.mg..(gi + 1) * d.mg]);
                     let at = s * out_len + gi * gl;
                     let rg = residual.map(|r| &r[at..at + gl]);
-                    direct::conv_direct(
-                        &geo,
-                        d.mg,
-                        &packed[gi],
-                        xg,
-                        yg,
-                        bg,
-                        rg,
-                        relu,
-                        col,
-                        !par_samples,
-                    );
+                    plan.run(&packed[gi], xg, yg, bg, rg, relu, col, !par_samples);
                 }
             };
             let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
             each_sample(spare, out_len, par_samples, one);
-            // SAFETY: `conv_direct` wrote every element of every sample's output.
+            // SAFETY: `Plan::run` wrote every element of every sample's output.
             unsafe { out.set_len(d.n * out_len) };
             return Ok(Tensor::f32(d.out_shape, out));
         }
