@@ -92,8 +92,6 @@ pub fn objective_grad(
     goal: Goal,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let k = model.num_classes();
-    let f = model.forward(x)?;
-    let z = f.logits().to_vec();
     let (sign, engine_loss): (f32, Option<Loss>) = match (loss, goal.targets) {
         (AttackLoss::Ce, None) => (
             1.0,
@@ -117,9 +115,15 @@ pub fn objective_grad(
         ),
         (AttackLoss::Dlr, Some(_)) => (1.0, None),
     };
-    let mut g = match engine_loss {
-        Some(l) => f.loss_grad(&l)?.1,
+    let (z, mut g) = match engine_loss {
+        // One pass per chunk, forward then backward (see `Model::loss_grad`).
+        Some(l) => {
+            let r = model.loss_grad(x, &l)?;
+            (r.logits, r.grad)
+        }
         None => {
+            let f = model.forward(x)?;
+            let z = f.logits().to_vec();
             let t = goal.targets.unwrap_or_default();
             if k < 4 {
                 return Err(Error::Invalid(
@@ -141,7 +145,8 @@ pub fn objective_grad(
                 wr[p3] -= 0.5 * u / (d * d);
                 wr[p4] -= 0.5 * u / (d * d);
             }
-            f.input_grad(&w)?
+            let g = f.input_grad(&w)?;
+            (z, g)
         }
     };
     if sign < 0.0 {

@@ -40,25 +40,29 @@ pub fn runner_up(z: &[f32], y: usize) -> usize {
 }
 
 impl Loss<'_> {
-    /// Values (one per sample) and `∂value/∂z` (N·K) for logits `z` (N·K).
-    pub fn evaluate(&self, z: &[f32], k: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        let n = z.len() / k.max(1);
-        let mut vals = Vec::with_capacity(n);
-        let mut seed = vec![0.0f32; z.len()];
+    /// The same loss on samples `r` only (per-sample losses never mix samples).
+    pub(crate) fn samples(&self, r: std::ops::Range<usize>, k: usize) -> Loss<'_> {
+        match self {
+            Loss::CrossEntropy { labels } => Loss::CrossEntropy { labels: &labels[r] },
+            Loss::Dlr { labels } => Loss::Dlr { labels: &labels[r] },
+            Loss::Margin { labels } => Loss::Margin { labels: &labels[r] },
+            Loss::Weights(w) => Loss::Weights(&w[r.start * k..r.end * k]),
+        }
+    }
+
+    /// Whether the loss fits `logits` logits of `k` classes: the weights' or labels' count, the
+    /// labels' range, and enough classes for DLR.
+    pub(crate) fn check(&self, logits: usize, k: usize) -> Result<()> {
+        let n = logits / k.max(1);
         let labels = match self {
             Loss::Weights(w) => {
-                if w.len() != z.len() {
+                if w.len() != logits {
                     return Err(Error::Input(format!(
-                        "{} logit weights for {} logits",
-                        w.len(),
-                        z.len()
+                        "{} logit weights for {logits} logits",
+                        w.len()
                     )));
                 }
-                for (row, wr) in z.chunks(k).zip(w.chunks(k)) {
-                    vals.push(row.iter().zip(wr).map(|(a, b)| a * b).sum());
-                }
-                seed.copy_from_slice(w);
-                return Ok((vals, seed));
+                return Ok(());
             }
             Loss::CrossEntropy { labels } | Loss::Dlr { labels } | Loss::Margin { labels } => {
                 *labels
@@ -78,6 +82,27 @@ impl Loss<'_> {
         if matches!(self, Loss::Dlr { .. }) && k < 3 {
             return Err(Error::Input("the DLR loss needs at least 3 classes".into()));
         }
+        Ok(())
+    }
+
+    /// Values (one per sample) and `∂value/∂z` (N·K) for logits `z` (N·K).
+    pub fn evaluate(&self, z: &[f32], k: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.check(z.len(), k)?;
+        let n = z.len() / k.max(1);
+        let mut vals = Vec::with_capacity(n);
+        let mut seed = vec![0.0f32; z.len()];
+        let labels = match self {
+            Loss::Weights(w) => {
+                for (row, wr) in z.chunks(k).zip(w.chunks(k)) {
+                    vals.push(row.iter().zip(wr).map(|(a, b)| a * b).sum());
+                }
+                seed.copy_from_slice(w);
+                return Ok((vals, seed));
+            }
+            Loss::CrossEntropy { labels } | Loss::Dlr { labels } | Loss::Margin { labels } => {
+                *labels
+            }
+        };
         for (i, (row, s)) in z.chunks(k).zip(seed.chunks_mut(k)).enumerate() {
             let y = labels[i];
             match self {

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::exec::Values;
 use crate::graph::{Graph, ValueId};
 use crate::loss::Loss;
 use crate::ops::{Binary, BinaryKind, Gemm, Op, Reshape, Transpose};
@@ -358,15 +359,54 @@ impl Model {
     }
 
     /// One forward and one backward pass: per-sample `loss` values and their input gradients.
+    /// Each chunk of the batch runs its backward pass right after its forward pass and then
+    /// drops its activations, so they are still in cache and never held for the whole batch
+    /// (where [`Model::forward`] keeps every chunk's for later gradients and taps).
     pub fn loss_grad(&self, images: &[f32], loss: &Loss) -> Result<LossGrad> {
-        let f = self.forward(images)?;
-        let (values, seed) = loss.evaluate(&f.logits, self.classes)?;
-        let grad = f.backward_seed(seed)?;
-        Ok(LossGrad {
-            logits: f.logits,
-            loss: values,
-            grad,
-        })
+        let (n, _) = self.count(images)?;
+        let k = self.classes;
+        loss.check(n * k, k)?;
+        let parts = self.parts(images)?;
+        let starts: Vec<usize> = parts
+            .iter()
+            .scan(0, |at, (m, _)| {
+                *at += m;
+                Some(*at - m)
+            })
+            .collect();
+        let done = parts
+            .into_par_iter()
+            .zip(starts)
+            .map(|((m, x), s)| {
+                let vals = self.graph.run(x, true, &[])?;
+                let z = self.logits_of(&vals, m)?;
+                let (values, seed) = loss.samples(s..s + m, k).evaluate(&z, k)?;
+                let grad = self.backward_from(&vals, seed)?;
+                Ok((z, values, grad))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = LossGrad {
+            logits: Vec::with_capacity(n * k),
+            loss: Vec::with_capacity(n),
+            grad: Vec::with_capacity(images.len()),
+        };
+        for (z, values, grad) in done {
+            out.logits.extend(z);
+            out.loss.extend(values);
+            out.grad.extend(grad);
+        }
+        Ok(out)
+    }
+
+    /// The input gradient of one chunk's activations `vals` for the logit seed `seed`.
+    fn backward_from(&self, vals: &Values, seed: Vec<f32>) -> Result<Vec<f32>> {
+        let out_shape = vals[self.graph.output]
+            .as_ref()
+            .map(|t| t.shape().to_vec())
+            .ok_or_else(|| Error::Graph("no output".into()))?;
+        self.graph
+            .backward(vals, Tensor::f32(out_shape, seed))?
+            .into_f32()
     }
 
     /// A forward pass that keeps its activations for later gradients and taps.
@@ -462,16 +502,8 @@ impl Forward<'_> {
             .par_iter()
             .zip(starts)
             .map(|((n, vals), s)| {
-                let out_shape = vals[self.model.graph.output]
-                    .as_ref()
-                    .map(|t| t.shape().to_vec())
-                    .ok_or_else(|| Error::Graph("no output".into()))?;
-                let seed = seed[s * k..(s + n) * k].to_vec();
-                let g = self
-                    .model
-                    .graph
-                    .backward(vals, Tensor::f32(out_shape, seed))?;
-                g.into_f32()
+                self.model
+                    .backward_from(vals, seed[s * k..(s + n) * k].to_vec())
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(grads.concat())

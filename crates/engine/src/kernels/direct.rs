@@ -1,22 +1,25 @@
 //! Direct convolution with a register-blocked AVX-512 microkernel: no patch matrix,
 //! no GEMM packing, and the epilogue (bias, residual, ReLU) applied in registers.
 //!
-//! What it computes: for one sample and group, `y[m, oy, ox] = act(b[m] + r[m, oy, ox] +
-//! Σ_{c,i,j} W[m,c,i,j] · xp[c, oy + i·dh, ox + j·dw])`, where `xp` is the input copied once
-//! into a zero-padded plane of width `Wp = pl + w + pr`. On that plane every output row starts
-//! `Wp` elements after the previous one, so the output is computed "wide": position `q = oy·Wp +
-//! ox` for all `ox < Wp`, and tap `(i, j)` of every position reads `xp[c, q + i·dh·Wp + j·dw]`
-//! — one flat, contiguous run per tap over any number of output rows. Other strides become
-//! stride 1 on phase planes (see [`Plan`]). The `Wp − ow` wide
-//! positions per row that are not outputs are computed and never stored (masked stores), 6 % of
-//! the work for a 32-wide CIFAR plane, 20 % at 8 wide.
+//! What it computes: for one group, `y[n, m, oy, ox] = act(b[m] + r[n, m, oy, ox] +
+//! Σ_{c,i,j} W[m,c,i,j] · x[n, c, oy·sh + i·dh − pt, ox·sw + j·dw − pl])`, reading zero outside
+//! the image. At stride 1 (the most common case) it reads the input in place: output position
+//! `q = oy·w + ox` (the input's row pitch, so `q` is the output index itself for a "same"
+//! convolution), and tap `(i, j)` of every position reads `x[c, q + (i·dh − pt)·w + (j·dw −
+//! pl)]`: one flat run per tap over any number of output rows. Lanes whose tap falls in the
+//! padding (off the image's top, bottom or a row end) are masked off the load, so they add
+//! zero and no padded copy is made; the masks depend only on the geometry and are worked out
+//! once per call. Other strides copy the input once into zero-padded phase planes, on which
+//! they become stride 1 (see [`Plan`]); positions that are not outputs there are computed and
+//! never stored (masked stores).
 //!
 //! Why it is fast: the microkernel keeps an `MB × PV` block of accumulators (`MB` output
-//! channels × `PV` vectors of 16 consecutive wide positions) in registers for the whole
-//! reduction over channels and taps; each step loads `PV` input vectors and broadcasts `MB`
-//! weights for `MB·PV` fused multiply-adds, and nothing is written until the block is done. The
-//! input tile of a block of positions stays in L1 across the output-channel blocks, and the
-//! weights are packed once per call so that each step's `MB` weights are adjacent. im2col +
+//! channels × `PV` vectors of 16 positions) in registers for the whole reduction over channels
+//! and taps; each step loads `PV` input vectors and broadcasts `MB` weights for `MB·PV` fused
+//! multiply-adds, and nothing is written until the block is done. The input tile of a block of
+//! positions stays in L1 across the output-channel blocks, the weights are packed (once, at
+//! load time) in the order the steps read them, and on small planes a tile's vectors may come
+//! from different samples, so that an 8×8 plane (4 vectors) still fills whole tiles. im2col +
 //! GEMM instead writes and re-reads a patch matrix 9× (3×3) the input's size and repacks it
 //! inside the GEMM; for the 16–64 channel layers of CIFAR networks that traffic cost about as
 //! much as the products.
@@ -52,14 +55,17 @@ pub(crate) fn available() -> bool {
 }
 
 /// Whether it is the kernel to use (it handles any geometry): the CPU has it, the weights are
-/// small enough to stay in cache while every sample streams past them, and the plane is not
-/// tiny (at 8×8 a fifth of the wide positions are dropped and a plane is only five vectors:
-/// im2col + GEMM measured 70–76 GMAC/s against the direct kernel's 60–64 for 64 channels).
+/// small enough to stay in cache while every sample streams past them, and on small planes
+/// (64 positions or fewer, where its tiles span samples) one block's weights fit in L1 across
+/// those tiles. Measured in place, alternating both choices within one process (`faultline
+/// bench` on ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64 channels) on the
+/// direct kernel ran the whole network 9 % faster than on im2col + GEMM; with 256 or 512
+/// channels at 8×8 or 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col.
 pub(crate) fn applies(g: &Geometry, mg: usize) -> bool {
     available()
         && !g.is_identity()
         && mg * g.rows() <= MAX_WEIGHTS
-        && g.cols() > super::rowshift::SMALL_PLANE
+        && (g.cols() > super::rowshift::SMALL_PLANE || g.rows() * MB * 4 <= 32 << 10)
 }
 
 /// Largest `M·C·kh·kw` (per group) the direct kernel is chosen for: 256 → 256 channels 3×3
@@ -69,17 +75,35 @@ pub(crate) fn applies(g: &Geometry, mg: usize) -> bool {
 /// on 14×14 (sweeping weights block by block once they outgrow the input, see `block_major`).
 pub(crate) const MAX_WEIGHTS: usize = 256 * 256 * 9;
 
-/// The weights `w[mg × c × taps]` (`taps = kh·kw`) packed as `[⌈mg/MB⌉][c][taps][MB]`,
-/// zero-padded to a multiple of `MB` output channels, so that one microkernel step reads `MB`
-/// adjacent values.
+/// Input channels per step of the reduction: a tile runs all taps over `CB` channels, then
+/// the next `CB`, so that the input rows it reads (`CB` channels × a few rows) stay in L1
+/// across the taps while each tap's lane masks stay in mask registers over the channels.
+/// Where one channel's plane is a multiple of 4 KiB (32×32 in place), every channel's rows
+/// fall in the same L1 sets, and 16 of them overflow its 12 ways: there the steps go over
+/// halves of `CB` (`kernel_speeds`, direct / best GEMM, three runs each: 16 channels at
+/// 32×32 1.30, 1.29, 1.40 with 8 against 1.16, 1.20, 1.16 with 16; 64 channels at 32×32 1.06,
+/// 1.06, 1.10 against 1.01, 1.01, 1.16; at 56×56, where nothing aliases, 16 did better: 1.10,
+/// 1.07, 1.11 against 1.00, 1.06, 1.01).
+const CB: usize = 16;
+
+/// The weights `w[mg × c × taps]` (`taps = kh·kw`) packed in the microkernel's reading order,
+/// `[⌈mg/MB⌉][⌈c/CB⌉][taps][channels of the chunk][MB]`, zero-padded to a multiple of `MB`
+/// output channels, so that one microkernel step reads `MB` adjacent values.
 pub(crate) fn pack_weights(mg: usize, c: usize, taps: usize, w: &[f32]) -> Vec<f32> {
     let blocks = mg.div_ceil(MB);
-    let mut out = vec![0.0f32; blocks * c * taps * MB];
-    for m in 0..mg {
-        let (b, mm) = (m / MB, m % MB);
-        for ci in 0..c {
+    let mut out = Vec::with_capacity(blocks * c * taps * MB);
+    for b in 0..blocks {
+        for c0 in (0..c).step_by(CB) {
             for t in 0..taps {
-                out[((b * c + ci) * taps + t) * MB + mm] = w[(m * c + ci) * taps + t];
+                for ci in c0..(c0 + CB).min(c) {
+                    for m in b * MB..(b + 1) * MB {
+                        out.push(if m < mg {
+                            w[(m * c + ci) * taps + t]
+                        } else {
+                            0.0
+                        });
+                    }
+                }
             }
         }
     }
@@ -99,24 +123,35 @@ impl OutPtr {
     }
 }
 
-/// What a convolution's geometry fixes for every sample: the phase-plane layout of the padded
-/// input, the taps' offsets in it, where each vector's lanes are stored, and the sweep order.
-/// Made once per call and run on each sample.
+/// What a convolution's geometry fixes for every sample: where the kernel reads (the input in
+/// place, or its padded phase planes), the taps' offsets and lane masks, where each vector's
+/// lanes are stored, and the sweep order. Made once per call and run on the batch (in place)
+/// or on each sample.
 pub(crate) struct Plan {
     g: Geometry,
     mg: usize,
-    /// Padded width, phase-plane width, one phase plane, one channel's planes, wide positions.
+    /// Stride 1 with `ow ≤ w`: the kernel reads the input itself, wide positions have the
+    /// input's row pitch, and the lane masks stand in for the padding.
+    in_place: bool,
+    /// Padded width, phase-plane width, one phase plane, one channel's planes (padded route).
     wp: usize,
     wq: usize,
     phase: usize,
     plane: usize,
-    wide: usize,
-    /// The padded input buffer's length: the channels' planes plus zero slack.
+    /// One channel's stride in what the kernel reads, and the channels per step within a
+    /// chunk of `CB` (see [`CB`]).
+    cstride: usize,
+    sub: usize,
+    /// The padded input buffer's length: the channels' planes plus zero slack (padded route).
     len: usize,
-    offsets: Vec<usize>,
+    offsets: Vec<isize>,
+    /// `masks[v·taps + t]`: the lanes of vector `v` whose tap `t` reads the input (not the
+    /// padding); all lanes on the padded route, where the padding is real zeros.
+    masks: Vec<u16>,
     segs: Segments,
     blocks: usize,
-    tiles: usize,
+    /// Vectors of wide positions per sample.
+    vectors: usize,
     block_major: bool,
 }
 
@@ -125,64 +160,121 @@ impl Plan {
     pub(crate) fn new(g: &Geometry, mg: usize) -> Plan {
         let (sh, sw) = (g.sh, g.sw);
         let (hp, wp) = (g.pt + g.h + g.pb, g.pl + g.w + g.pr);
-        // Phase planes: a stride-(sh, sw) convolution reads padded rows `oy·sh + i·dh`, which
-        // all lie in the phase plane of rows ≡ i·dh (mod sh) (likewise for columns), at row
-        // `oy + ⌊i·dh / sh⌋` of that plane: so each tap is a stride-1 tap of one phase plane,
-        // and the stride-1 kernel below runs unchanged. At stride 1 there is one phase, the
-        // padded plane itself.
+        let taps = g.kh * g.kw;
+        let in_place = sh == 1 && sw == 1 && g.ow <= g.w;
+        // Phase planes (padded route): a stride-(sh, sw) convolution reads padded rows `oy·sh +
+        // i·dh`, which all lie in the phase plane of rows ≡ i·dh (mod sh) (likewise for
+        // columns), at row `oy + ⌊i·dh / sh⌋` of that plane: so each tap is a stride-1 tap of
+        // one phase plane, and the stride-1 kernel below runs unchanged.
         let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
         let phase = hq * wq;
         let plane = sh * sw * phase;
-        let wide = g.oh * wq;
-        let offsets: Vec<usize> = (0..g.kh)
-            .flat_map(|i| {
-                (0..g.kw).map(move |j| {
-                    let (ri, cj) = (i * g.dh, j * g.dw);
-                    ((ri % sh) * sw + cj % sw) * phase + (ri / sh) * wq + cj / sw
-                })
+        let pitch = if in_place { g.w } else { wq };
+        let wide = g.oh * pitch;
+        let vectors = wide.div_ceil(L);
+        let tap = |t: usize| (t / g.kw * g.dh, t % g.kw * g.dw);
+        let offsets: Vec<isize> = (0..taps)
+            .map(|t| {
+                let (ri, cj) = tap(t);
+                if in_place {
+                    // In place, tap (i, j) of wide position q = oy·w + ox reads input element
+                    // q + (i·dh − pt)·w + (j·dw − pl): that of (oy + i·dh − pt, ox + j·dw − pl)
+                    // wherever both lie inside the image, which is what its mask bit says.
+                    (ri as isize - g.pt as isize) * g.w as isize + cj as isize - g.pl as isize
+                } else {
+                    (((ri % sh) * sw + cj % sw) * phase + (ri / sh) * wq + cj / sw) as isize
+                }
             })
             .collect();
-        // Reads: a block reads its channel plane at `q + off` with `q < wide + L` (its last
-        // vector may pass the final wide position) and `off ≤ (sh·sw − 1)·Hq·Wq + ⌊(ekh −
-        // 1)/sh⌋·Wq + ⌊(ekw − 1)/sw⌋`; since `oh + ⌊(ekh − 1)/sh⌋ ≤ Hq`, that is below `plane +
-        // L + ekw`. Zero slack past the last channel keeps those reads inside the buffer
-        // (asserted here); the results at positions that are not outputs are never stored.
-        let ekw = (g.kw - 1) * g.dw + 1;
-        let len = g.c * plane + PV * L + ekw + wq;
-        let last_read = g.c.saturating_sub(1) * plane
-            + offsets.iter().max().copied().unwrap_or(0)
-            + wide.div_ceil(L) * L;
-        assert!(
-            last_read <= len,
-            "direct convolution would read past its input"
-        );
+        let mut masks = vec![u16::MAX; vectors * taps];
+        if in_place {
+            // Per vector: which lanes' rows and columns stay inside the image for each kernel
+            // row and column, then one AND per tap (cheap enough to redo on every call).
+            let (mut oy, mut ox) = (0, 0);
+            let (mut rows, mut cols) = (vec![0u16; g.kh], vec![0u16; g.kw]);
+            for v in 0..vectors {
+                rows.fill(0);
+                cols.fill(0);
+                for l in 0..L {
+                    if v * L + l < wide {
+                        for (i, r) in rows.iter_mut().enumerate() {
+                            *r |= ((oy + i * g.dh).wrapping_sub(g.pt) < g.h) as u16 * (1 << l);
+                        }
+                        for (j, c) in cols.iter_mut().enumerate() {
+                            *c |= ((ox + j * g.dw).wrapping_sub(g.pl) < g.w) as u16 * (1 << l);
+                        }
+                    }
+                    ox += 1;
+                    if ox == g.w {
+                        (oy, ox) = (oy + 1, 0);
+                    }
+                }
+                for t in 0..taps {
+                    masks[v * taps + t] = rows[t / g.kw] & cols[t % g.kw];
+                }
+            }
+        }
+        // Reads on the padded route: a tile reads its channel plane at `q + off` with `q <
+        // wide + L` (its last vector may pass the final wide position) and `off ≤ (sh·sw −
+        // 1)·Hq·Wq + ⌊(ekh − 1)/sh⌋·Wq + ⌊(ekw − 1)/sw⌋`; since `oh + ⌊(ekh − 1)/sh⌋ ≤ Hq`,
+        // that is below `plane + L + ekw`. Zero slack past the last channel keeps those reads
+        // inside the buffer (asserted here); the results at positions that are not outputs
+        // are never stored. In place, every read lane is inside the image by its mask, and
+        // masked lanes are not read.
+        let (len, cstride) = if in_place {
+            (0, g.h * g.w)
+        } else {
+            let ekw = (g.kw - 1) * g.dw + 1;
+            let len = g.c * plane + PV * L + ekw + wq;
+            let last_read = g.c.saturating_sub(1) * plane
+                + offsets.iter().max().copied().unwrap_or(0) as usize
+                + vectors * L;
+            assert!(
+                last_read <= len,
+                "direct convolution would read past its input"
+            );
+            (len, plane)
+        };
         let blocks = mg.div_ceil(MB);
         Plan {
             g: *g,
             mg,
+            in_place,
             wp,
             wq,
             phase,
             plane,
-            wide,
+            cstride,
+            sub: if (cstride * 4).is_multiple_of(4096) {
+                CB / 2
+            } else {
+                CB
+            },
             len,
             offsets,
-            segs: Segments::new(wide, wq, g.ow),
+            masks,
+            segs: Segments::new(wide, pitch, g.ow),
             blocks,
-            tiles: wide.div_ceil(PV * L),
+            vectors,
             // Which operand stays in cache: with more weights than input, one block of output
             // channels (its `c·kh·kw·MB` weights) sweeps every position before the next block
             // starts; otherwise one tile of positions (its input rows) meets every block.
-            block_major: blocks * g.c * g.kh * g.kw * MB > g.c * plane,
+            block_major: blocks * g.c * taps * MB > g.c * cstride,
         }
     }
 
-    /// `y[mg × oh·ow] = act(conv(x[c × h × w]) + bias + residual)` for one sample and group:
-    /// `bias` has `mg` values, `residual` the output's `mg·oh·ow`, and `act` is a ReLU when
-    /// `relu`. Every element of `y` is written exactly once, so it may start uninitialised
-    /// (the epilogue then costs no extra pass over memory). `packed` comes from
-    /// [`pack_weights`]; `scratch` holds the padded input; `parallel` splits the work over
-    /// rayon's threads (for batches smaller than the thread count).
+    /// Whether the kernel reads the input in place (then [`Plan::run`] takes several samples
+    /// at once, and its register tiles may span them).
+    pub(crate) fn in_place(&self) -> bool {
+        self.in_place
+    }
+
+    /// `y[n × mg × oh·ow] = act(conv(x[n × c × h × w]) + bias + residual)` for one group:
+    /// `bias` has `mg` values, `residual` the output's shape, and `act` is a ReLU when `relu`.
+    /// `n` is 1 unless the plan reads in place. Every element of `y` is written exactly once,
+    /// so it may start uninitialised (the epilogue then costs no extra pass over memory).
+    /// `packed` comes from [`pack_weights`]; `scratch` holds the padded input; `parallel`
+    /// splits the work over rayon's threads.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
@@ -198,89 +290,130 @@ impl Plan {
         assert!(available());
         let (g, mg) = (&self.g, self.mg);
         let (c, taps) = (g.c, g.kh * g.kw);
-        assert_eq!(x.len(), c * g.h * g.w);
-        assert_eq!(y.len(), mg * g.oh * g.ow);
+        let (in_len, ohw) = (c * g.h * g.w, g.oh * g.ow);
+        let n = x.len() / in_len.max(1);
+        assert!(n >= 1 && x.len() == n * in_len && (n == 1 || self.in_place));
+        assert_eq!(y.len(), n * mg * ohw);
         assert_eq!(packed.len(), self.blocks * c * taps * MB);
         assert!(bias.is_none_or(|b| b.len() == mg));
         assert!(residual.is_none_or(|r| r.len() == y.len()));
         let (sh, sw, wp, wq, phase, plane) = (g.sh, g.sw, self.wp, self.wq, self.phase, self.plane);
-        scratch.resize(self.len, 0.0);
-        if sh == 1 && sw == 1 {
-            // Only the border is zeroed, the interior is copied row by row.
-            let (top, bottom) = (g.pt * wp, (g.pt + g.h) * wp);
-            for ci in 0..c {
-                let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                let dst = &mut scratch[ci * plane..(ci + 1) * plane];
-                dst[..top + g.pl].fill(0.0);
-                for (r, row) in src.chunks_exact(g.w).enumerate() {
-                    let at = (g.pt + r) * wp + g.pl;
-                    dst[at..at + g.w].copy_from_slice(row);
-                    let next = (at + wp).min(plane);
-                    dst[at + g.w..next].fill(0.0);
-                }
-                dst[bottom..].fill(0.0);
-            }
+        let xp: &[f32] = if self.in_place {
+            x
         } else {
-            scratch[..c * plane].fill(0.0);
-            for ci in 0..c {
-                let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                let dst = &mut scratch[ci * plane..(ci + 1) * plane];
-                for (iy, row) in src.chunks_exact(g.w).enumerate() {
-                    let (a, r) = ((g.pt + iy) % sh, (g.pt + iy) / sh);
-                    for (ix, &v) in row.iter().enumerate() {
-                        let (b, col) = ((g.pl + ix) % sw, (g.pl + ix) / sw);
-                        dst[(a * sw + b) * phase + r * wq + col] = v;
+            scratch.resize(self.len, 0.0);
+            if sh == 1 && sw == 1 {
+                // Only the border is zeroed, the interior is copied row by row.
+                let (top, bottom) = (g.pt * wp, (g.pt + g.h) * wp);
+                for ci in 0..c {
+                    let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                    let dst = &mut scratch[ci * plane..(ci + 1) * plane];
+                    dst[..top + g.pl].fill(0.0);
+                    for (r, row) in src.chunks_exact(g.w).enumerate() {
+                        let at = (g.pt + r) * wp + g.pl;
+                        dst[at..at + g.w].copy_from_slice(row);
+                        let next = (at + wp).min(plane);
+                        dst[at + g.w..next].fill(0.0);
+                    }
+                    dst[bottom..].fill(0.0);
+                }
+            } else {
+                scratch[..c * plane].fill(0.0);
+                for ci in 0..c {
+                    let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                    let dst = &mut scratch[ci * plane..(ci + 1) * plane];
+                    for (iy, row) in src.chunks_exact(g.w).enumerate() {
+                        let (a, r) = ((g.pt + iy) % sh, (g.pt + iy) / sh);
+                        // Padded column `pl + ix` goes to phase `(pl + ix) mod sw`, column
+                        // `(pl + ix) / sw`: per phase, a strided run of the row.
+                        for ix0 in 0..sw.min(g.w) {
+                            let (b, col) = ((g.pl + ix0) % sw, (g.pl + ix0) / sw);
+                            let at = (a * sw + b) * phase + r * wq + col;
+                            let run = row[ix0..].iter().step_by(sw);
+                            for (d, &v) in dst[at..].iter_mut().zip(run) {
+                                *d = v;
+                            }
+                        }
                     }
                 }
             }
-        }
-        scratch[c * plane..].fill(0.0);
-        let xp: &[f32] = scratch;
-        let (blocks, tiles, wide) = (self.blocks, self.tiles, self.wide);
-        let (block_major, offsets, segs) = (self.block_major, &self.offsets, &self.segs);
+            scratch[c * plane..].fill(0.0);
+            scratch
+        };
+        // Register tiles split a span of vectors evenly (1 to `PV` each). A span is one
+        // sample's vectors, so that a sample's input and outputs stay in cache while its
+        // tiles run, except on planes of fewer than `4·PV` vectors (8×8), whose tiles run over
+        // the vectors of all samples in turn so as to fill whole tiles, and on planes of under
+        // 128 vectors that are not a multiple of `PV` (16×16), whose spans take `PV` samples:
+        // the `PV − 1`-vector tiles measured about a quarter slower per vector.
+        let vectors = self.vectors;
+        let span = if vectors < 4 * PV {
+            n
+        } else if !vectors.is_multiple_of(PV) && vectors < 128 {
+            PV
+        } else {
+            1
+        };
+        let (blocks, block_major, offsets) = (self.blocks, self.block_major, &self.offsets);
+        // Tasks (a tile of one block) per full span; the last span may hold fewer samples.
+        let full = (span * vectors).div_ceil(PV) * blocks;
+        let spans = n.div_ceil(span);
+        let last = (n - (spans - 1) * span) * vectors;
         let out = OutPtr(y.as_mut_ptr() as *mut f32);
+        let out_len = mg * ohw;
         let run = |t: usize| {
-            let (qi, b) = if block_major {
+            let (si, t) = (t / full, t % full);
+            let all = if si + 1 == spans {
+                last
+            } else {
+                span * vectors
+            };
+            let tiles = all.div_ceil(PV);
+            let (ti, b) = if block_major {
                 (t % tiles, t / tiles)
             } else {
                 (t / blocks, t % blocks)
             };
-            let q0 = qi * PV * L;
-            let nv = (wide - q0).div_ceil(L).min(PV);
+            let first = si * span * vectors;
+            let (v0, v1) = (first + ti * all / tiles, first + (ti + 1) * all / tiles);
             let mut bv = [0.0f32; MB];
             let m0 = b * MB;
             let mb = MB.min(mg - m0);
             if let Some(bias) = bias {
                 bv[..mb].copy_from_slice(&bias[m0..m0 + mb]);
             }
-            let ohw = g.oh * g.ow;
-            let epi = Epilogue {
-                out: out.get().wrapping_add(m0 * ohw),
-                residual: residual.map_or(std::ptr::null(), |r| r[m0 * ohw..].as_ptr()),
+            let mut epi = Epilogue {
+                out: [std::ptr::null_mut(); PV],
+                residual: [std::ptr::null(); PV],
+                has_residual: residual.is_some(),
                 ohw,
                 channels: mb,
                 bias: bv,
                 relu,
-                segs,
-                first: q0 / L,
+                segs: &self.segs,
+                vector: [0; PV],
             };
+            let mut xs = [std::ptr::null(); PV];
+            let mut ms = [std::ptr::null(); PV];
+            for (p, gv) in (v0..v1).enumerate() {
+                let (sample, v) = (gv / vectors, gv % vectors);
+                let at = sample * out_len + m0 * ohw;
+                epi.out[p] = out.get().wrapping_add(at);
+                epi.residual[p] = residual.map_or(std::ptr::null(), |r| r[at..].as_ptr());
+                epi.vector[p] = v;
+                xs[p] = xp.as_ptr().wrapping_add(sample * in_len + v * L);
+                ms[p] = self.masks[v * taps..].as_ptr();
+            }
             let w = &packed[b * c * taps * MB..(b + 1) * c * taps * MB];
-            // SAFETY: the reads stay inside `xp` (slack above) and `w`; the masked stores write
-            // only output channels `m0..m0 + mb` at the outputs of positions `q0..q0 + nv·L`,
-            // which no other block writes, and the residual is read at the same elements.
-            unsafe {
-                x86::block(
-                    nv,
-                    xp.as_ptr().add(q0),
-                    c,
-                    plane,
-                    offsets,
-                    w.as_ptr(),
-                    &epi,
-                )
-            };
+            // SAFETY: on the padded route the reads stay inside `xp` (slack above); in place,
+            // only lanes whose mask bit is set are read, each inside its sample's image (see
+            // `Plan::new`); the weights inside `w`. The masked stores write only output
+            // channels `m0..m0 + mb` at the outputs of vectors `v0..v1`, which no other tile
+            // writes, and the residual is read at the same elements.
+            let dims = (c, self.cstride, self.sub);
+            unsafe { x86::block(v1 - v0, &xs, &ms, dims, offsets, w.as_ptr(), &epi) };
         };
-        let n = tiles * blocks;
+        let n = (spans - 1) * full + last.div_ceil(PV) * blocks;
         if parallel && n > 1 {
             (0..n).into_par_iter().for_each(run);
         } else {
@@ -318,7 +451,14 @@ impl Segments {
                 }
                 let len = (ow - col).min(L - l).min(wide - q - l);
                 let mask = (((1u32 << len) - 1) << l) as u16;
-                s.runs.push((mask, (r * ow + col) as isize - l as isize));
+                let delta = (r * ow + col) as isize - l as isize;
+                // Runs that continue one another in the output (a plane as wide as its
+                // pitch) share one store.
+                let own = s.runs.len() > s.start[v];
+                match s.runs.last_mut() {
+                    Some(last) if own && last.1 == delta => last.0 |= mask,
+                    _ => s.runs.push((mask, delta)),
+                }
                 l += len;
             }
         }
@@ -327,75 +467,95 @@ impl Segments {
     }
 }
 
-/// What a block does with its sums: `out[m·ohw + i] = act(sum + bias[m] + residual[m·ohw + i])`
-/// for the block's `channels` output channels, at the indices its [`Segments`] give.
+/// What a tile does with its sums: `out[p][m·ohw + i] = act(sum + bias[m] + residual[p][m·ohw +
+/// i])` for the tile's `channels` output channels, vector `p` at the indices its [`Segments`]
+/// give (`out[p]` and `residual[p]` point at the block's first channel of vector `p`'s sample).
 struct Epilogue<'a> {
-    out: *mut f32,
-    /// Null when there is no residual.
-    residual: *const f32,
+    out: [*mut f32; PV],
+    residual: [*const f32; PV],
+    has_residual: bool,
     ohw: usize,
     channels: usize,
     bias: [f32; MB],
     relu: bool,
     segs: &'a Segments,
-    /// The index of the block's first vector in [`Segments`].
-    first: usize,
+    /// Each vector's index within its sample, in [`Segments`].
+    vector: [usize; PV],
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Epilogue, L, MB, PV};
+    use super::{Epilogue, CB, L, MB, PV};
     use std::arch::x86_64::*;
 
-    /// Dispatches to the microkernel instantiated for `nv` vectors (the last block of a plane
-    /// may have fewer than `PV`).
+    /// Dispatches to the microkernel instantiated for `nv` vectors (1 to `PV`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn block(
         nv: usize,
-        x: *const f32,
-        c: usize,
-        plane: usize,
-        offsets: &[usize],
+        xs: &[*const f32; PV],
+        ms: &[*const u16; PV],
+        (c, cstride, sub): (usize, usize, usize),
+        offsets: &[isize],
         w: *const f32,
         epi: &Epilogue,
     ) {
         match nv {
-            1 => kernel::<1>(x, c, plane, offsets, w, epi),
-            2 => kernel::<2>(x, c, plane, offsets, w, epi),
-            _ => kernel::<PV>(x, c, plane, offsets, w, epi),
+            1 => kernel::<1>(xs, ms, c, cstride, sub, offsets, w, epi),
+            2 => kernel::<2>(xs, ms, c, cstride, sub, offsets, w, epi),
+            _ => kernel::<PV>(xs, ms, c, cstride, sub, offsets, w, epi),
         }
     }
 
-    /// `acc[m][p] = Σ_{c, tap} x[c·plane + offset(tap) + p·L ..] · w[(c·taps + tap)·MB + m]`,
-    /// then the epilogue. `NV` is a constant per instantiation so that the accumulators live
-    /// in registers (indexed loops, not iterators: iterating by reference made LLVM keep the
-    /// accumulators in memory, measured at half speed).
+    /// `acc[m][p] = Σ_{c, tap} xs[p][c·cstride + offset(tap) ..] · W[m, c, tap]` over the
+    /// lanes of `ms[p][tap]` (the others add zero), then the epilogue. Chunks of `CB` channels
+    /// (in steps of `sub`) outside, then taps, then the step's channels: a tap's `NV` masks
+    /// stay in mask registers over the step. `NV` is
+    /// a constant per instantiation so that the accumulators live in registers (indexed
+    /// loops, not iterators: iterating by reference made LLVM keep the accumulators in
+    /// memory, measured at half speed).
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn kernel<const NV: usize>(
-        x: *const f32,
+        xs: &[*const f32; PV],
+        ms: &[*const u16; PV],
         c: usize,
-        plane: usize,
-        offsets: &[usize],
+        cstride: usize,
+        sub: usize,
+        offsets: &[isize],
         w: *const f32,
         epi: &Epilogue,
     ) {
         let mut acc = [[_mm512_setzero_ps(); NV]; MB];
-        let mut wp = w;
-        for ci in 0..c {
-            let xc = x.add(ci * plane);
-            for &off in offsets {
-                let xt = xc.add(off);
-                let mut v = [_mm512_setzero_ps(); NV];
-                for p in 0..NV {
-                    v[p] = _mm512_loadu_ps(xt.add(p * L));
-                }
-                for m in 0..MB {
-                    let wv = _mm512_set1_ps(*wp.add(m));
+        let taps = offsets.len();
+        for c0 in (0..c).step_by(CB) {
+            let c1 = (c0 + CB).min(c);
+            // This chunk's weights, `[taps][c1 − c0][MB]`.
+            let wc = w.add(c0 * taps * MB);
+            for s0 in (c0..c1).step_by(sub) {
+                let s1 = (s0 + sub).min(c1);
+                for (t, &off) in offsets.iter().enumerate() {
+                    let mut k = [0u16; NV];
+                    let mut xt = [std::ptr::null::<f32>(); NV];
                     for p in 0..NV {
-                        acc[m][p] = _mm512_fmadd_ps(v[p], wv, acc[m][p]);
+                        k[p] = *ms[p].add(t);
+                        xt[p] = xs[p].wrapping_offset(off);
+                    }
+                    let mut wp = wc.add((t * (c1 - c0) + s0 - c0) * MB);
+                    for ci in s0..s1 {
+                        let mut v = [_mm512_setzero_ps(); NV];
+                        for p in 0..NV {
+                            v[p] = _mm512_maskz_loadu_ps(k[p], xt[p].wrapping_add(ci * cstride));
+                        }
+                        for m in 0..MB {
+                            let wv = _mm512_set1_ps(*wp.add(m));
+                            for p in 0..NV {
+                                acc[m][p] = _mm512_fmadd_ps(v[p], wv, acc[m][p]);
+                            }
+                        }
+                        wp = wp.add(MB);
                     }
                 }
-                wp = wp.add(MB);
             }
         }
         // The sums go through a stack tile: read back with run-time indices below, the
@@ -417,14 +577,14 @@ mod x86 {
         let segs = &epi.segs;
         for m in 0..epi.channels {
             let bias = _mm512_set1_ps(epi.bias[m]);
-            let out = epi.out.wrapping_add(m * epi.ohw);
-            let res = epi.residual.wrapping_add(m * epi.ohw);
             for p in 0..NV {
+                let out = epi.out[p].wrapping_add(m * epi.ohw);
+                let res = epi.residual[p].wrapping_add(m * epi.ohw);
                 let v = _mm512_add_ps(_mm512_loadu_ps(t.add((m * PV + p) * L)), bias);
-                let v0 = epi.first + p;
+                let v0 = epi.vector[p];
                 for &(mask, delta) in &segs.runs[segs.start[v0]..segs.start[v0 + 1]] {
                     let mut t = v;
-                    if !epi.residual.is_null() {
+                    if epi.has_residual {
                         let r = _mm512_maskz_loadu_ps(mask, res.wrapping_offset(delta));
                         t = _mm512_add_ps(t, r);
                     }
@@ -440,13 +600,14 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    use super::Epilogue;
+    use super::{Epilogue, PV};
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn block(
         _: usize,
-        _: *const f32,
-        _: usize,
-        _: usize,
-        _: &[usize],
+        _: &[*const f32; PV],
+        _: &[*const u16; PV],
+        _: (usize, usize, usize),
+        _: &[isize],
         _: *const f32,
         _: &Epilogue,
     ) {
@@ -462,15 +623,18 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// The direct kernel against the definition of a convolution with its epilogue (f64
         /// sums), on shapes large enough to reach every block size: full and partial channel
-        /// blocks, 1 to `PV` vectors per block, planes from 1 to 40 wide, kernels up to 5×5
-        /// with strides, dilation and uneven pads, and a parallel split.
+        /// blocks and channel chunks, 1 to `PV` vectors per tile, planes from 1 to 40 wide,
+        /// kernels up to 5×5 with strides, dilation and uneven pads, batches of 1 to 7 samples
+        /// (in place, one call whose tiles span samples), steps of a whole or half channel
+        /// chunk, and a parallel split.
         #[test]
         fn direct_matches_the_definition(
             c in 1usize..20, mg in 1usize..20, h in 1usize..24, w in 1usize..40,
             kh in 1usize..6, kw in 1usize..6, dh in 1usize..3, dw in 1usize..3,
             sh in 1usize..4, sw in 1usize..4,
             pt in 0usize..4, pl in 0usize..4, pb in 0usize..4, pr in 0usize..4,
-            epilogue in 0usize..8, parallel: bool, seed in 0u64..1000,
+            epilogue in 0usize..8, parallel: bool, seed in 0u64..1000, n in 1usize..8,
+            half: bool,
         ) {
             if !available() {
                 return Ok(());
@@ -486,44 +650,61 @@ mod tests {
                 st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((st >> 40) as f32) / 16777216.0 - 0.5
             };
-            let x: Vec<f32> = (0..c * h * w).map(|_| rnd()).collect();
+            let (in_len, out_len) = (c * h * w, mg * oh * ow);
+            let x: Vec<f32> = (0..n * in_len).map(|_| rnd()).collect();
             let wt: Vec<f32> = (0..mg * c * kh * kw).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..mg).map(|_| rnd()).collect();
-            let r: Vec<f32> = (0..mg * oh * ow).map(|_| rnd()).collect();
+            let r: Vec<f32> = (0..n * out_len).map(|_| rnd()).collect();
             let (use_b, use_r, relu) = (epilogue & 1 == 1, epilogue & 2 == 2, epilogue & 4 == 4);
-            let mut want = vec![0f64; mg * oh * ow];
-            for m in 0..mg {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = 0f64;
-                        for ci in 0..c {
-                            for i in 0..kh {
-                                for j in 0..kw {
-                                    let iy = (oy * sh + i * dh) as isize - pt as isize;
-                                    let ix = (ox * sw + j * dw) as isize - pl as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
+            let mut want = vec![0f64; n * out_len];
+            for s in 0..n {
+                let x = &x[s * in_len..];
+                for m in 0..mg {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut acc = 0f64;
+                            for ci in 0..c {
+                                for i in 0..kh {
+                                    for j in 0..kw {
+                                        let iy = (oy * sh + i * dh) as isize - pt as isize;
+                                        let ix = (ox * sw + j * dw) as isize - pl as isize;
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                            continue;
+                                        }
+                                        let xv = x[(ci * h + iy as usize) * w + ix as usize] as f64;
+                                        acc += xv * wt[((m * c + ci) * kh + i) * kw + j] as f64;
                                     }
-                                    let xv = x[(ci * h + iy as usize) * w + ix as usize] as f64;
-                                    acc += xv * wt[((m * c + ci) * kh + i) * kw + j] as f64;
                                 }
                             }
+                            let at = s * out_len + (m * oh + oy) * ow + ox;
+                            if use_b { acc += b[m] as f64; }
+                            if use_r { acc += r[at] as f64; }
+                            want[at] = if relu { acc.max(0.0) } else { acc };
                         }
-                        let at = (m * oh + oy) * ow + ox;
-                        if use_b { acc += b[m] as f64; }
-                        if use_r { acc += r[at] as f64; }
-                        want[at] = if relu { acc.max(0.0) } else { acc };
                     }
                 }
             }
             let packed = pack_weights(mg, c, kh * kw, &wt);
             // NaN until written: an output the kernel skipped fails the comparison below.
-            let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); mg * oh * ow];
+            let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); n * out_len];
             let mut scratch = vec![f32::NAN; 7];
-            Plan::new(&g, mg).run(
-                &packed, &x, &mut y, use_b.then_some(&b[..]), use_r.then_some(&r[..]),
-                relu, &mut scratch, parallel,
-            );
+            let mut plan = Plan::new(&g, mg);
+            if half {
+                // The steps of half a chunk that planes of a multiple of 4 KiB take.
+                plan.sub = CB / 2;
+            }
+            let bias = use_b.then_some(&b[..]);
+            if plan.in_place() {
+                // The whole batch in one call: tiles may span samples.
+                let res = use_r.then_some(&r[..]);
+                plan.run(&packed, &x, &mut y, bias, res, relu, &mut scratch, parallel);
+            } else {
+                for s in 0..n {
+                    let res = use_r.then_some(&r[s * out_len..(s + 1) * out_len]);
+                    let (xs, ys) = (&x[s * in_len..(s + 1) * in_len], &mut y[s * out_len..(s + 1) * out_len]);
+                    plan.run(&packed, xs, ys, bias, res, relu, &mut scratch, parallel);
+                }
+            }
             // SAFETY: every element was initialised (to NaN) before the call.
             let got: Vec<f32> = y.iter().map(|v| unsafe { v.assume_init() }).collect();
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {

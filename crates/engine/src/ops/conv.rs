@@ -2,13 +2,14 @@
 //! and ReLU epilogue (see `fused_conv`), on one of three kernels chosen per layer by measured speed
 //! ([`Kernel::Auto`]): the direct AVX-512 kernel of `kernels::direct` (no patch matrix, epilogue
 //! in registers) for most layers, the column-shift matrix of `kernels::rowshift` + one GEMM per
-//! kernel row, or im2col + one GEMM (small planes, large weights, CPUs without AVX-512). On the
+//! kernel row, or im2col + one GEMM (large weights, CPUs without AVX-512). On the
 //! GEMM routes the output starts as bias (+ residual) and the GEMM accumulates into it. The input
 //! gradient at stride 1 is itself a convolution (of dY with the flipped, channel-swapped
 //! kernel), so it runs on the same kernels as the forward pass; other strides use
 //! col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time ([`Prepared`]).
 //! Samples run in parallel when the batch is at least the thread count, otherwise each kernel
-//! splits its own work across threads. Patch matrices and padded inputs live in a per-thread
+//! splits its own work across threads; the direct kernel reading in place takes the whole
+//! batch in one call and splits its register tiles over the threads itself. Patch matrices and padded inputs live in a per-thread
 //! scratch buffer reused by every convolution.
 
 use std::borrow::Cow;
@@ -489,7 +490,15 @@ impl Conv {
                 }
             };
             let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
-            each_sample(spare, out_len, par_samples, one);
+            if g == 1 && plan.in_place() {
+                // One call for the whole batch (no scratch: nothing is copied): register tiles
+                // may span samples, and the kernel splits its tiles over the threads itself.
+                let parallel = rayon::current_num_threads() > 1;
+                let none = &mut Vec::new();
+                plan.run(&packed[0], xs, spare, bias, residual, relu, none, parallel);
+            } else {
+                each_sample(spare, out_len, par_samples, one);
+            }
             // SAFETY: `Plan::run` wrote every element of every sample's output.
             unsafe { out.set_len(d.n * out_len) };
             return Ok(Tensor::f32(d.out_shape, out));
@@ -924,8 +933,10 @@ mod kernel_speeds {
         let n = 8;
         let layers = [
             (16usize, 32usize),
+            (64, 32),
             (32, 16),
             (64, 8),
+            (128, 8),
             (64, 16),
             (128, 16),
             (256, 8),
@@ -934,7 +945,12 @@ mod kernel_speeds {
             (256, 14),
             (512, 7),
         ];
+        // `KERNEL_SPEEDS=64x32` times that layer only.
+        let only = std::env::var("KERNEL_SPEEDS").ok();
         for (c, hw) in layers {
+            if only.as_ref().is_some_and(|o| *o != format!("{c}x{hw}")) {
+                continue;
+            }
             let win = Window {
                 kernel: [3, 3],
                 strides: [1, 1],
