@@ -3,22 +3,23 @@
 //!
 //! What it computes: for one group, `y[n, m, oy, ox] = act(b[m] + r[n, m, oy, ox] +
 //! Σ_{c,i,j} W[m,c,i,j] · x[n, c, oy·sh + i·dh − pt, ox·sw + j·dw − pl])`, reading zero outside
-//! the image. At stride 1 (the most common case) it reads the input in place: output position
-//! `q = oy·w + ox` (the input's row pitch, so `q` is the output index itself for a "same"
-//! convolution), and tap `(i, j)` of every position reads `x[c, q + (i·dh − pt)·w + (j·dw −
-//! pl)]`: one flat run per tap over any number of output rows. Lanes whose tap falls in the
+//! the image. At stride 1 with `ow ≤ w` (any "same" or unpadded convolution) it reads the
+//! input in place: "wide" position `q = oy·w + ox` (the input's row pitch, so `q` is the output
+//! index itself for a "same" convolution), and tap `(i, j)` of every position reads `x[c, q +
+//! (i·dh − pt)·w + (j·dw − pl)]`: one flat run per tap over any number of output rows. Lanes whose tap falls in the
 //! padding (off the image's top, bottom or a row end) are masked off the load, so they add
 //! zero and no padded copy is made; the masks depend only on the geometry and are worked out
-//! once per call. Other strides copy the input once into zero-padded phase planes, on which
-//! they become stride 1 (see [`Plan`]); positions that are not outputs there are computed and
-//! never stored (masked stores).
+//! once per call. Other strides (and wider pads) copy the input once into zero-padded phase
+//! planes, on which they become stride 1 (see [`Plan`]), with wide positions at the phase
+//! plane's pitch; wide positions that are not outputs are computed and never stored (masked
+//! stores).
 //!
 //! Why it is fast: the microkernel keeps an `MB × PV` block of accumulators (`MB` output
 //! channels × `PV` vectors of 16 positions) in registers for the whole reduction over channels
 //! and taps; each step loads `PV` input vectors and broadcasts `MB` weights for `MB·PV` fused
 //! multiply-adds, and nothing is written until the block is done. The input tile of a block of
-//! positions stays in L1 across the output-channel blocks, the weights are packed (once, at
-//! load time) in the order the steps read them, and on small planes a tile's vectors may come
+//! positions stays in L1 across the output-channel blocks, the weights are packed (at load
+//! time, when they are constant) in the order the steps read them, and on small planes a tile's vectors may come
 //! from different samples, so that an 8×8 plane (4 vectors) still fills whole tiles. im2col +
 //! GEMM instead writes and re-reads a patch matrix 9× (3×3) the input's size and repacks it
 //! inside the GEMM; for the 16–64 channel layers of CIFAR networks that traffic cost about as
@@ -54,18 +55,20 @@ pub(crate) fn available() -> bool {
     }
 }
 
-/// Whether it is the kernel to use (it handles any geometry): the CPU has it, the weights are
-/// small enough to stay in cache while every sample streams past them, and on small planes
-/// (64 positions or fewer, where its tiles span samples) one block's weights fit in L1 across
-/// those tiles. Measured in place, alternating both choices within one process (`faultline
-/// bench` on ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64 channels) on the
-/// direct kernel ran the whole network 9 % faster than on im2col + GEMM; with 256 or 512
-/// channels at 8×8 or 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col.
-pub(crate) fn applies(g: &Geometry, mg: usize) -> bool {
+/// Whether it is the kernel to use (it handles any geometry) for `groups` groups of `mg` output
+/// channels: the CPU has it, the weights are small enough to stay in cache while every sample
+/// streams past them, and on small planes (64 positions or fewer) the layer runs in place with
+/// one group, so that its tiles span samples, and one block's weights fit in L1 across those
+/// tiles. Measured alternating both choices within one process (`faultline bench` on
+/// ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64 channels) on the direct kernel
+/// ran the whole network 9 % faster than on im2col + GEMM; with 256 or 512 channels at 8×8 or
+/// 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col.
+pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize) -> bool {
+    let spans = groups == 1 && g.sh == 1 && g.sw == 1 && g.ow <= g.w;
     available()
         && !g.is_identity()
         && mg * g.rows() <= MAX_WEIGHTS
-        && (g.cols() > super::rowshift::SMALL_PLANE || g.rows() * MB * 4 <= 32 << 10)
+        && (g.cols() > super::rowshift::SMALL_PLANE || spans && g.rows() * MB * 4 <= 32 << 10)
 }
 
 /// Largest `M·C·kh·kw` (per group) the direct kernel is chosen for: 256 → 256 channels 3×3
@@ -125,8 +128,8 @@ impl OutPtr {
 
 /// What a convolution's geometry fixes for every sample: where the kernel reads (the input in
 /// place, or its padded phase planes), the taps' offsets and lane masks, where each vector's
-/// lanes are stored, and the sweep order. Made once per call and run on the batch (in place)
-/// or on each sample.
+/// lanes are stored, and the sweep order. Made once per call and run on the whole batch (in
+/// place, one group) or on each sample and group.
 pub(crate) struct Plan {
     g: Geometry,
     mg: usize,
@@ -413,11 +416,11 @@ impl Plan {
             let dims = (c, self.cstride, self.sub);
             unsafe { x86::block(v1 - v0, &xs, &ms, dims, offsets, w.as_ptr(), &epi) };
         };
-        let n = (spans - 1) * full + last.div_ceil(PV) * blocks;
-        if parallel && n > 1 {
-            (0..n).into_par_iter().for_each(run);
+        let tasks = (spans - 1) * full + last.div_ceil(PV) * blocks;
+        if parallel && tasks > 1 {
+            (0..tasks).into_par_iter().for_each(run);
         } else {
-            (0..n).for_each(run);
+            (0..tasks).for_each(run);
         }
     }
 }
@@ -509,10 +512,9 @@ mod x86 {
     /// `acc[m][p] = Σ_{c, tap} xs[p][c·cstride + offset(tap) ..] · W[m, c, tap]` over the
     /// lanes of `ms[p][tap]` (the others add zero), then the epilogue. Chunks of `CB` channels
     /// (in steps of `sub`) outside, then taps, then the step's channels: a tap's `NV` masks
-    /// stay in mask registers over the step. `NV` is
-    /// a constant per instantiation so that the accumulators live in registers (indexed
-    /// loops, not iterators: iterating by reference made LLVM keep the accumulators in
-    /// memory, measured at half speed).
+    /// stay in mask registers over the step. `NV` is a constant per instantiation so that the
+    /// accumulators live in registers (indexed loops, not iterators: iterating by reference
+    /// made LLVM keep the accumulators in memory, measured at half speed).
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
@@ -620,7 +622,7 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(192))]
         /// The direct kernel against the definition of a convolution with its epilogue (f64
         /// sums), on shapes large enough to reach every block size: full and partial channel
         /// blocks and channel chunks, 1 to `PV` vectors per tile, planes from 1 to 40 wide,

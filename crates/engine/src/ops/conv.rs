@@ -2,15 +2,16 @@
 //! and ReLU epilogue (see `fused_conv`), on one of three kernels chosen per layer by measured speed
 //! ([`Kernel::Auto`]): the direct AVX-512 kernel of `kernels::direct` (no patch matrix, epilogue
 //! in registers) for most layers, the column-shift matrix of `kernels::rowshift` + one GEMM per
-//! kernel row, or im2col + one GEMM (large weights, CPUs without AVX-512). On the
-//! GEMM routes the output starts as bias (+ residual) and the GEMM accumulates into it. The input
-//! gradient at stride 1 is itself a convolution (of dY with the flipped, channel-swapped
-//! kernel), so it runs on the same kernels as the forward pass; other strides use
-//! col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time ([`Prepared`]).
-//! Samples run in parallel when the batch is at least the thread count, otherwise each kernel
-//! splits its own work across threads; the direct kernel reading in place takes the whole
-//! batch in one call and splits its register tiles over the threads itself. Patch matrices and padded inputs live in a per-thread
-//! scratch buffer reused by every convolution.
+//! kernel row, or im2col + one GEMM (large weights, small planes with more than 64 channels 3×3,
+//! CPUs without AVX-512). On the GEMM routes the output starts as bias (+ residual) and the
+//! GEMM accumulates into it. The input gradient at stride 1 is itself a convolution (of dY with
+//! the flipped, channel-swapped kernel), so it runs on the same kernels as the forward pass;
+//! other strides use col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time
+//! ([`Prepared`]). Samples run in parallel when the batch is at least the thread count,
+//! otherwise each kernel splits its own work across threads; the direct kernel reading in place
+//! takes the whole batch in one call and splits its register tiles over the threads itself.
+//! Patch matrices and padded inputs live in a per-thread scratch buffer reused by every
+//! convolution.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -459,7 +460,7 @@ impl Conv {
         let par_samples = d.n >= rayon::current_num_threads();
         let ws = w.fs();
         let use_direct = match kernel {
-            Kernel::Auto => direct::applies(&geo, d.mg),
+            Kernel::Auto => direct::applies(&geo, d.mg, g),
             Kernel::Direct => direct::available(),
             _ => false,
         };
