@@ -2,6 +2,8 @@
 //! layout the model expects, an optional normalization it expects outside its graph, the
 //! number of classes and where its penultimate features are.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -52,8 +54,8 @@ pub struct LossGrad {
 #[derive(Debug)]
 pub struct Forward<'m> {
     model: &'m Model,
-    /// The activations of each chunk of the batch (see [`CHUNK`]), with its sample count.
-    parts: Vec<(usize, Vec<Option<Tensor>>)>,
+    /// The activations of each chunk of the batch (see [`CHUNK`]), with its samples.
+    parts: Vec<(Range<usize>, Vec<Option<Tensor>>)>,
     logits: Vec<f32>,
 }
 
@@ -66,7 +68,7 @@ pub struct Forward<'m> {
 const CHUNK: usize = 8;
 
 /// Splits `n` samples into balanced consecutive chunks of at most [`CHUNK`].
-fn chunks(n: usize) -> Vec<std::ops::Range<usize>> {
+fn chunks(n: usize) -> Vec<Range<usize>> {
     let k = n.div_ceil(CHUNK).max(1);
     (0..k).map(|i| i * n / k..(i + 1) * n / k).collect()
 }
@@ -272,15 +274,16 @@ impl Model {
             .collect()
     }
 
-    /// The batch as chunk tensors (see [`CHUNK`]), each with its sample count.
-    fn parts(&self, images: &[f32]) -> Result<Vec<(usize, Tensor)>> {
+    /// The batch as chunk tensors (see [`CHUNK`]), each with its samples.
+    fn parts(&self, images: &[f32]) -> Result<Vec<(Range<usize>, Tensor)>> {
         let (n, [c, h, w]) = self.count(images)?;
         let per = c * h * w;
         Ok(chunks(n)
             .into_iter()
             .map(|r| {
                 let x = images[r.start * per..r.end * per].to_vec();
-                (r.len(), Tensor::f32(vec![r.len(), c, h, w], x))
+                let t = Tensor::f32(vec![r.len(), c, h, w], x);
+                (r, t)
             })
             .collect())
     }
@@ -319,7 +322,7 @@ impl Model {
         let parts = self.parts(images)?;
         let logits = parts
             .into_par_iter()
-            .map(|(n, x)| self.logits_of(&self.graph.run(x, false, &[])?, n))
+            .map(|(r, x)| self.logits_of(&self.graph.run(x, false, &[])?, r.len()))
             .collect::<Result<Vec<_>>>()?;
         Ok(logits.concat())
     }
@@ -334,13 +337,13 @@ impl Model {
         let parts = self
             .parts(images)?
             .into_par_iter()
-            .map(|(n, x)| {
+            .map(|(r, x)| {
                 let vals = self.graph.run(x, false, &ids)?;
                 let feats = ids
                     .iter()
                     .map(|&v| self.value(&vals, v))
                     .collect::<Result<Vec<_>>>()?;
-                Ok((self.logits_of(&vals, n)?, feats))
+                Ok((self.logits_of(&vals, r.len())?, feats))
             })
             .collect::<Result<Vec<_>>>()?;
         let mut logits = Vec::new();
@@ -366,21 +369,13 @@ impl Model {
         let (n, _) = self.count(images)?;
         let k = self.classes;
         loss.check(n * k, k)?;
-        let parts = self.parts(images)?;
-        let starts: Vec<usize> = parts
-            .iter()
-            .scan(0, |at, (m, _)| {
-                *at += m;
-                Some(*at - m)
-            })
-            .collect();
-        let done = parts
+        let done = self
+            .parts(images)?
             .into_par_iter()
-            .zip(starts)
-            .map(|((m, x), s)| {
+            .map(|(r, x)| {
                 let vals = self.graph.run(x, true, &[])?;
-                let z = self.logits_of(&vals, m)?;
-                let (values, seed) = loss.samples(s..s + m, k).evaluate(&z, k)?;
+                let z = self.logits_of(&vals, r.len())?;
+                let (values, seed) = loss.samples(r, k).evaluate(&z, k)?;
                 let grad = self.backward_from(&vals, seed)?;
                 Ok((z, values, grad))
             })
@@ -414,11 +409,11 @@ impl Model {
         let parts = self
             .parts(images)?
             .into_par_iter()
-            .map(|(n, x)| Ok((n, self.graph.run(x, true, &[])?)))
+            .map(|(r, x)| Ok((r, self.graph.run(x, true, &[])?)))
             .collect::<Result<Vec<_>>>()?;
         let mut logits = Vec::new();
-        for (n, vals) in &parts {
-            logits.extend(self.logits_of(vals, *n)?);
+        for (r, vals) in &parts {
+            logits.extend(self.logits_of(vals, r.len())?);
         }
         Ok(Forward {
             model: self,
@@ -491,19 +486,12 @@ impl Forward<'_> {
     }
     fn backward_seed(&self, seed: Vec<f32>) -> Result<Vec<f32>> {
         let k = self.model.classes;
-        let mut starts = Vec::with_capacity(self.parts.len());
-        let mut at = 0;
-        for (n, _) in &self.parts {
-            starts.push(at);
-            at += n;
-        }
         let grads = self
             .parts
             .par_iter()
-            .zip(starts)
-            .map(|((n, vals), s)| {
-                self.model
-                    .backward_from(vals, seed[s * k..(s + n) * k].to_vec())
+            .map(|(r, vals)| {
+                let seed = seed[r.start * k..r.end * k].to_vec();
+                self.model.backward_from(vals, seed)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(grads.concat())

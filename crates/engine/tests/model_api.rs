@@ -152,3 +152,60 @@ fn results_are_identical_across_runs_for_a_given_thread_count() {
         assert_eq!(a.grad, b.grad, "{threads} threads");
     }
 }
+
+#[test]
+fn batches_split_into_chunks_give_each_sample_its_own_results() {
+    // 19 samples run as three chunks; every per-sample result must match that sample run alone
+    // (a chunk given another chunk's labels, seeds or rows would not).
+    let mut m = linear(vec![], 12, 3);
+    m.prepare([3, 2, 2], None).unwrap();
+    let n = 19;
+    let x: Vec<f32> = (0..n * 12).map(|i| ((i * 7) % 23) as f32 / 23.0).collect();
+    let labels: Vec<usize> = (0..n).map(|i| (i / 2 + i / 5) % 3).collect();
+    let w: Vec<f32> = (0..n * 3).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
+    let all = m
+        .loss_grad(&x, &Loss::CrossEntropy { labels: &labels })
+        .unwrap();
+    let f = m.forward(&x).unwrap();
+    let jac = f.input_grad(&w).unwrap();
+    let tap = f.tap("penultimate").unwrap();
+    assert_eq!(tap.shape()[0], n);
+    let close = |a: &[f32], b: &[f32]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(p, q)| (p - q).abs() <= 1e-5)
+    };
+    for i in 0..n {
+        let xi = &x[i * 12..(i + 1) * 12];
+        let one = m
+            .loss_grad(
+                xi,
+                &Loss::CrossEntropy {
+                    labels: &labels[i..i + 1],
+                },
+            )
+            .unwrap();
+        assert!(
+            close(&all.logits[i * 3..(i + 1) * 3], &one.logits),
+            "logits of {i}"
+        );
+        assert!(close(&all.loss[i..i + 1], &one.loss), "loss of {i}");
+        assert!(
+            close(&all.grad[i * 12..(i + 1) * 12], &one.grad),
+            "gradient of {i}"
+        );
+        let wi = &w[i * 3..(i + 1) * 3];
+        let gi = m.loss_grad(xi, &Loss::Weights(wi)).unwrap().grad;
+        assert!(close(&jac[i * 12..(i + 1) * 12], &gi), "input_grad of {i}");
+        assert!(
+            close(&tap.as_f32().unwrap()[i * 12..(i + 1) * 12], xi),
+            "tap of {i}"
+        );
+    }
+    // A label out of range is reported with its index in the whole batch.
+    let mut bad = labels.clone();
+    bad[17] = 3;
+    let err = m
+        .loss_grad(&x, &Loss::CrossEntropy { labels: &bad })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sample 17"), "{err}");
+}

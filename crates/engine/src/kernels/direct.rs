@@ -136,8 +136,7 @@ pub(crate) struct Plan {
     /// Stride 1 with `ow ≤ w`: the kernel reads the input itself, wide positions have the
     /// input's row pitch, and the lane masks stand in for the padding.
     in_place: bool,
-    /// Padded width, phase-plane width, one phase plane, one channel's planes (padded route).
-    wp: usize,
+    /// Phase-plane width, one phase plane, one channel's planes (padded route).
     wq: usize,
     phase: usize,
     plane: usize,
@@ -243,7 +242,6 @@ impl Plan {
             g: *g,
             mg,
             in_place,
-            wp,
             wq,
             phase,
             plane,
@@ -300,42 +298,27 @@ impl Plan {
         assert_eq!(packed.len(), self.blocks * c * taps * MB);
         assert!(bias.is_none_or(|b| b.len() == mg));
         assert!(residual.is_none_or(|r| r.len() == y.len()));
-        let (sh, sw, wp, wq, phase, plane) = (g.sh, g.sw, self.wp, self.wq, self.phase, self.plane);
+        let (sh, sw, wq, phase, plane) = (g.sh, g.sw, self.wq, self.phase, self.plane);
         let xp: &[f32] = if self.in_place {
             x
         } else {
             scratch.resize(self.len, 0.0);
-            if sh == 1 && sw == 1 {
-                // Only the border is zeroed, the interior is copied row by row.
-                let (top, bottom) = (g.pt * wp, (g.pt + g.h) * wp);
-                for ci in 0..c {
-                    let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                    let dst = &mut scratch[ci * plane..(ci + 1) * plane];
-                    dst[..top + g.pl].fill(0.0);
-                    for (r, row) in src.chunks_exact(g.w).enumerate() {
-                        let at = (g.pt + r) * wp + g.pl;
-                        dst[at..at + g.w].copy_from_slice(row);
-                        let next = (at + wp).min(plane);
-                        dst[at + g.w..next].fill(0.0);
-                    }
-                    dst[bottom..].fill(0.0);
-                }
-            } else {
-                scratch[..c * plane].fill(0.0);
-                for ci in 0..c {
-                    let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                    let dst = &mut scratch[ci * plane..(ci + 1) * plane];
-                    for (iy, row) in src.chunks_exact(g.w).enumerate() {
-                        let (a, r) = ((g.pt + iy) % sh, (g.pt + iy) / sh);
-                        // Padded column `pl + ix` goes to phase `(pl + ix) mod sw`, column
-                        // `(pl + ix) / sw`: per phase, a strided run of the row.
-                        for ix0 in 0..sw.min(g.w) {
-                            let (b, col) = ((g.pl + ix0) % sw, (g.pl + ix0) / sw);
-                            let at = (a * sw + b) * phase + r * wq + col;
-                            let run = row[ix0..].iter().step_by(sw);
-                            for (d, &v) in dst[at..].iter_mut().zip(run) {
-                                *d = v;
-                            }
+            // Only strides above 1 and pads wider than the kernel come here (rare enough that
+            // zeroing the whole buffer first costs nothing that matters).
+            scratch[..c * plane].fill(0.0);
+            for ci in 0..c {
+                let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                let dst = &mut scratch[ci * plane..(ci + 1) * plane];
+                for (iy, row) in src.chunks_exact(g.w).enumerate() {
+                    let (a, r) = ((g.pt + iy) % sh, (g.pt + iy) / sh);
+                    // Padded column `pl + ix` goes to phase `(pl + ix) mod sw`, column
+                    // `(pl + ix) / sw`: per phase, a strided run of the row.
+                    for ix0 in 0..sw.min(g.w) {
+                        let (b, col) = ((g.pl + ix0) % sw, (g.pl + ix0) / sw);
+                        let at = (a * sw + b) * phase + r * wq + col;
+                        let run = row[ix0..].iter().step_by(sw);
+                        for (d, &v) in dst[at..].iter_mut().zip(run) {
+                            *d = v;
                         }
                     }
                 }
