@@ -263,7 +263,8 @@ impl Conv {
     fn pack_direct(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
         let s = w.shape();
         let g = self.group.max(1);
-        if !direct::available() || s.len() < 3 || !s[0].is_multiple_of(g) {
+        let isa = direct::isa()?;
+        if s.len() < 3 || !s[0].is_multiple_of(g) {
             return None;
         }
         let (mg, c, taps) = (s[0] / g, s[1], s[2..].iter().product::<usize>());
@@ -271,7 +272,7 @@ impl Conv {
         (per > 0 && per <= direct::MAX_WEIGHTS).then(|| {
             w.fs()
                 .chunks(per)
-                .map(|wg| direct::pack_weights(mg, c, taps, wg))
+                .map(|wg| direct::pack_weights(isa, mg, c, taps, wg))
                 .collect()
         })
     }
@@ -473,7 +474,8 @@ impl Conv {
                     None => (0..g)
                         .map(|gi| {
                             let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
-                            direct::pack_weights(d.mg, d.cg, taps, wg)
+                            let isa = direct::isa().expect("direct kernel chosen");
+                            direct::pack_weights(isa, d.mg, d.cg, taps, wg)
                         })
                         .collect(),
                 };
