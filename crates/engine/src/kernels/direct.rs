@@ -6,8 +6,9 @@
 //! the image. At stride 1 with `ow ≤ w` (any "same" or unpadded convolution) it reads the
 //! input in place: "wide" position `q = oy·w + ox` (the input's row pitch, so `q` is the output
 //! index itself for a "same" convolution), and tap `(i, j)` of every position reads `x[c, q +
-//! (i·dh − pt)·w + (j·dw − pl)]`: one flat run per tap over any number of output rows. Lanes whose tap falls in the
-//! padding (off the image's top, bottom or a row end) are masked off the load, so they add
+//! (i·dh − pt)·w + (j·dw − pl)]`: one flat run per tap over any number of output rows. Lanes
+//! whose tap falls in the padding (off the image's top, bottom or a row end) are masked off
+//! the load, so they add
 //! zero and no padded copy is made; the masks depend only on the geometry and are worked out
 //! once per call. Other strides (and wider pads) copy the input once into zero-padded phase
 //! planes, on which they become stride 1 (see [`Plan`]), with wide positions at the phase
@@ -15,12 +16,13 @@
 //! stores).
 //!
 //! Why it is fast: the microkernel keeps an `MB × PV` block of accumulators (`MB` output
-//! channels × `PV` vectors of 16 or 8 positions, per [`Isa`]) in registers for the whole reduction over channels
-//! and taps; each step loads `PV` input vectors and broadcasts `MB` weights for `MB·PV` fused
-//! multiply-adds, and nothing is written until the block is done. The input tile of a block of
-//! positions stays in L1 across the output-channel blocks, the weights are packed (at load
-//! time, when they are constant) in the order the steps read them, and on small planes a tile's vectors may come
-//! from different samples, so that an 8×8 plane (4 vectors) still fills whole tiles. im2col +
+//! channels × `PV` vectors of 16 or 8 positions, per [`Isa`]) in registers for the whole
+//! reduction over channels and taps; each step loads `PV` input vectors and broadcasts `MB`
+//! weights for `MB·PV` fused multiply-adds, and nothing is written until the block is done.
+//! The input tile of a block of positions stays in L1 across the output-channel blocks, the
+//! weights are packed (at load time, when they are constant) in the order the steps read them,
+//! and on small planes a tile's vectors may come from different samples, so that an 8×8 plane
+//! (4 vectors of 16) still fills whole tiles. im2col +
 //! GEMM instead writes and re-reads a patch matrix 9× (3×3) the input's size and repacks it
 //! inside the GEMM; for the 16–64 channel layers of CIFAR networks that traffic cost about as
 //! much as the products.
@@ -36,8 +38,11 @@ use super::im2col::Geometry;
 /// The most vectors of wide positions per register tile of any instruction set (the tile
 /// shapes are `avx512::{MB, PV}` and `avx2::{MB, PV}`).
 const PV_MAX: usize = 3;
-/// The most output channels per register tile and lanes per vector of any instruction set.
+/// The most output channels per register tile of any instruction set.
 const MB_MAX: usize = 8;
+const _: () = assert!(
+    avx512::PV <= PV_MAX && avx2::PV <= PV_MAX && avx512::MB <= MB_MAX && avx2::MB <= MB_MAX
+);
 
 /// The instruction set the microkernel runs on; it fixes the register tile's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,7 +160,8 @@ pub(crate) const MAX_WEIGHTS: usize = 256 * 256 * 9;
 
 /// Input channels per step of the reduction: a tile runs all taps over `CB` channels, then
 /// the next `CB`, so that the input rows it reads (`CB` channels × a few rows) stay in L1
-/// across the taps while each tap's lane masks stay in mask registers over the channels.
+/// across the taps while each tap's lane masks stay in (AVX-512) mask registers over the
+/// channels.
 /// Where one channel's plane is a multiple of 4 KiB (32×32 in place), every channel's rows
 /// fall in the same L1 sets, and 16 of them overflow its 12 ways: there the steps go over
 /// halves of `CB` (`kernel_speeds`, direct / best GEMM, three runs each: 16 channels at
@@ -417,9 +423,10 @@ impl Plan {
         };
         // Register tiles split a span of vectors evenly (1 to `PV` each). A span is one
         // sample's vectors, so that a sample's input and outputs stay in cache while its
-        // tiles run, except on planes of fewer than `4·PV` vectors (8×8), whose tiles run over
-        // the vectors of all samples in turn so as to fill whole tiles, and on planes of under
-        // 128 vectors that are not a multiple of `PV` (16×16), whose spans take `PV` samples:
+        // tiles run, except on planes of fewer than `4·PV` vectors (8×8 at 16 lanes), whose
+        // tiles run over the vectors of all samples in turn so as to fill whole tiles, and on
+        // planes of under 128 vectors that are not a multiple of `PV` (16×16 at 16 lanes),
+        // whose spans take `PV` samples:
         // the `PV − 1`-vector tiles measured about a quarter slower per vector.
         let vectors = self.vectors;
         let span = if vectors < 4 * PV {
@@ -482,7 +489,8 @@ impl Plan {
             let w = &packed[b * c * taps * MB..(b + 1) * c * taps * MB];
             // SAFETY: on the padded route the reads stay inside `xp` (slack above); in place,
             // only lanes whose mask bit is set are read, each inside its sample's image (see
-            // `Plan::new`); the weights inside `w`. The masked stores write only output
+            // `Plan::with_isa`); the weights inside `w`. The stores (masked, or whole vectors
+            // where a run covers every lane) write only output
             // channels `m0..m0 + mb` at the outputs of vectors `v0..v1`, which no other tile
             // writes, and the residual is read at the same elements.
             let dims = (c, self.cstride, self.sub);
@@ -590,6 +598,7 @@ mod avx512 {
         w: *const f32,
         epi: &Epilogue,
     ) {
+        debug_assert!((1..=PV).contains(&nv));
         match nv {
             1 => kernel::<1>(xs, ms, c, cstride, sub, offsets, w, epi),
             2 => kernel::<2>(xs, ms, c, cstride, sub, offsets, w, epi),
@@ -691,9 +700,9 @@ mod avx512 {
 /// The AVX2 + FMA microkernel (16 registers of 8 lanes): `MB × PV` accumulators. There are no
 /// mask registers, so each tap first checks whether all its lanes read the image; only then
 /// do the loads go unmasked, else they take `vmaskmovps` with lane masks made from the bits
-/// (on a 32×32 plane, the taps of the middle kernel column and every tap of the vectors that
-/// neither start nor end a row). The epilogue stores whole vectors wherever a run covers all
-/// lanes (AMD's masked store is microcoded).
+/// (away from the top and bottom rows of a 56×56 plane, that is the taps of the middle kernel
+/// column and every tap of the vectors that neither start nor end a row). The epilogue stores
+/// whole vectors wherever a run covers all lanes, and masks only the others.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Epilogue, CB, PV_MAX};
@@ -719,6 +728,7 @@ mod avx2 {
         w: *const f32,
         epi: &Epilogue,
     ) {
+        debug_assert!((1..=PV).contains(&nv));
         match nv {
             1 => kernel::<1>(xs, ms, c, cstride, sub, offsets, w, epi),
             _ => kernel::<PV>(xs, ms, c, cstride, sub, offsets, w, epi),
@@ -873,7 +883,7 @@ mod avx512 {
 #[cfg(not(target_arch = "x86_64"))]
 mod avx2 {
     pub(super) use super::unsupported::block;
-    pub(super) const MB: usize = 4;
+    pub(super) const MB: usize = 6;
     pub(super) const PV: usize = 2;
 }
 #[cfg(not(target_arch = "x86_64"))]
