@@ -58,8 +58,8 @@ impl Isa {
     /// Lanes per vector.
     pub(crate) fn lanes(self) -> usize {
         match self {
-            Isa::Avx512 => 16,
-            Isa::Avx2 => 8,
+            Isa::Avx512 => avx512::L,
+            Isa::Avx2 => avx2::L,
         }
     }
 
@@ -585,7 +585,7 @@ mod avx512 {
     /// 4 × 7, which needs 36 registers, 30 % slower).
     pub(super) const MB: usize = 8;
     pub(super) const PV: usize = 3;
-    const L: usize = 16;
+    pub(super) const L: usize = 16;
 
     /// Dispatches to the microkernel instantiated for `nv` vectors (1 to `PV`).
     #[allow(clippy::too_many_arguments)]
@@ -715,7 +715,7 @@ mod avx2 {
     /// 16 or 32 output channels leave 2 of 18 or 36 lanes of output channels idle.
     pub(super) const MB: usize = 6;
     pub(super) const PV: usize = 2;
-    const L: usize = 8;
+    pub(super) const L: usize = 8;
 
     /// Dispatches to the microkernel instantiated for `nv` vectors (1 to `PV`).
     #[allow(clippy::too_many_arguments)]
@@ -879,12 +879,14 @@ mod avx512 {
     pub(super) use super::unsupported::block;
     pub(super) const MB: usize = 8;
     pub(super) const PV: usize = 3;
+    pub(super) const L: usize = 16;
 }
 #[cfg(not(target_arch = "x86_64"))]
 mod avx2 {
     pub(super) use super::unsupported::block;
     pub(super) const MB: usize = 6;
     pub(super) const PV: usize = 2;
+    pub(super) const L: usize = 8;
 }
 #[cfg(not(target_arch = "x86_64"))]
 mod unsupported {
@@ -971,35 +973,35 @@ mod tests {
             }
             // Every instruction set this CPU runs (none: nothing to check here).
             for isa in Isa::supported() {
-            let packed = pack_weights(isa, mg, c, kh * kw, &wt);
-            // NaN until written: an output the kernel skipped fails the comparison below.
-            let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); n * out_len];
-            let mut scratch = vec![f32::NAN; 7];
-            let mut plan = Plan::with_isa(&g, mg, isa);
-            if half {
-                // The steps of half a chunk that planes of a multiple of 4 KiB take.
-                plan.sub = CB / 2;
-            }
-            let bias = use_b.then_some(&b[..]);
-            if plan.in_place() {
-                // The whole batch in one call: tiles may span samples.
-                let res = use_r.then_some(&r[..]);
-                plan.run(&packed, &x, &mut y, bias, res, relu, &mut scratch, parallel);
-            } else {
-                for s in 0..n {
-                    let res = use_r.then_some(&r[s * out_len..(s + 1) * out_len]);
-                    let (xs, ys) = (&x[s * in_len..(s + 1) * in_len], &mut y[s * out_len..(s + 1) * out_len]);
-                    plan.run(&packed, xs, ys, bias, res, relu, &mut scratch, parallel);
+                let packed = pack_weights(isa, mg, c, kh * kw, &wt);
+                // NaN until written: an output the kernel skipped fails the comparison below.
+                let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); n * out_len];
+                let mut scratch = vec![f32::NAN; 7];
+                let mut plan = Plan::with_isa(&g, mg, isa);
+                if half {
+                    // The steps of half a chunk that planes of a multiple of 4 KiB take.
+                    plan.sub = CB / 2;
                 }
-            }
-            // SAFETY: every element was initialised (to NaN) before the call.
-            let got: Vec<f32> = y.iter().map(|v| unsafe { v.assume_init() }).collect();
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                proptest::prop_assert!(
-                    (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()) * (c * kh * kw) as f64,
-                    "{isa:?}, output {i}: {g} vs {w}"
-                );
-            }
+                let bias = use_b.then_some(&b[..]);
+                if plan.in_place() {
+                    // The whole batch in one call: tiles may span samples.
+                    let res = use_r.then_some(&r[..]);
+                    plan.run(&packed, &x, &mut y, bias, res, relu, &mut scratch, parallel);
+                } else {
+                    for s in 0..n {
+                        let res = use_r.then_some(&r[s * out_len..(s + 1) * out_len]);
+                        let (xs, ys) = (&x[s * in_len..(s + 1) * in_len], &mut y[s * out_len..(s + 1) * out_len]);
+                        plan.run(&packed, xs, ys, bias, res, relu, &mut scratch, parallel);
+                    }
+                }
+                // SAFETY: every element was initialised (to NaN) before the call.
+                let got: Vec<f32> = y.iter().map(|v| unsafe { v.assume_init() }).collect();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    proptest::prop_assert!(
+                        (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()) * (c * kh * kw) as f64,
+                        "{isa:?}, output {i}: {g} vs {w}"
+                    );
+                }
             }
         }
     }

@@ -471,13 +471,15 @@ impl Conv {
             let packed: Cow<[Vec<f32>]> =
                 match self.prepared_for(w).and_then(|p| p.direct.as_deref()) {
                     Some(p) => Cow::Borrowed(p),
-                    None => (0..g)
-                        .map(|gi| {
-                            let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
-                            let isa = direct::isa().expect("direct kernel chosen");
-                            direct::pack_weights(isa, d.mg, d.cg, taps, wg)
-                        })
-                        .collect(),
+                    None => {
+                        let isa = direct::isa().expect("direct kernel chosen");
+                        (0..g)
+                            .map(|gi| {
+                                let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
+                                direct::pack_weights(isa, d.mg, d.cg, taps, wg)
+                            })
+                            .collect()
+                    }
                 };
             let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
             let gl = d.mg * geo.cols();
