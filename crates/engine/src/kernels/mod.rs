@@ -2,6 +2,7 @@
 //! interface (`Model`) exposes tensors and gradients, never how they are computed, so that a
 //! different backend can later sit behind it.
 
+pub(crate) mod channel_lanes;
 pub(crate) mod direct;
 pub(crate) mod im2col;
 pub(crate) mod rowshift;

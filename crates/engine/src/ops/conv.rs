@@ -1,9 +1,11 @@
 //! Conv (1-D and 2-D, groups, dilations, strides, pads, auto_pad) with an optional residual add
-//! and ReLU epilogue (see `fused_conv`), on one of three kernels chosen per layer by measured speed
-//! ([`Kernel::Auto`]): the direct AVX-512 kernel of `kernels::direct` (no patch matrix, epilogue
-//! in registers) for most layers, the column-shift matrix of `kernels::rowshift` + one GEMM per
-//! kernel row, or im2col + one GEMM (large weights, small planes with more than 64 channels 3×3,
-//! CPUs without AVX-512). On the GEMM routes the output starts as bias (+ residual) and the
+//! and ReLU epilogue (see `fused_conv`), on one of four kernels chosen per layer by measured
+//! speed ([`Kernel::Auto`]): on CPUs with AVX2 but not AVX-512, the channel-lanes kernel of
+//! `kernels::channel_lanes` (output channels in the vector lanes) for all but the layers with
+//! many channels on small planes; with AVX-512, the direct kernel of `kernels::direct` (no
+//! patch matrix, epilogue in registers) for most layers; elsewhere the column-shift matrix of
+//! `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large weights, small
+//! planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM routes the output starts as bias (+ residual) and the
 //! GEMM accumulates into it. The input gradient at stride 1 is itself a convolution (of dY with
 //! the flipped, channel-swapped kernel), so it runs on the same kernels as the forward pass;
 //! other strides use col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time
@@ -21,7 +23,7 @@ use rayon::prelude::*;
 use super::{impl_any, input_f32, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::im2col::{col2im, im2col, Geometry};
-use crate::kernels::{direct, rowshift};
+use crate::kernels::{channel_lanes, direct, rowshift};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
 
@@ -177,16 +179,26 @@ impl Window {
     }
 }
 
+/// Whether the channel-lanes kernel comes before the others: where the CPU has AVX2 + FMA but
+/// not AVX-512 (on AVX-512 the direct kernel's 16-lane tiles measured faster than GEMM on
+/// most layers; the channel-lanes kernel has not been measured there).
+fn lanes_first() -> bool {
+    direct::isa() == Some(direct::Isa::Avx2)
+}
+
 /// Which kernel computes a convolution's products (the proptests run each one explicitly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Kernel {
-    /// The fastest that applies: the direct kernel where [`direct::applies`], else the
-    /// column-shift matrix where [`rowshift::applies`], else im2col (or the input itself for an
-    /// unpadded stride-1 1×1 kernel).
+    /// The fastest that applies: the channel-lanes kernel where it comes first and
+    /// [`channel_lanes::applies`], else the direct kernel where [`direct::applies`], else the
+    /// column-shift matrix where [`rowshift::applies`], else im2col (or the input itself for
+    /// an unpadded stride-1 1×1 kernel).
     Auto,
     /// The direct SIMD kernel wherever the CPU has it.
     Direct,
+    /// The channel-lanes kernel wherever the CPU has AVX2 + FMA.
+    ChannelLanes,
     /// Full im2col + one GEMM per sample and group.
     Im2col,
     /// The column-shift matrix + one GEMM per kernel row, wherever [`rowshift::fits`].
@@ -215,6 +227,9 @@ pub(crate) struct Prepared {
     group: usize,
     /// The direct kernel's packing, per group (None where the kernel does not run).
     direct: Option<Vec<Vec<f32>>>,
+    /// The channel-lanes kernel's packing, per group (None where it is not the first
+    /// choice: see [`lanes_first`]).
+    lanes: Option<Vec<Vec<f32>>>,
     /// The input-gradient convolution's weights (flipped, channel axes swapped), prepared too.
     transposed: Option<(Tensor, Arc<Prepared>)>,
 }
@@ -237,12 +252,14 @@ impl Conv {
             // The input-gradient convolution is built with the resolved group count.
             group: self.group.max(1),
             direct: self.pack_direct(&wt),
+            lanes: self.pack_lanes(&wt),
             transposed: None,
         };
         let prepared = Prepared {
             shape: w.shape().to_vec(),
             group: self.group,
             direct: self.pack_direct(w),
+            lanes: self.pack_lanes(w),
             transposed: Some((wt, Arc::new(inner))),
         };
         Ok(Conv {
@@ -273,6 +290,24 @@ impl Conv {
             w.fs()
                 .chunks(per)
                 .map(|wg| direct::pack_weights(isa, mg, c, taps, wg))
+                .collect()
+        })
+    }
+
+    /// The channel-lanes kernel's packing of `w[M × C/g × kh × kw]` per group, where that
+    /// kernel is the first choice.
+    fn pack_lanes(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
+        let s = w.shape();
+        let g = self.group.max(1);
+        if !lanes_first() || s.len() < 3 || !s[0].is_multiple_of(g) {
+            return None;
+        }
+        let (mg, c, taps) = (s[0] / g, s[1], s[2..].iter().product::<usize>());
+        let per = mg * c * taps;
+        (per > 0).then(|| {
+            w.fs()
+                .chunks(per)
+                .map(|wg| channel_lanes::pack_weights(mg, c, taps, wg))
                 .collect()
         })
     }
@@ -460,11 +495,48 @@ impl Conv {
         let k = geo.rows();
         let par_samples = d.n >= rayon::current_num_threads();
         let ws = w.fs();
-        let use_direct = match kernel {
-            Kernel::Auto => direct::applies(&geo, d.mg, g),
-            Kernel::Direct => direct::available(),
+        let use_lanes = match kernel {
+            Kernel::Auto => lanes_first() && channel_lanes::applies(&geo),
+            Kernel::ChannelLanes => channel_lanes::available(),
             _ => false,
         };
+        let use_direct = !use_lanes
+            && match kernel {
+                Kernel::Auto => direct::applies(&geo, d.mg, g),
+                Kernel::Direct => direct::available(),
+                _ => false,
+            };
+        if use_lanes {
+            let taps = geo.kh * geo.kw;
+            let packed: Cow<[Vec<f32>]> =
+                match self.prepared_for(w).and_then(|p| p.lanes.as_deref()) {
+                    Some(p) => Cow::Borrowed(p),
+                    None => (0..g)
+                        .map(|gi| {
+                            let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
+                            channel_lanes::pack_weights(d.mg, d.cg, taps, wg)
+                        })
+                        .collect(),
+                };
+            let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
+            let gl = d.mg * geo.cols();
+            let plan = channel_lanes::Plan::new(&geo, d.mg);
+            let one = |s: usize, yi: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
+                let xi = &xs[s * in_len..(s + 1) * in_len];
+                for (gi, yg) in yi.chunks_mut(gl).enumerate() {
+                    let xg = &xi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
+                    let bg = bias.map(|b| &b[gi * d.mg..(gi + 1) * d.mg]);
+                    let at = s * out_len + gi * gl;
+                    let rg = residual.map(|r| &r[at..at + gl]);
+                    plan.run(&packed[gi], xg, yg, bg, rg, relu, col, !par_samples);
+                }
+            };
+            let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
+            each_sample(spare, out_len, par_samples, one);
+            // SAFETY: `Plan::run` wrote every element of every sample's output.
+            unsafe { out.set_len(d.n * out_len) };
+            return Ok(Tensor::f32(d.out_shape, out));
+        }
         if use_direct {
             // The direct kernel writes every output once, epilogue included.
             let taps = geo.kh * geo.kw;
@@ -843,7 +915,12 @@ mod tests {
         assert!(conv.forward_fused(&empty, &w0, None, None, false).is_err());
         // ceil_mode belongs to pools: a Conv carrying it computes the plain convolution.
         let plain = conv.forward_fused(&x, &w, None, None, false).unwrap();
-        for kernel in [Kernel::Auto, Kernel::Direct, Kernel::Im2col] {
+        for kernel in [
+            Kernel::Auto,
+            Kernel::Direct,
+            Kernel::ChannelLanes,
+            Kernel::Im2col,
+        ] {
             let ceil = Conv::new(win(true), 1)
                 .forward_with(&x, &w, None, None, false, kernel)
                 .unwrap();
@@ -907,7 +984,7 @@ mod tests {
             // With weights prepared at load time and without.
             let prepared = conv.with_prepared(&wtt).unwrap();
             for conv in [&conv, &prepared] {
-                for kernel in [Kernel::Auto, Kernel::Direct, Kernel::Im2col, Kernel::RowShift] {
+                for kernel in [Kernel::Auto, Kernel::Direct, Kernel::ChannelLanes, Kernel::Im2col, Kernel::RowShift] {
                     let got = conv
                         .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                         .unwrap();
@@ -982,6 +1059,8 @@ mod kernel_speeds {
                 }
                 macs / best / 1e9
             };
+            let lanes = rate(Kernel::ChannelLanes);
+            eprintln!("{c:>4} channels {hw:>3}x{hw:<3} channel lanes {lanes:6.1}");
             let (d, r, i) = (
                 rate(Kernel::Direct),
                 rate(Kernel::RowShift),
