@@ -70,7 +70,7 @@ pub(crate) fn applies(g: &Geometry) -> bool {
 
 /// The register tile for `mg` output channels: `(NB, NP)`, `NB` blocks of `L` channels ×
 /// `NP` positions.
-fn tile_shape(mg: usize) -> (usize, usize) {
+pub(super) fn tile_shape(mg: usize) -> (usize, usize) {
     if mg > L {
         (2, 6)
     } else {
@@ -103,13 +103,13 @@ pub(crate) fn pack_weights(mg: usize, c: usize, taps: usize, w: &[f32]) -> Vec<f
 
 /// A raw output pointer shared by the threads of one call; each writes disjoint elements.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so that closures capture the `Sync` wrapper, not its field).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -272,23 +272,23 @@ impl Plan {
 
 /// Where a run's sums go: `out[m·ohw + p] = act(sum + residual[m·ohw + p])` for the group's
 /// first `channels` channels and the run's `positions` positions.
-struct Epilogue {
-    out: *mut f32,
-    residual: *const f32,
-    ohw: usize,
-    channels: usize,
-    positions: usize,
-    relu: bool,
+pub(super) struct Epilogue {
+    pub(super) out: *mut f32,
+    pub(super) residual: *const f32,
+    pub(super) ohw: usize,
+    pub(super) channels: usize,
+    pub(super) positions: usize,
+    pub(super) relu: bool,
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use super::{Epilogue, Geometry, L};
     use std::arch::x86_64::*;
 
     /// Dispatches to the tile shape for `nb` blocks.
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile(
+    pub(in crate::kernels) unsafe fn tile(
         nb: usize,
         x: *const f32,
         base: &[usize],
@@ -358,7 +358,7 @@ mod avx2 {
     /// last `w mod L` floats are copied one by one (`vmaskmovps` stores, even with an empty
     /// mask, took half of this function's time on Zen 3).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn pad(src: &[f32], dst: &mut [f32], g: &Geometry, wp: usize) {
+    pub(in crate::kernels) unsafe fn pad(src: &[f32], dst: &mut [f32], g: &Geometry, wp: usize) {
         let zero = _mm256_setzero_ps();
         let mut o = dst.as_mut_ptr();
         let zeros = |o: *mut f32, n: usize| {
@@ -391,7 +391,7 @@ mod avx2 {
     /// A run's sums `buf[positions][gl]` into the output: per block of 8 channels and 8
     /// positions, an 8×8 transpose in registers, so that each channel's 8 positions get the
     /// residual and ReLU and are stored as one vector (a partial block lane by lane).
-    pub(super) unsafe fn epilogue(buf: *const f32, gl: usize, epi: &Epilogue) {
+    pub(in crate::kernels) unsafe fn epilogue(buf: *const f32, gl: usize, epi: &Epilogue) {
         match (epi.residual.is_null(), epi.relu) {
             (true, false) => store::<false, false>(buf, gl, epi),
             (true, true) => store::<false, true>(buf, gl, epi),
@@ -471,11 +471,11 @@ mod avx2 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-mod avx2 {
+pub(super) mod avx2 {
     use super::Epilogue;
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile(
+    pub(in crate::kernels) unsafe fn tile(
         _: usize,
         _: *const f32,
         _: &[usize],
@@ -488,11 +488,11 @@ mod avx2 {
         unreachable!("the channel-lanes kernel is only chosen where `available()`")
     }
 
-    pub(super) unsafe fn epilogue(_: *const f32, _: usize, _: &Epilogue) {
+    pub(in crate::kernels) unsafe fn epilogue(_: *const f32, _: usize, _: &Epilogue) {
         unreachable!("the channel-lanes kernel is only chosen where `available()`")
     }
 
-    pub(super) unsafe fn pad(_: &[f32], _: &mut [f32], _: &super::Geometry, _: usize) {
+    pub(in crate::kernels) unsafe fn pad(_: &[f32], _: &mut [f32], _: &super::Geometry, _: usize) {
         unreachable!("the channel-lanes kernel is only chosen where `available()`")
     }
 }

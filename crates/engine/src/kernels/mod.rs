@@ -6,3 +6,4 @@ pub(crate) mod channel_lanes;
 pub(crate) mod direct;
 pub(crate) mod im2col;
 pub(crate) mod rowshift;
+pub(crate) mod winograd;

@@ -1,11 +1,13 @@
 //! Conv (1-D and 2-D, groups, dilations, strides, pads, auto_pad) with an optional residual add
-//! and ReLU epilogue (see `fused_conv`), on one of four kernels chosen per layer by measured
-//! speed ([`Kernel::Auto`]): on CPUs with AVX2 but not AVX-512, the channel-lanes kernel of
-//! `kernels::channel_lanes` (output channels in the vector lanes) for all but the layers with
-//! many channels on small planes; with AVX-512, the direct kernel of `kernels::direct` (no
-//! patch matrix, epilogue in registers) for most layers; elsewhere the column-shift matrix of
-//! `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large weights, small
-//! planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM routes the output starts as bias (+ residual) and the
+//! and ReLU epilogue (see `fused_conv`), on one of five kernels chosen per layer by measured
+//! speed ([`Kernel::Auto`]). On CPUs with AVX2 but not AVX-512: Winograd F(2×2, 3×3)
+//! (`kernels::winograd`) for 3×3 stride-1 layers of 32 input channels or more, the
+//! channel-lanes kernel of `kernels::channel_lanes` (output channels in the vector lanes) for
+//! the others, except layers with many channels on small planes. With AVX-512: the direct
+//! kernel of `kernels::direct` (no patch matrix, epilogue in registers) for most layers.
+//! Elsewhere: the column-shift matrix of `kernels::rowshift` + one GEMM per kernel row, or
+//! im2col + one GEMM (large weights, small planes with more than 64 channels 3×3, CPUs
+//! without AVX2). On the GEMM routes the output starts as bias (+ residual) and the
 //! GEMM accumulates into it. The input gradient at stride 1 is itself a convolution (of dY with
 //! the flipped, channel-swapped kernel), so it runs on the same kernels as the forward pass;
 //! other strides use col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time
@@ -23,7 +25,7 @@ use rayon::prelude::*;
 use super::{impl_any, input_f32, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::im2col::{col2im, im2col, Geometry};
-use crate::kernels::{channel_lanes, direct, rowshift};
+use crate::kernels::{channel_lanes, direct, rowshift, winograd};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
 
@@ -190,8 +192,9 @@ fn lanes_first() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Kernel {
-    /// The fastest that applies: the channel-lanes kernel where it comes first and
-    /// [`channel_lanes::applies`], else the direct kernel where [`direct::applies`], else the
+    /// The fastest that applies: where the channel-lanes kernels come first, Winograd where
+    /// [`winograd::applies`], else the channel-lanes kernel where [`channel_lanes::applies`];
+    /// else the direct kernel where [`direct::applies`], else the
     /// column-shift matrix where [`rowshift::applies`], else im2col (or the input itself for
     /// an unpadded stride-1 1×1 kernel).
     Auto,
@@ -199,6 +202,8 @@ pub(crate) enum Kernel {
     Direct,
     /// The channel-lanes kernel wherever the CPU has AVX2 + FMA.
     ChannelLanes,
+    /// Winograd F(2×2, 3×3) wherever [`winograd::fits`], else as [`Kernel::ChannelLanes`].
+    Winograd,
     /// Full im2col + one GEMM per sample and group.
     Im2col,
     /// The column-shift matrix + one GEMM per kernel row, wherever [`rowshift::fits`].
@@ -230,6 +235,8 @@ pub(crate) struct Prepared {
     /// The channel-lanes kernel's packing, per group (None where it is not the first
     /// choice: see [`lanes_first`]).
     lanes: Option<Vec<Vec<f32>>>,
+    /// The Winograd kernel's transformed weights, per group (None where it is not chosen).
+    winograd: Option<Vec<Vec<f32>>>,
     /// The input-gradient convolution's weights (flipped, channel axes swapped), prepared too.
     transposed: Option<(Tensor, Arc<Prepared>)>,
 }
@@ -253,6 +260,7 @@ impl Conv {
             group: self.group.max(1),
             direct: self.pack_direct(&wt),
             lanes: self.pack_lanes(&wt),
+            winograd: self.pack_winograd(&wt),
             transposed: None,
         };
         let prepared = Prepared {
@@ -260,6 +268,7 @@ impl Conv {
             group: self.group,
             direct: self.pack_direct(w),
             lanes: self.pack_lanes(w),
+            winograd: self.pack_winograd(w),
             transposed: Some((wt, Arc::new(inner))),
         };
         Ok(Conv {
@@ -308,6 +317,24 @@ impl Conv {
             w.fs()
                 .chunks(per)
                 .map(|wg| channel_lanes::pack_weights(mg, c, taps, wg))
+                .collect()
+        })
+    }
+
+    /// The Winograd kernel's transformed weights of `w[M × C/g × 3 × 3]` per group, where
+    /// the channel-lanes kernels come first.
+    fn pack_winograd(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
+        let s = w.shape();
+        let g = self.group.max(1);
+        if !lanes_first() || s.len() != 4 || s[2..] != [3, 3] || !s[0].is_multiple_of(g) {
+            return None;
+        }
+        let (mg, c) = (s[0] / g, s[1]);
+        let per = mg * c * 9;
+        (per > 0).then(|| {
+            w.fs()
+                .chunks(per)
+                .map(|wg| winograd::pack_weights(mg, c, wg))
                 .collect()
         })
     }
@@ -495,9 +522,44 @@ impl Conv {
         let k = geo.rows();
         let par_samples = d.n >= rayon::current_num_threads();
         let ws = w.fs();
+        let use_winograd = match kernel {
+            Kernel::Auto => lanes_first() && winograd::applies(&geo),
+            Kernel::Winograd => winograd::fits(&geo),
+            _ => false,
+        };
+        if use_winograd {
+            let packed: Cow<[Vec<f32>]> =
+                match self.prepared_for(w).and_then(|p| p.winograd.as_deref()) {
+                    Some(p) => Cow::Borrowed(p),
+                    None => (0..g)
+                        .map(|gi| {
+                            let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
+                            winograd::pack_weights(d.mg, d.cg, wg)
+                        })
+                        .collect(),
+                };
+            let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
+            let gl = d.mg * geo.cols();
+            let plan = winograd::Plan::new(&geo, d.mg);
+            let one = |s: usize, yi: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
+                let xi = &xs[s * in_len..(s + 1) * in_len];
+                for (gi, yg) in yi.chunks_mut(gl).enumerate() {
+                    let xg = &xi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
+                    let bg = bias.map(|b| &b[gi * d.mg..(gi + 1) * d.mg]);
+                    let at = s * out_len + gi * gl;
+                    let rg = residual.map(|r| &r[at..at + gl]);
+                    plan.run(&packed[gi], xg, yg, bg, rg, relu, col, !par_samples);
+                }
+            };
+            let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
+            each_sample(spare, out_len, par_samples, one);
+            // SAFETY: `Plan::run` wrote every element of every sample's output.
+            unsafe { out.set_len(d.n * out_len) };
+            return Ok(Tensor::f32(d.out_shape, out));
+        }
         let use_lanes = match kernel {
             Kernel::Auto => lanes_first() && channel_lanes::applies(&geo),
-            Kernel::ChannelLanes => channel_lanes::available(),
+            Kernel::ChannelLanes | Kernel::Winograd => channel_lanes::available(),
             _ => false,
         };
         let use_direct = !use_lanes
@@ -984,7 +1046,7 @@ mod tests {
             // With weights prepared at load time and without.
             let prepared = conv.with_prepared(&wtt).unwrap();
             for conv in [&conv, &prepared] {
-                for kernel in [Kernel::Auto, Kernel::Direct, Kernel::ChannelLanes, Kernel::Im2col, Kernel::RowShift] {
+                for kernel in [Kernel::Auto, Kernel::Direct, Kernel::ChannelLanes, Kernel::Winograd, Kernel::Im2col, Kernel::RowShift] {
                     let got = conv
                         .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                         .unwrap();
@@ -1060,7 +1122,7 @@ mod kernel_speeds {
                 macs / best / 1e9
             };
             let lanes = rate(Kernel::ChannelLanes);
-            eprintln!("{c:>4} channels {hw:>3}x{hw:<3} channel lanes {lanes:6.1}");
+            eprintln!("{c:>4} channels {hw:>3}x{hw:<3} channel lanes {lanes:6.1} GMAC/s");
             let (d, r, i) = (
                 rate(Kernel::Direct),
                 rate(Kernel::RowShift),
@@ -1069,6 +1131,79 @@ mod kernel_speeds {
             eprintln!(
                 "{c:>4} channels {hw:>3}x{hw:<3} direct {d:6.1}  column-shift {r:6.1}  im2col {i:6.1} GMAC/s  direct / best GEMM {:.2}",
                 d / r.max(i)
+            );
+        }
+    }
+}
+
+/// The measurement behind [`winograd::applies`] (a benchmark, not a check). Run with
+/// `cargo test --release -p faultline-engine winograd_speeds -- --ignored --nocapture`: on
+/// 8-sample batches of 3×3 same-padded layers it alternates the channel-lanes kernel and
+/// Winograd 15 times within one process and prints the median ratio (Winograd's speed over
+/// the channel-lanes kernel's), with each one's best rate in direct-convolution GMAC/s.
+/// `WINOGRAD_SPEEDS=64x16` times that layer only.
+#[cfg(test)]
+mod winograd_speeds {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn winograd_speeds() {
+        let n = 8;
+        let only = std::env::var("WINOGRAD_SPEEDS").ok();
+        let layers = [
+            (16usize, 32usize),
+            (32, 32),
+            (64, 32),
+            (32, 16),
+            (64, 16),
+            (64, 8),
+            (128, 8),
+            (256, 8),
+            (64, 56),
+            (128, 28),
+            (256, 14),
+            (512, 7),
+        ];
+        for (c, hw) in layers {
+            if only.as_ref().is_some_and(|o| *o != format!("{c}x{hw}")) {
+                continue;
+            }
+            let win = Window {
+                kernel: [3, 3],
+                strides: [1, 1],
+                dilations: [1, 1],
+                pads: [1, 1, 1, 1],
+                auto_pad: AutoPad::NotSet,
+                ceil_mode: false,
+            };
+            let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
+            let x = Tensor::f32(vec![n, c, hw, hw], xs);
+            let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
+            let w = Tensor::f32(vec![c, c, 3, 3], ws);
+            let conv = Conv::new(win, 1).with_prepared(&w).unwrap();
+            let macs = (n * c * c * 9 * hw * hw) as f64;
+            let reps = (1e8 / macs).ceil() as usize;
+            let time = |k: Kernel| {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(conv.forward_with(&x, &w, None, None, true, k).unwrap());
+                }
+                t.elapsed().as_secs_f64() / reps as f64
+            };
+            let (mut ratios, mut lanes, mut wino) = (Vec::new(), f64::MAX, f64::MAX);
+            for _ in 0..15 {
+                let (a, b) = (time(Kernel::ChannelLanes), time(Kernel::Winograd));
+                lanes = lanes.min(a);
+                wino = wino.min(b);
+                ratios.push(a / b);
+            }
+            ratios.sort_by(f64::total_cmp);
+            eprintln!(
+                "{c:>4} channels {hw:>3}x{hw:<3} channel lanes {:6.1}  Winograd {:6.1} GMAC/s  Winograd / channel lanes {:.2}",
+                macs / lanes / 1e9,
+                macs / wino / 1e9,
+                ratios[ratios.len() / 2]
             );
         }
     }
