@@ -58,14 +58,14 @@ pub(crate) fn available() -> bool {
 }
 
 /// Whether it is the kernel to use for geometry `g` (on a CPU where it comes first): every
-/// layer but those with many channels on small planes, and the 1×1 stride-1 unpadded ones
-/// (a plain GEMM on the input itself). `kernel_speeds` (GMAC/s, 2 threads, Zen 3, against
-/// the better GEMM route): 32×32 planes 46 vs 43 (16 channels) and 61 vs 55 (64); 16×16 46
-/// vs 41 (32), 55 vs 51 (64), 57 vs 52 (128); 64 channels 8×8 45 vs 43, 56×56 56 vs 44;
-/// 128 channels 28×28 61 vs 55; but 128 channels 8×8 41 vs 52, 256 8×8 40 vs 60, 256 14×14
-/// 53 vs 57 and 512 7×7 39 vs 49, where the GEMM's long inner dimension pays.
+/// layer but the 1×1 stride-1 unpadded ones (a plain GEMM on the input itself).
+/// `kernel_speeds` (weights packed once, 8 samples, 2 threads, Zen 3), against the better
+/// GEMM route, two runs: 16 channels 32×32 1.26, 1.30; 64 channels 32×32 1.17, 1.18; 32
+/// channels 16×16 1.37, 1.25; 64 channels 8×8 1.21, 1.23, 16×16 1.17, 1.15, 56×56 1.16, 1.17;
+/// 128 channels 8×8 1.11, 1.12, 16×16 1.10, 1.09, 28×28 1.08, 1.10; 256 channels 8×8 0.99,
+/// 1.03, 14×14 1.11, 1.13; 512 channels 7×7 1.05, 1.22.
 pub(crate) fn applies(g: &Geometry) -> bool {
-    available() && !g.is_identity() && (g.cols() >= 256 || g.rows() <= 64 * 9)
+    available() && !g.is_identity()
 }
 
 /// The register tile for `mg` output channels: `(NB, NP)`, `NB` blocks of `L` channels ×

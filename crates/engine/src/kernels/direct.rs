@@ -1,4 +1,4 @@
-//! Direct convolution with register-blocked AVX-512 and AVX2 microkernels: no patch matrix,
+//! Direct convolution with a register-blocked AVX-512 microkernel: no patch matrix,
 //! no GEMM packing, and the epilogue (bias, residual, ReLU) applied in registers.
 //!
 //! What it computes: for one group, `y[n, m, oy, ox] = act(b[m] + r[n, m, oy, ox] +
@@ -16,7 +16,7 @@
 //! stores).
 //!
 //! Why it is fast: the microkernel keeps an `MB × PV` block of accumulators (`MB` output
-//! channels × `PV` vectors of 16 or 8 positions, per [`Isa`]) in registers for the whole
+//! channels × `PV` vectors of 16 positions, per [`Isa`]) in registers for the whole
 //! reduction over channels and taps; each step loads `PV` input vectors and broadcasts `MB`
 //! weights for `MB·PV` fused multiply-adds, and nothing is written until the block is done.
 //! The input tile of a block of positions stays in L1 across the output-channel blocks, the
@@ -27,31 +27,29 @@
 //! inside the GEMM; for the 16–64 channel layers of CIFAR networks that traffic cost about as
 //! much as the products.
 //!
-//! Where the CPU has AVX2 + FMA but not AVX-512, the AVX2 microkernel runs, on large planes
-//! only (see [`AVX2_MIN_PLANE`]); where it has neither, [`available`] is false and every
-//! convolution takes the GEMM routes (whose `gemm` crate dispatches to NEON or SSE itself).
+//! Where the CPU lacks AVX-512, [`available`] is false: with AVX2 + FMA the convolutions take
+//! the channel-lanes and Winograd kernels (an AVX2 port of this kernel, 6 channels × 2 vectors
+//! of 8 with masked loads, ran at 0.7–1.3× the GEMM routes on Zen 3 and below the
+//! channel-lanes kernel on every layer, and was removed), elsewhere the GEMM routes (whose
+//! `gemm` crate dispatches to NEON or SSE itself).
 
 use rayon::prelude::*;
 
 use super::im2col::Geometry;
 
 /// The most vectors of wide positions per register tile of any instruction set (the tile
-/// shapes are `avx512::{MB, PV}` and `avx2::{MB, PV}`).
+/// shape is `avx512::{MB, PV}`).
 const PV_MAX: usize = 3;
 /// The most output channels per register tile of any instruction set.
 const MB_MAX: usize = 8;
-const _: () = assert!(
-    avx512::PV <= PV_MAX && avx2::PV <= PV_MAX && avx512::MB <= MB_MAX && avx2::MB <= MB_MAX
-);
+const _: () = assert!(avx512::PV <= PV_MAX && avx512::MB <= MB_MAX);
 
-/// The instruction set the microkernel runs on; it fixes the register tile's shape.
+/// The instruction set the microkernel runs on; it fixes the register tile's shape (one so
+/// far: a port to another adds a variant, its module and its tile constants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
     /// 16 lanes, tiles of 8 output channels × 3 vectors, mask registers for the padding.
     Avx512,
-    /// AVX2 + FMA: 8 lanes, tiles of 6 output channels × 2 vectors, masked loads only where a
-    /// tap reaches the padding.
-    Avx2,
 }
 
 impl Isa {
@@ -59,7 +57,6 @@ impl Isa {
     pub(crate) fn lanes(self) -> usize {
         match self {
             Isa::Avx512 => avx512::L,
-            Isa::Avx2 => avx2::L,
         }
     }
 
@@ -67,7 +64,6 @@ impl Isa {
     pub(crate) fn mb(self) -> usize {
         match self {
             Isa::Avx512 => avx512::MB,
-            Isa::Avx2 => avx2::MB,
         }
     }
 
@@ -75,7 +71,6 @@ impl Isa {
     pub(crate) fn pv(self) -> usize {
         match self {
             Isa::Avx512 => avx512::PV,
-            Isa::Avx2 => avx2::PV,
         }
     }
 
@@ -85,9 +80,6 @@ impl Isa {
         {
             match self {
                 Isa::Avx512 => std::is_x86_feature_detected!("avx512f"),
-                Isa::Avx2 => {
-                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -98,15 +90,15 @@ impl Isa {
 
     /// Every instruction set this CPU runs, best first (the tests run each).
     pub(crate) fn supported() -> Vec<Isa> {
-        [Isa::Avx512, Isa::Avx2]
+        [Isa::Avx512]
             .into_iter()
             .filter(|i| i.runs_here())
             .collect()
     }
 }
 
-/// The instruction set the direct kernel runs on here (None: the CPU has neither, and the
-/// convolutions take the GEMM routes).
+/// The instruction set the direct kernel runs on here (None: the CPU has none of them, and
+/// the convolutions take the other kernels).
 pub(crate) fn isa() -> Option<Isa> {
     static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| Isa::supported().first().copied())
@@ -124,32 +116,16 @@ pub(crate) fn available() -> bool {
 /// tiles. Measured alternating both choices within one process (`faultline bench` on
 /// ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64 channels) on the direct kernel
 /// ran the whole network 9 % faster than on im2col + GEMM; with 256 or 512 channels at 8×8 or
-/// 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col. Where the CPU has only AVX2, the
-/// kernel takes planes of at least [`AVX2_MIN_PLANE`] positions.
+/// 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col.
 pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize) -> bool {
     let spans = groups == 1 && g.sh == 1 && g.sw == 1 && g.ow <= g.w;
     isa().is_some_and(|isa| {
         !g.is_identity()
             && mg * g.rows() <= MAX_WEIGHTS
-            && match isa {
-                Isa::Avx512 => {
-                    g.cols() > super::rowshift::SMALL_PLANE
-                        || spans && g.rows() * isa.mb() * 4 <= 32 << 10
-                }
-                Isa::Avx2 => g.cols() >= AVX2_MIN_PLANE,
-            }
+            && (g.cols() > super::rowshift::SMALL_PLANE
+                || spans && g.rows() * isa.mb() * 4 <= 32 << 10)
     })
 }
-
-/// Smallest output plane (positions per channel) the AVX2 kernel is chosen for. Where the CPU
-/// has only AVX2 (a 2-core AMD EPYC, Zen 3), `kernel_speeds` put the direct kernel at 1.13 and
-/// 1.31× the better GEMM route at 64 channels 56×56 and 1.02× at 128 channels 28×28, but at
-/// 0.71–0.87× on 32×32 planes and 0.88–0.98× on 16×16 and 14×14: below a few thousand
-/// positions per plane its misaligned, partly masked loads cost more than the patch matrix
-/// they save. In-process A/B (direct where it applies vs GEMM everywhere, forward + input
-/// gradient): ResNet-18-224 at batch 8 1.09×, ResNet-20 at batch 128 0.90×, WideResNet-16-4 at
-/// batch 32 0.90× before this threshold.
-const AVX2_MIN_PLANE: usize = 2048;
 
 /// Largest `M·C·kh·kw` (per group) the direct kernel is chosen for: 256 → 256 channels 3×3
 /// (2.25 MiB; larger weights are untested). Measured per layer on 8-sample chunks, 2 threads,
@@ -499,7 +475,6 @@ impl Plan {
                     Isa::Avx512 => {
                         avx512::block(v1 - v0, &xs, &ms, dims, offsets, w.as_ptr(), &epi)
                     }
-                    Isa::Avx2 => avx2::block(v1 - v0, &xs, &ms, dims, offsets, w.as_ptr(), &epi),
                 }
             };
         };
@@ -697,182 +672,6 @@ mod avx512 {
     }
 }
 
-/// The AVX2 + FMA microkernel (16 registers of 8 lanes): `MB × PV` accumulators. There are no
-/// mask registers, so each tap first checks whether all its lanes read the image; only then
-/// do the loads go unmasked, else they take `vmaskmovps` with lane masks made from the bits
-/// (away from the top and bottom rows of a 56×56 plane, that is the taps of the middle kernel
-/// column and every tap of the vectors that neither start nor end a row). The epilogue stores
-/// whole vectors wherever a run covers all lanes, and masks only the others.
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{Epilogue, CB, PV_MAX};
-    use std::arch::x86_64::*;
-
-    /// `6 × 2` = 12 accumulators, 2 input vectors and a broadcast weight: 15 of the 16
-    /// registers. `kernel_speeds` (direct / best GEMM, Zen 3): 4 × 3 spilled an accumulator
-    /// (LLVM holds two broadcasts at once) and ran at 0.44–0.72; 4 × 2, with 8 accumulators
-    /// for the FMA units' 8 operations in flight, at 0.44–0.96; 6 × 2 at 0.74–1.13, although
-    /// 16 or 32 output channels leave 2 of 18 or 36 lanes of output channels idle.
-    pub(super) const MB: usize = 6;
-    pub(super) const PV: usize = 2;
-    pub(super) const L: usize = 8;
-
-    /// Dispatches to the microkernel instantiated for `nv` vectors (1 to `PV`).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn block(
-        nv: usize,
-        xs: &[*const f32; PV_MAX],
-        ms: &[*const u16; PV_MAX],
-        (c, cstride, sub): (usize, usize, usize),
-        offsets: &[isize],
-        w: *const f32,
-        epi: &Epilogue,
-    ) {
-        debug_assert!((1..=PV).contains(&nv));
-        match nv {
-            1 => kernel::<1>(xs, ms, c, cstride, sub, offsets, w, epi),
-            _ => kernel::<PV>(xs, ms, c, cstride, sub, offsets, w, epi),
-        }
-    }
-
-    /// The lane mask of `bits` (lane `l` set where bit `l` is): all ones or all zeros per lane.
-    #[target_feature(enable = "avx2")]
-    unsafe fn lanes(bits: u16) -> __m256i {
-        let sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-        let b = _mm256_and_si256(_mm256_set1_epi32(bits as i32), sel);
-        _mm256_cmpeq_epi32(b, sel)
-    }
-
-    /// As the AVX-512 kernel: `acc[m][p] = Σ_{c, tap} xs[p][c·cstride + offset(tap) ..] ·
-    /// W[m, c, tap]` over the lanes of `ms[p][tap]`, chunks of `CB` channels (steps of `sub`),
-    /// then taps, then the step's channels; then the epilogue.
-    #[allow(clippy::needless_range_loop)]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel<const NV: usize>(
-        xs: &[*const f32; PV_MAX],
-        ms: &[*const u16; PV_MAX],
-        c: usize,
-        cstride: usize,
-        sub: usize,
-        offsets: &[isize],
-        w: *const f32,
-        epi: &Epilogue,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); NV]; MB];
-        let taps = offsets.len();
-        // Steps of one channel each: `NV` input vectors (by `$load`) times `MB` broadcast
-        // weights, two per loop iteration (the loop's own instructions cost about a tenth of
-        // the speed when each iteration holds a single step). Macros, not closures: a closure
-        // taking the accumulators by reference kept them in memory.
-        macro_rules! step {
-            ($ci:expr, $wp:expr, $xt:ident, |$p:ident, $at:ident| $load:expr) => {{
-                let (ci, wp) = ($ci, $wp);
-                let mut v = [_mm256_setzero_ps(); NV];
-                for $p in 0..NV {
-                    let $at = $xt[$p].wrapping_add(ci * cstride);
-                    v[$p] = $load;
-                }
-                for m in 0..MB {
-                    let wv = _mm256_broadcast_ss(&*wp.add(m));
-                    for p in 0..NV {
-                        acc[m][p] = _mm256_fmadd_ps(v[p], wv, acc[m][p]);
-                    }
-                }
-            }};
-        }
-        macro_rules! steps {
-            ($s0:expr, $s1:expr, $wp:ident, $xt:ident, |$p:ident, $at:ident| $load:expr) => {
-                let mut ci = $s0;
-                while ci + 2 <= $s1 {
-                    step!(ci, $wp, $xt, |$p, $at| $load);
-                    step!(ci + 1, $wp.add(MB), $xt, |$p, $at| $load);
-                    $wp = $wp.add(2 * MB);
-                    ci += 2;
-                }
-                if ci < $s1 {
-                    step!(ci, $wp, $xt, |$p, $at| $load);
-                }
-            };
-        }
-        for c0 in (0..c).step_by(CB) {
-            let c1 = (c0 + CB).min(c);
-            let wc = w.add(c0 * taps * MB);
-            for s0 in (c0..c1).step_by(sub) {
-                let s1 = (s0 + sub).min(c1);
-                for (t, &off) in offsets.iter().enumerate() {
-                    let mut k = [_mm256_setzero_si256(); NV];
-                    let mut xt = [std::ptr::null::<f32>(); NV];
-                    let mut full = true;
-                    for p in 0..NV {
-                        let bits = *ms[p].add(t) & 0xff;
-                        full &= bits == 0xff;
-                        k[p] = lanes(bits);
-                        xt[p] = xs[p].wrapping_offset(off);
-                    }
-                    let mut wp = wc.add((t * (c1 - c0) + s0 - c0) * MB);
-                    if full {
-                        steps!(s0, s1, wp, xt, |p, at| _mm256_loadu_ps(at));
-                    } else {
-                        // One step per iteration: unrolled, the masks and the second step's
-                        // inputs pushed the accumulators out of registers.
-                        for ci in s0..s1 {
-                            step!(ci, wp, xt, |p, at| _mm256_maskload_ps(at, k[p]));
-                            wp = wp.add(MB);
-                        }
-                    }
-                }
-            }
-        }
-        let mut tile = std::mem::MaybeUninit::<[f32; MB * PV * L]>::uninit();
-        let t = tile.as_mut_ptr() as *mut f32;
-        for m in 0..MB {
-            for p in 0..NV {
-                _mm256_storeu_ps(t.add((m * PV + p) * L), acc[m][p]);
-            }
-        }
-        epilogue::<NV>(t, epi);
-    }
-
-    /// Applies the [`Epilogue`] to the block's sums `t[(m·PV + p)·L + lane]`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn epilogue<const NV: usize>(t: *const f32, epi: &Epilogue) {
-        let zero = _mm256_setzero_ps();
-        let segs = &epi.segs;
-        for m in 0..epi.channels {
-            let bias = _mm256_set1_ps(epi.bias[m]);
-            for p in 0..NV {
-                let out = epi.out[p].wrapping_add(m * epi.ohw);
-                let res = epi.residual[p].wrapping_add(m * epi.ohw);
-                let v = _mm256_add_ps(_mm256_loadu_ps(t.add((m * PV + p) * L)), bias);
-                let v0 = epi.vector[p];
-                for &(mask, delta) in &segs.runs[segs.start[v0]..segs.start[v0 + 1]] {
-                    let (o, r) = (out.wrapping_offset(delta), res.wrapping_offset(delta));
-                    let mut t = v;
-                    if mask & 0xff == 0xff {
-                        if epi.has_residual {
-                            t = _mm256_add_ps(t, _mm256_loadu_ps(r));
-                        }
-                        if epi.relu {
-                            t = _mm256_max_ps(t, zero);
-                        }
-                        _mm256_storeu_ps(o, t);
-                    } else {
-                        let k = lanes(mask);
-                        if epi.has_residual {
-                            t = _mm256_add_ps(t, _mm256_maskload_ps(r, k));
-                        }
-                        if epi.relu {
-                            t = _mm256_max_ps(t, zero);
-                        }
-                        _mm256_maskstore_ps(o, k, t);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Elsewhere [`isa`] is None, so no plan is ever made and these are never called.
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
@@ -880,13 +679,6 @@ mod avx512 {
     pub(super) const MB: usize = 8;
     pub(super) const PV: usize = 3;
     pub(super) const L: usize = 16;
-}
-#[cfg(not(target_arch = "x86_64"))]
-mod avx2 {
-    pub(super) use super::unsupported::block;
-    pub(super) const MB: usize = 6;
-    pub(super) const PV: usize = 2;
-    pub(super) const L: usize = 8;
 }
 #[cfg(not(target_arch = "x86_64"))]
 mod unsupported {

@@ -45,14 +45,16 @@ pub(crate) fn fits(g: &Geometry) -> bool {
 }
 
 /// Whether it is the kernel to use for geometry `g` (on a CPU where the channel-lanes
-/// kernels come first): 32 input channels or more, where the channel-lanes kernel applies.
-/// Measured against it within one process (`winograd_speeds` in `ops/conv.rs`, 8 samples, 2
-/// threads, median of 15 alternations, Zen 3): 32 channels 16×16 1.21–1.24×, 32×32 1.41×;
-/// 64 channels 8×8 1.19–1.27×, 16×16 1.47–1.54×, 32×32 1.38×, 56×56 1.36–1.41×; 128 channels
-/// 28×28 1.32–1.40×; but 16 channels 32×32 0.85–0.93× (each product's reduction is only 16
-/// long, and the transforms cost as much as they save) and 512 channels 7×7 0.74×.
+/// kernels come first): 32 to 256 input channels. Measured against the channel-lanes kernel
+/// within one process (`winograd_speeds` in `ops/conv.rs`, 8 samples, 2 threads, median of 15
+/// alternations, Zen 3): 32 channels 16×16 1.21–1.24×, 32×32 1.41×; 64 channels 8×8
+/// 1.19–1.27×, 16×16 1.47–1.54×, 32×32 1.38×, 56×56 1.36–1.41×; 128 channels 8×8 1.14×,
+/// 28×28 1.32–1.40×; 256 channels 8×8 1.26×, 14×14 1.19×. But 16 channels 32×32 0.85–0.93×
+/// (each product's reduction is only 16 long, and the transforms cost about what they save)
+/// and 512 channels 7×7 0.74× (a group's transformed weights, `16·c` vectors, 512 KiB, no
+/// longer stay in L2 across a task's tiles).
 pub(crate) fn applies(g: &Geometry) -> bool {
-    fits(g) && g.c >= 32 && channel_lanes::applies(g)
+    fits(g) && (32..=256).contains(&g.c)
 }
 
 /// The weights `w[mg × c × 3 × 3]` transformed, `U = G g Gᵀ`, and packed as

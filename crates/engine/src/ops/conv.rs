@@ -1,13 +1,13 @@
 //! Conv (1-D and 2-D, groups, dilations, strides, pads, auto_pad) with an optional residual add
 //! and ReLU epilogue (see `fused_conv`), on one of five kernels chosen per layer by measured
 //! speed ([`Kernel::Auto`]). On CPUs with AVX2 but not AVX-512: Winograd F(2×2, 3×3)
-//! (`kernels::winograd`) for 3×3 stride-1 layers of 32 input channels or more, the
+//! (`kernels::winograd`) for 3×3 stride-1 layers of 32 to 256 input channels, the
 //! channel-lanes kernel of `kernels::channel_lanes` (output channels in the vector lanes) for
-//! the others, except layers with many channels on small planes. With AVX-512: the direct
-//! kernel of `kernels::direct` (no patch matrix, epilogue in registers) for most layers.
-//! Elsewhere: the column-shift matrix of `kernels::rowshift` + one GEMM per kernel row, or
-//! im2col + one GEMM (large weights, small planes with more than 64 channels 3×3, CPUs
-//! without AVX2). On the GEMM routes the output starts as bias (+ residual) and the
+//! the others. With AVX-512: the direct kernel of `kernels::direct` (no patch matrix,
+//! epilogue in registers) for most layers. Elsewhere: the column-shift matrix of
+//! `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large weights, small
+//! planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM routes the output
+//! starts as bias (+ residual) and the
 //! GEMM accumulates into it. The input gradient at stride 1 is itself a convolution (of dY with
 //! the flipped, channel-swapped kernel), so it runs on the same kernels as the forward pass;
 //! other strides use col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time
@@ -181,11 +181,11 @@ impl Window {
     }
 }
 
-/// Whether the channel-lanes kernel comes before the others: where the CPU has AVX2 + FMA but
-/// not AVX-512 (on AVX-512 the direct kernel's 16-lane tiles measured faster than GEMM on
-/// most layers; the channel-lanes kernel has not been measured there).
+/// Whether the channel-lanes and Winograd kernels come before the others: where the CPU has
+/// AVX2 + FMA but not the direct kernel's AVX-512 (where it has, the direct kernel's 16-lane
+/// tiles measured faster than GEMM on most layers; these two have not been measured there).
 fn lanes_first() -> bool {
-    direct::isa() == Some(direct::Isa::Avx2)
+    !direct::available() && channel_lanes::available()
 }
 
 /// Which kernel computes a convolution's products (the proptests run each one explicitly).
@@ -1064,9 +1064,10 @@ mod tests {
 /// The per-layer measurement behind [`Kernel::Auto`]'s choice (a benchmark, not a check: it
 /// asserts nothing). Run with
 /// `cargo test --release -p faultline-engine kernel_speeds -- --ignored --nocapture`; it prints
-/// GMAC/s of each kernel on 8-sample batches of 3×3 same-padded layers from the three benchmark
-/// networks, and the direct kernel's ratio to the better GEMM route. Best of 5 samples each:
-/// the figures move with the machine's load, the ratios less so.
+/// GMAC/s of each kernel this CPU runs on 8-sample batches of 3×3 same-padded layers from the
+/// three benchmark networks, and the SIMD kernel's ratio to the better GEMM route (the direct
+/// kernel with AVX-512, else the channel-lanes kernel with AVX2). Best of 5 samples each: the
+/// figures move with the machine's load, the ratios less so.
 #[cfg(test)]
 mod kernel_speeds {
     use super::*;
@@ -1108,6 +1109,8 @@ mod kernel_speeds {
             let x = Tensor::f32(vec![n, c, hw, hw], xs);
             let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
             let w = Tensor::f32(vec![c, c, 3, 3], ws);
+            // Packed once, as a network's constant weights are at load time.
+            let conv = conv.with_prepared(&w).unwrap();
             let macs = (n * c * c * 9 * hw * hw) as f64;
             let reps = (2e8 / macs).ceil() as usize;
             let rate = |k: Kernel| {
@@ -1121,15 +1124,17 @@ mod kernel_speeds {
                 }
                 macs / best / 1e9
             };
-            let lanes = rate(Kernel::ChannelLanes);
-            eprintln!("{c:>4} channels {hw:>3}x{hw:<3} channel lanes {lanes:6.1} GMAC/s");
-            let (d, r, i) = (
-                rate(Kernel::Direct),
-                rate(Kernel::RowShift),
-                rate(Kernel::Im2col),
-            );
+            let (simd, name) = if direct::available() {
+                (Kernel::Direct, "direct")
+            } else if channel_lanes::available() {
+                (Kernel::ChannelLanes, "channel lanes")
+            } else {
+                eprintln!("no SIMD convolution kernel runs on this CPU");
+                return;
+            };
+            let (d, r, i) = (rate(simd), rate(Kernel::RowShift), rate(Kernel::Im2col));
             eprintln!(
-                "{c:>4} channels {hw:>3}x{hw:<3} direct {d:6.1}  column-shift {r:6.1}  im2col {i:6.1} GMAC/s  direct / best GEMM {:.2}",
+                "{c:>4} channels {hw:>3}x{hw:<3} {name} {d:6.1}  column-shift {r:6.1}  im2col {i:6.1} GMAC/s  {name} / best GEMM {:.2}",
                 d / r.max(i)
             );
         }
