@@ -30,6 +30,7 @@
 use rayon::prelude::*;
 
 use super::im2col::Geometry;
+use super::OutPtr;
 
 /// Output channels per block: the lanes of an AVX2 vector.
 pub(crate) const L: usize = 8;
@@ -99,19 +100,6 @@ pub(crate) fn pack_weights(mg: usize, c: usize, taps: usize, w: &[f32]) -> Vec<f
         }
     }
     out
-}
-
-/// A raw output pointer shared by the threads of one call; each writes disjoint elements.
-#[derive(Clone, Copy)]
-pub(super) struct OutPtr(pub(super) *mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not its field).
-    pub(super) fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// What a geometry fixes for every sample: the tile shape, the padded planes' shape, where

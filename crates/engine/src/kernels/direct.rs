@@ -36,6 +36,7 @@
 use rayon::prelude::*;
 
 use super::im2col::Geometry;
+use super::OutPtr;
 
 /// The most vectors of wide positions per register tile of any instruction set (the tile
 /// shape is `avx512::{MB, PV}`).
@@ -170,19 +171,6 @@ pub(crate) fn pack_weights(isa: Isa, mg: usize, c: usize, taps: usize, w: &[f32]
         }
     }
     out
-}
-
-/// A raw output pointer shared by the threads of one call; each writes disjoint elements.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not its field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// What a convolution's geometry fixes for every sample: where the kernel reads (the input in

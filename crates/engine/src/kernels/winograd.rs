@@ -28,8 +28,9 @@
 
 use rayon::prelude::*;
 
-use super::channel_lanes::{self, avx2 as lanes, Epilogue, OutPtr, L};
+use super::channel_lanes::{self, avx2 as lanes, Epilogue, L};
 use super::im2col::Geometry;
+use super::OutPtr;
 
 /// Points of the transformed 4×4 tile.
 const XI: usize = 16;

@@ -181,6 +181,20 @@ impl Window {
     }
 }
 
+/// The packed weights `prepared` at load time, or else packed now by `pack`, per group of
+/// `ws` (split into `groups` equal parts).
+fn packed_or<'a>(
+    prepared: Option<&'a [Vec<f32>]>,
+    groups: usize,
+    ws: &[f32],
+    pack: impl Fn(&[f32]) -> Vec<f32>,
+) -> Cow<'a, [Vec<f32>]> {
+    match prepared {
+        Some(p) => Cow::Borrowed(p),
+        None => ws.chunks(ws.len() / groups).map(pack).collect(),
+    }
+}
+
 /// Whether the channel-lanes and Winograd kernels come before the others: where the CPU has
 /// AVX2 + FMA but not the direct kernel's AVX-512 (where it has, the direct kernel's 16-lane
 /// tiles measured faster than GEMM on most layers; these two have not been measured there).
@@ -527,62 +541,35 @@ impl Conv {
             Kernel::Winograd => winograd::fits(&geo),
             _ => false,
         };
-        if use_winograd {
-            let packed: Cow<[Vec<f32>]> =
-                match self.prepared_for(w).and_then(|p| p.winograd.as_deref()) {
-                    Some(p) => Cow::Borrowed(p),
-                    None => (0..g)
-                        .map(|gi| {
-                            let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
-                            winograd::pack_weights(d.mg, d.cg, wg)
-                        })
-                        .collect(),
-                };
-            let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
-            let gl = d.mg * geo.cols();
-            let plan = winograd::Plan::new(&geo, d.mg);
-            let one = |s: usize, yi: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
-                let xi = &xs[s * in_len..(s + 1) * in_len];
-                for (gi, yg) in yi.chunks_mut(gl).enumerate() {
-                    let xg = &xi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
-                    let bg = bias.map(|b| &b[gi * d.mg..(gi + 1) * d.mg]);
-                    let at = s * out_len + gi * gl;
-                    let rg = residual.map(|r| &r[at..at + gl]);
-                    plan.run(&packed[gi], xg, yg, bg, rg, relu, col, !par_samples);
-                }
+        let use_lanes = !use_winograd
+            && match kernel {
+                Kernel::Auto => lanes_first() && channel_lanes::applies(&geo),
+                Kernel::ChannelLanes | Kernel::Winograd => channel_lanes::available(),
+                _ => false,
             };
-            let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
-            each_sample(spare, out_len, par_samples, one);
-            // SAFETY: `Plan::run` wrote every element of every sample's output.
-            unsafe { out.set_len(d.n * out_len) };
-            return Ok(Tensor::f32(d.out_shape, out));
-        }
-        let use_lanes = match kernel {
-            Kernel::Auto => lanes_first() && channel_lanes::applies(&geo),
-            Kernel::ChannelLanes | Kernel::Winograd => channel_lanes::available(),
-            _ => false,
-        };
-        let use_direct = !use_lanes
+        let use_direct = !use_winograd
+            && !use_lanes
             && match kernel {
                 Kernel::Auto => direct::applies(&geo, d.mg, g),
                 Kernel::Direct => direct::available(),
                 _ => false,
             };
-        if use_lanes {
-            let taps = geo.kh * geo.kw;
-            let packed: Cow<[Vec<f32>]> =
-                match self.prepared_for(w).and_then(|p| p.lanes.as_deref()) {
-                    Some(p) => Cow::Borrowed(p),
-                    None => (0..g)
-                        .map(|gi| {
-                            let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
-                            channel_lanes::pack_weights(d.mg, d.cg, taps, wg)
-                        })
-                        .collect(),
-                };
-            let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
-            let gl = d.mg * geo.cols();
-            let plan = channel_lanes::Plan::new(&geo, d.mg);
+        // The SIMD kernels write every output once, epilogue included, into `out`'s spare
+        // capacity: `per_sample(run)` calls `run(group, x, y, bias, residual, scratch)` for
+        // each sample and group.
+        let prepared = self.prepared_for(w);
+        let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
+        let gl = d.mg * geo.cols();
+        type Run<'a> = dyn Fn(
+                usize,
+                &[f32],
+                &mut [std::mem::MaybeUninit<f32>],
+                Option<&[f32]>,
+                Option<&[f32]>,
+                &mut Vec<f32>,
+            ) + Sync
+            + 'a;
+        let per_sample = |spare: &mut [std::mem::MaybeUninit<f32>], run: &Run| {
             let one = |s: usize, yi: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
                 let xi = &xs[s * in_len..(s + 1) * in_len];
                 for (gi, yg) in yi.chunks_mut(gl).enumerate() {
@@ -590,45 +577,35 @@ impl Conv {
                     let bg = bias.map(|b| &b[gi * d.mg..(gi + 1) * d.mg]);
                     let at = s * out_len + gi * gl;
                     let rg = residual.map(|r| &r[at..at + gl]);
-                    plan.run(&packed[gi], xg, yg, bg, rg, relu, col, !par_samples);
+                    run(gi, xg, yg, bg, rg, col);
                 }
             };
-            let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
             each_sample(spare, out_len, par_samples, one);
-            // SAFETY: `Plan::run` wrote every element of every sample's output.
-            unsafe { out.set_len(d.n * out_len) };
-            return Ok(Tensor::f32(d.out_shape, out));
-        }
-        if use_direct {
-            // The direct kernel writes every output once, epilogue included.
-            let taps = geo.kh * geo.kw;
-            let packed: Cow<[Vec<f32>]> =
-                match self.prepared_for(w).and_then(|p| p.direct.as_deref()) {
-                    Some(p) => Cow::Borrowed(p),
-                    None => {
-                        let isa = direct::isa().expect("direct kernel chosen");
-                        (0..g)
-                            .map(|gi| {
-                                let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
-                                direct::pack_weights(isa, d.mg, d.cg, taps, wg)
-                            })
-                            .collect()
-                    }
-                };
-            let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
-            let gl = d.mg * geo.cols();
+        };
+        let taps = geo.kh * geo.kw;
+        let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
+        if use_winograd {
+            let packed = packed_or(prepared.and_then(|p| p.winograd.as_deref()), g, ws, |wg| {
+                winograd::pack_weights(d.mg, d.cg, wg)
+            });
+            let plan = winograd::Plan::new(&geo, d.mg);
+            per_sample(spare, &|gi, x, y, b, r, col| {
+                plan.run(&packed[gi], x, y, b, r, relu, col, !par_samples)
+            });
+        } else if use_lanes {
+            let packed = packed_or(prepared.and_then(|p| p.lanes.as_deref()), g, ws, |wg| {
+                channel_lanes::pack_weights(d.mg, d.cg, taps, wg)
+            });
+            let plan = channel_lanes::Plan::new(&geo, d.mg);
+            per_sample(spare, &|gi, x, y, b, r, col| {
+                plan.run(&packed[gi], x, y, b, r, relu, col, !par_samples)
+            });
+        } else if use_direct {
+            let isa = direct::isa().expect("direct kernel chosen");
+            let packed = packed_or(prepared.and_then(|p| p.direct.as_deref()), g, ws, |wg| {
+                direct::pack_weights(isa, d.mg, d.cg, taps, wg)
+            });
             let plan = direct::Plan::new(&geo, d.mg);
-            let one = |s: usize, yi: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
-                let xi = &xs[s * in_len..(s + 1) * in_len];
-                for (gi, yg) in yi.chunks_mut(gl).enumerate() {
-                    let xg = &xi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
-                    let bg = bias.map(|b| &b[gi * d.mg..(gi + 1) * d.mg]);
-                    let at = s * out_len + gi * gl;
-                    let rg = residual.map(|r| &r[at..at + gl]);
-                    plan.run(&packed[gi], xg, yg, bg, rg, relu, col, !par_samples);
-                }
-            };
-            let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
             if g == 1 && plan.in_place() {
                 // One call for the whole batch (no scratch: nothing is copied): register tiles
                 // may span samples, and the kernel splits its tiles over the threads itself.
@@ -636,9 +613,13 @@ impl Conv {
                 let none = &mut Vec::new();
                 plan.run(&packed[0], xs, spare, bias, residual, relu, none, parallel);
             } else {
-                each_sample(spare, out_len, par_samples, one);
+                per_sample(spare, &|gi, x, y, b, r, col| {
+                    plan.run(&packed[gi], x, y, b, r, relu, col, !par_samples)
+                });
             }
-            // SAFETY: `Plan::run` wrote every element of every sample's output.
+        }
+        if use_winograd || use_lanes || use_direct {
+            // SAFETY: the kernel's `Plan::run` wrote every element of every sample's output.
             unsafe { out.set_len(d.n * out_len) };
             return Ok(Tensor::f32(d.out_shape, out));
         }
@@ -646,7 +627,6 @@ impl Conv {
         // one write pass over fresh memory, where zeroing and then filling would take two.
         // (Serial: splitting this pass over threads measured slower on a loaded machine.)
         let cols = geo.cols();
-        let mut out: Vec<f32> = Vec::with_capacity(d.n * out_len);
         match (bias, residual) {
             (Some(b), Some(r)) => {
                 for (i, r) in r.chunks(cols).enumerate() {
