@@ -83,23 +83,7 @@ pub(super) fn tile_shape(mg: usize) -> (usize, usize) {
 /// `[⌈mg/(NB·L)⌉][c][taps][NB·L]` for the tile shape of `mg`, zero-padded to a whole group of
 /// `NB` blocks.
 pub(crate) fn pack_weights(mg: usize, c: usize, taps: usize, w: &[f32]) -> Vec<f32> {
-    let gl = tile_shape(mg).0 * L;
-    let groups = mg.div_ceil(gl);
-    let mut out = Vec::with_capacity(groups * c * taps * gl);
-    for b in 0..groups {
-        for ci in 0..c {
-            for t in 0..taps {
-                for m in b * gl..(b + 1) * gl {
-                    out.push(if m < mg {
-                        w[(m * c + ci) * taps + t]
-                    } else {
-                        0.0
-                    });
-                }
-            }
-        }
-    }
-    out
+    super::pack_blocks(w, (mg, c, taps), tile_shape(mg).0 * L, 1)
 }
 
 /// What a geometry fixes for every sample: the tile shape, the padded planes' shape, where

@@ -151,26 +151,7 @@ const CB: usize = 16;
 /// `[⌈mg/MB⌉][⌈c/CB⌉][taps][channels of the chunk][MB]` (`MB` = `isa.mb()`), zero-padded to a
 /// multiple of `MB` output channels, so that one microkernel step reads `MB` adjacent values.
 pub(crate) fn pack_weights(isa: Isa, mg: usize, c: usize, taps: usize, w: &[f32]) -> Vec<f32> {
-    #[allow(non_snake_case)]
-    let MB = isa.mb();
-    let blocks = mg.div_ceil(MB);
-    let mut out = Vec::with_capacity(blocks * c * taps * MB);
-    for b in 0..blocks {
-        for c0 in (0..c).step_by(CB) {
-            for t in 0..taps {
-                for ci in c0..(c0 + CB).min(c) {
-                    for m in b * MB..(b + 1) * MB {
-                        out.push(if m < mg {
-                            w[(m * c + ci) * taps + t]
-                        } else {
-                            0.0
-                        });
-                    }
-                }
-            }
-        }
-    }
-    out
+    super::pack_blocks(w, (mg, c, taps), isa.mb(), CB)
 }
 
 /// What a convolution's geometry fixes for every sample: where the kernel reads (the input in

@@ -21,3 +21,32 @@ impl OutPtr {
         self.0
     }
 }
+
+/// The weights `w[mg × c × taps]` in the order a register-blocked kernel reads them:
+/// `[⌈mg/block⌉][⌈c/chunk⌉][taps][channels of the chunk][block]`, zero-padded to whole blocks
+/// of output channels, so that one step reads `block` adjacent values.
+pub(crate) fn pack_blocks(
+    w: &[f32],
+    (mg, c, taps): (usize, usize, usize),
+    block: usize,
+    chunk: usize,
+) -> Vec<f32> {
+    let blocks = mg.div_ceil(block);
+    let mut out = Vec::with_capacity(blocks * c * taps * block);
+    for b in 0..blocks {
+        for c0 in (0..c).step_by(chunk) {
+            for t in 0..taps {
+                for ci in c0..(c0 + chunk).min(c) {
+                    for m in b * block..(b + 1) * block {
+                        out.push(if m < mg {
+                            w[(m * c + ci) * taps + t]
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -1052,46 +1052,53 @@ mod tests {
 mod kernel_speeds {
     use super::*;
 
+    /// `(channels, plane side)` of 3×3 layers from the three benchmark networks.
+    pub(super) const LAYERS: [(usize, usize); 12] = [
+        (16, 32),
+        (64, 32),
+        (32, 16),
+        (64, 8),
+        (128, 8),
+        (64, 16),
+        (128, 16),
+        (256, 8),
+        (64, 56),
+        (128, 28),
+        (256, 14),
+        (512, 7),
+    ];
+
+    /// A 3×3 same-padded `c → c` convolution with its weights prepared, an `n`-sample input of
+    /// `hw × hw` planes, and its multiply-adds.
+    pub(super) fn same_3x3(n: usize, c: usize, hw: usize) -> (Conv, Tensor, Tensor, f64) {
+        let win = Window {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1, 1, 1, 1],
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: false,
+        };
+        let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
+        let x = Tensor::f32(vec![n, c, hw, hw], xs);
+        let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
+        let w = Tensor::f32(vec![c, c, 3, 3], ws);
+        // Packed once, as a network's constant weights are at load time.
+        let conv = Conv::new(win, 1).with_prepared(&w).unwrap();
+        (conv, x, w, (n * c * c * 9 * hw * hw) as f64)
+    }
+
     #[test]
     #[ignore]
     fn kernel_speeds() {
         let n = 8;
-        let layers = [
-            (16usize, 32usize),
-            (64, 32),
-            (32, 16),
-            (64, 8),
-            (128, 8),
-            (64, 16),
-            (128, 16),
-            (256, 8),
-            (64, 56),
-            (128, 28),
-            (256, 14),
-            (512, 7),
-        ];
         // `KERNEL_SPEEDS=64x32` times that layer only.
         let only = std::env::var("KERNEL_SPEEDS").ok();
-        for (c, hw) in layers {
+        for (c, hw) in LAYERS {
             if only.as_ref().is_some_and(|o| *o != format!("{c}x{hw}")) {
                 continue;
             }
-            let win = Window {
-                kernel: [3, 3],
-                strides: [1, 1],
-                dilations: [1, 1],
-                pads: [1, 1, 1, 1],
-                auto_pad: AutoPad::NotSet,
-                ceil_mode: false,
-            };
-            let conv = Conv::new(win, 1);
-            let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
-            let x = Tensor::f32(vec![n, c, hw, hw], xs);
-            let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
-            let w = Tensor::f32(vec![c, c, 3, 3], ws);
-            // Packed once, as a network's constant weights are at load time.
-            let conv = conv.with_prepared(&w).unwrap();
-            let macs = (n * c * c * 9 * hw * hw) as f64;
+            let (conv, x, w, macs) = same_3x3(n, c, hw);
             let reps = (2e8 / macs).ceil() as usize;
             let rate = |k: Kernel| {
                 let mut best = f64::MAX;
@@ -1136,38 +1143,11 @@ mod winograd_speeds {
     fn winograd_speeds() {
         let n = 8;
         let only = std::env::var("WINOGRAD_SPEEDS").ok();
-        let layers = [
-            (16usize, 32usize),
-            (32, 32),
-            (64, 32),
-            (32, 16),
-            (64, 16),
-            (64, 8),
-            (128, 8),
-            (256, 8),
-            (64, 56),
-            (128, 28),
-            (256, 14),
-            (512, 7),
-        ];
-        for (c, hw) in layers {
+        for (c, hw) in super::kernel_speeds::LAYERS {
             if only.as_ref().is_some_and(|o| *o != format!("{c}x{hw}")) {
                 continue;
             }
-            let win = Window {
-                kernel: [3, 3],
-                strides: [1, 1],
-                dilations: [1, 1],
-                pads: [1, 1, 1, 1],
-                auto_pad: AutoPad::NotSet,
-                ceil_mode: false,
-            };
-            let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
-            let x = Tensor::f32(vec![n, c, hw, hw], xs);
-            let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
-            let w = Tensor::f32(vec![c, c, 3, 3], ws);
-            let conv = Conv::new(win, 1).with_prepared(&w).unwrap();
-            let macs = (n * c * c * 9 * hw * hw) as f64;
+            let (conv, x, w, macs) = super::kernel_speeds::same_3x3(n, c, hw);
             let reps = (1e8 / macs).ceil() as usize;
             let time = |k: Kernel| {
                 let t = std::time::Instant::now();
