@@ -7,15 +7,15 @@
 //! lands inside the buffer and nothing is masked.
 //!
 //! Why it is fast: a register tile is `NB` blocks of 8 output channels × `NP` output
-//! positions, 12 accumulators (2 × 6; 1 × 8 for layers of 8 channels or fewer). Each step of
-//! the reduction (one input channel, one tap) loads `NB` vectors of packed weights and
-//! broadcasts one input value per position straight from memory (`vbroadcastss`, which
-//! takes any address), for 12 fused multiply-adds. A position's address is its own base
+//! positions: 2 × 6, or 1 × 8 for layers of 8 channels or fewer. Each step of the reduction
+//! (one input channel, one tap) loads `NB` vectors of packed weights and broadcasts one input
+//! value per position straight from memory (`vbroadcastss`, which takes any address), for
+//! `NB·NP` fused multiply-adds (12 on the 2 × 6 tile). A position's address is its own base
 //! pointer plus the tap's offset, so a tile's positions may sit anywhere: tiles run over the
 //! flat output plane, across rows and at any stride, and only the plane's last tile has
-//! spare positions. The direct kernel of `direct.rs` puts positions in the lanes instead; on
-//! AVX2 its taps shifted by one column cross cache lines, and on 32-wide rows two vectors in
-//! four need masked loads, which held it near the GEMM's speed. Here the sums of a run of
+//! spare positions. An AVX2 port of `direct.rs`, which puts positions in the lanes instead,
+//! stayed near the GEMM's speed (its taps shifted by one column cross cache lines, and on
+//! 32-wide rows two vectors in four needed masked loads) and was removed. Here the sums of a run of
 //! positions gather in a small buffer, `[positions][channels]`, and are transposed 8 × 8 in
 //! registers at the end, so that each channel's 8 positions take the residual and ReLU and
 //! are stored as one vector.
@@ -314,7 +314,8 @@ pub(super) mod avx2 {
                 wp = wp.add(NB * L);
             }
             for xp in xs.iter_mut() {
-                *xp = xp.add(plane);
+                // (Wrapping: after the last channel it points past the planes, unread.)
+                *xp = xp.wrapping_add(plane);
             }
         }
         for (p, a) in acc.iter().enumerate() {

@@ -35,8 +35,10 @@ use super::OutPtr;
 /// Points of the transformed 4×4 tile.
 const XI: usize = 16;
 
-/// Transformed input values per task (`16 × c × tiles`, 24 KiB): whole tile rows, as many as
-/// keep it in L1 (at least one).
+/// Transformed input values per task (`16 × c × tiles`): whole tile rows, as many as fit in
+/// 24 Ki values (96 KiB, in L2), at least one. `winograd_speeds` on 64 channels 16×16, against
+/// the channel-lanes kernel: 1.10× at 6 Ki values (L1-sized, one tile row), 0.94× at 12 Ki,
+/// 1.47–1.54× at 24 Ki, 1.36× at 48 Ki.
 const TASK_VALUES: usize = 24 << 10;
 
 /// Whether the kernel computes geometry `g`: 3×3, stride 1, no dilation, on a CPU with the
@@ -55,7 +57,17 @@ pub(crate) fn fits(g: &Geometry) -> bool {
 /// and 512 channels 7×7 0.74× (a group's transformed weights, `16·c` vectors, 512 KiB, no
 /// longer stay in L2 across a task's tiles).
 pub(crate) fn applies(g: &Geometry) -> bool {
-    fits(g) && (32..=256).contains(&g.c)
+    channel_lanes::available() && applies_to(g.c, [g.kh, g.kw], [g.sh, g.sw], [g.dh, g.dw])
+}
+
+/// [`applies`] from a convolution's attributes alone (at load time, to pack the weights).
+pub(crate) fn applies_to(
+    c: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+) -> bool {
+    kernel == [3, 3] && strides == [1, 1] && dilations == [1, 1] && (32..=256).contains(&c)
 }
 
 /// The weights `w[mg × c × 3 × 3]` transformed, `U = G g Gᵀ`, and packed as
@@ -175,8 +187,8 @@ impl Plan {
         let chunks = self.ty.div_ceil(self.rows);
         let zero = [0.0f32; 2 * L];
         // One task: tile rows `ty0..ty1`, every group of output channels. The input transform
-        // `V[16][c][tiles]` of those rows (kept small enough for L1: a transform of the whole
-        // sample, 4× the input's size, went out to L2 and took a third of the time), then per
+        // `V[16][c][tiles]` of those rows (a few rows: a transform of the whole sample, 4× the
+        // input's size, went out of L2 and took a third of the time), then per
         // group its 16 products into `m[16][tiles][gl]`, the output transform (with the bias)
         // into `buf[positions][gl]`, and the channel-lanes epilogue.
         let task = |s: &mut Buffers, task: usize| {
@@ -184,8 +196,8 @@ impl Plan {
             let ty1 = (ty0 + self.rows).min(self.ty);
             let tiles = (ty1 - ty0) * self.txp;
             s.v.resize(XI * c * tiles, 0.0);
-            // SAFETY: the transform reads rows `2·ty0 .. 2·ty1 + 1` of each padded plane and
-            // up to `2·txp + 2·L` floats into a row (inside the planes or the slack), and
+            // SAFETY: the transform reads rows `2·ty0 ..= 2·ty1 + 1` of each padded plane and
+            // up to `2·txp + 2` floats into a row (inside the planes or the slack), and
             // writes `v` at `[ξ][c][(t − ty0)·txp + x]` for `x < txp`.
             unsafe {
                 avx2::input(

@@ -1,9 +1,10 @@
 //! Conv (1-D and 2-D, groups, dilations, strides, pads, auto_pad) with an optional residual add
 //! and ReLU epilogue (see `fused_conv`), on one of five kernels chosen per layer by measured
 //! speed ([`Kernel::Auto`]). On CPUs with AVX2 but not AVX-512: Winograd F(2×2, 3×3)
-//! (`kernels::winograd`) for 3×3 stride-1 layers of 32 to 256 input channels, the
+//! (`kernels::winograd`) for 3×3 stride-1 undilated layers of 32 to 256 input channels, the
 //! channel-lanes kernel of `kernels::channel_lanes` (output channels in the vector lanes) for
-//! the others. With AVX-512: the direct kernel of `kernels::direct` (no patch matrix,
+//! the others, but 1×1 stride-1 unpadded ones (a GEMM on the input itself) and grouped layers
+//! of fewer than 8 channels per group. With AVX-512: the direct kernel of `kernels::direct` (no patch matrix,
 //! epilogue in registers) for most layers. Elsewhere: the column-shift matrix of
 //! `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large weights, small
 //! planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM routes the output
@@ -246,10 +247,10 @@ pub(crate) struct Prepared {
     group: usize,
     /// The direct kernel's packing, per group (None where the kernel does not run).
     direct: Option<Vec<Vec<f32>>>,
-    /// The channel-lanes kernel's packing, per group (None where it is not the first
-    /// choice: see [`lanes_first`]).
+    /// The channel-lanes kernel's packing, per group, where it will run (see
+    /// [`Conv::lanes_route`]).
     lanes: Option<Vec<Vec<f32>>>,
-    /// The Winograd kernel's transformed weights, per group (None where it is not chosen).
+    /// The Winograd kernel's transformed weights, per group, where it will run.
     winograd: Option<Vec<Vec<f32>>>,
     /// The input-gradient convolution's weights (flipped, channel axes swapped), prepared too.
     transposed: Option<(Tensor, Arc<Prepared>)>,
@@ -317,37 +318,55 @@ impl Conv {
         })
     }
 
-    /// The channel-lanes kernel's packing of `w[M × C/g × kh × kw]` per group, where that
-    /// kernel is the first choice.
-    fn pack_lanes(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
-        let s = w.shape();
+    /// Whether, with weights of shape `s`, [`Kernel::Auto`] takes Winograd (`Some(true)`) or
+    /// the channel-lanes kernel (`Some(false)`) on a CPU where they come first, as far as the
+    /// attributes tell (None: neither, or not known before the input's shape).
+    fn lanes_route(&self, s: &[usize]) -> Option<bool> {
         let g = self.group.max(1);
-        if !lanes_first() || s.len() < 3 || !s[0].is_multiple_of(g) {
+        if !lanes_first() || s.len() < 3 || !s[0].is_multiple_of(g) || s.contains(&0) {
             return None;
         }
-        let (mg, c, taps) = (s[0] / g, s[1], s[2..].iter().product::<usize>());
-        let per = mg * c * taps;
-        (per > 0).then(|| {
+        let (mg, c) = (s[0] / g, s[1]);
+        let kernel = if s.len() == 4 {
+            [s[2], s[3]]
+        } else {
+            [1, s[2]]
+        };
+        let win = &self.window;
+        if winograd::applies_to(c, kernel, win.strides, win.dilations) {
+            return Some(true);
+        }
+        let unpadded = win.pads == [0; 4]
+            && matches!(
+                win.auto_pad,
+                AutoPad::NotSet | AutoPad::Valid | AutoPad::SameUpper
+            );
+        let identity = kernel == [1, 1] && win.strides == [1, 1] && unpadded;
+        (!identity && (g == 1 || mg >= channel_lanes::L)).then_some(false)
+    }
+
+    /// The channel-lanes kernel's packing of `w[M × C/g × kh × kw]` per group, where that
+    /// kernel will run.
+    fn pack_lanes(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
+        let s = w.shape();
+        (!self.lanes_route(s)?).then(|| {
+            let (mg, c) = (s[0] / self.group.max(1), s[1]);
+            let taps = s[2..].iter().product::<usize>();
             w.fs()
-                .chunks(per)
+                .chunks(mg * c * taps)
                 .map(|wg| channel_lanes::pack_weights(mg, c, taps, wg))
                 .collect()
         })
     }
 
-    /// The Winograd kernel's transformed weights of `w[M × C/g × 3 × 3]` per group, where
-    /// the channel-lanes kernels come first.
+    /// The Winograd kernel's transformed weights of `w[M × C/g × 3 × 3]` per group, where that
+    /// kernel will run.
     fn pack_winograd(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
         let s = w.shape();
-        let g = self.group.max(1);
-        if !lanes_first() || s.len() != 4 || s[2..] != [3, 3] || !s[0].is_multiple_of(g) {
-            return None;
-        }
-        let (mg, c) = (s[0] / g, s[1]);
-        let per = mg * c * 9;
-        (per > 0).then(|| {
+        self.lanes_route(s)?.then(|| {
+            let (mg, c) = (s[0] / self.group.max(1), s[1]);
             w.fs()
-                .chunks(per)
+                .chunks(mg * c * 9)
                 .map(|wg| winograd::pack_weights(mg, c, wg))
                 .collect()
         })
@@ -543,7 +562,11 @@ impl Conv {
         };
         let use_lanes = !use_winograd
             && match kernel {
-                Kernel::Auto => lanes_first() && channel_lanes::applies(&geo),
+                Kernel::Auto => {
+                    lanes_first()
+                        && channel_lanes::applies(&geo)
+                        && (g == 1 || d.mg >= channel_lanes::L)
+                }
                 Kernel::ChannelLanes | Kernel::Winograd => channel_lanes::available(),
                 _ => false,
             };
