@@ -704,34 +704,8 @@ mod tests {
             let b: Vec<f32> = (0..mg).map(|_| rnd()).collect();
             let r: Vec<f32> = (0..n * out_len).map(|_| rnd()).collect();
             let (use_b, use_r, relu) = (epilogue & 1 == 1, epilogue & 2 == 2, epilogue & 4 == 4);
-            let mut want = vec![0f64; n * out_len];
-            for s in 0..n {
-                let x = &x[s * in_len..];
-                for m in 0..mg {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let mut acc = 0f64;
-                            for ci in 0..c {
-                                for i in 0..kh {
-                                    for j in 0..kw {
-                                        let iy = (oy * sh + i * dh) as isize - pt as isize;
-                                        let ix = (ox * sw + j * dw) as isize - pl as isize;
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                            continue;
-                                        }
-                                        let xv = x[(ci * h + iy as usize) * w + ix as usize] as f64;
-                                        acc += xv * wt[((m * c + ci) * kh + i) * kw + j] as f64;
-                                    }
-                                }
-                            }
-                            let at = s * out_len + (m * oh + oy) * ow + ox;
-                            if use_b { acc += b[m] as f64; }
-                            if use_r { acc += r[at] as f64; }
-                            want[at] = if relu { acc.max(0.0) } else { acc };
-                        }
-                    }
-                }
-            }
+            let (bias, res) = (use_b.then_some(&b[..]), use_r.then_some(&r[..]));
+            let want = super::super::reference::conv(&g, n, mg, &x, &wt, bias, res, relu);
             // Every instruction set this CPU runs (none: nothing to check here).
             for isa in Isa::supported() {
                 let packed = pack_weights(isa, mg, c, kh * kw, &wt);
@@ -743,10 +717,8 @@ mod tests {
                     // The steps of half a chunk that planes of a multiple of 4 KiB take.
                     plan.sub = CB / 2;
                 }
-                let bias = use_b.then_some(&b[..]);
                 if plan.in_place() {
                     // The whole batch in one call: tiles may span samples.
-                    let res = use_r.then_some(&r[..]);
                     plan.run(&packed, &x, &mut y, bias, res, relu, &mut scratch, parallel);
                 } else {
                     for s in 0..n {

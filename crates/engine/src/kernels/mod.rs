@@ -50,3 +50,57 @@ pub(crate) fn pack_blocks(
     }
     out
 }
+
+/// The definition of a convolution, for the kernels' tests.
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::im2col::Geometry;
+
+    /// `y[s, m, oy, ox] = act(b[m] + r[s, m, oy, ox] + Σ_{c,i,j} W[m,c,i,j] · x[s, c, oy·sh +
+    /// i·dh − pt, ox·sw + j·dw − pl])` in f64, reading zero outside the image, for `n` samples
+    /// of `x[c × h × w]` and weights `w[mg × c × kh × kw]`; `act` is a ReLU when `relu`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn conv(
+        g: &Geometry,
+        n: usize,
+        mg: usize,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+    ) -> Vec<f64> {
+        let (c, in_len, out_len) = (g.c, g.c * g.h * g.w, mg * g.oh * g.ow);
+        let mut want = vec![0f64; n * out_len];
+        for s in 0..n {
+            let x = &x[s * in_len..];
+            for m in 0..mg {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut acc = 0f64;
+                        for ci in 0..c {
+                            for i in 0..g.kh {
+                                for j in 0..g.kw {
+                                    let iy = (oy * g.sh + i * g.dh) as isize - g.pt as isize;
+                                    let ix = (ox * g.sw + j * g.dw) as isize - g.pl as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[(ci * g.h + iy as usize) * g.w + ix as usize];
+                                    let wv = w[((m * c + ci) * g.kh + i) * g.kw + j];
+                                    acc += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        let at = s * out_len + (m * g.oh + oy) * g.ow + ox;
+                        acc += bias.map_or(0.0, |b| b[m] as f64);
+                        acc += residual.map_or(0.0, |r| r[at] as f64);
+                        want[at] = if relu { acc.max(0.0) } else { acc };
+                    }
+                }
+            }
+        }
+        want
+    }
+}

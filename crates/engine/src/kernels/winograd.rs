@@ -465,38 +465,13 @@ mod tests {
             let b: Vec<f32> = (0..mg).map(|_| rnd()).collect();
             let r: Vec<f32> = (0..out_len).map(|_| rnd()).collect();
             let (use_b, use_r, relu) = (epilogue & 1 == 1, epilogue & 2 == 2, epilogue & 4 == 4);
-            let mut want = vec![0f64; out_len];
-            for m in 0..mg {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = 0f64;
-                        for ci in 0..c {
-                            for i in 0..3 {
-                                for j in 0..3 {
-                                    let iy = (oy + i) as isize - pt as isize;
-                                    let ix = (ox + j) as isize - pl as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let xv = x[(ci * h + iy as usize) * w + ix as usize] as f64;
-                                    acc += xv * wt[((m * c + ci) * 3 + i) * 3 + j] as f64;
-                                }
-                            }
-                        }
-                        let at = (m * oh + oy) * ow + ox;
-                        if use_b { acc += b[m] as f64; }
-                        if use_r { acc += r[at] as f64; }
-                        want[at] = if relu { acc.max(0.0) } else { acc };
-                    }
-                }
-            }
+            let (bias, res) = (use_b.then_some(&b[..]), use_r.then_some(&r[..]));
+            let want = super::super::reference::conv(&g, 1, mg, &x, &wt, bias, res, relu);
             let packed = pack_weights(mg, c, &wt);
             // NaN until written: an output the kernel skipped fails the comparison below.
             let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); out_len];
             let mut scratch = vec![f32::NAN; 40 * c * (h + 8) * (w + 48)];
             let plan = Plan::new(&g, mg);
-            let bias = use_b.then_some(&b[..]);
-            let res = use_r.then_some(&r[..]);
             plan.run(&packed, &x, &mut y, bias, res, relu, &mut scratch, parallel);
             // SAFETY: every element was initialised (to NaN) before the call.
             let got: Vec<f32> = y.iter().map(|v| unsafe { v.assume_init() }).collect();
