@@ -15,8 +15,8 @@
 //! flat output plane, across rows and at any stride, and only the plane's last tile has
 //! spare positions. An AVX2 port of `direct.rs`, which puts positions in the lanes instead,
 //! stayed near the GEMM's speed (its taps shifted by one column cross cache lines, and on
-//! 32-wide rows two vectors in four needed masked loads) and was removed. Here the sums of a run of
-//! positions gather in a small buffer, `[positions][channels]`, and are transposed 8 × 8 in
+//! 32-wide rows two vectors in four needed masked loads) and was removed. Here the sums of a
+//! run of positions gather in a small buffer, `[positions][channels]`, and are transposed 8 × 8 in
 //! registers at the end, so that each channel's 8 positions take the residual and ReLU and
 //! are stored as one vector.
 //!
@@ -64,9 +64,16 @@ pub(crate) fn available() -> bool {
 /// GEMM route, two runs: 16 channels 32×32 1.26, 1.30; 64 channels 32×32 1.17, 1.18; 32
 /// channels 16×16 1.37, 1.25; 64 channels 8×8 1.21, 1.23, 16×16 1.17, 1.15, 56×56 1.16, 1.17;
 /// 128 channels 8×8 1.11, 1.12, 16×16 1.10, 1.09, 28×28 1.08, 1.10; 256 channels 8×8 0.99,
-/// 1.03, 14×14 1.11, 1.13; 512 channels 7×7 1.05, 1.22.
-pub(crate) fn applies(g: &Geometry) -> bool {
-    available() && !g.is_identity()
+/// 1.03, 14×14 1.11, 1.13; 512 channels 7×7 1.05, 1.22. Grouped layers of `mg` < 8 channels
+/// per group are left to GEMM too (see [`fills_lanes`]).
+pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize) -> bool {
+    available() && !g.is_identity() && fills_lanes(mg, groups)
+}
+
+/// Whether `groups` groups of `mg` output channels fill the lanes well enough: one group, or
+/// at least `L` channels per group (a depthwise layer would use one lane in 8; unmeasured).
+pub(crate) fn fills_lanes(mg: usize, groups: usize) -> bool {
+    groups == 1 || mg >= L
 }
 
 /// The register tile for `mg` output channels: `(NB, NP)`, `NB` blocks of `L` channels ×

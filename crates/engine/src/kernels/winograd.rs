@@ -44,7 +44,12 @@ const TASK_VALUES: usize = 24 << 10;
 /// Whether the kernel computes geometry `g`: 3×3, stride 1, no dilation, on a CPU with the
 /// channel-lanes kernel.
 pub(crate) fn fits(g: &Geometry) -> bool {
-    channel_lanes::available() && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
+    channel_lanes::available() && computes([g.kh, g.kw], [g.sh, g.sw], [g.dh, g.dw])
+}
+
+/// The convolutions F(2×2, 3×3) computes: 3×3, stride 1, no dilation.
+fn computes(kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2]) -> bool {
+    kernel == [3, 3] && strides == [1, 1] && dilations == [1, 1]
 }
 
 /// Whether it is the kernel to use for geometry `g` (on a CPU where the channel-lanes
@@ -67,7 +72,7 @@ pub(crate) fn applies_to(
     strides: [usize; 2],
     dilations: [usize; 2],
 ) -> bool {
-    kernel == [3, 3] && strides == [1, 1] && dilations == [1, 1] && (32..=256).contains(&c)
+    computes(kernel, strides, dilations) && (32..=256).contains(&c)
 }
 
 /// The weights `w[mg × c × 3 × 3]` transformed, `U = G g Gᵀ`, and packed as

@@ -4,17 +4,17 @@
 //! (`kernels::winograd`) for 3×3 stride-1 undilated layers of 32 to 256 input channels, the
 //! channel-lanes kernel of `kernels::channel_lanes` (output channels in the vector lanes) for
 //! the others, but 1×1 stride-1 unpadded ones (a GEMM on the input itself) and grouped layers
-//! of fewer than 8 channels per group. With AVX-512: the direct kernel of `kernels::direct` (no patch matrix,
-//! epilogue in registers) for most layers. Elsewhere: the column-shift matrix of
-//! `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large weights, small
-//! planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM routes the output
-//! starts as bias (+ residual) and the
-//! GEMM accumulates into it. The input gradient at stride 1 is itself a convolution (of dY with
-//! the flipped, channel-swapped kernel), so it runs on the same kernels as the forward pass;
-//! other strides use col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time
-//! ([`Prepared`]). Samples run in parallel when the batch is at least the thread count,
-//! otherwise each kernel splits its own work across threads; the direct kernel reading in place
-//! takes the whole batch in one call and splits its register tiles over the threads itself.
+//! of fewer than 8 channels per group. With AVX-512: the direct kernel of `kernels::direct`
+//! (no patch matrix, epilogue in registers) for most layers. Elsewhere: the column-shift
+//! matrix of `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large
+//! weights, small planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM
+//! routes the output starts as bias (+ residual) and the GEMM accumulates into it. The input
+//! gradient at stride 1 is itself a convolution (of dY with the flipped, channel-swapped
+//! kernel), so it runs on the same kernels as the forward pass; other strides use
+//! col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time ([`Prepared`]).
+//! Samples run in parallel when the batch is at least the thread count, otherwise each kernel
+//! splits its own work across threads; the direct kernel reading in place takes the whole
+//! batch in one call and splits its register tiles over the threads itself.
 //! Patch matrices and padded inputs live in a per-thread scratch buffer reused by every
 //! convolution.
 
@@ -342,7 +342,7 @@ impl Conv {
                 AutoPad::NotSet | AutoPad::Valid | AutoPad::SameUpper
             );
         let identity = kernel == [1, 1] && win.strides == [1, 1] && unpadded;
-        (!identity && (g == 1 || mg >= channel_lanes::L)).then_some(false)
+        (!identity && channel_lanes::fills_lanes(mg, g)).then_some(false)
     }
 
     /// The channel-lanes kernel's packing of `w[M × C/g × kh × kw]` per group, where that
@@ -562,11 +562,7 @@ impl Conv {
         };
         let use_lanes = !use_winograd
             && match kernel {
-                Kernel::Auto => {
-                    lanes_first()
-                        && channel_lanes::applies(&geo)
-                        && (g == 1 || d.mg >= channel_lanes::L)
-                }
+                Kernel::Auto => lanes_first() && channel_lanes::applies(&geo, d.mg, g),
                 Kernel::ChannelLanes | Kernel::Winograd => channel_lanes::available(),
                 _ => false,
             };
@@ -1049,7 +1045,10 @@ mod tests {
             // With weights prepared at load time and without.
             let prepared = conv.with_prepared(&wtt).unwrap();
             for conv in [&conv, &prepared] {
-                for kernel in [Kernel::Auto, Kernel::Direct, Kernel::ChannelLanes, Kernel::Winograd, Kernel::Im2col, Kernel::RowShift] {
+                for kernel in [
+                    Kernel::Auto, Kernel::Direct, Kernel::ChannelLanes, Kernel::Winograd,
+                    Kernel::Im2col, Kernel::RowShift,
+                ] {
                     let got = conv
                         .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                         .unwrap();
