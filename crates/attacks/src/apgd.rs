@@ -37,9 +37,10 @@ use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{
-    argmax, check_batch, check_run, finalize, gather, objective_grad, AttackLoss, AttackOutput,
-    Goal, Passes,
+    argmax, check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef,
+    BoundedAttack, Goal, Passes,
 };
+use crate::loss::{loss_value, objective_grad, AttackLoss};
 use crate::norm::{ascend, normal, project, sample_rng, uniform, Norm};
 use crate::{Error, Result};
 
@@ -49,8 +50,6 @@ use crate::{Error, Result};
 pub struct ApgdParams {
     /// Threat model (default L∞).
     pub norm: Norm,
-    /// Radius ε of the ball, on the [0, 1] pixel scale (default 8/255).
-    pub eps: f32,
     /// Iterations per run (default 100, AutoAttack).
     pub steps: usize,
     /// Runs per target (each from a fresh random start) on the points still robust (default 1).
@@ -73,7 +72,6 @@ impl Default for ApgdParams {
     fn default() -> Self {
         ApgdParams {
             norm: Norm::Linf,
-            eps: 8.0 / 255.0,
             steps: 100,
             restarts: 1,
             loss: AttackLoss::Ce,
@@ -87,18 +85,16 @@ impl Default for ApgdParams {
 
 impl ApgdParams {
     /// APGD-CE as in AutoAttack's standard version.
-    pub fn autoattack_ce(norm: Norm, eps: f32) -> Self {
+    pub fn autoattack_ce(norm: Norm) -> Self {
         ApgdParams {
             norm,
-            eps,
             ..Default::default()
         }
     }
     /// APGD-T (targeted DLR, 9 targets) as in AutoAttack's standard version.
-    pub fn autoattack_t(norm: Norm, eps: f32) -> Self {
+    pub fn autoattack_t(norm: Norm) -> Self {
         ApgdParams {
             norm,
-            eps,
             loss: AttackLoss::Dlr,
             target_classes: 9,
             ..Default::default()
@@ -111,31 +107,6 @@ impl ApgdParams {
 fn schedule(steps: usize) -> (usize, usize, usize) {
     let f = |p: f64| ((p * steps as f64) as usize).max(1);
     (f(0.22), f(0.03), f(0.06))
-}
-
-/// Per-sample value of the loss ascended (the objective whose gradient `objective_grad` gives).
-fn loss_value(z: &[f32], y: usize, t: Option<usize>, loss: AttackLoss) -> f32 {
-    let k = z.len();
-    let max_except = |c: usize| {
-        (0..k)
-            .filter(|&j| j != c)
-            .map(|j| z[j])
-            .fold(f32::NEG_INFINITY, f32::max)
-    };
-    let lse = || {
-        let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        m as f64 + z.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln()
-    };
-    let mut s: Vec<f32> = z.to_vec();
-    s.sort_by(|a, b| b.total_cmp(a));
-    match (loss, t) {
-        (AttackLoss::Ce, None) => (lse() - z[y] as f64) as f32,
-        (AttackLoss::Ce, Some(t)) => -((lse() - z[t] as f64) as f32),
-        (AttackLoss::Dlr, None) => -(z[y] - max_except(y)) / (s[0] - s[2] + 1e-12),
-        (AttackLoss::Dlr, Some(t)) => -(z[y] - z[t]) / (s[0] - 0.5 * (s[2] + s[3]) + 1e-12),
-        (AttackLoss::Margin, None) => -(z[y] - max_except(y)),
-        (AttackLoss::Margin, Some(t)) => z[t] - max_except(t),
-    }
 }
 
 /// AutoAttack's APGD random start: `x0 + ε·t/‖t‖` clipped to [0, 1].
@@ -170,6 +141,7 @@ fn single_run(
     success_targets: Option<&[usize]>,
     x_init: Vec<f32>,
     p: &ApgdParams,
+    eps: f32,
     loss: AttackLoss,
     passes: &mut Passes,
 ) -> Result<Run> {
@@ -220,7 +192,7 @@ fn single_run(
     }
     let mut best = xa.clone();
     let mut grad_best = grad.clone();
-    let mut step = vec![2.0 * p.eps; m];
+    let mut step = vec![2.0 * eps; m];
     let mut x_old = xa.clone();
     let (first, decr, min_len) = schedule(p.steps);
     let mut len = first;
@@ -239,12 +211,12 @@ fn single_run(
             let cur = xa[r.clone()].to_vec();
             let mut z1 = cur.clone();
             ascend(p.norm, &mut z1, &grad[r.clone()], step[j]);
-            project(p.norm, &mut z1, o, p.eps);
+            project(p.norm, &mut z1, o, eps);
             let xo = &x_old[r.clone()];
             let mut nx: Vec<f32> = (0..per)
                 .map(|q| cur[q] + (z1[q] - cur[q]) * a + (cur[q] - xo[q]) * (1.0 - a))
                 .collect();
-            project(p.norm, &mut nx, o, p.eps);
+            project(p.norm, &mut nx, o, eps);
             x_old[r.clone()].copy_from_slice(&cur);
             xa[r].copy_from_slice(&nx);
         }
@@ -299,14 +271,22 @@ fn single_run(
     Ok(Run { best, adv })
 }
 
-/// Runs APGD (or APGD-T with `target_classes > 0`) on a batch of images `x` (N·C·H·W in
-/// [0, 1]); `indices` are the samples' positions in the data set (they seed the random starts).
-pub fn apgd(
+described!(ApgdParams);
+
+impl BoundedAttack for ApgdParams {
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
+        apgd(model, batch.images, goal, batch.indices, self, eps)
+    }
+}
+
+/// APGD (or APGD-T with `target_classes > 0`) on images `x`; `indices` seed the random starts.
+fn apgd(
     model: &Model,
     x: &[f32],
     goal: Goal,
     indices: &[usize],
     p: &ApgdParams,
+    eps: f32,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     let n = goal.labels.len();
@@ -362,7 +342,7 @@ pub fn apgd(
                 init.extend(apgd_start(
                     p.norm,
                     &x[i * per..(i + 1) * per],
-                    p.eps,
+                    eps,
                     &mut rng,
                 ));
             }
@@ -375,6 +355,7 @@ pub fn apgd(
                 goal.targets,
                 init,
                 p,
+                eps,
                 loss,
                 &mut passes,
             )?;
@@ -408,17 +389,5 @@ mod tests {
             len = len.saturating_sub(decr).max(min_len);
         }
         assert_eq!(at, vec![22, 41, 57, 70, 80, 87, 93, 99]);
-    }
-
-    #[test]
-    fn loss_values_match_their_definitions() {
-        let z = [3.0f32, 1.0, 2.0, 0.0, -1.0];
-        // DLR: −(z_y − max_{j≠y})/(π1 − π3).
-        assert!((loss_value(&z, 0, None, AttackLoss::Dlr) + 1.0 / 2.0).abs() < 1e-6);
-        // Targeted DLR: −(z_y − z_t)/(π1 − (π3 + π4)/2).
-        let want = -(3.0 - 1.0) / (3.0 - 0.5 * (1.0 + 0.0));
-        assert!((loss_value(&z, 0, Some(1), AttackLoss::Dlr) - want).abs() < 1e-6);
-        let lse = z.iter().map(|v| (*v as f64).exp()).sum::<f64>().ln();
-        assert!((loss_value(&z, 2, None, AttackLoss::Ce) as f64 - (lse - 2.0)).abs() < 1e-5);
     }
 }

@@ -1,37 +1,14 @@
-//! What every attack shares: the objective it ascends (untargeted or targeted CE, DLR or
-//! margin), the per-sample result re-checked by a fresh forward pass, and pass counters.
+//! What every attack shares: the two contracts (a bounded attack searches within a radius ε
+//! given per call; a minimum-norm attack looks for the smallest perturbation), the batch and
+//! goal they run on, the per-sample result re-checked by a fresh forward pass, and pass
+//! counters. The contracts follow Foolbox's `FixedEpsilonAttack` / `MinimizationAttack`: ε is
+//! an argument of `run`, never a field of an attack's parameters.
 
-use faultline_engine::{runner_up, Loss, Model};
+use faultline_engine::{runner_up, Model};
 use serde::{Deserialize, Serialize};
 
 use crate::norm::Norm;
 use crate::{Error, Result};
-
-/// The loss an attack ascends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AttackLoss {
-    /// Cross-entropy (untargeted: raise CE of the label; targeted: lower CE of the target).
-    #[default]
-    Ce,
-    /// Difference of logits ratio (Croce & Hein 2020); targeted:
-    /// `−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e−12)`.
-    Dlr,
-    /// Logit margin (untargeted: lower `z_y − max_{j≠y} z_j`; targeted: raise `z_t − max_{j≠t} z_j`).
-    Margin,
-}
-
-impl std::str::FromStr for AttackLoss {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "ce" => Ok(AttackLoss::Ce),
-            "dlr" => Ok(AttackLoss::Dlr),
-            "margin" => Ok(AttackLoss::Margin),
-            o => Err(format!("unknown loss '{o}': use ce, dlr or margin")),
-        }
-    }
-}
 
 /// Labels and, for targeted attacks, targets of a batch.
 #[derive(Debug, Clone, Copy)]
@@ -83,76 +60,130 @@ pub fn argmax(z: &[f32]) -> usize {
     best
 }
 
-/// Logits and the input gradient of the objective to *maximize* on a batch: one forward and one
-/// backward pass.
-pub fn objective_grad(
-    model: &Model,
-    x: &[f32],
-    loss: AttackLoss,
-    goal: Goal,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let k = model.num_classes();
-    let (sign, engine_loss): (f32, Option<Loss>) = match (loss, goal.targets) {
-        (AttackLoss::Ce, None) => (
-            1.0,
-            Some(Loss::CrossEntropy {
-                labels: goal.labels,
-            }),
-        ),
-        (AttackLoss::Ce, Some(t)) => (-1.0, Some(Loss::CrossEntropy { labels: t })),
-        (AttackLoss::Margin, None) => (
-            -1.0,
-            Some(Loss::Margin {
-                labels: goal.labels,
-            }),
-        ),
-        (AttackLoss::Margin, Some(t)) => (1.0, Some(Loss::Margin { labels: t })),
-        (AttackLoss::Dlr, None) => (
-            1.0,
-            Some(Loss::Dlr {
-                labels: goal.labels,
-            }),
-        ),
-        (AttackLoss::Dlr, Some(_)) => (1.0, None),
-    };
-    let (z, mut g) = match engine_loss {
-        // One pass per chunk, forward then backward (see `Model::loss_grad`).
-        Some(l) => {
-            let r = model.loss_grad(x, &l)?;
-            (r.logits, r.grad)
-        }
-        None => {
-            let f = model.forward(x)?;
-            let z = f.logits().to_vec();
-            let t = goal.targets.unwrap_or_default();
-            if k < 4 {
-                return Err(Error::Invalid(
-                    "the targeted DLR loss needs at least 4 classes".into(),
-                ));
-            }
-            let mut w = vec![0.0f32; z.len()];
-            for (i, (row, wr)) in z.chunks(k).zip(w.chunks_mut(k)).enumerate() {
-                let (y, tt) = (goal.labels[i], t[i]);
-                let mut order: Vec<usize> = (0..k).collect();
-                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-                let (p1, p3, p4) = (order[0], order[2], order[3]);
-                let u = row[y] - row[tt];
-                let d = row[p1] - 0.5 * (row[p3] + row[p4]) + 1e-12;
-                // L = −u/d: ∂L/∂z_y = −1/d, ∂L/∂z_t = 1/d, ∂L/∂d = u/d².
-                wr[y] -= 1.0 / d;
-                wr[tt] += 1.0 / d;
-                wr[p1] += u / (d * d);
-                wr[p3] -= 0.5 * u / (d * d);
-                wr[p4] -= 0.5 * u / (d * d);
-            }
-            let g = f.input_grad(&w)?;
-            (z, g)
-        }
-    };
-    if sign < 0.0 {
-        g.iter_mut().for_each(|v| *v = -*v);
+/// The images of a batch and their positions in the data set (which seed every per-sample
+/// random stream, so results do not depend on how samples are batched).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRef<'a> {
+    /// N·C·H·W values in [0, 1].
+    pub images: &'a [f32],
+    /// Data-set index of each sample.
+    pub indices: &'a [usize],
+}
+
+impl<'a> BatchRef<'a> {
+    /// A batch of `images` whose samples sit at `indices` in the data set.
+    pub fn new(images: &'a [f32], indices: &'a [usize]) -> Self {
+        BatchRef { images, indices }
     }
-    Ok((z, g))
+    /// Values per image.
+    pub fn per(&self) -> usize {
+        self.images.len() / self.indices.len().max(1)
+    }
+    /// Image `i`.
+    pub fn image(&self, i: usize) -> &'a [f32] {
+        let per = self.per();
+        &self.images[i * per..(i + 1) * per]
+    }
+    /// The samples at batch positions `pos` (in that order), with their labels and targets.
+    pub fn select(&self, goal: Goal, pos: &[usize]) -> Selection {
+        Selection {
+            images: gather(self.images, pos, self.per()),
+            indices: pos.iter().map(|&i| self.indices[i]).collect(),
+            labels: pos.iter().map(|&i| goal.labels[i]).collect(),
+            targets: goal.targets.map(|t| pos.iter().map(|&i| t[i]).collect()),
+        }
+    }
+}
+
+/// An owned subset of a batch (see [`BatchRef::select`]).
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The images.
+    pub images: Vec<f32>,
+    /// Their data-set indices.
+    pub indices: Vec<usize>,
+    /// Their labels.
+    pub labels: Vec<usize>,
+    /// Their targets (targeted runs).
+    pub targets: Option<Vec<usize>>,
+}
+
+impl Selection {
+    /// The subset as a batch and a goal.
+    pub fn parts(&self) -> (BatchRef<'_>, Goal<'_>) {
+        (
+            BatchRef::new(&self.images, &self.indices),
+            Goal {
+                labels: &self.labels,
+                targets: self.targets.as_deref(),
+            },
+        )
+    }
+}
+
+/// What every attack tells about itself (for run records and `faultline list`).
+pub trait Described {
+    /// The norm it works in.
+    fn norm(&self) -> Norm;
+    /// Its effective parameters, as written to `run.json`.
+    fn params(&self) -> serde_json::Value;
+}
+
+/// Implements [`Described`] for a parameter struct with a `norm` field.
+macro_rules! described {
+    ($($t:ty),*) => {$(
+        impl $crate::attack::Described for $t {
+            fn norm(&self) -> $crate::norm::Norm {
+                self.norm
+            }
+            fn params(&self) -> serde_json::Value {
+                serde_json::to_value(self).unwrap_or_default()
+            }
+        }
+    )*};
+}
+pub(crate) use described;
+
+/// The end of one stage of an ensemble on a batch (for progress displays).
+#[derive(Debug, Clone, Copy)]
+pub struct StageDone<'a> {
+    /// The stage's name.
+    pub name: &'a str,
+    /// Its position (0-based) and the number of stages.
+    pub position: (usize, usize),
+    /// Samples of the batch still robust after it.
+    pub robust: usize,
+}
+
+/// An attack that looks for an adversarial example within the ball of radius `eps` around each
+/// image (in its norm) and the image box [0, 1].
+pub trait BoundedAttack: Described + Send + Sync {
+    /// Attacks a batch; one returned image per sample, inside the ball and the box, with
+    /// success flags re-checked on it.
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput>;
+    /// Names of the stages of an ensemble (empty for a single attack).
+    fn stages(&self) -> Vec<&str> {
+        Vec::new()
+    }
+    /// [`BoundedAttack::run`], calling `on_stage` after each stage of an ensemble.
+    fn run_staged(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        on_stage: &mut dyn FnMut(StageDone),
+    ) -> Result<AttackOutput> {
+        let _ = on_stage;
+        self.run(model, batch, goal, eps)
+    }
+}
+
+/// An attack that looks for the smallest perturbation (in its norm) meeting the goal; the norms
+/// it finds are the `linf`/`l2`/`l1` fields of the successful results.
+pub trait MinNormAttack: Described + Send + Sync {
+    /// Attacks a batch; one returned image per sample inside the box, success re-checked on it.
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput>;
 }
 
 /// One sample's outcome, measured on the returned image.
@@ -175,6 +206,10 @@ pub struct SampleResult {
     pub forward: u32,
     /// Backward passes spent on this sample.
     pub backward: u32,
+    /// Ensembles: the position of the stage that broke the sample (None: none did, or a single
+    /// attack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
 }
 
 /// Adversarial images of a batch and their results.
@@ -241,6 +276,7 @@ pub fn finalize(
                 l1: Norm::L1.dist(a, b),
                 forward: passes.forward[i],
                 backward: passes.backward[i],
+                stage: None,
             }
         })
         .collect();

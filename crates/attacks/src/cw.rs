@@ -52,8 +52,10 @@ use faultline_engine::{runner_up, Model};
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{
-    check_batch, check_run, finalize, gather, AttackOutput, Goal, Passes, DECISIVE_GAP,
+    check_batch, check_run, finalize, gather, AttackOutput, BatchRef, Described, Goal,
+    MinNormAttack, Passes, DECISIVE_GAP,
 };
+use crate::norm::Norm;
 use crate::{Error, Result};
 
 /// Parameters of the Carlini & Wagner L2 attack.
@@ -95,9 +97,24 @@ const TANH_CLIP: f64 = 1.0 - 1e-6;
 /// "No upper bound yet" for the constant.
 const NO_BOUND: f64 = 1e10;
 
-/// Runs C&W-L2 on a batch of images `x` (N·C·H·W in [0, 1]). `indices` are the samples'
-/// positions in the data set (checked only: the attack is deterministic).
-pub fn cw(
+/// C&W works in L2 only.
+impl Described for CwParams {
+    fn norm(&self) -> Norm {
+        Norm::L2
+    }
+    fn params(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl MinNormAttack for CwParams {
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput> {
+        cw(model, batch.images, goal, batch.indices, self)
+    }
+}
+
+/// C&W-L2 on images `x`; `indices` are checked only (the attack is deterministic).
+fn cw(
     model: &Model,
     x: &[f32],
     goal: Goal,

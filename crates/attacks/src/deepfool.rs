@@ -28,7 +28,8 @@ use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{
-    argmax, check_batch, finalize, gather, AttackOutput, Goal, Passes, DECISIVE_GAP,
+    argmax, check_batch, described, finalize, gather, AttackOutput, BatchRef, Goal,
+    MinNormAttack, Passes, DECISIVE_GAP,
 };
 use crate::minnorm::shrink;
 use crate::norm::Norm;
@@ -59,8 +60,16 @@ impl Default for DeepFoolParams {
     }
 }
 
-/// Runs DeepFool on a batch (untargeted; `goal.targets` is ignored).
-pub fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Result<AttackOutput> {
+described!(DeepFoolParams);
+
+/// Untargeted: `goal.targets` is ignored.
+impl MinNormAttack for DeepFoolParams {
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput> {
+        deepfool(model, batch.images, goal, self)
+    }
+}
+
+fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Result<AttackOutput> {
     let goal = Goal {
         labels: goal.labels,
         targets: None,

@@ -49,7 +49,10 @@
 use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{argmax, check_batch, check_run, finalize, gather, AttackOutput, Goal, Passes};
+use crate::attack::{
+    argmax, check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef,
+    BoundedAttack, Goal, MinNormAttack, Passes,
+};
 use crate::minnorm::shrink;
 use crate::norm::{normal, project, sample_rng, uniform, Norm};
 use crate::Result;
@@ -60,8 +63,6 @@ use crate::Result;
 pub struct FabParams {
     /// The norm minimised (default L∞).
     pub norm: Norm,
-    /// Bounded mode: succeed when a point within ε is found; `None` (default) is minimum-norm mode.
-    pub eps: Option<f32>,
     /// Iterations per run (default 100).
     pub steps: usize,
     /// Runs per target; run 0 starts at the clean image, the others at random (default 5).
@@ -88,7 +89,6 @@ impl Default for FabParams {
     fn default() -> Self {
         FabParams {
             norm: Norm::Linf,
-            eps: None,
             steps: 100,
             restarts: 5,
             alpha_max: 0.1,
@@ -104,18 +104,17 @@ impl Default for FabParams {
 
 impl FabParams {
     /// FAB-T as in AutoAttack's standard version: bounded, 9 targets, 1 restart.
-    pub fn autoattack_t(norm: Norm, eps: f32) -> Self {
+    pub fn autoattack_t(norm: Norm) -> Self {
         FabParams {
             norm,
-            eps: Some(eps),
             restarts: 1,
             target_classes: 9,
             ..Default::default()
         }
     }
-    /// The random-start radius ρ.
-    pub fn radius(&self) -> f32 {
-        self.start_radius.or(self.eps).unwrap_or(match self.norm {
+    /// The random-start radius ρ (bounded mode: at radius `eps`).
+    pub fn radius(&self, eps: Option<f32>) -> f32 {
+        self.start_radius.or(eps).unwrap_or(match self.norm {
             Norm::Linf => 0.3,
             Norm::L2 => 1.0,
             Norm::L1 => 5.0,
@@ -254,6 +253,7 @@ fn single_run(
     success_targets: Option<&[usize]>,
     mut x1: Vec<f32>,
     p: &FabParams,
+    eps: Option<f32>,
     passes: &mut Passes,
 ) -> Result<Vec<(f32, Option<Vec<f32>>)>> {
     let per = x.len() / labels.len();
@@ -359,7 +359,7 @@ fn single_run(
                 for q in r {
                     x1[q] = x0[q] + (x1[q] - x0[q]) * p.beta;
                 }
-                if p.eps.is_some_and(|e| res[j].0 <= e) {
+                if eps.is_some_and(|e| res[j].0 <= e) {
                     continue;
                 }
             }
@@ -383,15 +383,30 @@ fn fab_start(norm: Norm, x0: &[f32], radius: f32, rng: &mut rand_chacha::ChaCha8
         .collect()
 }
 
-/// Runs FAB on a batch of images `x` (N·C·H·W in [0, 1]); `indices` are the samples' positions
-/// in the data set (they seed the random starts). The minimum norms found are the `linf`/`l2`/`l1`
-/// fields of the successful results.
-pub fn fab(
+described!(FabParams);
+
+/// Bounded mode (FAB-T in AutoAttack): a sample succeeds once a point within `eps` is found.
+impl BoundedAttack for FabParams {
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
+        fab(model, batch.images, goal, batch.indices, self, Some(eps))
+    }
+}
+
+/// Minimum-norm mode: the smallest perturbation found over all runs.
+impl MinNormAttack for FabParams {
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput> {
+        fab(model, batch.images, goal, batch.indices, self, None)
+    }
+}
+
+/// FAB on images `x`; `indices` seed the random starts; `eps` None is minimum-norm mode.
+fn fab(
     model: &Model,
     x: &[f32],
     goal: Goal,
     indices: &[usize],
     p: &FabParams,
+    eps: Option<f32>,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     let n = goal.labels.len();
@@ -405,7 +420,7 @@ pub fn fab(
         .map(|i| goal.reached(i, &z0[i * k..(i + 1) * k]))
         .collect();
     let mut best: Vec<(f32, Option<Vec<f32>>)> = vec![(f32::INFINITY, None); n];
-    let within = |d: f32| p.eps.is_some_and(|e| d <= e);
+    let within = |d: f32| eps.is_some_and(|e| d <= e);
     let runs: Vec<Option<usize>> = if p.target_classes == 0 {
         vec![None]
     } else {
@@ -441,7 +456,7 @@ pub fn fab(
                     init.extend_from_slice(x0);
                 } else {
                     let mut rng = sample_rng(p.seed, indices[i], &tag);
-                    init.extend(fab_start(p.norm, x0, p.radius(), &mut rng));
+                    init.extend(fab_start(p.norm, x0, p.radius(eps), &mut rng));
                 }
             }
             let res = single_run(
@@ -453,6 +468,7 @@ pub fn fab(
                 goal.targets,
                 init,
                 p,
+                eps,
                 &mut passes,
             )?;
             for (j, &i) in todo.iter().enumerate() {
@@ -467,7 +483,7 @@ pub fn fab(
         if let Some(a) = pt {
             let r = i * per..(i + 1) * per;
             adv[r.clone()].copy_from_slice(a);
-            if let Some(e) = p.eps {
+            if let Some(e) = eps {
                 project(p.norm, &mut adv[r.clone()], &x[r], e);
             }
         }

@@ -28,9 +28,10 @@ use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{
-    check_batch, check_run, finalize, gather, objective_grad, AttackLoss, AttackOutput, Goal,
-    Passes,
+    check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef, BoundedAttack,
+    Goal, Passes,
 };
+use crate::loss::{objective_grad, AttackLoss};
 use crate::norm::{ascend, project, random_start, sample_rng, Norm};
 use crate::Result;
 
@@ -40,8 +41,6 @@ use crate::Result;
 pub struct PgdParams {
     /// Threat model (default L∞).
     pub norm: Norm,
-    /// Radius ε of the ball, on the [0, 1] pixel scale (default 8/255).
-    pub eps: f32,
     /// Iterations (default 20).
     pub steps: usize,
     /// Step size α as a fraction of ε (default 0.25, i.e. α = ε/4).
@@ -66,7 +65,6 @@ impl Default for PgdParams {
     fn default() -> Self {
         PgdParams {
             norm: Norm::Linf,
-            eps: 8.0 / 255.0,
             steps: 20,
             rel_step: 0.25,
             step_size: None,
@@ -82,10 +80,9 @@ impl Default for PgdParams {
 
 impl PgdParams {
     /// FGSM: one step of size ε from the clean image.
-    pub fn fgsm(norm: Norm, eps: f32) -> Self {
+    pub fn fgsm(norm: Norm) -> Self {
         PgdParams {
             norm,
-            eps,
             steps: 1,
             rel_step: 1.0,
             early_stop: false,
@@ -93,30 +90,36 @@ impl PgdParams {
         }
     }
     /// MI-FGSM with Dong et al.'s defaults: 10 steps of ε/10, μ = 1.
-    pub fn mifgsm(norm: Norm, eps: f32) -> Self {
+    pub fn mifgsm(norm: Norm) -> Self {
         PgdParams {
             norm,
-            eps,
             steps: 10,
             rel_step: 0.1,
             momentum: 1.0,
             ..Default::default()
         }
     }
-    /// The absolute step size α.
-    pub fn alpha(&self) -> f32 {
-        self.step_size.unwrap_or(self.rel_step * self.eps)
+    /// The absolute step size α at radius `eps`.
+    pub fn alpha(&self, eps: f32) -> f32 {
+        self.step_size.unwrap_or(self.rel_step * eps)
     }
 }
 
-/// Runs PGD on a batch of images `x` (N·C·H·W in [0, 1]); `indices` are the samples' positions
-/// in the data set (they seed the per-sample random streams).
-pub fn pgd(
+described!(PgdParams);
+
+impl BoundedAttack for PgdParams {
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
+        pgd(model, batch.images, goal, batch.indices, self, eps)
+    }
+}
+
+fn pgd(
     model: &Model,
     x: &[f32],
     goal: Goal,
     indices: &[usize],
     p: &PgdParams,
+    eps: f32,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     check_run("PGD", model, &goal, indices, 0)?;
@@ -134,7 +137,7 @@ pub fn pgd(
             let x0 = &x[i * per..(i + 1) * per];
             if p.random_start || restart > 0 {
                 let mut rng = sample_rng(p.seed, indices[i], &format!("pgd:{restart}"));
-                adv.extend(random_start(p.norm, x0, p.eps, &mut rng));
+                adv.extend(random_start(p.norm, x0, eps, &mut rng));
             } else {
                 adv.extend_from_slice(x0);
             }
@@ -174,8 +177,8 @@ pub fn pgd(
                     }
                     gi.copy_from_slice(m);
                 }
-                ascend(p.norm, xi, &gi, p.alpha());
-                project(p.norm, xi, &x[todo[j] * per..(todo[j] + 1) * per], p.eps);
+                ascend(p.norm, xi, &gi, p.alpha(eps));
+                project(p.norm, xi, &x[todo[j] * per..(todo[j] + 1) * per], eps);
                 still.push(j);
             }
             active = still;

@@ -59,7 +59,10 @@ use rand_chacha::rand_core::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{check_batch, check_run, finalize, gather, AttackOutput, Goal, Passes};
+use crate::attack::{
+    check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef, BoundedAttack,
+    Goal, Passes,
+};
 use crate::norm::{sample_rng, uniform, Norm};
 use crate::{Error, Result};
 
@@ -69,8 +72,6 @@ use crate::{Error, Result};
 pub struct SquareParams {
     /// Threat model (default L∞).
     pub norm: Norm,
-    /// Radius ε of the ball, on the [0, 1] pixel scale (default 8/255).
-    pub eps: f32,
     /// Queries (proposals) per run after the initial point (default 5000).
     pub queries: usize,
     /// Initial fraction of a channel's pixels covered by a square (default 0.8).
@@ -89,7 +90,6 @@ impl Default for SquareParams {
     fn default() -> Self {
         SquareParams {
             norm: Norm::Linf,
-            eps: 8.0 / 255.0,
             queries: 5000,
             p_init: 0.8,
             restarts: 1,
@@ -116,14 +116,21 @@ impl SquareParams {
     }
 }
 
-/// Runs the Square Attack on a batch of images `x` (N·C·H·W in [0, 1]); `indices` are the
-/// samples' positions in the data set (they seed the per-sample random streams).
-pub fn square(
+described!(SquareParams);
+
+impl BoundedAttack for SquareParams {
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
+        square(model, batch.images, goal, batch.indices, self, eps)
+    }
+}
+
+fn square(
     model: &Model,
     x: &[f32],
     goal: Goal,
     indices: &[usize],
     p: &SquareParams,
+    eps: f32,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     check_run("Square", model, &goal, indices, 0)?;
@@ -132,10 +139,10 @@ pub fn square(
             "Square does not support L1: use PGD or FAB".into(),
         ));
     }
-    if !(p.eps.is_finite() && p.eps > 0.0) {
+    if !(eps.is_finite() && eps > 0.0) {
         return Err(Error::Invalid(format!(
             "Square needs a finite ε > 0, got {}",
-            p.eps
+            eps
         )));
     }
     if !(p.p_init > 0.0 && p.p_init <= 1.0) {
@@ -184,8 +191,8 @@ pub fn square(
         for (j, rng) in rngs.iter_mut().enumerate() {
             let o = &x0[j * per..(j + 1) * per];
             cur.extend(match p.norm {
-                Norm::Linf => geo.stripes(o, p.eps, rng),
-                Norm::L2 | Norm::L1 => geo.grid(o, p.eps, rng),
+                Norm::Linf => geo.stripes(o, eps, rng),
+                Norm::L2 | Norm::L1 => geo.grid(o, eps, rng),
             });
         }
         let z = model.logits(&cur)?;
@@ -207,9 +214,9 @@ pub fn square(
             for &j in &active {
                 let r = j * per..(j + 1) * per;
                 prop.extend(match p.norm {
-                    Norm::Linf => geo.linf_step(&cur[r.clone()], &x0[r], p.eps, frac, &mut rngs[j]),
+                    Norm::Linf => geo.linf_step(&cur[r.clone()], &x0[r], eps, frac, &mut rngs[j]),
                     Norm::L2 | Norm::L1 => {
-                        geo.l2_step(&cur[r.clone()], &x0[r], p.eps, frac, &mut rngs[j])
+                        geo.l2_step(&cur[r.clone()], &x0[r], eps, frac, &mut rngs[j])
                     }
                 });
             }

@@ -6,7 +6,9 @@ mod common;
 
 use common::{exact, linear};
 
-use faultline_attacks::{deepfool, pgd, DeepFoolParams, Goal, Norm, PgdParams};
+use faultline_attacks::{
+    BatchRef, BoundedAttack, DeepFoolParams, Goal, MinNormAttack, Norm, PgdParams,
+};
 
 #[test]
 fn deepfool_finds_the_exact_linear_margin() {
@@ -18,16 +20,17 @@ fn deepfool_finds_the_exact_linear_margin() {
         .collect();
     for norm in [Norm::L2, Norm::Linf] {
         let (want, labels) = exact(&w, &b, &x, d, k, norm);
-        let out = deepfool(
+        let idx: Vec<usize> = (0..n).collect();
+        let out = DeepFoolParams {
+            norm,
+            ..Default::default()
+        }
+        .run(
             &m,
-            &x,
+            BatchRef::new(&x, &idx),
             Goal {
                 labels: &labels,
                 targets: None,
-            },
-            &DeepFoolParams {
-                norm,
-                ..Default::default()
             },
         )
         .unwrap();
@@ -58,21 +61,20 @@ fn pgd_stays_in_the_ball_and_agrees_with_the_exact_margin() {
     let (want, labels) = exact(&w, &b, &x, d, k, Norm::Linf);
     for eps in [0.005f32, 0.02, 0.05] {
         let p = PgdParams {
-            eps,
             steps: 50,
             ..Default::default()
         };
-        let out = pgd(
-            &m,
-            &x,
-            Goal {
-                labels: &labels,
-                targets: None,
-            },
-            &(0..n).collect::<Vec<_>>(),
-            &p,
-        )
-        .unwrap();
+        let out = p
+            .run(
+                &m,
+                BatchRef::new(&x, &(0..n).collect::<Vec<_>>()),
+                Goal {
+                    labels: &labels,
+                    targets: None,
+                },
+                eps,
+            )
+            .unwrap();
         for (i, r) in out.results.iter().enumerate() {
             assert!(r.linf <= eps + 1e-6);
             // A sample whose exact margin is clearly inside ε must be broken, one clearly

@@ -21,8 +21,8 @@ use common::{exact, l1_halfspace, linear, setup};
 
 use faultline_attacks::attack::argmax;
 use faultline_attacks::{
-    apgd, deepfool, fab, pgd, square, ApgdParams, AttackLoss, DeepFoolParams, FabParams, Goal,
-    Norm, PgdParams, SquareParams,
+    ApgdParams, AttackLoss, BatchRef, BoundedAttack, DeepFoolParams, FabParams, Goal,
+    MinNormAttack, Norm, PgdParams, SquareParams,
 };
 
 fn images(n: usize, d: usize, mul: usize, m: usize) -> Vec<f32> {
@@ -81,7 +81,7 @@ fn fab_l1_finds_the_exact_linear_margin() {
         ..Default::default()
     };
     let t0 = Instant::now();
-    let out = fab(&m, &x, goal, &idx, &p).unwrap();
+    let out = MinNormAttack::run(&p, &m, BatchRef::new(&x, &idx), goal).unwrap();
     let took = t0.elapsed();
     let mut worst: f64 = 0.0;
     for (i, r) in out.results.iter().enumerate() {
@@ -107,7 +107,7 @@ fn fab_l1_finds_the_exact_linear_margin() {
     eprintln!(
         "FAB L1: worst ratio to the exact margin {worst:.5} (box binds on {binds}/{n}; {took:.2?})"
     );
-    let again = fab(&m, &x, goal, &idx, &p).unwrap();
+    let again = MinNormAttack::run(&p, &m, BatchRef::new(&x, &idx), goal).unwrap();
     assert_eq!(out.adv, again.adv);
     // Bounded mode: succeed exactly where the margin is inside ε, and stay in the ball.
     let eps = {
@@ -115,16 +115,15 @@ fn fab_l1_finds_the_exact_linear_margin() {
         s.sort_by(f64::total_cmp);
         s[n / 2] as f32
     };
-    let bounded = fab(
-        &m,
-        &x,
-        goal,
-        &idx,
+    let bounded = BoundedAttack::run(
         &FabParams {
             norm: Norm::L1,
-            eps: Some(eps),
             ..Default::default()
         },
+        &m,
+        BatchRef::new(&x, &idx),
+        goal,
+        eps,
     )
     .unwrap();
     let mut hits = 0;
@@ -189,7 +188,7 @@ fn targeted_fab_l1_finds_the_exact_linear_margin() {
         norm: Norm::L1,
         ..Default::default()
     };
-    let out = fab(&m, &x, goal, &idx, &p).unwrap();
+    let out = MinNormAttack::run(&p, &m, BatchRef::new(&x, &idx), goal).unwrap();
     let (mut worst, mut checked): (f64, usize) = (0.0, 0);
     let mut loose_hits = 0;
     for (i, r) in out.results.iter().enumerate() {
@@ -252,13 +251,12 @@ fn pgd_l1_stays_in_the_ball_and_box_and_breaks_the_easy_samples() {
         for random_start in [false, true] {
             let p = PgdParams {
                 norm: Norm::L1,
-                eps,
                 steps: 50,
                 loss,
                 random_start,
                 ..Default::default()
             };
-            let out = pgd(&m, &x, goal, &idx, &p).unwrap();
+            let out = p.run(&m, BatchRef::new(&x, &idx), goal, eps).unwrap();
             let (mut easy, mut easy_hit, mut hits) = (0, 0, 0);
             for (i, r) in out.results.iter().enumerate() {
                 assert!(r.l1 <= eps * (1.0 + 1e-5), "{} > ε = {eps}", r.l1);
@@ -291,38 +289,26 @@ fn attacks_without_l1_say_so() {
         labels: &[0],
         targets: None,
     };
+    let batch = BatchRef::new(&x, &[0]);
+    let eps = 8.0 / 255.0;
     let errs = [
-        deepfool(
-            &m,
-            &x,
-            goal,
-            &DeepFoolParams {
-                norm: Norm::L1,
-                ..Default::default()
-            },
-        )
+        DeepFoolParams {
+            norm: Norm::L1,
+            ..Default::default()
+        }
+        .run(&m, batch, goal)
         .err(),
-        apgd(
-            &m,
-            &x,
-            goal,
-            &[0],
-            &ApgdParams {
-                norm: Norm::L1,
-                ..Default::default()
-            },
-        )
+        ApgdParams {
+            norm: Norm::L1,
+            ..Default::default()
+        }
+        .run(&m, batch, goal, eps)
         .err(),
-        square(
-            &m,
-            &x,
-            goal,
-            &[0],
-            &SquareParams {
-                norm: Norm::L1,
-                ..Default::default()
-            },
-        )
+        SquareParams {
+            norm: Norm::L1,
+            ..Default::default()
+        }
+        .run(&m, batch, goal, eps)
         .err(),
     ];
     for e in errs {
@@ -351,11 +337,7 @@ fn fab_l1_on_mnist_lenet5_returns_adversarial_points() {
         .map(|i| argmax(&z0[i * k..(i + 1) * k]) == y[i])
         .collect();
     let t0 = Instant::now();
-    let out = fab(
-        &m,
-        &x,
-        goal,
-        &idx,
+    let out = MinNormAttack::run(
         &FabParams {
             norm: Norm::L1,
             // One run from the clean image keeps the test short (5 restarts, the default:
@@ -363,6 +345,9 @@ fn fab_l1_on_mnist_lenet5_returns_adversarial_points() {
             restarts: 1,
             ..Default::default()
         },
+        &m,
+        BatchRef::new(&x, &idx),
+        goal,
     )
     .unwrap();
     let took = t0.elapsed();

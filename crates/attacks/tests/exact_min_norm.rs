@@ -9,7 +9,9 @@ mod common;
 
 use common::{exact, linear};
 
-use faultline_attacks::{apgd, fab, ApgdParams, AttackLoss, FabParams, Goal, Norm};
+use faultline_attacks::{
+    ApgdParams, AttackLoss, BatchRef, BoundedAttack, FabParams, Goal, MinNormAttack, Norm,
+};
 
 fn images(n: usize, d: usize, mul: usize, m: usize) -> Vec<f32> {
     (0..n * d)
@@ -33,7 +35,7 @@ fn fab_finds_the_exact_linear_margin() {
             norm,
             ..Default::default()
         };
-        let out = fab(&m, &x, goal, &idx, &p).unwrap();
+        let out = MinNormAttack::run(&p, &m, BatchRef::new(&x, &idx), goal).unwrap();
         let mut worst: f64 = 0.0;
         for (i, r) in out.results.iter().enumerate() {
             assert!(r.success, "{norm:?} sample {i} not broken");
@@ -52,7 +54,7 @@ fn fab_finds_the_exact_linear_margin() {
         }
         eprintln!("FAB {norm:?}: worst ratio to the exact margin {worst:.5}");
         // Determinism: the same seed gives the same images.
-        let again = fab(&m, &x, goal, &idx, &p).unwrap();
+        let again = MinNormAttack::run(&p, &m, BatchRef::new(&x, &idx), goal).unwrap();
         assert_eq!(out.adv, again.adv);
         // Bounded mode: succeed exactly where the margin is inside ε, and stay in the ball.
         let eps = {
@@ -60,16 +62,15 @@ fn fab_finds_the_exact_linear_margin() {
             s.sort_by(f64::total_cmp);
             s[n / 2] as f32
         };
-        let bounded = fab(
-            &m,
-            &x,
-            goal,
-            &idx,
+        let bounded = BoundedAttack::run(
             &FabParams {
                 norm,
-                eps: Some(eps),
                 ..Default::default()
             },
+            &m,
+            BatchRef::new(&x, &idx),
+            goal,
+            eps,
         )
         .unwrap();
         for (i, r) in bounded.results.iter().enumerate() {
@@ -112,30 +113,27 @@ fn apgd_breaks_exactly_the_samples_inside_the_linf_margin() {
             };
             let xi = &x[i * d..(i + 1) * d];
             for (f, must) in [(above, true), (0.98, false)] {
+                let eps = marg as f32 * f;
                 let p = ApgdParams {
-                    eps: marg as f32 * f,
                     loss,
                     target_classes: targets,
                     ..Default::default()
                 };
-                let out = apgd(&m, xi, one, &[i], &p).unwrap();
+                let out = p.run(&m, BatchRef::new(xi, &[i]), one, eps).unwrap();
                 let r = &out.results[0];
-                assert!(r.linf <= p.eps * (1.0 + 1e-5) + 1e-7);
+                assert!(r.linf <= eps * (1.0 + 1e-5) + 1e-7);
                 assert_eq!(
                     r.success, must,
                     "{loss:?} T{targets} sample {i}: margin {marg}, ε = {}",
-                    p.eps
+                    eps
                 );
             }
         }
     }
     // Determinism on the whole batch.
-    let p = ApgdParams {
-        eps: 0.01,
-        ..Default::default()
-    };
-    let a = apgd(&m, &x, goal, &idx, &p).unwrap();
-    let b2 = apgd(&m, &x, goal, &idx, &p).unwrap();
+    let p = ApgdParams::default();
+    let a = p.run(&m, BatchRef::new(&x, &idx), goal, 0.01).unwrap();
+    let b2 = p.run(&m, BatchRef::new(&x, &idx), goal, 0.01).unwrap();
     assert_eq!(a.adv, b2.adv);
     assert_eq!(a.results, b2.results);
 }

@@ -18,7 +18,7 @@
 //! `attacks_stay_sound_where_they_miss_the_nearest_boundary` for nets where both land several
 //! times above the exact margin.
 
-use faultline_attacks::{deepfool, fab, DeepFoolParams, FabParams, Goal, Norm};
+use faultline_attacks::{BatchRef, DeepFoolParams, FabParams, Goal, MinNormAttack, Norm};
 use faultline_engine::ops::{Flatten, Gemm, Unary, UnaryKind};
 use faultline_engine::{GraphBuilder, Model, Tensor};
 
@@ -514,19 +514,20 @@ fn attacks_never_beat_the_exact_relu_margin() {
                     labels: &c.labels,
                     targets: None,
                 };
+                let idx: Vec<usize> = (0..n).collect();
+                let batch = BatchRef::new(&c.x, &idx);
                 let out = if name == "FAB" {
-                    let idx: Vec<usize> = (0..n).collect();
                     let p = FabParams {
                         norm,
                         ..Default::default()
                     };
-                    fab(m, &c.x, goal, &idx, &p).unwrap()
+                    MinNormAttack::run(&p, m, batch, goal).unwrap()
                 } else {
                     let p = DeepFoolParams {
                         norm,
                         ..Default::default()
                     };
-                    deepfool(m, &c.x, goal, &p).unwrap()
+                    p.run(m, batch, goal).unwrap()
                 };
                 let want = if l2 { &c.l2 } else { &c.linf };
                 for (i, r) in out.results.iter().enumerate() {
@@ -639,9 +640,10 @@ fn attacks_stay_sound_where_they_miss_the_nearest_boundary() {
                 norm,
                 ..Default::default()
             };
+            let batch = BatchRef::new(&c.x, &idx);
             let outs = [
-                ("FAB", fab(&m, &c.x, goal, &idx, &fab_p).unwrap()),
-                ("DeepFool", deepfool(&m, &c.x, goal, &df_p).unwrap()),
+                ("FAB", MinNormAttack::run(&fab_p, &m, batch, goal).unwrap()),
+                ("DeepFool", df_p.run(&m, batch, goal).unwrap()),
             ];
             for (name, out) in &outs {
                 let (mut missed, mut worst) = (Vec::new(), (1.0, 0));

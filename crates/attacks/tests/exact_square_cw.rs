@@ -15,7 +15,9 @@ mod common;
 use common::{exact, linear_image};
 
 use faultline_attacks::attack::argmax;
-use faultline_attacks::{cw, square, CwParams, Goal, Norm, SquareParams};
+use faultline_attacks::{
+    BatchRef, BoundedAttack, CwParams, Goal, MinNormAttack, Norm, SquareParams,
+};
 use faultline_engine::Model;
 
 const SHAPE: [usize; 3] = [3, 8, 8];
@@ -85,7 +87,9 @@ fn cw_finds_the_exact_linear_l2_margin() {
     };
     let idx: Vec<usize> = (0..n).collect();
     let t0 = std::time::Instant::now();
-    let out = cw(&m, &x, goal, &idx, &CwParams::default()).unwrap();
+    let out = CwParams::default()
+        .run(&m, BatchRef::new(&x, &idx), goal)
+        .unwrap();
     // C&W's hinge follows the current runner-up class, so it settles on the boundary of the
     // class it ends in, which need not be the nearest one (sample 15 here: runner-up 4 at
     // 0.5557, nearest class 2 at 0.5431). Its result is compared with the exact global minimum
@@ -129,19 +133,20 @@ fn cw_finds_the_exact_linear_l2_margin() {
     check_repredicted(&m, &out.adv, goal, &ok);
     // Deterministic, and per-sample: another batch split gives the same images.
     // Deterministic, and per sample up to the engine's batch-size-dependent rounding.
-    let again = cw(&m, &x, goal, &idx, &CwParams::default()).unwrap();
+    let again = CwParams::default()
+        .run(&m, BatchRef::new(&x, &idx), goal)
+        .unwrap();
     assert!(out.adv == again.adv, "C&W is not deterministic");
-    let part = cw(
-        &m,
-        &x[..5 * D],
-        Goal {
-            labels: &labels[..5],
-            targets: None,
-        },
-        &idx[..5],
-        &CwParams::default(),
-    )
-    .unwrap();
+    let part = CwParams::default()
+        .run(
+            &m,
+            BatchRef::new(&x[..5 * D], &idx[..5]),
+            Goal {
+                labels: &labels[..5],
+                targets: None,
+            },
+        )
+        .unwrap();
     for (a, b) in part.results.iter().zip(&out.results) {
         assert_eq!(a.success, b.success);
         assert!((a.l2 - b.l2).abs() <= 1e-3 * b.l2, "{} vs {}", a.l2, b.l2);
@@ -155,7 +160,9 @@ fn cw_finds_the_exact_linear_l2_margin() {
         targets: Some(&targets),
     };
     let lower = pairwise(&w, &b, &x, &labels, &targets, Norm::L2);
-    let out = cw(&m, &x, tg, &idx, &CwParams::default()).unwrap();
+    let out = CwParams::default()
+        .run(&m, BatchRef::new(&x, &idx), tg)
+        .unwrap();
     let ok: Vec<bool> = out.results.iter().map(|r| r.success).collect();
     check_repredicted(&m, &out.adv, tg, &ok);
     for (i, r) in out.results.iter().enumerate() {
@@ -188,13 +195,12 @@ fn square_case(norm: Norm, queries: usize) {
     };
     let p = SquareParams {
         norm,
-        eps,
         queries,
         seed: 3,
         ..Default::default()
     };
     let t0 = std::time::Instant::now();
-    let out = square(&m, &x, goal, &idx, &p).unwrap();
+    let out = p.run(&m, BatchRef::new(&x, &idx), goal, eps).unwrap();
     let took = t0.elapsed();
     let (mut easy, mut easy_hit, mut mid, mut mid_hit) = (0, 0, 0, 0);
     for (i, r) in out.results.iter().enumerate() {
@@ -229,24 +235,24 @@ fn square_case(norm: Norm, queries: usize) {
     );
 
     // Same seed: bit-identical. Another split: the same per-sample images and results.
-    let again = square(&m, &x, goal, &idx, &p).unwrap();
+    let again = p.run(&m, BatchRef::new(&x, &idx), goal, eps).unwrap();
     assert!(out.adv == again.adv, "{norm:?}: not deterministic");
     assert_eq!(out.results, again.results);
     let cut = 17;
     let mut adv = Vec::new();
     let mut res = Vec::new();
     for (a, e) in [(0, cut), (cut, n)] {
-        let o = square(
-            &m,
-            &x[a * D..e * D],
-            Goal {
-                labels: &labels[a..e],
-                targets: None,
-            },
-            &idx[a..e],
-            &p,
-        )
-        .unwrap();
+        let o = p
+            .run(
+                &m,
+                BatchRef::new(&x[a * D..e * D], &idx[a..e]),
+                Goal {
+                    labels: &labels[a..e],
+                    targets: None,
+                },
+                eps,
+            )
+            .unwrap();
         adv.extend(o.adv);
         res.extend(o.results.into_iter().map(|r| (r.success, r.forward)));
     }
@@ -260,16 +266,11 @@ fn square_case(norm: Norm, queries: usize) {
         same * 10 >= n * 9,
         "{norm:?}: {same}/{n} images identical across splits"
     );
-    let other = square(
-        &m,
-        &x,
-        goal,
-        &idx,
-        &SquareParams {
-            seed: 4,
-            ..p.clone()
-        },
-    )
+    let other = SquareParams {
+        seed: 4,
+        ..p.clone()
+    }
+    .run(&m, BatchRef::new(&x, &idx), goal, eps)
     .unwrap();
     assert_ne!(other.adv, out.adv, "the seed changes nothing");
 
@@ -284,7 +285,7 @@ fn square_case(norm: Norm, queries: usize) {
     let lower = pairwise(&w, &b, &x, &labels, &targets, norm);
     let teps = 2.0 * eps;
     let reachable = witness(&m, &w, &x, &labels, &targets, norm, teps / 2.0);
-    let out = square(&m, &x, tg, &idx, &SquareParams { eps: teps, ..p }).unwrap();
+    let out = p.run(&m, BatchRef::new(&x, &idx), tg, teps).unwrap();
     let ok: Vec<bool> = out.results.iter().map(|r| r.success).collect();
     check_repredicted(&m, &out.adv, tg, &ok);
     for (i, r) in out.results.iter().enumerate() {
@@ -367,24 +368,26 @@ fn bad_parameters_are_errors_not_panics() {
         labels: &labels,
         targets: None,
     };
-    for p in [
-        SquareParams {
-            eps: 0.0,
-            ..Default::default()
-        },
-        SquareParams {
-            eps: f32::NAN,
-            ..Default::default()
-        },
-        SquareParams {
-            p_init: 1.5,
-            ..Default::default()
-        },
+    let eps = 8.0 / 255.0;
+    for (p, eps) in [
+        (SquareParams::default(), 0.0),
+        (SquareParams::default(), f32::NAN),
+        (
+            SquareParams {
+                p_init: 1.5,
+                ..Default::default()
+            },
+            eps,
+        ),
     ] {
-        assert!(square(&m, &x, goal, &[0, 1], &p).is_err());
+        assert!(p.run(&m, BatchRef::new(&x, &[0, 1]), goal, eps).is_err());
     }
-    assert!(square(&m, &x, goal, &[0], &SquareParams::default()).is_err());
-    assert!(square(&m, &x[..D], goal, &[0, 1], &SquareParams::default()).is_err());
+    assert!(SquareParams::default()
+        .run(&m, BatchRef::new(&x, &[0]), goal, eps)
+        .is_err());
+    assert!(SquareParams::default()
+        .run(&m, BatchRef::new(&x[..D], &[0, 1]), goal, eps)
+        .is_err());
     for p in [
         CwParams {
             lr: -1.0,
@@ -399,24 +402,18 @@ fn bad_parameters_are_errors_not_panics() {
             ..Default::default()
         },
     ] {
-        assert!(cw(&m, &x, goal, &[0, 1], &p).is_err());
+        assert!(p.run(&m, BatchRef::new(&x, &[0, 1]), goal).is_err());
     }
     // Flat inputs with no room for squares still work (the side is capped by the image).
     let (flat, _, _) = common::linear(20, 4, 1);
     let xf = vec![0.5f32; 40];
     for norm in [Norm::Linf, Norm::L2] {
-        let o = square(
-            &flat,
-            &xf,
-            goal,
-            &[0, 1],
-            &SquareParams {
-                norm,
-                eps: 0.05,
-                queries: 50,
-                ..Default::default()
-            },
-        )
+        let o = SquareParams {
+            norm,
+            queries: 50,
+            ..Default::default()
+        }
+        .run(&flat, BatchRef::new(&xf, &[0, 1]), goal, 0.05)
         .unwrap();
         assert!(o
             .adv

@@ -14,19 +14,23 @@ mod common;
 
 use common::{npy, setup, shared};
 
-use faultline_attacks::{deepfool, pgd, DeepFoolParams, Goal, Norm, PgdParams};
+use faultline_attacks::{
+    BatchRef, BoundedAttack, DeepFoolParams, Goal, MinNormAttack, Norm, PgdParams,
+};
 use faultline_engine::Model;
 
-/// Per-sample success of `p`, and the number of samples agreeing with torchattacks.
+/// Per-sample success of `p` at radius `eps`, and the number of samples agreeing with
+/// torchattacks.
 fn agreement(
     m: &Model,
     x: &[f32],
     y: &[usize],
     p: &PgdParams,
+    eps: f32,
     key: &str,
     prefix: &str,
 ) -> (usize, usize) {
-    let (agree, n, _) = run_and_compare(m, x, y, p, key, prefix);
+    let (agree, n, _) = run_and_compare(m, x, y, p, eps, key, prefix);
     assert!(
         agree as f64 >= 0.95 * n as f64,
         "{prefix} {key}: {agree}/{n}"
@@ -39,6 +43,7 @@ fn run_and_compare(
     x: &[f32],
     y: &[usize],
     p: &PgdParams,
+    eps: f32,
     key: &str,
     prefix: &str,
 ) -> (usize, usize, Vec<f32>) {
@@ -48,21 +53,19 @@ fn run_and_compare(
     for c in (0..y.len()).step_by(250) {
         let e = (c + 250).min(y.len());
         let per = x.len() / y.len();
-        let out = pgd(
-            m,
-            &x[c * per..e * per],
-            Goal {
-                labels: &y[c..e],
-                targets: None,
-            },
-            &idx[c..e],
-            p,
-        )
-        .unwrap();
+        let out = p
+            .run(
+                m,
+                BatchRef::new(&x[c * per..e * per], &idx[c..e]),
+                Goal {
+                    labels: &y[c..e],
+                    targets: None,
+                },
+                eps,
+            )
+            .unwrap();
         for r in &out.results {
-            assert!(
-                if p.norm == Norm::Linf { r.linf } else { r.l2 } <= p.eps * (1.0 + 1e-5) + 1e-7
-            );
+            assert!(if p.norm == Norm::Linf { r.linf } else { r.l2 } <= eps * (1.0 + 1e-5) + 1e-7);
         }
         got.extend(out.results.iter().map(|r| r.success));
         adv.extend(out.adv);
@@ -106,7 +109,8 @@ fn fgsm_and_pgd_agree_with_torchattacks_on_resnet20() {
             &m,
             &x,
             &y,
-            &PgdParams::fgsm(Norm::Linf, eps),
+            &PgdParams::fgsm(Norm::Linf),
+            eps,
             &format!("FGSM_eps{e}_255"),
             "cifar10-resnet20",
         );
@@ -139,7 +143,6 @@ fn fgsm_and_pgd_agree_with_torchattacks_on_resnet20() {
         eprintln!("FGSM {e}/255: {same}/{} pixel values as the float64 sign step, success agreement {agree}/100", adv.len());
         assert!(same as f64 >= 0.99 * adv.len() as f64 && agree >= 99);
         let p = PgdParams {
-            eps,
             steps: 20,
             rel_step: 0.25,
             early_stop: false,
@@ -150,6 +153,7 @@ fn fgsm_and_pgd_agree_with_torchattacks_on_resnet20() {
             &x,
             &y,
             &p,
+            eps,
             &format!("PGD_eps{e}_255"),
             "cifar10-resnet20",
         ));
@@ -157,13 +161,12 @@ fn fgsm_and_pgd_agree_with_torchattacks_on_resnet20() {
     for (eps, key) in [(0.25f32, "PGDL2_eps0.25"), (0.5, "PGDL2_eps0.5")] {
         let p = PgdParams {
             norm: Norm::L2,
-            eps,
             steps: 20,
             rel_step: 0.25,
             early_stop: false,
             ..Default::default()
         };
-        all.push(agreement(&m, &x, &y, &p, key, "cifar10-resnet20"));
+        all.push(agreement(&m, &x, &y, &p, eps, key, "cifar10-resnet20"));
     }
     check_total(&all, "cifar10-resnet20 PGD");
 }
@@ -178,17 +181,17 @@ fn fgsm_and_pgd_agree_with_torchattacks_on_advtrained_lenet5() {
     );
     let mut all = Vec::new();
     for (eps, tag) in [(0.1f32, "0.1"), (0.2, "0.2"), (0.3, "0.3")] {
-        let f = PgdParams::fgsm(Norm::Linf, eps);
+        let f = PgdParams::fgsm(Norm::Linf);
         all.push(agreement(
             &m,
             &x,
             &y,
             &f,
+            eps,
             &format!("FGSM_eps{tag}"),
             "mnist-lenet5-advtrained",
         ));
         let p = PgdParams {
-            eps,
             steps: 20,
             rel_step: 0.25,
             early_stop: false,
@@ -199,6 +202,7 @@ fn fgsm_and_pgd_agree_with_torchattacks_on_advtrained_lenet5() {
             &x,
             &y,
             &p,
+            eps,
             &format!("PGD_eps{tag}"),
             "mnist-lenet5-advtrained",
         ));
@@ -206,13 +210,20 @@ fn fgsm_and_pgd_agree_with_torchattacks_on_advtrained_lenet5() {
     for (eps, key) in [(1.0f32, "PGDL2_eps1"), (2.0, "PGDL2_eps2")] {
         let p = PgdParams {
             norm: Norm::L2,
-            eps,
             steps: 20,
             rel_step: 0.25,
             early_stop: false,
             ..Default::default()
         };
-        all.push(agreement(&m, &x, &y, &p, key, "mnist-lenet5-advtrained"));
+        all.push(agreement(
+            &m,
+            &x,
+            &y,
+            &p,
+            eps,
+            key,
+            "mnist-lenet5-advtrained",
+        ));
     }
     check_total(&all, "mnist-lenet5-advtrained");
 }
@@ -224,16 +235,17 @@ fn deepfool_norms_match_torchattacks_on_resnet20() {
         "data/cifar10/test_batch_first100.bin",
         100,
     );
-    let out = deepfool(
+    let idx: Vec<usize> = (0..y.len()).collect();
+    let out = DeepFoolParams {
+        refine_steps: 0,
+        ..Default::default()
+    }
+    .run(
         &m,
-        &x,
+        BatchRef::new(&x, &idx),
         Goal {
             labels: &y,
             targets: None,
-        },
-        &DeepFoolParams {
-            refine_steps: 0,
-            ..Default::default()
         },
     )
     .unwrap();
@@ -262,16 +274,16 @@ fn deepfool_norms_match_torchattacks_on_resnet20() {
         "{missed} samples broken by torchattacks but not by us"
     );
     // With refinement the norms only shrink, and every reported success is still re-checked.
-    let refined = deepfool(
-        &m,
-        &x,
-        Goal {
-            labels: &y,
-            targets: None,
-        },
-        &DeepFoolParams::default(),
-    )
-    .unwrap();
+    let refined = DeepFoolParams::default()
+        .run(
+            &m,
+            BatchRef::new(&x, &idx),
+            Goal {
+                labels: &y,
+                targets: None,
+            },
+        )
+        .unwrap();
     for (a, b) in refined.results.iter().zip(&out.results) {
         assert_eq!(a.success, b.success);
         assert!(a.l2 <= b.l2 * (1.0 + 1e-5));

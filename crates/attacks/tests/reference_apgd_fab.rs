@@ -24,7 +24,9 @@ use common::{npy, setup};
 
 use std::time::Instant;
 
-use faultline_attacks::{apgd, fab, ApgdParams, FabParams, Goal, Norm};
+use faultline_attacks::{
+    ApgdParams, BatchRef, BoundedAttack, FabParams, Goal, MinNormAttack, Norm,
+};
 
 const MNIST: &str = "data/mnist/t10k-images-idx3-ubyte.gz";
 
@@ -58,7 +60,7 @@ fn fab_restarts(model: &str, norm: Norm, n: usize, restarts: usize) -> (f64, f64
         labels: &y,
         targets: None,
     };
-    let out = fab(&m, &x, goal, &idx, &p).unwrap();
+    let out = MinNormAttack::run(&p, &m, BatchRef::new(&x, &idx), goal).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let per_restart: Vec<f64> = npy(&format!("{model}_fab_{tag}_per_restart_dist.npy"));
     let min_dist: Vec<f64> = npy(&format!("{model}_fab_{tag}_min_dist.npy"));
@@ -113,17 +115,17 @@ fn apgd_stages(pick: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let y: Vec<usize> = pick.iter().map(|&i| y100[i]).collect();
     let n = pick.len();
     let t = Instant::now();
-    let ce = apgd(
-        &m,
-        &x,
-        Goal {
-            labels: &y,
-            targets: None,
-        },
-        pick,
-        &ApgdParams::autoattack_ce(Norm::Linf, 0.3),
-    )
-    .unwrap();
+    let ce = ApgdParams::autoattack_ce(Norm::Linf)
+        .run(
+            &m,
+            BatchRef::new(&x, pick),
+            Goal {
+                labels: &y,
+                targets: None,
+            },
+            0.3,
+        )
+        .unwrap();
     for r in &ce.results {
         assert!(r.linf <= 0.3 + 1e-6);
     }
@@ -138,17 +140,17 @@ fn apgd_stages(pick: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let after_t: Vec<usize> = if robust.is_empty() {
         vec![]
     } else {
-        let tt = apgd(
-            &m,
-            &xr,
-            Goal {
-                labels: &yr,
-                targets: None,
-            },
-            &ir,
-            &ApgdParams::autoattack_t(Norm::Linf, 0.3),
-        )
-        .unwrap();
+        let tt = ApgdParams::autoattack_t(Norm::Linf)
+            .run(
+                &m,
+                BatchRef::new(&xr, &ir),
+                Goal {
+                    labels: &yr,
+                    targets: None,
+                },
+                0.3,
+            )
+            .unwrap();
         for r in &tt.results {
             assert!(r.linf <= 0.3 + 1e-6);
         }

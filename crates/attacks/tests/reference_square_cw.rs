@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use common::{npy, setup};
 
-use faultline_attacks::{cw, square, CwParams, Goal, Norm, SquareParams};
+use faultline_attacks::{
+    BatchRef, BoundedAttack, CwParams, Goal, MinNormAttack, Norm, SquareParams,
+};
 
 #[test]
 fn square_linf_breaks_resnet20() {
@@ -24,14 +26,14 @@ fn square_linf_breaks_resnet20() {
         labels: &y,
         targets: None,
     };
+    let eps = 8.0 / 255.0;
     let p = SquareParams {
         norm: Norm::Linf,
-        eps: 8.0 / 255.0,
         queries: 300,
         ..Default::default()
     };
     let t0 = Instant::now();
-    let out = square(&m, &x, goal, &idx, &p).unwrap();
+    let out = p.run(&m, BatchRef::new(&x, &idx), goal, eps).unwrap();
     let took = t0.elapsed();
     // The first 20 images are all classified correctly (the FAB reference's clean accuracy).
     let clean = out.results.iter().filter(|r| r.forward == 2).count();
@@ -44,7 +46,7 @@ fn square_linf_breaks_resnet20() {
         .collect();
     q.sort();
     for r in &out.results {
-        assert!(r.linf <= p.eps * (1.0 + 1e-5) + 1e-7);
+        assert!(r.linf <= eps * (1.0 + 1e-5) + 1e-7);
         assert_eq!(r.backward, 0);
     }
     assert!(out.adv.iter().all(|v| (0.0..=1.0).contains(v)));
@@ -75,7 +77,9 @@ fn cw_norms_match_fab_on_resnet20() {
     };
     let fab: Vec<f64> = npy("cifar10-resnet20_fab_L2_min_dist.npy");
     let t0 = Instant::now();
-    let out = cw(&m, &x, goal, &idx, &CwParams::default()).unwrap();
+    let out = CwParams::default()
+        .run(&m, BatchRef::new(&x, &idx), goal)
+        .unwrap();
     let took = t0.elapsed();
     let ok = out.results.iter().filter(|r| r.success).count();
     let ratios: Vec<f64> = (0..n).map(|i| out.results[i].l2 as f64 / fab[i]).collect();

@@ -1,14 +1,15 @@
-//! Arguments shared by subcommands (model, data, threads) and turning them into a loaded model
-//! and data set. The embedded demo (ResNet-20 and the CIFAR-10 test images shipped under
-//! `demo/`) is used when neither --model nor --data is given.
+//! Arguments shared by subcommands (model, data, output), turning them into the library's
+//! [`Source`] and [`Output`], and the progress bar the library reports to. The embedded demo
+//! (ResNet-20 and the CIFAR-10 test images shipped under `demo/`) is used when neither --model
+//! nor --data is given.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use faultline::data::{self, Dataset, Format, LoadOptions, Split};
-use faultline::engine::Normalization;
-use faultline::model::{load_model, LoadedModel};
+use faultline::data::{Format, LoadOptions, Split};
+use faultline::run::{Loaded, Output, Progress, Source};
 
 /// The demo folder of the source tree this binary was built from.
 pub fn demo_dir() -> PathBuf {
@@ -21,16 +22,12 @@ pub fn demo_model() -> PathBuf {
     demo_dir().join("cifar10-resnet20.onnx")
 }
 
-fn demo_data() -> PathBuf {
-    demo_dir().join("cifar10-test")
-}
-
 /// Which model, and how it expects its input.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// ONNX classifier to analyse [default: the demo ResNet-20 for CIFAR-10, when --data is
     /// also omitted]
-    #[arg(long, value_name = "M.onnx")]
+    #[arg(short, long, value_name = "M.onnx")]
     pub model: Option<PathBuf>,
     /// Per-channel means to subtract, for models that expect normalized input but do not
     /// normalize inside their graph, e.g. 0.4914,0.4822,0.4465 [default: none]
@@ -47,7 +44,7 @@ pub struct DataArgs {
     /// Data set: a CIFAR binary file or folder, an MNIST IDX file or folder, an image folder
     /// (one sub-folder per class), or a .npy/.npz file [default: the demo CIFAR-10 test images,
     /// when --model is also omitted]
-    #[arg(long, value_name = "PATH")]
+    #[arg(short, long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Data format: cifar10, cifar100, idx, folder, npy [default: detected from PATH]
     #[arg(long, value_name = "F")]
@@ -67,25 +64,63 @@ pub struct DataArgs {
     /// Image folders: centre-crop to this square size after resizing [default: no crop]
     #[arg(long, value_name = "PX")]
     pub center_crop: Option<u32>,
-    /// Evaluate only the first N samples [default: all]
+    /// Use only the first N samples [default: all]
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 }
 
-/// A model bound to a data set.
-pub struct Loaded {
-    pub model: LoadedModel,
-    pub data: Box<dyn Dataset>,
-    pub model_path: PathBuf,
-    pub data_path: PathBuf,
+impl DataArgs {
+    /// How the library should read the data.
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            format: self.format,
+            resize: self.resize,
+            center_crop: self.center_crop,
+            classes_file: self.classes.clone(),
+            labels: self.labels.clone(),
+            split: if self.split == "train" {
+                Split::Train
+            } else {
+                Split::Test
+            },
+        }
+    }
 }
 
-/// Loads data then model (the model is bound to the data's image shape).
-pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
-    let (model_path, data_path) = match (&m.model, &d.data) {
+/// Where a run writes, with the default `runs/<command>` (scratch space, replaced).
+#[derive(Args, Debug, Clone)]
+pub struct OutArgs {
+    /// Run directory for run.json and samples.jsonl; an interrupted run with the same settings
+    /// resumes there [default: runs/<command>]
+    #[arg(short, long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace a different run already in --out instead of refusing
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+impl OutArgs {
+    /// The output of `command`; the default directory is scratch space a new run replaces.
+    pub fn output(&self, command: &str) -> Output {
+        match &self.out {
+            Some(d) => Output {
+                dir: d.clone(),
+                overwrite: self.overwrite,
+            },
+            None => Output {
+                dir: PathBuf::from("runs").join(command),
+                overwrite: true,
+            },
+        }
+    }
+}
+
+/// Resolves the model and data paths (the demo when both are omitted).
+pub fn source(m: &ModelArgs, d: &DataArgs) -> Result<Source> {
+    let (model, data) = match (&m.model, &d.data) {
         (Some(mp), Some(dp)) => (mp.clone(), dp.clone()),
         (None, None) => {
-            let (mp, dp) = (demo_model(), demo_data());
+            let (mp, dp) = (demo_model(), demo_dir().join("cifar10-test"));
             if !mp.exists() || !dp.exists() {
                 bail!(
                     "the demo files were not found under {}; pass --model and --data",
@@ -101,60 +136,82 @@ pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
             bail!("--model was given without --data: pass the data set to evaluate it on")
         }
     };
-    let opts = LoadOptions {
-        format: d.format,
-        resize: d.resize,
-        center_crop: d.center_crop,
-        classes_file: d.classes.clone(),
-        labels: d.labels.clone(),
-        split: if d.split == "train" {
-            Split::Train
-        } else {
-            Split::Test
-        },
-    };
-    // Library errors name the file themselves: no extra context needed.
-    let data = data::open(&data_path, &opts)?;
-    let info = data.info();
-    let norm = match (&m.mean, &m.std) {
-        (Some(mean), Some(std)) => Some(Normalization {
-            mean: mean.clone(),
-            std: std.clone(),
-        }),
-        _ => None,
-    };
-    let model = load_model(&model_path, [info.channels, info.height, info.width], norm)?;
-    if model.card.num_classes != info.num_classes() {
-        eprintln!(
-            "note: the model has {} outputs and the data set {} classes",
-            model.card.num_classes,
-            info.num_classes()
-        );
-    }
-    if let Some(rule) = &model.card.layout {
-        eprintln!("note: {rule}");
-    }
-    Ok(Loaded {
+    Ok(Source {
         model,
         data,
-        model_path,
-        data_path,
+        normalization: m.mean.clone().zip(m.std.clone()),
+        load: d.options(),
     })
 }
 
-/// A progress bar for `what` over `len` samples (hidden when `quiet`; indicatif also hides it
-/// when stderr is not a terminal).
-pub fn progress(what: &str, len: usize, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
+/// Loads model and data, printing the library's notes.
+pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
+    let loaded = faultline::run::load(&source(m, d)?)?;
+    for n in &loaded.notes {
+        eprintln!("note: {n}");
     }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let template =
-        format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}");
-    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
-        bar.set_style(style.progress_chars("=> "));
+    Ok(loaded)
+}
+
+/// A progress bar on stderr (hidden by indicatif when stderr is not a terminal).
+pub struct Bar {
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Bar {
+    /// A bar that shows nothing until a phase starts.
+    pub fn new() -> Self {
+        Bar {
+            bar: Mutex::new(None),
+        }
     }
-    bar
+    fn with(&self, f: impl FnOnce(&indicatif::ProgressBar)) {
+        if let Ok(g) = self.bar.lock() {
+            if let Some(b) = g.as_ref() {
+                f(b);
+            }
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, what: &str, total: usize, done: usize) {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        let template = format!(
+            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_position(done as u64);
+        if let Ok(mut g) = self.bar.lock() {
+            *g = Some(bar);
+        }
+    }
+    fn advance(&self, done: usize) {
+        self.with(|b| b.set_position(done as u64));
+    }
+    fn message(&self, msg: &str) {
+        let msg = msg.to_string();
+        self.with(|b| b.set_message(msg));
+    }
+    fn note(&self, line: &str) {
+        let mut shown = false;
+        self.with(|b| {
+            b.suspend(|| eprintln!("{line}"));
+            shown = true;
+        });
+        if !shown {
+            eprintln!("{line}");
+        }
+    }
+    fn finish(&self) {
+        if let Ok(mut g) = self.bar.lock() {
+            if let Some(b) = g.take() {
+                b.finish_and_clear();
+            }
+        }
+    }
 }
 
 /// Sets the size of rayon's global pool (all cores when `None`).
@@ -172,4 +229,12 @@ pub fn set_threads(threads: Option<usize>) -> Result<usize> {
         .build_global()
         .context("configuring threads")?;
     Ok(n)
+}
+
+/// Parses radii given as decimals or fractions.
+pub fn parse_radii(v: &Option<Vec<String>>) -> Result<Vec<f32>> {
+    Ok(v.iter()
+        .flatten()
+        .map(|s| faultline::eps::parse_eps(s))
+        .collect::<std::result::Result<_, _>>()?)
 }

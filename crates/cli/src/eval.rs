@@ -2,19 +2,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use faultline::corruption::{
-    parse_kinds, parse_severities, summarize_corruptions, Baseline, CorruptionPlan,
-    CorruptionSummary, ParamTable,
+    parse_kinds, parse_severities, CorruptionPlan, CorruptionSummary, ParamTable,
 };
-use faultline::eval::{evaluate_under, summarize, EvalRecord, EvalSummary};
-use faultline::record::{whole_samples, RunDir};
-use serde_json::json;
+use faultline::eval::EvalSummary;
+use faultline::run::eval::{self, EvalConfig};
+use faultline::run::Loaded;
 
-use crate::common::{load, progress, DataArgs, ModelArgs};
+use crate::common::{load, Bar, DataArgs, ModelArgs, OutArgs};
 
 /// Arguments of `faultline eval`.
 #[derive(Args, Debug)]
@@ -26,13 +24,8 @@ pub struct EvalArgs {
     /// Images per forward pass
     #[arg(long, default_value_t = 128, value_name = "B")]
     pub batch_size: usize,
-    /// Run directory for run.json and samples.jsonl; an interrupted run with the same settings
-    /// resumes there [default: runs/eval]
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Replace a different run already in --out instead of refusing
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub out: OutArgs,
     /// Also evaluate under common corruptions computed on the fly (no files written): all,
     /// standard (the 15 of CIFAR-10-C), extra (the other 4) or a list such as fog,snow
     /// [default: none]
@@ -51,150 +44,48 @@ pub struct EvalArgs {
     /// relative mCE [default: none]
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
-    /// Print nothing on success (used by commands that evaluate as a step)
-    #[arg(skip)]
-    pub quiet: bool,
 }
 
-pub fn run(args: &EvalArgs, threads: usize) -> Result<()> {
+/// The corruption plan of `--corruptions`, `--severities`, `--table` and `--seed`.
+pub fn plan(
+    spec: &Option<String>,
+    severities: &str,
+    table: &Option<String>,
+    seed: u64,
+    image: (usize, usize),
+) -> Result<Option<CorruptionPlan>> {
+    let Some(spec) = spec else { return Ok(None) };
+    Ok(Some(CorruptionPlan {
+        kinds: parse_kinds(spec)?,
+        severities: parse_severities(severities)?,
+        table: match table.as_deref() {
+            Some(t) => t.parse::<ParamTable>()?,
+            None => ParamTable::for_size(image.0, image.1),
+        },
+        seed,
+    }))
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
     let loaded = load(&args.model, &args.data)?;
-    let info = loaded.data.info().clone();
-    let total = args.data.limit.map_or(info.len, |l| l.min(info.len));
-    let plan = match &args.corruptions {
-        None => None,
-        Some(spec) => Some(CorruptionPlan {
-            kinds: parse_kinds(spec)?,
-            severities: parse_severities(&args.severities)?,
-            table: match args.table.as_deref() {
-                Some(t) => t.parse::<ParamTable>()?,
-                None => ParamTable::for_size(info.height, info.width),
-            },
-            seed: args.seed,
-        }),
+    let info = loaded.data.info();
+    let cfg = EvalConfig {
+        limit: args.data.limit,
+        batch_size: args.batch_size,
+        corruptions: plan(
+            &args.corruptions,
+            &args.severities,
+            &args.table,
+            args.seed,
+            (info.height, info.width),
+        )?,
+        baseline: args.baseline.clone(),
     };
-    let baseline = match &args.baseline {
-        None => None,
-        Some(dir) => {
-            let p = dir.join("run.json");
-            let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("reading the baseline {}", p.display()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
-            Some(Baseline::from_run(&v).with_context(|| format!("baseline {}", p.display()))?)
-        }
-    };
-    let per_sample = 1 + plan.as_ref().map_or(0, |p| p.conditions().len());
-    let settings = json!({
-        "model": loaded.model_path,
-        "model_sha256": loaded.model.card.sha256,
-        "data": loaded.data_path,
-        "format": info.format.name(),
-        "split": args.data.split,
-        "resize": args.data.resize,
-        "center_crop": args.data.center_crop,
-        "classes_file": args.data.classes,
-        "limit": args.data.limit,
-        "normalization": loaded.model.card.normalization,
-        "corruptions": plan,
-    });
-    let (out, overwrite) = match &args.out {
-        Some(o) => (o.clone(), args.overwrite),
-        // The default directory is a scratch space: a run with other settings replaces it.
-        None => (PathBuf::from("runs/eval"), true),
-    };
-    // Keep only whole samples (every condition present) of an interrupted run.
-    let complete = |recs: &[EvalRecord]| whole_samples(recs, per_sample, total);
-    let (mut rd, mut records) =
-        RunDir::open_with::<EvalRecord>(&out, "eval", settings, overwrite, complete)?;
-    let start = records.len() / per_sample;
-    if start > 0 {
-        eprintln!(
-            "resuming {}: {start} of {total} samples already evaluated",
-            out.display()
-        );
-    }
-    if let Some(p) = &plan {
-        eprintln!(
-            "evaluating {} corruption{} x {} severit{} ({} table) on {total} images",
-            p.kinds.len(),
-            if p.kinds.len() == 1 { "" } else { "s" },
-            p.severities.len(),
-            if p.severities.len() == 1 { "y" } else { "ies" },
-            p.table
-        );
-    }
-    let bar = progress("eval", total, args.quiet);
-    bar.set_position(start as u64);
-    let t0 = Instant::now();
-    let mut correct = records
-        .iter()
-        .filter(|r| r.is_clean() && r.label == r.prediction)
-        .count();
-    let mut seen = start;
-    let model = &loaded.model.model;
-    evaluate_under(
-        model,
-        loaded.data.as_ref(),
-        start..total,
-        args.batch_size,
-        plan.as_ref(),
-        |batch| {
-            rd.append(batch)?;
-            seen += batch.len() / per_sample;
-            correct += batch
-                .iter()
-                .filter(|r| r.is_clean() && r.label == r.prediction)
-                .count();
-            bar.set_position(seen as u64);
-            bar.set_message(format!(
-                "clean accuracy {:.2} %",
-                100.0 * correct as f64 / seen.max(1) as f64
-            ));
-            records.extend_from_slice(batch);
-            Ok(())
-        },
-    )
-    .with_context(|| format!("evaluating on {}", loaded.data_path.display()))?;
-    bar.finish_and_clear();
-    let secs = t0.elapsed().as_secs_f64();
-    let k = loaded.model.card.num_classes;
-    let mut names = info.class_names.clone();
-    names.resize_with(k.max(names.len()), String::new);
-    for (i, n) in names.iter_mut().enumerate() {
-        if n.is_empty() {
-            *n = i.to_string();
-        }
-    }
-    let summary = summarize(&records, &names, k);
-    let corr = plan
-        .as_ref()
-        .map(|p| summarize_corruptions(&records, p, baseline.as_ref()));
-    rd.write_run(json!({
-        "status": "complete",
-        "clean_accuracy": summary.clean_accuracy,
-        "mean_logit_margin": summary.mean_logit_margin,
-        "mean_corruption_accuracy": corr.as_ref().map(|c| c.mean_corruption_accuracy),
-        "mce": corr.as_ref().and_then(|c| c.mce),
-        "relative_mce": corr.as_ref().and_then(|c| c.relative_mce),
-        "corruptions": corr,
-        "baseline": args.baseline,
-        "model": loaded.model.card,
-        "data": {
-            "path": loaded.data_path,
-            "format": info.format.name(),
-            "len": info.len,
-            "image_shape": [info.channels, info.height, info.width],
-            "class_names": info.class_names,
-        },
-        "runtime": { "threads": threads, "batch_size": args.batch_size, "seconds": secs,
-                     "img_per_s": (total - start) as f64 / secs.max(1e-9), "resumed_from": start },
-        "results": summary,
-    }))?;
-    if args.quiet {
-        return Ok(());
-    }
-    print_summary(&summary, &loaded, &out).context("writing to stdout")?;
-    if let Some(c) = &corr {
+    let out = args.out.output("eval");
+    let report = eval::run(&cfg, &loaded, &out, &Bar::new())
+        .with_context(|| format!("evaluating on {}", loaded.data_path.display()))?;
+    print_summary(&report.results, &loaded, &out.dir).context("writing to stdout")?;
+    if let Some(c) = &report.corruptions {
         print_corruptions(c).context("writing to stdout")?;
     }
     Ok(())
@@ -258,7 +149,7 @@ fn print_corruptions(c: &CorruptionSummary) -> std::io::Result<()> {
 
 fn print_summary(
     s: &EvalSummary,
-    l: &crate::common::Loaded,
+    l: &Loaded,
     out: &std::path::Path,
 ) -> std::io::Result<()> {
     let mut o = std::io::stdout().lock();

@@ -7,8 +7,8 @@ mod classwise;
 mod common;
 mod corrupt;
 mod eval;
+mod list;
 mod margins;
-mod npy_out;
 
 use std::process::ExitCode;
 
@@ -45,20 +45,21 @@ enum Command {
     Corrupt(corrupt::CorruptArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
-    /// Supported ONNX operators and data formats
-    List,
+    /// Supported attacks (with their parameters and defaults), presets, corruptions, ONNX
+    /// operators and data formats
+    List(list::ListArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = common::set_threads(cli.threads).and_then(|threads| match &cli.command {
-        Command::Eval(a) => eval::run(a, threads),
-        Command::Attack(a) => attack::run(a, threads),
-        Command::Classwise(a) => classwise::run(a, threads),
-        Command::Margins(a) => margins::run(a, threads),
+    let result = common::set_threads(cli.threads).and_then(|_| match &cli.command {
+        Command::Eval(a) => eval::run(a),
+        Command::Attack(a) => attack::run(a),
+        Command::Classwise(a) => classwise::run(a),
+        Command::Margins(a) => margins::run(a),
         Command::Corrupt(a) => corrupt::run(a),
-        Command::Bench(a) => bench::run(a, threads),
-        Command::List => list(),
+        Command::Bench(a) => bench::run(a),
+        Command::List(a) => list::run(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,26 +76,4 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-fn list() -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    writeln!(
-        o,
-        "ONNX operators (default domain, opsets {}–{}):",
-        faultline::onnx::OPSETS.start(),
-        faultline::onnx::OPSETS.end()
-    )?;
-    for op in faultline::onnx::supported_ops() {
-        writeln!(o, "  {op}")?;
-    }
-    writeln!(o, "data formats: cifar10, cifar100 (binary), idx (MNIST/Fashion-MNIST, .gz or not), folder (PNG/JPEG, one sub-folder per class), npy (.npy/.npz, uint8 or float32, NHWC or NCHW)")?;
-    writeln!(o, "attacks: fgsm, pgd, mifgsm (bounded; linf, l2 or l1; losses ce, dlr, margin), apgd-ce, apgd-dlr, apgd-t, fab-t, square (bounded), deepfool, fab, cw (minimum norm); --preset standard: apgd-ce → apgd-t → fab-t → square")?;
-    writeln!(
-        o,
-        "corruptions (severities 1-5, cifar and imagenet tables): {}",
-        faultline::corruption::ALL.join(", ")
-    )?;
-    Ok(())
 }

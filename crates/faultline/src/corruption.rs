@@ -13,8 +13,8 @@ use serde_json::Value;
 
 pub use faultline_corruptions::{CorruptionKind, ImageU8, ParamTable, ALL};
 
-use crate::error::{Error, Result};
-use crate::eval::EvalRecord;
+use crate::error::{setting, Error, Result};
+use crate::record::{Condition, SampleRecord};
 
 /// Which corruptions to apply, at which severities, with which parameter table and seed.
 #[derive(Debug, Clone, Serialize)]
@@ -51,11 +51,14 @@ pub fn parse_kinds(spec: &str) -> Result<Vec<CorruptionKind>> {
             .split(',')
             .map(|n| {
                 n.trim().parse::<CorruptionKind>().map_err(|_| {
-                    Error::Invalid(format!(
-                        "unknown corruption '{}'; choose all, standard, extra or names from: {}",
-                        n.trim(),
-                        faultline_corruptions::ALL.join(", ")
-                    ))
+                    setting(
+                        "--corruptions",
+                        format!(
+                            "unknown corruption '{}'; choose all, standard, extra or names from: {}",
+                            n.trim(),
+                            faultline_corruptions::ALL.join(", ")
+                        ),
+                    )
                 })
             })
             .collect::<Result<_>>()?,
@@ -68,9 +71,10 @@ pub fn parse_kinds(spec: &str) -> Result<Vec<CorruptionKind>> {
 /// Parses severities: `1-5`, `3`, or `1,3,5`.
 pub fn parse_severities(spec: &str) -> Result<Vec<u8>> {
     let bad = || {
-        Error::Invalid(format!(
-            "severities '{spec}': use a range like 1-5 or a list like 1,3,5 of values 1 to 5"
-        ))
+        setting(
+            "--severities",
+            format!("'{spec}': use a range like 1-5 or a list like 1,3,5 of values 1 to 5"),
+        )
     };
     let mut v = Vec::new();
     for part in spec.split(',') {
@@ -261,12 +265,12 @@ impl Baseline {
 
 /// Summarizes records of an `eval --corruptions` run.
 pub fn summarize_corruptions(
-    records: &[EvalRecord],
+    records: &[SampleRecord],
     plan: &CorruptionPlan,
     baseline: Option<&Baseline>,
 ) -> CorruptionSummary {
-    let acc = |f: &dyn Fn(&EvalRecord) -> bool| -> (usize, f64) {
-        let sel: Vec<&EvalRecord> = records.iter().filter(|r| f(r)).collect();
+    let acc = |f: &dyn Fn(&SampleRecord) -> bool| -> (usize, f64) {
+        let sel: Vec<&SampleRecord> = records.iter().filter(|r| f(r)).collect();
         let ok = sel.iter().filter(|r| r.label == r.prediction).count();
         (
             sel.len(),
@@ -277,7 +281,7 @@ pub fn summarize_corruptions(
             },
         )
     };
-    let (_, clean_accuracy) = acc(&|r| r.is_clean());
+    let (_, clean_accuracy) = acc(&|r| r.condition == Condition::Clean);
     let mut table = Vec::new();
     let mut families = Vec::new();
     for &kind in &plan.kinds {
@@ -287,7 +291,7 @@ pub fn summarize_corruptions(
             .iter()
             .map(|&s| {
                 let (n, a) =
-                    acc(&|r| r.corruption.as_deref() == Some(name) && r.severity == Some(s));
+                    acc(&|r| r.condition.corruption() == Some((name, s)));
                 ConditionAccuracy {
                     corruption: name.to_string(),
                     severity: s,
@@ -347,14 +351,19 @@ pub fn summarize_corruptions(
 mod tests {
     use super::*;
 
-    fn rec(index: usize, ok: bool, c: Option<(&str, u8)>) -> EvalRecord {
-        EvalRecord {
+    fn rec(index: usize, ok: bool, c: Option<(&str, u8)>) -> SampleRecord {
+        SampleRecord {
             index,
             label: 0,
+            condition: c.map_or(Condition::Clean, |(name, severity)| Condition::Corruption {
+                name: name.to_string(),
+                severity,
+            }),
             prediction: if ok { 0 } else { 1 },
             logit_margin: if ok { 1.0 } else { -1.0 },
-            corruption: c.map(|c| c.0.to_string()),
-            severity: c.map(|c| c.1),
+            clean_prediction: None,
+            attack: None,
+            margin: None,
         }
     }
 

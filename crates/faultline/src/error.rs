@@ -1,4 +1,4 @@
-//! Errors of the analysis layer: each says what failed and where (file, sample, stage).
+//! Errors of the analysis layer: each says what failed and where (file, sample, setting).
 
 use std::path::PathBuf;
 
@@ -15,13 +15,55 @@ pub enum Error {
     /// The engine failed while running the model.
     #[error("running the model: {0}")]
     Engine(faultline_engine::Error),
-    /// Reading or writing a run directory failed.
+    /// An attack was misconfigured or failed.
+    #[error(transparent)]
+    Attack(faultline_attacks::Error),
+    /// A corruption failed.
+    #[error(transparent)]
+    Corruption(#[from] faultline_corruptions::Error),
+    /// Reading or writing a file failed.
     #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
         error: std::io::Error,
+    },
+    /// A label the model cannot predict.
+    #[error("{data}: label {label} of sample {index} is out of range for a model with {classes} outputs")]
+    LabelOutOfRange {
+        /// The data set.
+        data: String,
+        /// The sample.
+        index: usize,
+        /// Its label.
+        label: usize,
+        /// The model's outputs.
+        classes: usize,
+    },
+    /// A NaN or infinite pixel.
+    #[error("{data}: sample {index} has a non-finite pixel value")]
+    NonFinitePixel {
+        /// The data set.
+        data: String,
+        /// The sample.
+        index: usize,
+    },
+    /// A setting outside its range, named by its command-line flag.
+    #[error("{flag}: {why}")]
+    Setting {
+        /// The flag (`--eps`, `--batch-size`, …).
+        flag: &'static str,
+        /// What is wrong and what would be right.
+        why: String,
+    },
+    /// A run directory holds something else.
+    #[error("{path}: {why}")]
+    RunDir {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
     },
     /// Settings, model and data do not fit together.
     #[error("{0}")]
@@ -35,7 +77,7 @@ impl From<faultline_attacks::Error> for Error {
     fn from(e: faultline_attacks::Error) -> Self {
         match e {
             faultline_attacks::Error::Engine(e) => Error::Engine(e),
-            other => Error::Invalid(other.to_string()),
+            other => Error::Attack(other),
         }
     }
 }
@@ -43,6 +85,14 @@ impl From<faultline_attacks::Error> for Error {
 impl From<faultline_engine::Error> for Error {
     fn from(e: faultline_engine::Error) -> Self {
         Error::Engine(e)
+    }
+}
+
+/// The setting error for `flag`.
+pub(crate) fn setting(flag: &'static str, why: impl Into<String>) -> Error {
+    Error::Setting {
+        flag,
+        why: why.into(),
     }
 }
 

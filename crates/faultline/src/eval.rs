@@ -4,46 +4,15 @@
 
 use std::ops::Range;
 
+use faultline_attacks::attack::argmax;
 use faultline_data::Dataset;
 use faultline_engine::{runner_up, Model};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::corruption::{CorruptionKind, CorruptionPlan};
 use crate::error::{Error, Result};
 use crate::metrics::{confusion, per_class, ClassAccuracy};
-
-/// One evaluated sample (a line of `samples.jsonl`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalRecord {
-    /// Position of the sample in the data set.
-    pub index: usize,
-    /// True label.
-    pub label: usize,
-    /// Predicted class (first maximal logit).
-    pub prediction: usize,
-    /// `z_label − max_{j≠label} z_j`: positive exactly when the prediction is right, and the
-    /// logit distance to the nearest wrong class.
-    pub logit_margin: f32,
-    /// The corruption applied (absent for the clean image).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub corruption: Option<String>,
-    /// Its severity, 1–5 (absent for the clean image).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<u8>,
-}
-
-impl crate::record::SampleIndexed for EvalRecord {
-    fn sample_index(&self) -> usize {
-        self.index
-    }
-}
-
-impl EvalRecord {
-    /// True for a record of the unperturbed image.
-    pub fn is_clean(&self) -> bool {
-        self.corruption.is_none()
-    }
-}
+use crate::record::{Condition, SampleRecord};
 
 /// Aggregates of an evaluation.
 #[derive(Debug, Clone, Serialize)]
@@ -62,17 +31,6 @@ pub struct EvalSummary {
     pub confusion: Vec<Vec<u64>>,
 }
 
-/// Index of the first maximal value.
-pub fn argmax(z: &[f32]) -> usize {
-    let mut best = 0;
-    for (j, &v) in z.iter().enumerate() {
-        if v > z[best] {
-            best = j;
-        }
-    }
-    best
-}
-
 /// Evaluates samples `range` of `data` in batches, handing each batch's records to `sink` as
 /// soon as they exist (so they can be written before the next batch starts).
 pub fn evaluate(
@@ -80,7 +38,7 @@ pub fn evaluate(
     data: &dyn Dataset,
     range: Range<usize>,
     batch_size: usize,
-    sink: impl FnMut(&[EvalRecord]) -> Result<()>,
+    sink: impl FnMut(&[SampleRecord]) -> Result<()>,
 ) -> Result<()> {
     evaluate_under(model, data, range, batch_size, None, sink)
 }
@@ -94,40 +52,33 @@ pub fn evaluate_under(
     range: Range<usize>,
     batch_size: usize,
     plan: Option<&CorruptionPlan>,
-    mut sink: impl FnMut(&[EvalRecord]) -> Result<()>,
+    mut sink: impl FnMut(&[SampleRecord]) -> Result<()>,
 ) -> Result<()> {
     let k = model.num_classes();
     let source = data.info().source.display().to_string();
     for batch in data.batches(batch_size.max(1), range)? {
         let batch = batch?;
-        let per = batch.channels * batch.height * batch.width;
-        if let Some(pos) = batch.images.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "{source}: sample {} has a non-finite pixel value",
-                batch.indices[pos / per]
-            )));
-        }
-        for (&i, &y) in batch.indices.iter().zip(&batch.labels) {
-            if y >= k {
-                return Err(Error::Invalid(format!(
-                    "{source}: label {y} of sample {i} is out of range for a model with {k} outputs"
-                )));
-            }
-        }
+        check_batch(&batch, k, &source)?;
         let mut records =
             Vec::with_capacity(batch.len() * (1 + plan.map_or(0, |p| p.conditions().len())));
         let mut predict = |images: &[f32], condition: Option<(CorruptionKind, u8)>| -> Result<()> {
+            let condition = condition.map_or(Condition::Clean, |(c, s)| Condition::Corruption {
+                name: c.name().to_string(),
+                severity: s,
+            });
             let z = model.logits(images)?;
             records.extend(
                 z.chunks(k)
                     .zip(batch.indices.iter().zip(&batch.labels))
-                    .map(|(row, (&index, &label))| EvalRecord {
+                    .map(|(row, (&index, &label))| SampleRecord {
                         index,
                         label,
+                        condition: condition.clone(),
                         prediction: argmax(row),
                         logit_margin: row[label] - row[runner_up(row, label)],
-                        corruption: condition.map(|(c, _)| c.name().to_string()),
-                        severity: condition.map(|(_, s)| s),
+                        clean_prediction: None,
+                        attack: None,
+                        margin: None,
                     }),
             );
             Ok(())
@@ -145,13 +96,16 @@ pub fn evaluate_under(
 }
 
 /// Summarizes the clean records over `k` classes named `names` (corrupted ones are skipped).
-pub fn summarize(records: &[EvalRecord], names: &[String], k: usize) -> EvalSummary {
-    let clean: Vec<&EvalRecord> = records.iter().filter(|r| r.is_clean()).collect();
+pub fn summarize(records: &[SampleRecord], names: &[String], k: usize) -> EvalSummary {
+    let clean: Vec<&SampleRecord> = records
+        .iter()
+        .filter(|r| r.condition == Condition::Clean)
+        .collect();
     summarize_refs(&clean, names, k)
 }
 
 /// [`summarize`] over any selection of records.
-pub fn summarize_refs(records: &[&EvalRecord], names: &[String], k: usize) -> EvalSummary {
+pub fn summarize_refs(records: &[&SampleRecord], names: &[String], k: usize) -> EvalSummary {
     let n = records.len();
     let correct = records.iter().filter(|r| r.label == r.prediction).count();
     let conf = confusion(records.iter().map(|r| (r.label, r.prediction)), k);
@@ -171,4 +125,24 @@ pub fn summarize_refs(records: &[&EvalRecord], names: &[String], k: usize) -> Ev
         per_class: per_class(&conf, names),
         confusion: conf,
     }
+}
+
+/// Refuses a batch with a non-finite pixel or a label the model (`k` outputs) cannot predict.
+pub fn check_batch(batch: &faultline_data::Batch, k: usize, source: &str) -> Result<()> {
+    let per = batch.channels * batch.height * batch.width;
+    if let Some(pos) = batch.images.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinitePixel {
+            data: source.to_string(),
+            index: batch.indices[pos / per.max(1)],
+        });
+    }
+    if let Some((&index, &label)) = batch.indices.iter().zip(&batch.labels).find(|(_, &y)| y >= k) {
+        return Err(Error::LabelOutOfRange {
+            data: source.to_string(),
+            index,
+            label,
+            classes: k,
+        });
+    }
+    Ok(())
 }

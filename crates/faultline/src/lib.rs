@@ -1,14 +1,19 @@
 //! faultline: where an image classifier breaks, why, and what to do about it.
 //!
-//! This crate holds the analyses and the run records; it sits on the engine (`faultline-engine`,
-//! `faultline-onnx`) and the loaders (`faultline-data`) and is driven by the `faultline` binary.
-//! Data flows one way: load → perturb → predict → measure → report.
+//! A library first: each command of the `faultline` binary is a function of [`run`] from a
+//! typed configuration to a typed report (the body of the run's `run.json`), writing one
+//! [`record::SampleRecord`] per sample and condition to `samples.jsonl` as it goes so a killed
+//! run resumes ([`rundir`]). The binary only parses arguments and prints reports; the Python
+//! bindings call the same functions.
+//!
+//! Data flows one way: load ([`model`], `faultline-data`) → perturb (`faultline-attacks`,
+//! [`corruption`]) → predict ([`eval`], [`robust`], [`margin::measure`]) → measure
+//! ([`metrics`], [`classwise`], [`margin`], [`robust::summary`]) → report ([`run`], [`plot`]).
 #![warn(missing_docs)]
 
-pub mod attack;
 pub mod classwise;
 pub mod corruption;
-pub mod ensemble;
+pub mod eps;
 mod error;
 pub mod eval;
 pub mod margin;
@@ -16,9 +21,13 @@ pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod record;
+pub mod robust;
+pub mod run;
+pub mod rundir;
 
 pub use error::{Error, Result};
 pub use faultline_attacks as attacks;
+pub use faultline_corruptions as corruptions;
 pub use faultline_data as data;
 pub use faultline_engine as engine;
 pub use faultline_onnx as onnx;

@@ -1,251 +1,218 @@
-//! Run directories: `run.json` (settings, versions, results under stable keys) and
-//! `samples.jsonl` (one JSON object per sample, appended as results arrive).
-//!
-//! A run is identified by a hash of its command and result-relevant settings. Opening a
-//! directory that holds an unfinished run with the same hash resumes it: the valid records are
-//! returned (a line cut short by a kill is dropped and the file truncated to the last complete
-//! record) and the caller continues after them. A directory holding a different run is refused
-//! unless the caller asks to overwrite it, so nothing is lost by a mistyped `--out`.
+//! The one per-sample record every command writes to `samples.jsonl`: which sample, under which
+//! condition (clean, an attack at a radius, a corruption at a severity), what the model predicted
+//! and, where an attack ran, what it found. Later analyses read these records back, never a
+//! command's own formatting.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use faultline_attacks::Norm;
+use serde::{Deserialize, Serialize};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use crate::eps::eps_label;
+use crate::margin::scores::Scores;
 
-use crate::error::{io, Error, Result};
+/// What was done to a sample before it was predicted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// The image as loaded.
+    Clean,
+    /// A registered attack (or preset) in a norm, at a radius (None: minimum-norm attacks).
+    Attack {
+        /// Registry name, or preset name.
+        name: String,
+        /// Threat model.
+        norm: Norm,
+        /// Radius on the [0, 1] scale.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        eps: Option<f32>,
+    },
+    /// A common corruption at a severity.
+    Corruption {
+        /// Family name (`fog`, …).
+        name: String,
+        /// 1–5.
+        severity: u8,
+    },
+}
 
-/// A per-sample record: several records (conditions, radii) may share one sample index.
-pub trait SampleIndexed {
+impl Condition {
+    /// A short label: `clean`, `pgd linf 8/255`, `fog s3`.
+    pub fn label(&self) -> String {
+        match self {
+            Condition::Clean => "clean".into(),
+            Condition::Attack { name, norm, eps } => match eps {
+                Some(e) => format!("{name} {} {}", norm.name(), eps_label(*e)),
+                None => format!("{name} {}", norm.name()),
+            },
+            Condition::Corruption { name, severity } => format!("{name} s{severity}"),
+        }
+    }
+    /// The radius of an attack condition.
+    pub fn eps(&self) -> Option<f32> {
+        match self {
+            Condition::Attack { eps, .. } => *eps,
+            _ => None,
+        }
+    }
+    /// The family and severity of a corruption condition.
+    pub fn corruption(&self) -> Option<(&str, u8)> {
+        match self {
+            Condition::Corruption { name, severity } => Some((name, *severity)),
+            _ => None,
+        }
+    }
+}
+
+/// What an attack found on one sample (absent for clean and corrupted records).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttackOutcome {
+    /// The goal is met (misclassified, or the target reached) — re-checked on the returned image.
+    pub success: bool,
+    /// ‖δ‖∞ of the returned perturbation.
+    pub linf: f32,
+    /// ‖δ‖₂.
+    pub l2: f32,
+    /// ‖δ‖₁.
+    #[serde(default)]
+    pub l1: f32,
+    /// Forward passes spent on the sample under this condition.
+    pub forward: u32,
+    /// Backward passes spent on the sample under this condition.
+    pub backward: u32,
+    /// Ensembles: the stage that broke the sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// The result is carried over from this smaller ε: the sample was not attacked again here,
+    /// or (with the sanity checks) the attack here did not break it — a violation of
+    /// monotonicity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_from: Option<f32>,
+    /// Sanity check (largest ε, a few samples still robust): an unbounded attack broke it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unbounded_success: Option<bool>,
+    /// Sanity check: the cross-entropy gradient at the clean image is `zero` or `non-finite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient_issue: Option<String>,
+}
+
+impl AttackOutcome {
+    /// The perturbation's norm in `norm`.
+    pub fn norm_in(&self, norm: Norm) -> f32 {
+        match norm {
+            Norm::Linf => self.linf,
+            Norm::L2 => self.l2,
+            Norm::L1 => self.l1,
+        }
+    }
+}
+
+/// The clean scores of a sample and its input margin (the `margins` command).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarginDetail {
+    /// `d_in`: norm of the smallest re-checked perturbation found that changes the clean
+    /// prediction; None when not attacked or none was found.
+    pub input_margin: Option<f32>,
+    /// Scores of the clean image (their `logit_margin` is top-1 − top-2).
+    pub scores: Scores,
+    /// Clean logits (inputs of a pseudo-margin learned from logits).
+    pub logits: Vec<f32>,
+    /// Penultimate features, kept only when a pseudo-margin is learned from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<f32>>,
+}
+
+/// One sample under one condition (a line of `samples.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
     /// Position of the sample in the data set.
-    fn sample_index(&self) -> usize;
+    pub index: usize,
+    /// True label.
+    pub label: usize,
+    /// What was done to the image.
+    pub condition: Condition,
+    /// Predicted class (first maximal logit) on the image under the condition.
+    pub prediction: usize,
+    /// `z_label − max_{j≠label} z_j` on that image: positive exactly when the prediction is
+    /// right.
+    pub logit_margin: f32,
+    /// Prediction on the clean image (perturbed conditions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_prediction: Option<usize>,
+    /// What an attack found.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<AttackOutcome>,
+    /// Clean scores and input margin (`margins`).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<MarginDetail>,
 }
 
-/// How many leading records of an interrupted run to keep (for [`RunDir::open_with`]): those of
-/// samples below `total` that have all `per_sample` records. Records are appended batch by
-/// batch, so the complete samples come first and a cut batch is dropped whole.
-pub fn whole_samples<R: SampleIndexed>(records: &[R], per_sample: usize, total: usize) -> usize {
-    let mut count = std::collections::HashMap::new();
-    for r in records {
-        *count.entry(r.sample_index()).or_insert(0usize) += 1;
+impl SampleRecord {
+    /// The prediction is right.
+    pub fn correct(&self) -> bool {
+        self.prediction == self.label
     }
-    records
-        .iter()
-        .position(|r| count[&r.sample_index()] != per_sample || r.sample_index() >= total)
-        .unwrap_or(records.len())
-}
-
-/// Version of the `run.json` / `samples.jsonl` layout.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// An open run directory.
-#[derive(Debug)]
-pub struct RunDir {
-    dir: PathBuf,
-    samples: File,
-    command: String,
-    settings: Value,
-    hash: String,
-    started: u64,
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Hash of a command and its result-relevant settings (hex SHA-256 of the canonical JSON).
-pub fn settings_hash(command: &str, settings: &Value) -> String {
-    let canon = serde_json::to_vec(&json!({ "command": command, "settings": settings }))
-        .unwrap_or_default();
-    Sha256::digest(&canon)
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-impl RunDir {
-    /// Opens `dir` for `command`; returns the directory and the records of an interrupted run
-    /// with the same settings (empty for a fresh run).
-    pub fn open<R: DeserializeOwned>(
-        dir: &Path,
-        command: &str,
-        settings: Value,
-        overwrite: bool,
-    ) -> Result<(RunDir, Vec<R>)> {
-        Self::open_with(dir, command, settings, overwrite, |r: &[R]| r.len())
+    /// The clean prediction was right (for perturbed records; clean records: [`Self::correct`]).
+    pub fn clean_correct(&self) -> bool {
+        self.clean_prediction.unwrap_or(self.prediction) == self.label
     }
-
-    /// [`RunDir::open`] where `keep` decides how many leading records of an interrupted run
-    /// are complete (e.g. only whole groups of records that belong together); the rest is
-    /// dropped from the file and recomputed.
-    pub fn open_with<R: DeserializeOwned>(
-        dir: &Path,
-        command: &str,
-        settings: Value,
-        overwrite: bool,
-        keep: impl FnOnce(&[R]) -> usize,
-    ) -> Result<(RunDir, Vec<R>)> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut ends = Vec::new();
-        let hash = settings_hash(command, &settings);
-        let run_path = dir.join("run.json");
-        let samples_path = dir.join("samples.jsonl");
-        let mut resumed = Vec::new();
-        let mut keep_len = 0u64;
-        if run_path.exists() && !overwrite {
-            let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
-            let old: Value = serde_json::from_str(&text).map_err(|e| {
-                Error::Invalid(format!(
-                    "{}: not a faultline run record ({e}); pass --overwrite to replace it",
-                    run_path.display()
-                ))
-            })?;
-            let same = old.get("settings_hash").and_then(Value::as_str) == Some(hash.as_str());
-            if !same {
-                return Err(Error::Invalid(format!(
-                    "{} holds a different run ({} with other settings); choose another --out or pass --overwrite",
-                    dir.display(),
-                    old.get("command").and_then(Value::as_str).unwrap_or("unknown command")
-                )));
-            }
-            if samples_path.exists() {
-                let f = File::open(&samples_path).map_err(io(&samples_path))?;
-                let mut reader = BufReader::new(f);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    let n = reader.read_line(&mut line).map_err(io(&samples_path))?;
-                    if n == 0 || !line.ends_with('\n') {
-                        break;
-                    }
-                    match serde_json::from_str::<R>(line.trim_end()) {
-                        Ok(r) => {
-                            resumed.push(r);
-                            keep_len += n as u64;
-                            ends.push(keep_len);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-        }
-        let kept = keep(&resumed).min(resumed.len());
-        resumed.truncate(kept);
-        keep_len = if kept == 0 { 0 } else { ends[kept - 1] };
-        let samples = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&samples_path)
-            .map_err(io(&samples_path))?;
-        samples.set_len(keep_len).map_err(io(&samples_path))?;
-        let mut samples = samples;
-        use std::io::Seek;
-        samples
-            .seek(std::io::SeekFrom::End(0))
-            .map_err(io(&samples_path))?;
-        let rd = RunDir {
-            dir: dir.to_path_buf(),
-            samples,
-            command: command.to_string(),
-            settings,
-            hash,
-            started: now(),
-        };
-        rd.write_run(json!({ "status": "running" }))?;
-        Ok((rd, resumed))
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Appends records, one JSON line each, and flushes them to the OS before returning.
-    pub fn append<R: Serialize>(&mut self, records: &[R]) -> Result<()> {
-        let mut buf = Vec::with_capacity(records.len() * 96);
-        for r in records {
-            serde_json::to_writer(&mut buf, r)
-                .map_err(|e| Error::Invalid(format!("serializing a record: {e}")))?;
-            buf.push(b'\n');
-        }
-        let p = self.dir.join("samples.jsonl");
-        self.samples.write_all(&buf).map_err(io(&p))?;
-        self.samples.flush().map_err(io(&p))?;
-        Ok(())
-    }
-
-    /// Writes `run.json` atomically: the standard fields (schema, command, versions, settings and
-    /// their hash, start time) merged with `body` (status, results, headline keys, …).
-    pub fn write_run(&self, body: Value) -> Result<()> {
-        let mut run = json!({
-            "schema_version": SCHEMA_VERSION,
-            "command": self.command,
-            "versions": { "faultline": env!("CARGO_PKG_VERSION") },
-            "settings": self.settings,
-            "settings_hash": self.hash,
-            "started_unix": self.started,
-            "updated_unix": now(),
-        });
-        if let (Some(m), Value::Object(b)) = (run.as_object_mut(), body) {
-            m.extend(b);
-        }
-        let path = self.dir.join("run.json");
-        let tmp = self.dir.join("run.json.tmp");
-        let text = serde_json::to_string_pretty(&run).map_err(|e| Error::Invalid(e.to_string()))?;
-        std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        Ok(())
+    /// The attack met its goal.
+    pub fn success(&self) -> bool {
+        self.attack.as_ref().is_some_and(|a| a.success)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
-
-    #[derive(Serialize, Deserialize, Debug, PartialEq)]
-    struct Rec {
-        index: usize,
-        v: f32,
-    }
 
     #[test]
-    fn resumes_after_a_cut_line_and_refuses_other_settings() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = json!({"limit": 10});
-        {
-            let (mut rd, done) = RunDir::open::<Rec>(tmp.path(), "eval", s.clone(), false).unwrap();
-            assert!(done.is_empty());
-            rd.append(&[Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }])
-                .unwrap();
-        }
-        // Simulate a kill in the middle of writing the third line.
-        let p = tmp.path().join("samples.jsonl");
-        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(b"{\"index\":2,\"v\"").unwrap();
-        drop(f);
-        let (mut rd, done) = RunDir::open::<Rec>(tmp.path(), "eval", s.clone(), false).unwrap();
-        assert_eq!(
-            done,
-            vec![Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }]
-        );
-        rd.append(&[Rec { index: 2, v: 3.0 }]).unwrap();
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(text.lines().count(), 3);
-        assert!(text.ends_with("{\"index\":2,\"v\":3.0}\n"));
-        let err = RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), false).unwrap_err();
-        assert!(err.to_string().contains("different run"));
-        let (_, done) =
-            RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), true).unwrap();
-        assert!(done.is_empty());
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+    fn records_round_trip_and_keep_their_flat_fields() {
+        let r = SampleRecord {
+            index: 3,
+            label: 1,
+            condition: Condition::Attack {
+                name: "pgd".into(),
+                norm: Norm::Linf,
+                eps: Some(8.0 / 255.0),
+            },
+            prediction: 2,
+            logit_margin: -0.5,
+            clean_prediction: Some(1),
+            attack: Some(AttackOutcome {
+                success: true,
+                linf: 0.03,
+                l2: 0.4,
+                l1: 3.0,
+                forward: 5,
+                backward: 4,
+                stage: None,
+                carried_from: None,
+                unbounded_success: None,
+                gradient_issue: None,
+            }),
+            margin: None,
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["success"], true);
+        assert_eq!(v["condition"]["attack"]["name"], "pgd");
+        assert_eq!(v["condition"]["attack"]["norm"], "linf");
+        let back: SampleRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        let clean = SampleRecord {
+            condition: Condition::Clean,
+            clean_prediction: None,
+            attack: None,
+            ..r.clone()
+        };
+        let v = serde_json::to_value(&clean).unwrap();
+        assert_eq!(v["condition"], "clean");
+        assert!(v.get("success").is_none());
+        let back: SampleRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, clean);
+        let fog = Condition::Corruption {
+            name: "fog".into(),
+            severity: 3,
+        };
+        assert_eq!(fog.label(), "fog s3");
+        assert_eq!(r.condition.label(), "pgd linf 8/255");
     }
 }

@@ -5,70 +5,57 @@
 //! that a fresh forward pass confirms flips the prediction (`attack::finalize`); a sample for
 //! which the attack finds none has no margin ("beyond the search").
 
+use faultline_attacks::attack::argmax;
 use faultline_attacks::norm::sample_rng;
-use faultline_attacks::{deepfool, fab, DeepFoolParams, FabParams, Goal, Norm};
-use faultline_engine::Model;
+use faultline_attacks::{Attack, BatchRef, Goal, Method};
+use faultline_engine::{runner_up, Model};
 use rand_chacha::rand_core::Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::eval::argmax;
+use crate::error::{Error, Result};
 use crate::margin::scores::{RowGaps, Scores};
+use crate::record::{AttackOutcome, Condition, MarginDetail, SampleRecord};
 
-/// The minimum-norm attack that estimates input margins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", content = "params", rename_all = "lowercase")]
-pub enum MarginAttack {
-    /// FAB, untargeted, minimum-norm mode (`eps` None).
-    Fab(FabParams),
-    /// DeepFool (fast; an upper bound on the margin like every attack, usually looser than FAB).
-    DeepFool(DeepFoolParams),
-}
-
-impl MarginAttack {
-    /// The norm of the margins.
-    pub fn norm(&self) -> Norm {
-        match self {
-            MarginAttack::Fab(p) => p.norm,
-            MarginAttack::DeepFool(p) => p.norm,
-        }
-    }
-}
-
-/// One sample (a line of `samples.jsonl`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MarginRecord {
+/// A margins record as the analyses read it: the clean prediction (the label the margin is
+/// measured against), whether the sample was attacked, its input margin, clean scores, logits
+/// and features.
+#[derive(Debug, Clone, Copy)]
+pub struct MarginRow<'a> {
     /// Position in the data set.
     pub index: usize,
     /// True label.
     pub label: usize,
-    /// Clean prediction (the label the margin is measured against).
+    /// Clean prediction.
     pub prediction: usize,
     /// The sample was attacked (all are, unless a subset was asked for).
     pub attacked: bool,
-    /// `d_in`: norm (in the threat norm) of the smallest re-checked perturbation found that
-    /// changes the prediction; None when not attacked or when no perturbation was found.
+    /// `d_in` (None: not attacked, or no perturbation found).
     pub input_margin: Option<f32>,
-    /// Prediction on the perturbed image (the clean prediction when none was found).
-    pub adv_prediction: usize,
     /// Clean scores.
-    #[serde(flatten)]
-    pub scores: Scores,
-    /// Clean logits (inputs of a pseudo-margin learned from logits).
-    pub logits: Vec<f32>,
-    /// Penultimate features, kept only when a pseudo-margin is learned from them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Vec<f32>>,
-    /// Forward passes spent on the sample.
-    pub forward: u32,
-    /// Backward passes spent on the sample.
-    pub backward: u32,
+    pub scores: &'a Scores,
+    /// Clean logits.
+    pub logits: &'a [f32],
+    /// Penultimate features, when kept.
+    pub features: Option<&'a [f32]>,
 }
 
-impl crate::record::SampleIndexed for MarginRecord {
-    fn sample_index(&self) -> usize {
-        self.index
-    }
+/// The margins view of every record that has one.
+pub fn rows(records: &[SampleRecord]) -> Vec<MarginRow<'_>> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let m = r.margin.as_ref()?;
+            Some(MarginRow {
+                index: r.index,
+                label: r.label,
+                prediction: r.clean_prediction.unwrap_or(r.prediction),
+                attacked: r.attack.is_some(),
+                input_margin: m.input_margin,
+                scores: &m.scores,
+                logits: &m.logits,
+                features: m.features.as_deref(),
+            })
+        })
+        .collect()
 }
 
 /// Scores every sample of a batch and attacks those with `attack_mask[i]` for their input
@@ -77,17 +64,22 @@ impl crate::record::SampleIndexed for MarginRecord {
 #[allow(clippy::too_many_arguments)]
 pub fn measure_batch(
     model: &Model,
-    x: &[f32],
+    batch: BatchRef,
     labels: &[usize],
-    indices: &[usize],
-    attack: &MarginAttack,
+    attack: &Attack,
     attack_mask: &[bool],
     gaps: Option<&RowGaps>,
     keep_features: bool,
-) -> Result<Vec<MarginRecord>> {
+) -> Result<Vec<SampleRecord>> {
+    let Method::MinNorm(method) = &attack.method else {
+        return Err(Error::Invalid(format!(
+            "{} is not a minimum-norm attack: input margins need fab, deepfool or cw",
+            attack.name
+        )));
+    };
     let k = model.num_classes();
     let n = labels.len();
-    let per = x.len() / n.max(1);
+    let x = batch.images;
     let (z, feats) = if keep_features {
         let (z, f) = model.features(x, &["penultimate"])?;
         let f = f.into_iter().next().map(|t| t.into_f32()).transpose()?;
@@ -96,22 +88,29 @@ pub fn measure_batch(
         (model.logits(x)?, None)
     };
     let dim = feats.as_ref().map_or(0, |f| f.len() / n.max(1));
-    let mut recs: Vec<MarginRecord> = (0..n)
+    let condition = Condition::Attack {
+        name: attack.name.clone(),
+        norm: attack.norm(),
+        eps: None,
+    };
+    let mut recs: Vec<SampleRecord> = (0..n)
         .map(|i| {
             let row = &z[i * k..(i + 1) * k];
             let pred = argmax(row);
-            MarginRecord {
-                index: indices[i],
+            SampleRecord {
+                index: batch.indices[i],
                 label: labels[i],
+                condition: condition.clone(),
                 prediction: pred,
-                attacked: false,
-                input_margin: None,
-                adv_prediction: pred,
-                scores: Scores::of(row, gaps),
-                logits: row.to_vec(),
-                features: feats.as_ref().map(|f| f[i * dim..(i + 1) * dim].to_vec()),
-                forward: 1,
-                backward: 0,
+                logit_margin: row[labels[i]] - row[runner_up(row, labels[i])],
+                clean_prediction: Some(pred),
+                attack: None,
+                margin: Some(MarginDetail {
+                    input_margin: None,
+                    scores: Scores::of(row, gaps),
+                    logits: row.to_vec(),
+                    features: feats.as_ref().map(|f| f[i * dim..(i + 1) * dim].to_vec()),
+                }),
             }
         })
         .collect();
@@ -119,44 +118,36 @@ pub fn measure_batch(
     if sel.is_empty() {
         return Ok(recs);
     }
-    let xs: Vec<f32> = sel
-        .iter()
-        .flat_map(|&i| x[i * per..(i + 1) * per].iter().copied())
-        .collect();
-    let preds: Vec<usize> = sel.iter().map(|&i| recs[i].prediction).collect();
-    let ids: Vec<usize> = sel.iter().map(|&i| indices[i]).collect();
+    // The margin is measured against the clean prediction, not the label.
+    let preds: Vec<usize> = recs.iter().map(|r| r.prediction).collect();
     let goal = Goal {
         labels: &preds,
         targets: None,
     };
-    let out = match attack {
-        MarginAttack::Fab(p) => fab(
-            model,
-            &xs,
-            goal,
-            &ids,
-            &FabParams {
-                eps: None,
-                ..p.clone()
-            },
-        )?,
-        MarginAttack::DeepFool(p) => deepfool(model, &xs, goal, p)?,
-    };
+    let s = batch.select(goal, &sel);
+    let (b, g) = s.parts();
+    let out = method.run(model, b, g)?;
     let norm = attack.norm();
     for (j, &i) in sel.iter().enumerate() {
         let r = &out.results[j];
         let rec = &mut recs[i];
-        rec.attacked = true;
-        rec.forward += r.forward;
-        rec.backward += r.backward;
+        let outcome = AttackOutcome {
+            success: r.success,
+            linf: r.linf,
+            l2: r.l2,
+            l1: r.l1,
+            forward: r.forward + 1,
+            backward: r.backward,
+            ..AttackOutcome::default()
+        };
         if r.success {
-            rec.input_margin = Some(match norm {
-                Norm::Linf => r.linf,
-                Norm::L2 => r.l2,
-                Norm::L1 => r.l1,
-            });
-            rec.adv_prediction = r.prediction;
+            if let Some(m) = rec.margin.as_mut() {
+                m.input_margin = Some(outcome.norm_in(norm));
+            }
+            rec.prediction = r.prediction;
+            rec.logit_margin = r.logit_margin;
         }
+        rec.attack = Some(outcome);
     }
     Ok(recs)
 }

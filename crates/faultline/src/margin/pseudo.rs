@@ -18,7 +18,7 @@ use rand_chacha::rand_core::Rng;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::margin::measure::MarginRecord;
+use crate::margin::measure::MarginRow;
 use crate::margin::report::{input_margin, score_report, ReportParams, ScoreReport};
 use crate::margin::stats::{kendall_tau_b, roc_curve};
 
@@ -106,11 +106,11 @@ pub struct PseudoReport {
 /// Fits the pseudo-margin on part of the attacked records and evaluates it on the rest; returns
 /// the report and the network as safetensors bytes.
 pub fn pseudo_margin(
-    records: &[MarginRecord],
+    records: &[MarginRow],
     p: &PseudoParams,
     rp: &ReportParams,
 ) -> Result<(PseudoReport, Vec<u8>)> {
-    let mut att: Vec<&MarginRecord> = records.iter().filter(|r| r.attacked).collect();
+    let mut att: Vec<&MarginRow> = records.iter().filter(|r| r.attacked).collect();
     // Seeded shuffle, then split.
     let mut rng = sample_rng(p.seed, 0, "pseudo-margin-split");
     for i in (1..att.len()).rev() {
@@ -126,7 +126,7 @@ pub fn pseudo_margin(
         )));
     }
     let (fit_part, eval_part) = att.split_at(n_fit);
-    let inputs = |rs: &[&MarginRecord]| -> Result<(Vec<f32>, usize)> {
+    let inputs = |rs: &[&MarginRow]| -> Result<(Vec<f32>, usize)> {
         let mut x = Vec::new();
         let mut dim = 0;
         for r in rs {
@@ -186,7 +186,7 @@ pub fn pseudo_margin(
     let pe = net.forward(&xe, eval_part.len()).map_err(train_err)?;
     let d_fit: Vec<f64> = fit_part.iter().map(|r| input_margin(r)).collect();
     let d_eval: Vec<f64> = eval_part.iter().map(|r| input_margin(r)).collect();
-    let m = |rs: &[&MarginRecord]| -> Vec<f64> {
+    let m = |rs: &[&MarginRow]| -> Vec<f64> {
         rs.iter().map(|r| r.scores.logit_margin as f64).collect()
     };
     let to64 = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| x as f64).collect() };

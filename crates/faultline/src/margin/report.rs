@@ -10,7 +10,7 @@ use faultline_attacks::Norm;
 use serde::Serialize;
 
 use crate::margin::estimate::{estimate_robust_accuracy, Attacked, RobustEstimate};
-use crate::margin::measure::MarginRecord;
+use crate::margin::measure::MarginRow;
 use crate::margin::scores::SCORES;
 use crate::margin::stats::{
     bootstrap, detection, kendall_tau_b, spearman_rho, threshold_for_recall, Detection, Estimate,
@@ -116,18 +116,18 @@ impl MarginReport {
 }
 
 /// The input margin of an attacked record, `+∞` when none was found.
-pub fn input_margin(r: &MarginRecord) -> f64 {
+pub fn input_margin(r: &MarginRow) -> f64 {
     r.input_margin.map_or(f64::INFINITY, |v| v as f64)
 }
 
 /// The report of a run's records.
 pub fn report(
-    records: &[MarginRecord],
+    records: &[MarginRow],
     p: &ReportParams,
     row_gaps: Option<(f64, f64)>,
 ) -> MarginReport {
     let eps = p.eps as f64;
-    let att: Vec<&MarginRecord> = records.iter().filter(|r| r.attacked).collect();
+    let att: Vec<&MarginRow> = records.iter().filter(|r| r.attacked).collect();
     let d_in: Vec<f64> = att.iter().map(|r| input_margin(r)).collect();
     let mut found: Vec<f64> = d_in.iter().copied().filter(|d| d.is_finite()).collect();
     found.sort_by(f64::total_cmp);

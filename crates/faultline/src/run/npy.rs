@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{io, Result};
 
 /// The `.npy` header (format 1.0) for `descr` (e.g. `|u1`, `<f4`, `<i8`) and `shape`.
 pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
@@ -54,12 +54,10 @@ impl NpyRows {
             .write(true)
             .truncate(!keep)
             .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        file.set_len(total)
-            .with_context(|| format!("sizing {}", path.display()))?;
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&h)
-            .with_context(|| format!("writing {}", path.display()))?;
+            .map_err(io(path))?;
+        file.set_len(total).map_err(io(path))?;
+        file.seek(SeekFrom::Start(0)).map_err(io(path))?;
+        file.write_all(&h).map_err(io(path))?;
         Ok(NpyRows {
             file,
             header: h.len() as u64,
@@ -70,10 +68,10 @@ impl NpyRows {
 
     /// Writes consecutive rows starting at row `first`.
     pub fn write_rows(&mut self, first: usize, bytes: &[u8]) -> Result<()> {
+        let p = &self.path;
         self.file
-            .seek(SeekFrom::Start(self.header + first as u64 * self.row_bytes))?;
-        self.file
-            .write_all(bytes)
-            .with_context(|| format!("writing {}", self.path.display()))
+            .seek(SeekFrom::Start(self.header + first as u64 * self.row_bytes))
+            .map_err(io(p))?;
+        self.file.write_all(bytes).map_err(io(p))
     }
 }

@@ -1,0 +1,338 @@
+//! `attack`: robust accuracy under a registered attack or a preset ensemble, at one ε or over a
+//! curve of radii, with the sanity checks of [`crate::robust`]; records are appended batch by
+//! batch and a killed run resumes.
+
+use std::time::Instant;
+
+use faultline_attacks::registry::{self, Settings};
+use faultline_attacks::{Attack, Ensemble, Norm};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::eps::eps_label;
+use crate::error::{setting, Result};
+use crate::eval::check_batch;
+use crate::model::ModelCard;
+use crate::record::SampleRecord;
+use crate::robust::{
+    attack_batch, check_target, sanity_report, summarize, AttackSummary, Options, SanityReport,
+    StageProgress, SANITY_SAMPLES,
+};
+use crate::run::npy::NpyRows;
+use crate::run::{check_batch_size, threads, DataCard, Loaded, Output, Progress, Runtime};
+use crate::rundir::{whole_samples, RunDir};
+
+/// Settings of `attack`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackConfig {
+    /// Registry name of the attack (ignored with a preset).
+    pub attack: String,
+    /// A preset ensemble (`standard`) instead of one attack.
+    pub preset: Option<String>,
+    /// Norm, steps, restarts, … as given by the user (None: the attack's defaults).
+    pub settings: Settings,
+    /// Radii on the [0, 1] scale [default: 8/255 in L∞, 0.5 in L2, 12 in L1].
+    pub eps: Vec<f32>,
+    /// Targeted attack toward this class [default: untargeted].
+    pub target: Option<usize>,
+    /// Run the sanity checks for gradient masking (bounded attacks).
+    pub sanity: bool,
+    /// Attack only this many samples [default: all].
+    pub limit: Option<usize>,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Write the returned images as `adv_<k>.npy`.
+    pub save_adv: bool,
+}
+
+impl Default for AttackConfig {
+    fn default() -> Self {
+        AttackConfig {
+            attack: "pgd".into(),
+            preset: None,
+            settings: Settings::default(),
+            eps: Vec::new(),
+            target: None,
+            sanity: true,
+            limit: None,
+            batch_size: 128,
+            save_adv: false,
+        }
+    }
+}
+
+/// The default radius of a norm on CIFAR-sized images (RobustBench's radii).
+pub fn default_eps(norm: Norm) -> f32 {
+    match norm {
+        Norm::Linf => 8.0 / 255.0,
+        Norm::L2 => 0.5,
+        Norm::L1 => 12.0,
+    }
+}
+
+impl AttackConfig {
+    /// The attack the configuration names, built and checked before anything runs.
+    pub fn build(&self) -> Result<Attack> {
+        let Some(p) = &self.preset else {
+            return Ok(registry::build(&self.attack, &self.settings)?);
+        };
+        let s = &self.settings;
+        let given: Vec<&str> = [
+            (s.steps.is_some(), "--steps"),
+            (s.step_size.is_some(), "--step-size"),
+            (s.restarts.is_some(), "--restarts"),
+            (s.random_start, "--random-start"),
+            (s.loss.is_some(), "--loss"),
+            (self.target.is_some(), "--target"),
+        ]
+        .iter()
+        .filter(|g| g.0)
+        .map(|g| g.1)
+        .collect();
+        if !given.is_empty() {
+            return Err(setting(
+                "--preset",
+                format!(
+                    "{p} fixes every attack parameter (and is untargeted): drop {}",
+                    given.join(", ")
+                ),
+            ));
+        }
+        let norm = s.norm.unwrap_or(Norm::Linf);
+        Ok(Attack::bounded(p, Ensemble::preset(p, norm, s.seed)?))
+    }
+
+    /// The radii: given ones without repeats, ascending, checked against the pixel range; or
+    /// the norm's default.
+    pub fn radii(&self, norm: Norm) -> Result<Vec<f32>> {
+        if self.eps.is_empty() {
+            return Ok(vec![default_eps(norm)]);
+        }
+        let mut eps = self.eps.clone();
+        if let Some(e) = eps.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
+            return Err(setting("--eps", format!("{e} is not a radius")));
+        }
+        if norm == Norm::Linf {
+            if let Some(e) = eps.iter().find(|&&e| e > 1.0) {
+                return Err(setting(
+                    "--eps",
+                    format!(
+                        "{e} exceeds the pixel range [0, 1], so every image is in the ball; \
+                         radii are on the [0, 1] scale (did you mean {e}/255?)"
+                    ),
+                ));
+            }
+        }
+        eps.sort_by(f32::total_cmp);
+        eps.dedup();
+        Ok(eps)
+    }
+}
+
+/// The body of `attack`'s `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackReport {
+    /// The attack or preset name.
+    pub attack: String,
+    /// Its norm.
+    pub norm: Norm,
+    /// Fraction of samples predicted right before the attack.
+    pub clean_accuracy: f64,
+    /// Robust accuracy: a number for one ε, an object ε → number for several.
+    pub robust_accuracy: Value,
+    /// Ensembles: robust accuracy after each stage (per ε like `robust_accuracy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Value>,
+    /// The sanity checks (bounded attacks, unless turned off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sanity: Option<SanityReport>,
+    /// The model.
+    pub model: ModelCard,
+    /// The data set.
+    pub data: DataCard,
+    /// Engine settings, timing and passes.
+    pub runtime: Runtime,
+    /// The curve and, for minimum-norm attacks, the norms found.
+    pub results: AttackSummary,
+    /// `adv_<k>.npy` files written (one per ε).
+    pub adversarial_files: Vec<String>,
+}
+
+/// Runs `attack`; see [`run_records`].
+pub fn run(
+    cfg: &AttackConfig,
+    loaded: &Loaded,
+    out: &Output,
+    progress: &dyn Progress,
+) -> Result<AttackReport> {
+    Ok(run_records(cfg, loaded, out, progress)?.0)
+}
+
+/// Runs `attack` and also returns every record (ε-major within each batch).
+pub fn run_records(
+    cfg: &AttackConfig,
+    loaded: &Loaded,
+    out: &Output,
+    progress: &dyn Progress,
+) -> Result<(AttackReport, Vec<SampleRecord>)> {
+    check_batch_size(cfg.batch_size)?;
+    let attack = cfg.build()?;
+    let norm = attack.norm();
+    let eps = cfg.radii(norm)?;
+    let model = &loaded.model.model;
+    let k = model.num_classes();
+    if let Some(t) = cfg.target {
+        check_target(&attack, t, k)?;
+    }
+    let sanity = cfg.sanity && !attack.is_min_norm();
+    let total = loaded.total(cfg.limit)?;
+    let mut settings = loaded.settings(cfg.limit);
+    settings["attack"] = attack.describe();
+    settings["eps"] = json!(eps);
+    settings["target"] = json!(cfg.target);
+    settings["sanity"] = json!(sanity);
+    let per_sample = if attack.is_min_norm() { 1 } else { eps.len() };
+    let complete = |recs: &[SampleRecord]| whole_samples(recs, per_sample, total);
+    let (mut rd, mut records) =
+        RunDir::open_with::<SampleRecord>(&out.dir, "attack", settings, out.overwrite, complete)?;
+    let start = records.len() / per_sample;
+    if start > 0 {
+        progress.note(&format!(
+            "resuming {}: {start} of {total} samples already attacked",
+            out.dir.display()
+        ));
+    }
+    let info = loaded.data.info();
+    let shape = [total, info.channels, info.height, info.width];
+    let mut adv_files = Vec::new();
+    if cfg.save_adv {
+        for k in 0..per_sample {
+            adv_files.push(NpyRows::open(
+                &out.file(&format!("adv_{k}.npy")),
+                "<f4",
+                4,
+                &shape,
+                start > 0,
+            )?);
+        }
+    }
+    progress.start("attack", total, start);
+    let t0 = Instant::now();
+    let checked = records
+        .iter()
+        .filter(|r| r.attack.as_ref().is_some_and(|a| a.unbounded_success.is_some()))
+        .count();
+    let mut unbounded_left = SANITY_SAMPLES.saturating_sub(checked);
+    let source = loaded.data_path.display().to_string();
+    for batch in loaded.data.batches(cfg.batch_size, start..total)? {
+        let batch = batch?;
+        check_batch(&batch, k, &source)?;
+        // Running robust accuracy while an ensemble's stages finish within the batch: the
+        // completed batches plus this batch's samples still robust after the stage.
+        let done = records.len() / per_sample;
+        let before = summarize(&records, &attack, &eps);
+        let mut show = |p: StageProgress| {
+            let prev = before
+                .curve
+                .iter()
+                .find(|c| c.eps == p.eps)
+                .map_or(0.0, |c| c.robust_accuracy * done as f64);
+            let robust = prev + p.robust as f64;
+            progress.message(&format!(
+                "robust ≤ {:.1} % at {} after {} ({}/{})",
+                100.0 * robust / (done + batch.labels.len()).max(1) as f64,
+                eps_label(p.eps),
+                p.stage,
+                p.position.0 + 1,
+                p.position.1
+            ));
+        };
+        let mut opts = Options {
+            target: cfg.target,
+            sanity,
+            unbounded_left,
+            progress: Some(&mut show),
+        };
+        let b = faultline_attacks::BatchRef::new(&batch.images, &batch.indices);
+        let (recs, images) = attack_batch(model, b, &batch.labels, &attack, &eps, &mut opts)?;
+        unbounded_left = opts.unbounded_left;
+        for (f, img) in adv_files.iter_mut().zip(&images) {
+            let bytes: Vec<u8> = img.iter().flat_map(|v| v.to_le_bytes()).collect();
+            f.write_rows(batch.indices[0], &bytes)?;
+        }
+        rd.append(&recs)?;
+        records.extend(recs);
+        progress.advance(records.len() / per_sample);
+        let s = summarize(&records, &attack, &eps);
+        if let Some(p) = s.curve.last() {
+            progress.message(&format!(
+                "robust {:.1} % at {}",
+                100.0 * p.robust_accuracy,
+                eps_label(p.eps)
+            ));
+        }
+    }
+    progress.finish();
+    let secs = t0.elapsed().as_secs_f64();
+    let s = summarize(&records, &attack, &eps);
+    let by_eps = |v: Vec<Value>| {
+        if s.curve.len() == 1 {
+            v.into_iter().next().unwrap_or_default()
+        } else {
+            Value::Object(
+                s.curve
+                    .iter()
+                    .zip(v)
+                    .map(|(p, x)| (eps_label(p.eps), x))
+                    .collect(),
+            )
+        }
+    };
+    let robust = by_eps(s.curve.iter().map(|p| json!(p.robust_accuracy)).collect());
+    let stages = s.curve[0]
+        .stages
+        .is_some()
+        .then(|| by_eps(s.curve.iter().map(|p| json!(p.stages)).collect()));
+    let sane = if sanity {
+        sanity_report(&records, &attack, &eps)
+    } else {
+        None
+    };
+    let passes = |f: fn(&crate::record::AttackOutcome) -> u32| -> u64 {
+        records
+            .iter()
+            .filter_map(|r| r.attack.as_ref())
+            .map(|a| f(a) as u64)
+            .sum()
+    };
+    let report = AttackReport {
+        attack: attack.name.clone(),
+        norm,
+        clean_accuracy: s.clean_accuracy,
+        robust_accuracy: robust,
+        stages,
+        sanity: sane,
+        model: loaded.model.card.clone(),
+        data: loaded.data_card(),
+        runtime: Runtime {
+            threads: threads(),
+            batch_size: cfg.batch_size,
+            seconds: secs,
+            resumed_from: start,
+            forward_passes: Some(passes(|a| a.forward)),
+            backward_passes: Some(passes(|a| a.backward)),
+            img_per_s: None,
+        },
+        results: s,
+        adversarial_files: (0..adv_files.len())
+            .map(|k| format!("adv_{k}.npy"))
+            .collect(),
+    };
+    rd.finish(&report)?;
+    if let Some(r) = &report.sanity {
+        for w in &r.warnings {
+            progress.note(&format!("warning: {w}"));
+        }
+    }
+    Ok((report, records))
+}

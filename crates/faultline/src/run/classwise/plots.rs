@@ -1,0 +1,126 @@
+//! The SVG charts of a `classwise` run: confusion per clean/attack condition, the CFPS heat map,
+//! accuracy per class, targeted reachability, centroid distances and the latent PCA.
+
+use crate::classwise::ClasswiseReport;
+use crate::error::Result;
+use crate::plot;
+use crate::run::classwise::ClasswiseRun;
+use crate::run::{write_file, Output};
+
+/// Writes every chart of `run` into the run directory.
+pub fn write(out: &Output, run: &ClasswiseRun) -> Result<()> {
+    let names = &run.class_names;
+    let write = |name: &str, svg: String| write_file(&out.file(name), &svg);
+    let to_f = |m: &[Vec<u64>]| -> Vec<Vec<f64>> {
+        m.iter()
+            .map(|r| r.iter().map(|&v| v as f64).collect())
+            .collect()
+    };
+    // Clean and attack conditions (the corruption conditions follow them).
+    let main: &[ClasswiseReport] = &run.classwise[..1 + run.attack_reports];
+    for r in main {
+        let file = format!("confusion_{}.svg", r.condition.replace([' ', '/'], "_"));
+        write(
+            &file,
+            plot::heatmap(
+                &format!("confusion, {}", r.condition),
+                &to_f(&r.confusion),
+                names,
+                names,
+                "true class",
+                "predicted class",
+                true,
+            ),
+        )?;
+    }
+    let rows: Vec<&ClasswiseReport> = run
+        .classwise
+        .iter()
+        .chain(&run.corruption_families)
+        .filter(|r| r.cfps.is_some())
+        .collect();
+    if !rows.is_empty() {
+        let m: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| r.cfps.clone().unwrap_or_default())
+            .collect();
+        let labels: Vec<String> = rows.iter().map(|r| r.condition.clone()).collect();
+        write(
+            "cfps.svg",
+            plot::heatmap(
+                "CFPS (share of all errors predicted as the class)",
+                &m,
+                &labels,
+                names,
+                "perturbation",
+                "class",
+                names.len() <= 12,
+            ),
+        )?;
+    }
+    let mut series: Vec<(String, Vec<f64>)> = main
+        .iter()
+        .map(|r| {
+            (
+                r.condition.clone(),
+                r.class_accuracy.iter().map(|a| a.unwrap_or(0.0)).collect(),
+            )
+        })
+        .collect();
+    let families = &run.corruption_families;
+    if !families.is_empty() {
+        let mean: Vec<f64> = (0..names.len())
+            .map(|c| {
+                families
+                    .iter()
+                    .filter_map(|f| f.class_accuracy.get(c).copied().flatten())
+                    .sum::<f64>()
+                    / families.len() as f64
+            })
+            .collect();
+        series.push(("corruptions (mean)".into(), mean));
+    }
+    write(
+        "class_accuracy.svg",
+        plot::bars("accuracy per class", names, &series),
+    )?;
+    if !run.targeted.is_empty() {
+        let s = vec![(
+            "targeted success".to_string(),
+            run.targeted.iter().map(|t| t.success_rate).collect(),
+        )];
+        write(
+            "targeted.svg",
+            plot::bars(
+                "how easily each class is reached (targeted attack success rate)",
+                names,
+                &s,
+            ),
+        )?;
+    }
+    let lat = &run.latent;
+    write(
+        "centroid_distance.svg",
+        plot::heatmap(
+            "distance between class centroids (penultimate features)",
+            &lat.centroid_distance,
+            names,
+            names,
+            "class",
+            "class",
+            names.len() <= 12,
+        ),
+    )?;
+    let groups: Vec<usize> = (0..names.len()).collect();
+    let labels: Vec<Option<String>> = names.iter().map(|n| Some(n.clone())).collect();
+    write(
+        "latent_pca.svg",
+        plot::scatter(
+            "class centroids, first two principal components",
+            &lat.pca_centroids,
+            &groups,
+            names,
+            &labels,
+        ),
+    )
+}

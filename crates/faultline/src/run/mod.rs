@@ -1,0 +1,247 @@
+//! The commands as library functions: each module takes a typed configuration and a loaded model
+//! and data set, writes its run directory (`run.json`, `samples.jsonl`, plots) and returns a
+//! typed report — the body of `run.json`. The binary parses arguments into these configurations
+//! and prints the reports; composite commands (`classwise`) call the others in process on the
+//! same loaded model and data.
+//!
+//! | command | function | report |
+//! |---|---|---|
+//! | `eval` | [`eval::run`] | [`eval::EvalReport`] |
+//! | `attack` | [`attack::run`] | [`attack::AttackReport`] |
+//! | `corrupt` | [`corrupt::run`] | [`corrupt::CorruptReport`] |
+//! | `classwise` | [`classwise::run`] | [`classwise::ClasswiseRun`] |
+//! | `margins` | [`margins::run`] | [`margins::MarginsReport`] |
+//! | `bench` | [`bench::run`] | [`bench::BenchReport`] |
+
+pub mod attack;
+pub mod bench;
+pub mod classwise;
+pub mod corrupt;
+pub mod eval;
+pub mod margins;
+pub mod npy;
+
+use std::path::{Path, PathBuf};
+
+use faultline_data::{self as data, Dataset, LoadOptions};
+use faultline_engine::Normalization;
+use serde::Serialize;
+
+use crate::error::{setting, Result};
+use crate::model::{load_model, LoadedModel};
+
+/// Where a model and data set come from, and how to read them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Source {
+    /// The ONNX file.
+    pub model: PathBuf,
+    /// The data set (file or folder).
+    pub data: PathBuf,
+    /// Per-channel means and standard deviations applied outside the graph.
+    pub normalization: Option<(Vec<f32>, Vec<f32>)>,
+    /// How to read the data.
+    #[serde(skip)]
+    pub load: LoadOptions,
+}
+
+/// A model bound to a data set.
+pub struct Loaded {
+    /// The model and its description.
+    pub model: LoadedModel,
+    /// The data set.
+    pub data: Box<dyn Dataset>,
+    /// Where the model came from.
+    pub model_path: PathBuf,
+    /// Where the data came from.
+    pub data_path: PathBuf,
+    /// How the data was read.
+    pub options: LoadOptions,
+    /// Notes for the user (layout rules applied, class-count mismatches).
+    pub notes: Vec<String>,
+}
+
+impl Loaded {
+    /// The class names, one per model output: the data set's, then indices for the rest.
+    pub fn class_names(&self) -> Vec<String> {
+        let k = self.model.card.num_classes;
+        let mut names = self.data.info().class_names.clone();
+        names.resize_with(k.max(names.len()), String::new);
+        for (i, n) in names.iter_mut().enumerate() {
+            if n.is_empty() {
+                *n = i.to_string();
+            }
+        }
+        names
+    }
+    /// The data set's description for run records.
+    pub fn data_card(&self) -> DataCard {
+        let info = self.data.info();
+        DataCard {
+            path: self.data_path.clone(),
+            format: info.format.name().to_string(),
+            len: info.len,
+            image_shape: [info.channels, info.height, info.width],
+            class_names: info.class_names.clone(),
+        }
+    }
+    /// The settings every run's hash includes: model and data, how they were read, the limit.
+    pub fn settings(&self, limit: Option<usize>) -> serde_json::Value {
+        let o = &self.options;
+        serde_json::json!({
+            "model": self.model_path, "model_sha256": self.model.card.sha256,
+            "data": self.data_path, "format": self.data.info().format.name(),
+            "split": format!("{:?}", o.split).to_lowercase(), "resize": o.resize,
+            "center_crop": o.center_crop, "classes_file": o.classes_file, "labels": o.labels,
+            "limit": limit, "normalization": self.model.card.normalization,
+        })
+    }
+    /// The number of samples a run over `limit` of them covers; refuses to cover none.
+    pub fn total(&self, limit: Option<usize>) -> Result<usize> {
+        total(self.data.as_ref(), limit)
+    }
+}
+
+/// What the run record says about the data set.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataCard {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: String,
+    /// Samples in it.
+    pub len: usize,
+    /// `[channels, height, width]`.
+    pub image_shape: [usize; 3],
+    /// Class names it provides.
+    pub class_names: Vec<String>,
+}
+
+/// The number of samples of `data` a run over `limit` of them covers; refuses to cover none.
+pub fn total(data: &dyn Dataset, limit: Option<usize>) -> Result<usize> {
+    let len = data.info().len;
+    match limit {
+        Some(0) => Err(setting("--limit", "0 selects no samples")),
+        _ if len == 0 => Err(crate::Error::Invalid(format!(
+            "{}: the data set holds no samples",
+            data.info().source.display()
+        ))),
+        Some(l) => Ok(l.min(len)),
+        None => Ok(len),
+    }
+}
+
+/// Loads the data, then the model bound to the data's image shape.
+pub fn load(src: &Source) -> Result<Loaded> {
+    let data = data::open(&src.data, &src.load)?;
+    let info = data.info();
+    let norm = src
+        .normalization
+        .as_ref()
+        .map(|(mean, std)| Normalization {
+            mean: mean.clone(),
+            std: std.clone(),
+        });
+    let model = load_model(&src.model, [info.channels, info.height, info.width], norm)?;
+    let mut notes = Vec::new();
+    if model.card.num_classes != info.num_classes() {
+        notes.push(format!(
+            "the model has {} outputs and the data set {} classes",
+            model.card.num_classes,
+            info.num_classes()
+        ));
+    }
+    if let Some(rule) = &model.card.layout {
+        notes.push(rule.clone());
+    }
+    Ok(Loaded {
+        model,
+        data,
+        model_path: src.model.clone(),
+        data_path: src.data.clone(),
+        options: src.load.clone(),
+        notes,
+    })
+}
+
+/// Where a run writes its records.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Replace a different run already there instead of refusing.
+    pub overwrite: bool,
+}
+
+impl Output {
+    /// A sub-directory for a step of a composite command.
+    pub fn sub(&self, name: &str) -> Output {
+        Output {
+            dir: self.dir.join(name),
+            overwrite: self.overwrite,
+        }
+    }
+    /// A file in the run directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// How a run reports progress: every method has a silent default, so a library caller passes
+/// [`Silent`] and the binary a progress bar.
+pub trait Progress: Sync {
+    /// A phase over `total` samples starts, `done` of them already recorded (a resumed run).
+    fn start(&self, _what: &str, _total: usize, _done: usize) {}
+    /// `done` samples of the phase are recorded.
+    fn advance(&self, _done: usize) {}
+    /// A running figure to show beside the count.
+    fn message(&self, _msg: &str) {}
+    /// A line for the user (resumption, notes, warnings).
+    fn note(&self, _line: &str) {}
+    /// The phase ended.
+    fn finish(&self) {}
+}
+
+/// Reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {}
+
+/// Engine settings of a run, recorded with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Runtime {
+    /// Worker threads.
+    pub threads: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Wall-clock seconds of this invocation.
+    pub seconds: f64,
+    /// Samples already recorded by an interrupted run this one resumed.
+    pub resumed_from: usize,
+    /// Forward passes (attacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_passes: Option<u64>,
+    /// Backward passes (attacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backward_passes: Option<u64>,
+    /// Images per second (evaluation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub img_per_s: Option<f64>,
+}
+
+/// Refuses a batch size of 0.
+pub fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(setting("--batch-size", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Writes a text file of the run (a plot), naming it in the error.
+pub fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(crate::error::io(path))
+}
+
+/// The number of worker threads in rayon's global pool.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}

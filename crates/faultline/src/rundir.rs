@@ -1,0 +1,257 @@
+//! Run directories: `run.json` (settings, versions, results under stable keys) and
+//! `samples.jsonl` (one JSON object per sample, appended as results arrive).
+//!
+//! A run is identified by a hash of its command and result-relevant settings. Opening a
+//! directory that holds an unfinished run with the same hash resumes it: the valid records are
+//! returned (a line cut short by a kill is dropped and the file truncated to the last complete
+//! record) and the caller continues after them. A directory holding a different run is refused
+//! unless the caller asks to overwrite it, so nothing is lost by a mistyped `--out`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{io, Error, Result};
+use crate::record::SampleRecord;
+
+/// How many leading records of an interrupted run to keep (for [`RunDir::open_with`]): those of
+/// samples below `total` that have all `per_sample` records. Records are appended batch by
+/// batch, so the complete samples come first and a cut batch is dropped whole.
+pub fn whole_samples(records: &[SampleRecord], per_sample: usize, total: usize) -> usize {
+    let mut count = std::collections::HashMap::new();
+    for r in records {
+        *count.entry(r.index).or_insert(0usize) += 1;
+    }
+    records
+        .iter()
+        .position(|r| count[&r.index] != per_sample || r.index >= total)
+        .unwrap_or(records.len())
+}
+
+/// Version of the `run.json` / `samples.jsonl` layout.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// An open run directory.
+#[derive(Debug)]
+pub struct RunDir {
+    dir: PathBuf,
+    samples: File,
+    command: String,
+    settings: Value,
+    hash: String,
+    started: u64,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Hash of a command and its result-relevant settings (hex SHA-256 of the canonical JSON).
+pub fn settings_hash(command: &str, settings: &Value) -> String {
+    let canon = serde_json::to_vec(&json!({ "command": command, "settings": settings }))
+        .unwrap_or_default();
+    Sha256::digest(&canon)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl RunDir {
+    /// Opens `dir` for `command`; returns the directory and the records of an interrupted run
+    /// with the same settings (empty for a fresh run).
+    pub fn open<R: DeserializeOwned>(
+        dir: &Path,
+        command: &str,
+        settings: Value,
+        overwrite: bool,
+    ) -> Result<(RunDir, Vec<R>)> {
+        Self::open_with(dir, command, settings, overwrite, |r: &[R]| r.len())
+    }
+
+    /// [`RunDir::open`] where `keep` decides how many leading records of an interrupted run
+    /// are complete (e.g. only whole groups of records that belong together); the rest is
+    /// dropped from the file and recomputed.
+    pub fn open_with<R: DeserializeOwned>(
+        dir: &Path,
+        command: &str,
+        settings: Value,
+        overwrite: bool,
+        keep: impl FnOnce(&[R]) -> usize,
+    ) -> Result<(RunDir, Vec<R>)> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut ends = Vec::new();
+        let hash = settings_hash(command, &settings);
+        let run_path = dir.join("run.json");
+        let samples_path = dir.join("samples.jsonl");
+        let mut resumed = Vec::new();
+        let mut keep_len = 0u64;
+        if run_path.exists() && !overwrite {
+            let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
+            let old: Value = serde_json::from_str(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: not a faultline run record ({e}); pass --overwrite to replace it",
+                    run_path.display()
+                ))
+            })?;
+            let same = old.get("settings_hash").and_then(Value::as_str) == Some(hash.as_str());
+            if !same {
+                return Err(Error::Invalid(format!(
+                    "{} holds a different run ({} with other settings); choose another --out or pass --overwrite",
+                    dir.display(),
+                    old.get("command").and_then(Value::as_str).unwrap_or("unknown command")
+                )));
+            }
+            if samples_path.exists() {
+                let f = File::open(&samples_path).map_err(io(&samples_path))?;
+                let mut reader = BufReader::new(f);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    let n = reader.read_line(&mut line).map_err(io(&samples_path))?;
+                    if n == 0 || !line.ends_with('\n') {
+                        break;
+                    }
+                    match serde_json::from_str::<R>(line.trim_end()) {
+                        Ok(r) => {
+                            resumed.push(r);
+                            keep_len += n as u64;
+                            ends.push(keep_len);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        let kept = keep(&resumed).min(resumed.len());
+        resumed.truncate(kept);
+        keep_len = if kept == 0 { 0 } else { ends[kept - 1] };
+        let samples = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&samples_path)
+            .map_err(io(&samples_path))?;
+        samples.set_len(keep_len).map_err(io(&samples_path))?;
+        let mut samples = samples;
+        use std::io::Seek;
+        samples
+            .seek(std::io::SeekFrom::End(0))
+            .map_err(io(&samples_path))?;
+        let rd = RunDir {
+            dir: dir.to_path_buf(),
+            samples,
+            command: command.to_string(),
+            settings,
+            hash,
+            started: now(),
+        };
+        rd.write_run(json!({ "status": "running" }))?;
+        Ok((rd, resumed))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends records, one JSON line each, and flushes them to the OS before returning.
+    pub fn append<R: Serialize>(&mut self, records: &[R]) -> Result<()> {
+        let mut buf = Vec::with_capacity(records.len() * 96);
+        for r in records {
+            serde_json::to_writer(&mut buf, r)
+                .map_err(|e| Error::Invalid(format!("serializing a record: {e}")))?;
+            buf.push(b'\n');
+        }
+        let p = self.dir.join("samples.jsonl");
+        self.samples.write_all(&buf).map_err(io(&p))?;
+        self.samples.flush().map_err(io(&p))?;
+        Ok(())
+    }
+
+    /// Writes the finished run's `run.json`: the standard fields, `"status": "complete"` and the
+    /// fields of `report` (a command's typed report is the body of its run record).
+    pub fn finish<B: Serialize>(&self, report: &B) -> Result<()> {
+        let mut body = serde_json::to_value(report)
+            .map_err(|e| Error::Invalid(format!("serializing the report: {e}")))?;
+        if let Value::Object(m) = &mut body {
+            m.insert("status".into(), json!("complete"));
+        }
+        self.write_run(body)
+    }
+
+    /// Writes `run.json` atomically: the standard fields (schema, command, versions, settings and
+    /// their hash, start time) merged with `body` (status, results, headline keys, …).
+    pub fn write_run(&self, body: Value) -> Result<()> {
+        let mut run = json!({
+            "schema_version": SCHEMA_VERSION,
+            "command": self.command,
+            "versions": { "faultline": env!("CARGO_PKG_VERSION") },
+            "settings": self.settings,
+            "settings_hash": self.hash,
+            "started_unix": self.started,
+            "updated_unix": now(),
+        });
+        if let (Some(m), Value::Object(b)) = (run.as_object_mut(), body) {
+            m.extend(b);
+        }
+        let path = self.dir.join("run.json");
+        let tmp = self.dir.join("run.json.tmp");
+        let text = serde_json::to_string_pretty(&run).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Rec {
+        index: usize,
+        v: f32,
+    }
+
+    #[test]
+    fn resumes_after_a_cut_line_and_refuses_other_settings() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = json!({"limit": 10});
+        {
+            let (mut rd, done) = RunDir::open::<Rec>(tmp.path(), "eval", s.clone(), false).unwrap();
+            assert!(done.is_empty());
+            rd.append(&[Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }])
+                .unwrap();
+        }
+        // Simulate a kill in the middle of writing the third line.
+        let p = tmp.path().join("samples.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"index\":2,\"v\"").unwrap();
+        drop(f);
+        let (mut rd, done) = RunDir::open::<Rec>(tmp.path(), "eval", s.clone(), false).unwrap();
+        assert_eq!(
+            done,
+            vec![Rec { index: 0, v: 1.0 }, Rec { index: 1, v: 2.0 }]
+        );
+        rd.append(&[Rec { index: 2, v: 3.0 }]).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.ends_with("{\"index\":2,\"v\":3.0}\n"));
+        let err = RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), false).unwrap_err();
+        assert!(err.to_string().contains("different run"));
+        let (_, done) =
+            RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), true).unwrap();
+        assert!(done.is_empty());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+    }
+}
