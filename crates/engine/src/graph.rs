@@ -1,12 +1,12 @@
 //! The static graph: values (named, constant or computed), nodes in topological order, one
-//! image input and one logits output. Built once by [`GraphBuilder`], which runs the load-time
-//! passes; executed by `exec`.
+//! image input and one logits output. Built once by [`GraphBuilder`], which sorts and checks it;
+//! optimised once by the load-time passes (`passes`), which [`crate::Model::prepare`] runs;
+//! executed by `exec`. This module depends on neither: the passes and the executor build on it.
 
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::ops::Op;
-use crate::passes;
 use crate::tensor::Tensor;
 
 /// Index of a value in the graph.
@@ -104,7 +104,7 @@ impl Graph {
     }
 }
 
-/// Collects values and nodes in any order; [`GraphBuilder::build`] sorts, folds and checks.
+/// Collects values and nodes in any order; [`GraphBuilder::build`] sorts and checks.
 #[derive(Debug, Default)]
 pub struct GraphBuilder {
     names: Vec<String>,
@@ -170,8 +170,12 @@ impl GraphBuilder {
         });
         out
     }
-    /// Sorts the nodes topologically, folds constants and batch norms, drops what the output
-    /// does not need, and checks that every value is defined.
+    /// Sorts the nodes topologically and checks that every value is defined, that no value is
+    /// produced twice, that there is no cycle and that the output is computed (not a constant).
+    ///
+    /// The graph is returned as written: constant folding, BatchNormalization folding, pruning,
+    /// Conv fusion and weight packing are load-time passes that [`crate::Model::prepare`] runs
+    /// (once), so the nodes of a built graph are the ones added here.
     pub fn build(self, output: &str) -> Result<Graph> {
         let input = self
             .input
@@ -188,11 +192,6 @@ impl GraphBuilder {
             output,
         };
         topo_sort(&mut g)?;
-        passes::fold_constants(&mut g)?;
-        passes::fold_batch_norm(&mut g);
-        passes::prune(&mut g);
-        passes::fuse_activation(&mut g);
-        passes::prepare_weights(&mut g);
         if g.consts[g.output].is_some() {
             return Err(Error::Graph(
                 "the output does not depend on the input".into(),

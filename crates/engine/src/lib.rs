@@ -8,6 +8,8 @@
 #![warn(missing_docs)]
 
 mod alloc;
+#[doc(hidden)]
+pub mod bench_support;
 mod error;
 mod exec;
 pub mod graph;

@@ -11,6 +11,7 @@ use crate::exec::Values;
 use crate::graph::{Graph, ValueId};
 use crate::loss::Loss;
 use crate::ops::{Binary, BinaryKind, Gemm, Op, Reshape, Transpose};
+use crate::passes;
 use crate::tensor::Tensor;
 
 /// Per-channel `(x − mean) / std` applied to [0, 1] images before the graph, for models that
@@ -23,7 +24,14 @@ pub struct Normalization {
     pub std: Vec<f32>,
 }
 
-/// A loaded classifier, ready to run on batches of NCHW float images in [0, 1].
+/// A loaded classifier, run on batches of NCHW float images in [0, 1].
+///
+/// Two steps make it ready: [`Model::new`] wraps a graph as built, then [`Model::prepare`]
+/// (exactly once, and required: every method that runs the model returns an error before it)
+/// runs the load-time passes on the graph (constant and BatchNormalization folding, pruning,
+/// Conv fusion, weight packing), binds it to an image shape and checks it with one trial pass.
+/// Preparing is explicit rather than lazy because it needs the image shape, may fail, and
+/// changes the graph, which the running methods only borrow.
 ///
 /// The batch dimension is always free: a model exported with a fixed batch size still runs on
 /// any batch (reshape targets that begin with the exported batch size follow the actual one).
@@ -36,6 +44,11 @@ pub struct Model {
     classes: usize,
     penultimate: Option<ValueId>,
     notes: Vec<String>,
+    /// Whether [`Model::prepare`] has begun changing the graph (the load-time passes, then the
+    /// input prefix). A prepare that fails after that point leaves a graph that is neither the
+    /// one built nor a usable one, so a second prepare is refused instead of running the passes
+    /// or prepending the prefix again.
+    changed: bool,
 }
 
 /// Result of [`Model::loss_grad`].
@@ -109,7 +122,8 @@ fn concat_batch(parts: Vec<Tensor>) -> Result<Tensor> {
 }
 
 impl Model {
-    /// Wraps a graph whose input was declared with `declared` dimensions (batch first).
+    /// Wraps a graph whose input was declared with `declared` dimensions (batch first). The
+    /// graph is kept as built; [`Model::prepare`] optimises it.
     pub fn new(graph: Graph, declared: Vec<Option<usize>>) -> Self {
         crate::alloc::keep_freed_memory();
         let penultimate = find_penultimate(&graph);
@@ -120,10 +134,12 @@ impl Model {
             classes: 0,
             penultimate,
             notes: Vec::new(),
+            changed: false,
         }
     }
 
-    /// The graph (after load-time passes and any input adaptation).
+    /// The graph: as built before [`Model::prepare`]; after it, optimised by the load-time
+    /// passes and preceded by any input adaptation.
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
@@ -133,11 +149,19 @@ impl Model {
         &self.declared
     }
 
-    /// Binds the model to images of shape `[c, h, w]`: lays the images out the way the model's
-    /// input is declared (NCHW as is; NHWC by a transpose; any shape with the same number of
-    /// elements, such as a flat 784-vector, by a reshape), prepends `norm` if given, then runs
-    /// one trial pass to check the graph and learn the number of classes. Returns the layout
-    /// rule applied, if any, so the caller can tell the user once.
+    /// Binds the model to images of shape `[c, h, w]`: runs the load-time passes on the graph
+    /// (the `passes` module; this is their only caller, so they run once per model), lays the
+    /// images out the way the model's input is declared (NCHW as is; NHWC by a transpose; any
+    /// shape with the same number of elements, such as a flat 784-vector, by a reshape),
+    /// prepends `norm` if given, then runs one trial pass to check the graph and learn the
+    /// number of classes. Returns the layout rule applied, if any, so the caller can tell the
+    /// user once.
+    ///
+    /// Call it exactly once, before running the model. Errors in the arguments (a
+    /// normalization or image shape that does not fit) leave the model untouched, so it can be
+    /// prepared again with other arguments; an error after that (a constant subgraph that
+    /// cannot be evaluated, a trial pass that fails) leaves it unusable, and a second call says
+    /// so.
     pub fn prepare(
         &mut self,
         image: [usize; 3],
@@ -145,6 +169,12 @@ impl Model {
     ) -> Result<Option<String>> {
         if self.image.is_some() {
             return Err(Error::Input("model already prepared".into()));
+        }
+        if self.changed {
+            return Err(Error::Input(
+                "an earlier Model::prepare failed after changing the graph; build or load the model again"
+                    .into(),
+            ));
         }
         let [c, h, w] = image;
         let mut prefix: Vec<(String, Box<dyn Op>, Vec<Tensor>)> = Vec::new();
@@ -216,6 +246,12 @@ impl Model {
                 dims(&self.declared)
             )));
         }
+        // The arguments fit; from here on the graph changes. The passes run on the graph as
+        // built, before the prefix, and the penultimate features are found again on their
+        // result (folding can turn the final layer's weights into constants).
+        self.changed = true;
+        passes::optimise(&mut self.graph)?;
+        self.penultimate = find_penultimate(&self.graph);
         self.graph.prepend(prefix);
         self.image = Some(image);
         let probe = self
@@ -253,19 +289,22 @@ impl Model {
     }
 
     /// The final affine layer (`z = W·h + b` over the penultimate features `h`), when the model
-    /// ends in a Gemm/MatMul with constant weights.
+    /// ends in a Gemm/MatMul with constant weights. Ask after [`Model::prepare`]: before it,
+    /// weights still computed from constants (a Transpose of an initializer) are not constants.
     pub fn head(&self) -> Option<LinearHead> {
         find_head(&self.graph).filter(|h| h.classes == self.classes || self.classes == 0)
     }
 
-    /// Name of the penultimate features (the input of the final Gemm/MatMul), if found.
+    /// Name of the penultimate features (the input of the final Gemm/MatMul), if found; looked
+    /// up again by [`Model::prepare`] on the optimised graph.
     pub fn penultimate_name(&self) -> Option<&str> {
         self.penultimate.map(|v| self.graph.value_name(v))
     }
 
-    /// Names of every activation that can be tapped, in execution order. Load-time passes fold
-    /// BatchNormalization into Conv and fuse a Conv with the residual Add and ReLU that follow
-    /// it, so those intermediate values have no name of their own: tap the fused result.
+    /// Names of every activation that can be tapped, in execution order. The load-time passes
+    /// that [`Model::prepare`] runs fold BatchNormalization into Conv and fuse a Conv with the
+    /// residual Add and ReLU that follow it, so those intermediate values have no name of their
+    /// own: tap the fused result. Before `prepare` the list is that of the graph as built.
     pub fn tap_names(&self) -> Vec<&str> {
         self.graph
             .nodes()

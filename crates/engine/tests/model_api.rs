@@ -209,3 +209,55 @@ fn batches_split_into_chunks_give_each_sample_its_own_results() {
         .to_string();
     assert!(err.contains("sample 17"), "{err}");
 }
+
+#[test]
+fn prepare_runs_the_load_time_passes_once_and_is_required() {
+    // `x → Flatten → Add(Flatten(Reshape(c, [6])), ·) → Gemm`: the constant branch is folded
+    // by the passes, which Model::prepare runs, not by the builder.
+    let build = |target: i64| {
+        let mut b = GraphBuilder::new();
+        b.input("x");
+        b.constant("c", Tensor::from_f32(vec![2, 3], vec![0.5; 6]).unwrap());
+        b.constant("t", Tensor::from_i64(vec![2], vec![1, target]).unwrap());
+        b.constant("w", Tensor::from_f32(vec![6, 2], vec![0.25; 12]).unwrap());
+        b.node(
+            "r",
+            Box::new(Reshape::default()),
+            &[Some("c"), Some("t")],
+            "cr",
+        );
+        b.node("flat", Box::new(Flatten { axis: 1 }), &[Some("x")], "f");
+        b.node(
+            "add",
+            Box::new(Binary::new(BinaryKind::Add)),
+            &[Some("f"), Some("cr")],
+            "h",
+        );
+        b.node(
+            "fc",
+            Box::new(Gemm::default()),
+            &[Some("h"), Some("w")],
+            "z",
+        );
+        Model::new(b.build("z").unwrap(), vec![])
+    };
+    let mut m = build(6);
+    assert_eq!(m.graph().nodes().len(), 4, "the builder keeps every node");
+    let x = [0.0f32; 6];
+    let err = m.logits(&x).unwrap_err().to_string();
+    assert!(err.contains("call Model::prepare"), "{err}");
+    m.prepare([1, 2, 3], None).unwrap();
+    assert_eq!(m.graph().nodes().len(), 3, "the constant Reshape is folded");
+    assert_eq!(m.logits(&x).unwrap(), vec![0.75, 0.75]);
+    let err = m.prepare([1, 2, 3], None).unwrap_err().to_string();
+    assert!(err.contains("already prepared"), "{err}");
+
+    // A constant subgraph that cannot be evaluated fails prepare (it used to fail the build),
+    // naming the node; the graph has changed by then, so a second prepare refuses to run.
+    let mut bad = build(7);
+    let err = bad.prepare([1, 2, 3], None).unwrap_err().to_string();
+    assert!(err.contains("'r'"), "{err}");
+    let err = bad.prepare([1, 2, 3], None).unwrap_err().to_string();
+    assert!(err.contains("earlier Model::prepare failed"), "{err}");
+    assert!(bad.logits(&x).is_err());
+}

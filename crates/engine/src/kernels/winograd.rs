@@ -54,7 +54,7 @@ fn computes(kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2]) -> b
 
 /// Whether it is the kernel to use for geometry `g` (on a CPU where the channel-lanes
 /// kernels come first): 32 to 256 input channels. Measured against the channel-lanes kernel
-/// within one process (`winograd_speeds` in `ops/conv.rs`, 8 samples, 2 threads, median of 15
+/// within one process (`winograd_speeds` in `benches/`, 8 samples, 2 threads, median of 15
 /// alternations, Zen 3): 32 channels 16×16 1.21–1.24×, 32×32 1.41×; 64 channels 8×8
 /// 1.19–1.27×, 16×16 1.47–1.54×, 32×32 1.38×, 56×56 1.36–1.41×; 128 channels 8×8 1.14×,
 /// 28×28 1.32–1.40×; 256 channels 8×8 1.26×, 14×14 1.19×. But 16 channels 32×32 0.85–0.93×

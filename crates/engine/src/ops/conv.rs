@@ -205,7 +205,6 @@ fn lanes_first() -> bool {
 
 /// Which kernel computes a convolution's products (the proptests run each one explicitly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Kernel {
     /// The fastest that applies: where the channel-lanes kernels come first, Winograd where
     /// [`winograd::applies`], else the channel-lanes kernel where [`channel_lanes::applies`];
@@ -498,8 +497,7 @@ impl Conv {
         self.forward_raw(x.shape(), x.fs(), w, bias, residual, relu, Kernel::Auto)
     }
 
-    /// [`Conv::forward_fused`] with a chosen kernel (for the tests).
-    #[cfg(test)]
+    /// [`Conv::forward_fused`] with a chosen kernel (for the tests and `bench_support`).
     pub(crate) fn forward_with(
         &self,
         x: &Tensor,
@@ -1059,139 +1057,6 @@ mod tests {
             }
             let scatter = conv.input_grad_col2im(&xt, &wtt, &dy).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
-        }
-    }
-}
-
-/// The per-layer measurement behind [`Kernel::Auto`]'s choice (a benchmark, not a check: it
-/// asserts nothing). Run with
-/// `cargo test --release -p faultline-engine kernel_speeds -- --ignored --nocapture`; it prints
-/// GMAC/s of each kernel this CPU runs on 8-sample batches of 3×3 same-padded layers from the
-/// three benchmark networks, and the SIMD kernel's ratio to the better GEMM route (the direct
-/// kernel with AVX-512, else the channel-lanes kernel with AVX2). Best of 5 samples each: the
-/// figures move with the machine's load, the ratios less so.
-#[cfg(test)]
-mod kernel_speeds {
-    use super::*;
-
-    /// `(channels, plane side)` of 3×3 layers from the three benchmark networks.
-    pub(super) const LAYERS: [(usize, usize); 12] = [
-        (16, 32),
-        (64, 32),
-        (32, 16),
-        (64, 8),
-        (128, 8),
-        (64, 16),
-        (128, 16),
-        (256, 8),
-        (64, 56),
-        (128, 28),
-        (256, 14),
-        (512, 7),
-    ];
-
-    /// A 3×3 same-padded `c → c` convolution with its weights prepared, an `n`-sample input of
-    /// `hw × hw` planes, and its multiply-adds.
-    pub(super) fn same_3x3(n: usize, c: usize, hw: usize) -> (Conv, Tensor, Tensor, f64) {
-        let win = Window {
-            kernel: [3, 3],
-            strides: [1, 1],
-            dilations: [1, 1],
-            pads: [1, 1, 1, 1],
-            auto_pad: AutoPad::NotSet,
-            ceil_mode: false,
-        };
-        let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
-        let x = Tensor::f32(vec![n, c, hw, hw], xs);
-        let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
-        let w = Tensor::f32(vec![c, c, 3, 3], ws);
-        // Packed once, as a network's constant weights are at load time.
-        let conv = Conv::new(win, 1).with_prepared(&w).unwrap();
-        (conv, x, w, (n * c * c * 9 * hw * hw) as f64)
-    }
-
-    #[test]
-    #[ignore]
-    fn kernel_speeds() {
-        let n = 8;
-        // `KERNEL_SPEEDS=64x32` times that layer only.
-        let only = std::env::var("KERNEL_SPEEDS").ok();
-        for (c, hw) in LAYERS {
-            if only.as_ref().is_some_and(|o| *o != format!("{c}x{hw}")) {
-                continue;
-            }
-            let (conv, x, w, macs) = same_3x3(n, c, hw);
-            let reps = (2e8 / macs).ceil() as usize;
-            let rate = |k: Kernel| {
-                let mut best = f64::MAX;
-                for _ in 0..5 {
-                    let t = std::time::Instant::now();
-                    for _ in 0..reps {
-                        conv.forward_with(&x, &w, None, None, true, k).unwrap();
-                    }
-                    best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-                }
-                macs / best / 1e9
-            };
-            let (simd, name) = if direct::available() {
-                (Kernel::Direct, "direct")
-            } else if channel_lanes::available() {
-                (Kernel::ChannelLanes, "channel lanes")
-            } else {
-                eprintln!("no SIMD convolution kernel runs on this CPU");
-                return;
-            };
-            let (d, r, i) = (rate(simd), rate(Kernel::RowShift), rate(Kernel::Im2col));
-            eprintln!(
-                "{c:>4} channels {hw:>3}x{hw:<3} {name} {d:6.1}  column-shift {r:6.1}  im2col {i:6.1} GMAC/s  {name} / best GEMM {:.2}",
-                d / r.max(i)
-            );
-        }
-    }
-}
-
-/// The measurement behind [`winograd::applies`] (a benchmark, not a check). Run with
-/// `cargo test --release -p faultline-engine winograd_speeds -- --ignored --nocapture`: on
-/// 8-sample batches of 3×3 same-padded layers it alternates the channel-lanes kernel and
-/// Winograd 15 times within one process and prints the median ratio (Winograd's speed over
-/// the channel-lanes kernel's), with each one's best rate in direct-convolution GMAC/s.
-/// `WINOGRAD_SPEEDS=64x16` times that layer only.
-#[cfg(test)]
-mod winograd_speeds {
-    use super::*;
-
-    #[test]
-    #[ignore]
-    fn winograd_speeds() {
-        let n = 8;
-        let only = std::env::var("WINOGRAD_SPEEDS").ok();
-        for (c, hw) in super::kernel_speeds::LAYERS {
-            if only.as_ref().is_some_and(|o| *o != format!("{c}x{hw}")) {
-                continue;
-            }
-            let (conv, x, w, macs) = super::kernel_speeds::same_3x3(n, c, hw);
-            let reps = (1e8 / macs).ceil() as usize;
-            let time = |k: Kernel| {
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    std::hint::black_box(conv.forward_with(&x, &w, None, None, true, k).unwrap());
-                }
-                t.elapsed().as_secs_f64() / reps as f64
-            };
-            let (mut ratios, mut lanes, mut wino) = (Vec::new(), f64::MAX, f64::MAX);
-            for _ in 0..15 {
-                let (a, b) = (time(Kernel::ChannelLanes), time(Kernel::Winograd));
-                lanes = lanes.min(a);
-                wino = wino.min(b);
-                ratios.push(a / b);
-            }
-            ratios.sort_by(f64::total_cmp);
-            eprintln!(
-                "{c:>4} channels {hw:>3}x{hw:<3} channel lanes {:6.1}  Winograd {:6.1} GMAC/s  Winograd / channel lanes {:.2}",
-                macs / lanes / 1e9,
-                macs / wino / 1e9,
-                ratios[ratios.len() / 2]
-            );
         }
     }
 }

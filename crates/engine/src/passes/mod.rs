@@ -2,6 +2,9 @@
 //! without the input), folding BatchNormalization into a preceding Conv, and pruning nodes the
 //! output does not need, fusing a Conv with the residual Add and ReLU that follow it, and
 //! rearranging constant convolution weights for the kernels.
+//!
+//! The passes read and rewrite a [`Graph`]; the graph module knows nothing of them. Their one
+//! caller is [`crate::Model::prepare`], through [`optimise`].
 
 mod fold_batch_norm;
 mod fold_constants;
@@ -9,8 +12,26 @@ mod fuse_activation;
 mod prepare_weights;
 mod prune;
 
-pub(crate) use fold_batch_norm::fold_batch_norm;
-pub(crate) use fold_constants::fold_constants;
-pub(crate) use fuse_activation::fuse_activation;
-pub(crate) use prepare_weights::prepare_weights;
-pub(crate) use prune::prune;
+use crate::error::Result;
+use crate::graph::Graph;
+
+use fold_batch_norm::fold_batch_norm;
+use fold_constants::fold_constants;
+use fuse_activation::fuse_activation;
+use prepare_weights::prepare_weights;
+use prune::prune;
+
+/// Runs every load-time pass on a graph as [`crate::GraphBuilder::build`] returns it, in the
+/// order they depend on each other: constants are folded first (so BatchNormalization
+/// parameters and convolution weights computed from constants are constants), pruning drops
+/// what folding left unread, fusion needs BatchNormalization already folded into its Conv, and
+/// weights are packed last, once they are final. Meant to run once per graph: packing twice
+/// would only cost time, but a failed constant fold leaves the graph incomplete.
+pub(crate) fn optimise(g: &mut Graph) -> Result<()> {
+    fold_constants(g)?;
+    fold_batch_norm(g);
+    prune(g);
+    fuse_activation(g);
+    prepare_weights(g);
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! What the benchmarks in `benches/` need from inside the engine: a convolution layer with its
+//! weights packed as at load time, and a way to run it on one chosen kernel. The benchmarks
+//! link the library as an outside crate, so they cannot reach the `pub(crate)` kernel
+//! internals; this module exposes the minimum for them. It is not part of the engine's API:
+//! hidden from the documentation and free to change with the kernels.
+
+use crate::error::Result;
+use crate::kernels::{channel_lanes, direct};
+use crate::ops::conv::{self, AutoPad, Conv, Window};
+use crate::tensor::Tensor;
+
+/// `(channels, plane side)` of 3×3 layers from the three benchmark networks (ResNet-20,
+/// WideResNet-16-4, ResNet-18 at 224×224).
+pub const LAYERS: [(usize, usize); 12] = [
+    (16, 32),
+    (64, 32),
+    (32, 16),
+    (64, 8),
+    (128, 8),
+    (64, 16),
+    (128, 16),
+    (256, 8),
+    (64, 56),
+    (128, 28),
+    (256, 14),
+    (512, 7),
+];
+
+/// A convolution kernel to run explicitly (the engine's own choice is [`Kernel::Auto`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Whatever the engine picks for the layer.
+    Auto,
+    /// The direct AVX-512 kernel.
+    Direct,
+    /// The channel-lanes AVX2 + FMA kernel.
+    ChannelLanes,
+    /// Winograd F(2×2, 3×3) where it fits, else as [`Kernel::ChannelLanes`].
+    Winograd,
+    /// im2col + one GEMM per sample and group.
+    Im2col,
+    /// The column-shift matrix + one GEMM per kernel row.
+    RowShift,
+}
+
+impl Kernel {
+    /// Its name in printed results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Auto => "auto",
+            Kernel::Direct => "direct",
+            Kernel::ChannelLanes => "channel lanes",
+            Kernel::Winograd => "Winograd",
+            Kernel::Im2col => "im2col",
+            Kernel::RowShift => "column-shift",
+        }
+    }
+
+    fn inner(self) -> conv::Kernel {
+        match self {
+            Kernel::Auto => conv::Kernel::Auto,
+            Kernel::Direct => conv::Kernel::Direct,
+            Kernel::ChannelLanes => conv::Kernel::ChannelLanes,
+            Kernel::Winograd => conv::Kernel::Winograd,
+            Kernel::Im2col => conv::Kernel::Im2col,
+            Kernel::RowShift => conv::Kernel::RowShift,
+        }
+    }
+
+    /// The SIMD convolution kernel this CPU runs: the direct kernel with AVX-512, else the
+    /// channel-lanes kernel with AVX2 + FMA, else none.
+    pub fn simd() -> Option<Kernel> {
+        if direct::available() {
+            Some(Kernel::Direct)
+        } else if channel_lanes::available() {
+            Some(Kernel::ChannelLanes)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the channel-lanes (and so the Winograd) kernel runs on this CPU.
+    pub fn lanes_available() -> bool {
+        channel_lanes::available()
+    }
+}
+
+/// A 3×3 same-padded `c → c` convolution with its weights packed once (as a network's constant
+/// weights are at load time) and an `n`-sample input of `hw × hw` planes.
+#[derive(Debug)]
+pub struct Layer {
+    conv: Conv,
+    x: Tensor,
+    w: Tensor,
+    /// Multiply-adds of one call (a direct convolution's count, whatever the kernel).
+    pub macs: f64,
+}
+
+impl Layer {
+    /// The layer with `c` channels on `hw × hw` planes, for `n` samples.
+    pub fn same_3x3(n: usize, c: usize, hw: usize) -> Layer {
+        let win = Window {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1, 1, 1, 1],
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: false,
+        };
+        let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
+        let x = Tensor::f32(vec![n, c, hw, hw], xs);
+        let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
+        let w = Tensor::f32(vec![c, c, 3, 3], ws);
+        let conv = Conv::new(win, 1)
+            .with_prepared(&w)
+            .expect("a 3x3 same-padded layer packs");
+        Layer {
+            conv,
+            x,
+            w,
+            macs: (n * c * c * 9 * hw * hw) as f64,
+        }
+    }
+
+    /// `relu(conv(x, W))` on `kernel`.
+    pub fn run(&self, kernel: Kernel) -> Result<Tensor> {
+        self.conv
+            .forward_with(&self.x, &self.w, None, None, true, kernel.inner())
+    }
+}
