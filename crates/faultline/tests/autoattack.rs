@@ -18,10 +18,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use faultline::attack::{attack_batch, summarize_attack, AttackOptions, AttackSpec};
-use faultline::attacks::Norm;
+use faultline::attacks::{Attack, BatchRef, Ensemble, Norm};
 use faultline::data::{self, LoadOptions};
-use faultline::ensemble::standard;
+use faultline::robust::{attack_batch, summarize, Options};
 use faultline::model::load_model;
 
 fn shared(rel: &str) -> PathBuf {
@@ -58,25 +57,24 @@ fn ensemble(model: &str, data: &str, pick: &[usize], eps: &[f32]) -> Vec<(Vec<us
         .flat_map(|&j| b.images[j * per..(j + 1) * per].iter().copied())
         .collect();
     let y: Vec<usize> = pick.iter().map(|&j| b.labels[j]).collect();
-    let spec = AttackSpec::Ensemble(standard(Norm::Linf, 0));
+    let spec = Attack::bounded("standard", Ensemble::preset("standard", Norm::Linf, 0).unwrap());
     let t = Instant::now();
     let (recs, _) = attack_batch(
         &m.model,
-        &x,
+        BatchRef::new(&x, pick),
         &y,
-        pick,
         &spec,
         eps,
         // Every clean-correct image is attacked at every ε (the monotonicity check), so the
         // per-stage figures at each ε are those of an independent run, as AutoAttack's logs.
-        &mut AttackOptions {
+        &mut Options {
             sanity: true,
-            ..AttackOptions::default()
+            ..Options::default()
         },
     )
     .unwrap();
     let secs = t.elapsed().as_secs_f64();
-    let s = summarize_attack(&recs, &spec, eps);
+    let s = summarize(&recs, &spec, eps);
     let n = pick.len() as f64;
     let mut out = Vec::new();
     for p in &s.curve {
@@ -89,12 +87,12 @@ fn ensemble(model: &str, data: &str, pick: &[usize], eps: &[f32]) -> Vec<(Vec<us
             .collect();
         let robust: Vec<usize> = recs
             .iter()
-            .filter(|r| r.eps == Some(p.eps) && !r.success)
+            .filter(|r| r.condition.eps() == Some(p.eps) && !r.success())
             .map(|r| r.index)
             .collect();
-        for r in recs.iter().filter(|r| r.eps == Some(p.eps)) {
-            assert!(r.linf <= p.eps + 1e-6, "{r:?}");
-            assert_eq!(r.success, r.prediction != r.label, "{r:?}");
+        for r in recs.iter().filter(|r| r.condition.eps() == Some(p.eps)) {
+            assert!(r.attack.as_ref().unwrap().linf <= p.eps + 1e-6, "{r:?}");
+            assert_eq!(r.success(), r.prediction != r.label, "{r:?}");
         }
         eprintln!(
             "{model} ε = {}: {} images, clean {:.0}, robust after apgd-ce {}, apgd-t {}, fab-t {}, \

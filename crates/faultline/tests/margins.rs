@@ -2,10 +2,10 @@
 //! norm: the input margin is the logit margin divided by that norm, so a minimum-norm attack
 //! that finds the exact margins gives Kendall τ = 1 and perfect detection.
 
-use faultline::attacks::{DeepFoolParams, FabParams, Norm};
+use faultline::attacks::{Attack, BatchRef, DeepFoolParams, FabParams, Method, Norm};
 use faultline::engine::ops::{Flatten, Gemm};
 use faultline::engine::{GraphBuilder, Model, Tensor};
-use faultline::margin::measure::{choose_subset, measure_batch, MarginAttack};
+use faultline::margin::measure::{choose_subset, measure_batch, rows};
 use faultline::margin::report::{report, ReportParams};
 use faultline::margin::scores::RowGaps;
 
@@ -81,7 +81,15 @@ fn exact(m: &Model, x: &[f32], norm: Norm) -> Vec<f64> {
         .collect()
 }
 
-fn check(norm: Norm, attack: MarginAttack) {
+/// A minimum-norm attack under its registry name.
+fn min_norm(name: &str, a: impl faultline::attacks::MinNormAttack + 'static) -> Attack {
+    Attack {
+        name: name.into(),
+        method: Method::MinNorm(Box::new(a)),
+    }
+}
+
+fn check(norm: Norm, attack: Attack) {
     let m = model();
     let n = 40;
     let x = images(n);
@@ -93,15 +101,15 @@ fn check(norm: Norm, attack: MarginAttack) {
     assert!((hi - lo).abs() < 1e-9, "equidistant rows: {lo} .. {hi}");
     let recs = measure_batch(
         &m,
-        &x,
+        BatchRef::new(&x, &idx),
         &labels,
-        &idx,
         &attack,
         &vec![true; n],
         Some(&gaps),
         true,
     )
     .unwrap();
+    let recs = rows(&recs);
     let want = exact(&m, &x, norm);
     for (r, w) in recs.iter().zip(&want) {
         assert_eq!(r.prediction, r.label);
@@ -116,7 +124,7 @@ fn check(norm: Norm, attack: MarginAttack) {
             (fm - w).abs() <= 1e-5 * w.max(1e-3),
             "feature margin {fm} vs {w}"
         );
-        assert_eq!(r.features.as_ref().map(|f| f.len()), Some(D));
+        assert_eq!(r.features.map(|f| f.len()), Some(D));
     }
     let eps = (0.5 * (want[n / 2] + want[n / 2 + 1])) as f32;
     let rep = report(
@@ -145,13 +153,16 @@ fn check(norm: Norm, attack: MarginAttack) {
 fn fab_linf_margins_are_exact_and_consistent() {
     check(
         Norm::Linf,
-        MarginAttack::Fab(FabParams {
+        min_norm(
+            "fab",
+            FabParams {
             norm: Norm::Linf,
             restarts: 1,
             steps: 20,
             refine_steps: 12,
             ..FabParams::default()
-        }),
+        },
+        ),
     );
 }
 
@@ -159,19 +170,22 @@ fn fab_linf_margins_are_exact_and_consistent() {
 fn fab_l2_margins_are_exact_and_consistent() {
     check(
         Norm::L2,
-        MarginAttack::Fab(FabParams {
+        min_norm(
+            "fab",
+            FabParams {
             norm: Norm::L2,
             restarts: 1,
             steps: 20,
             refine_steps: 12,
             ..FabParams::default()
-        }),
+        },
+        ),
     );
 }
 
 #[test]
 fn deepfool_l2_margins_are_exact_and_consistent() {
-    check(Norm::L2, MarginAttack::DeepFool(DeepFoolParams::default()));
+    check(Norm::L2, min_norm("deepfool", DeepFoolParams::default()));
 }
 
 #[test]
@@ -278,15 +292,15 @@ fn pseudo_margin_raises_tau_on_a_weakly_consistent_linear_model() {
     let idx: Vec<usize> = (0..n).collect();
     let recs = measure_batch(
         &m,
-        &x,
+        BatchRef::new(&x, &idx),
         &labels,
-        &idx,
-        &MarginAttack::DeepFool(DeepFoolParams::default()),
+        &min_norm("deepfool", DeepFoolParams::default()),
         &vec![true; n],
         None,
         false,
     )
     .unwrap();
+    let recs = rows(&recs);
     assert!(recs.iter().all(|r| r.input_margin.is_some()));
     let rp = ReportParams {
         norm: Norm::L2,

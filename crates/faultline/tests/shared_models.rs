@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use faultline::data::{self, LoadOptions};
 use faultline::engine::Normalization;
-use faultline::eval::{evaluate, EvalRecord};
+use faultline::eval::evaluate;
+use faultline::record::SampleRecord;
 use faultline::model::load_model;
 
 fn shared(rel: &str) -> PathBuf {
@@ -26,7 +27,7 @@ fn accuracy(model: &str, data: &str, norm: Option<(&[f32], &[f32])>) -> (usize, 
     });
     let m = load_model(&shared(model), [i.channels, i.height, i.width], norm)
         .unwrap_or_else(|e| panic!("{model}: {e}"));
-    let mut recs: Vec<EvalRecord> = Vec::new();
+    let mut recs: Vec<SampleRecord> = Vec::new();
     evaluate(&m.model, ds.as_ref(), 0..i.len, 256, |b| {
         recs.extend_from_slice(b);
         Ok(())
