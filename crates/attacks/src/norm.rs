@@ -237,15 +237,7 @@ pub fn project_l1(x: &mut [f32], x0: &[f32], eps: f32) {
 /// A random generator for one sample, derived from the global seed, the sample's index and a
 /// stream tag (attack name, restart), so results do not depend on batching or threads.
 pub fn sample_rng(seed: u64, index: usize, tag: &str) -> ChaCha8Rng {
-    // FNV-1a over the tag, mixed with the seed and the index by SplitMix64.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in tag.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    let mut z = seed ^ h ^ (index as u64).wrapping_mul(0x9e3779b97f4a7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-    ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
+    ChaCha8Rng::seed_from_u64(faultline_seed::derive(seed, index as u64, tag))
 }
 
 /// Uniform in [0, 1).

@@ -42,7 +42,7 @@ pub struct AttackArgs {
     /// 8/255 for linf, 0.5 for l2, 12 for l1 (RobustBench's CIFAR-10 L1 radius)]
     #[arg(long, value_delimiter = ',', value_name = "EPS")]
     pub eps: Option<Vec<String>>,
-    /// Iterations [default: pgd 20, mifgsm 10, deepfool 50, apgd and fab 100, cw 100 per
+    /// Iterations [default: pgd 20, mifgsm 10, deepfool 50, apgd and fab 100, cw 300 per
     /// binary-search step; square: queries, 5000]
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,

@@ -36,7 +36,7 @@ pub struct ClasswiseArgs {
     /// Attack iterations [default: the attack's, as in `faultline attack`]
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
-    /// Also attack toward every class (one targeted PGD run per class)
+    /// Also attack toward every class (one targeted run of the attack per class)
     #[arg(long)]
     pub targeted: bool,
     /// Common corruptions to include: all, standard, extra or a list [default: none]

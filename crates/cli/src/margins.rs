@@ -27,9 +27,10 @@ pub struct MarginsArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Threat model of the margins: linf, l2 or l1 (l1: --attack fab only)
-    #[arg(long, default_value = "linf", value_name = "N")]
-    pub norm: Norm,
+    /// Threat model of the margins: linf, l2 or l1 (l1: --attack fab only) [default: linf; cw:
+    /// l2]
+    #[arg(long, value_name = "N")]
+    pub norm: Option<Norm>,
     /// A sample is non-robust when its input margin is at most ε [default: 8/255 for linf,
     /// 0.5 for l2, 12 for l1]
     #[arg(long, value_name = "EPS")]
@@ -84,6 +85,10 @@ pub struct MarginsArgs {
 }
 
 pub fn run(a: &MarginsArgs) -> Result<()> {
+    // The pseudo-margin flags are checked even without --pseudo-margin: a typo never passes.
+    if !(a.fit_fraction > 0.0 && a.fit_fraction < 1.0) {
+        anyhow::bail!("--fit-fraction: must lie in (0, 1)");
+    }
     let pseudo = a.pseudo_margin.as_deref().map(|from| PseudoParams {
         input: if from == "features" {
             PseudoInput::Features
@@ -100,7 +105,8 @@ pub fn run(a: &MarginsArgs) -> Result<()> {
     let cfg = MarginsConfig {
         attack: a.attack.clone(),
         settings: Settings {
-            norm: Some(a.norm),
+            // L∞ unless asked otherwise, as the paper; C&W works in L2 only.
+            norm: a.norm.or((a.attack != "cw").then_some(Norm::Linf)),
             steps: a.steps,
             restarts: a.restarts,
             seed: a.seed,

@@ -45,22 +45,71 @@ fn pgd_curve_is_monotone_and_records_agree_with_predictions() {
     );
     assert!(accs[0] <= r["clean_accuracy"].as_f64().unwrap());
     assert!(r["robust_accuracy"]["1/255"].is_number());
+    // The curve is ascending in ε whatever the order given.
+    let radii: Vec<f64> = curve.iter().map(|p| p["eps"].as_f64().unwrap()).collect();
+    assert!(radii.windows(2).all(|w| w[0] < w[1]), "{radii:?}");
+    assert!((radii[2] - 2.0 / 255.0).abs() < 1e-7, "{radii:?}");
+    // The run records the attack by registry name, its norm and its resolved parameters.
+    assert_eq!(r["attack"], "pgd");
+    assert_eq!(r["norm"], "linf");
+    let sa = &r["settings"]["attack"];
+    assert_eq!(sa["name"], "pgd");
+    assert_eq!(sa["kind"], "bounded");
+    assert_eq!(sa["norm"], "linf");
+    assert_eq!(sa["params"]["steps"], 10);
     let recs = lines(&tmp.path().join("r/samples.jsonl"));
     assert_eq!(recs.len(), 120);
     for rec in &recs {
+        let cond = &rec["condition"]["attack"];
+        assert_eq!(cond["name"], "pgd", "{rec}");
+        assert_eq!(cond["norm"], "linf", "{rec}");
+        let eps = cond["eps"].as_f64().unwrap();
+        assert!(radii.iter().any(|e| (e - eps).abs() < 1e-7), "{rec}");
+        assert!(rec["clean_prediction"].is_u64(), "{rec}");
+        assert!(
+            rec.get("eps").is_none() && rec.get("attack").is_none(),
+            "{rec}"
+        );
         assert_eq!(
             rec["success"].as_bool().unwrap(),
             rec["prediction"] != rec["label"],
             "{rec}"
         );
-        assert!(rec["linf"].as_f64().unwrap() <= rec["eps"].as_f64().unwrap() + 1e-6);
+        // The logit margin is taken on the returned image against the label.
+        assert_eq!(
+            rec["logit_margin"].as_f64().unwrap() > 0.0,
+            rec["prediction"] == rec["label"],
+            "{rec}"
+        );
+        assert!(rec["linf"].as_f64().unwrap() <= eps + 1e-6);
     }
-    // Saved images: the ε files are in the order given, each inside its ball and the box.
-    let bytes = std::fs::read(tmp.path().join("r/adv_2.npy")).unwrap();
-    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
-    assert_eq!(f.shape(), &[40, 3, 32, 32]);
-    let adv: Vec<f32> = f.into_vec().unwrap();
-    assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
+    // 40 samples at each of the 3 radii.
+    for e in &radii {
+        let at = recs
+            .iter()
+            .filter(|r| (r["condition"]["attack"]["eps"].as_f64().unwrap() - e).abs() < 1e-7)
+            .count();
+        assert_eq!(at, 40, "ε = {e}");
+    }
+    // Saved images: one file per ε of the (ascending) curve, each inside its ball and the box.
+    let clean = std::fs::read(&data).unwrap();
+    for (k, e) in radii.iter().enumerate() {
+        let bytes = std::fs::read(tmp.path().join(format!("r/adv_{k}.npy"))).unwrap();
+        let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(f.shape(), &[40, 3, 32, 32]);
+        let adv: Vec<f32> = f.into_vec().unwrap();
+        assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
+        for (i, img) in adv.chunks(3072).enumerate() {
+            // CIFAR binary record: a label byte, then 3072 CHW pixel bytes.
+            let x = &clean[i * 3073 + 1..(i + 1) * 3073];
+            let d = img
+                .iter()
+                .zip(x)
+                .map(|(a, &b)| (a - b as f32 / 255.0).abs())
+                .fold(0.0f32, f32::max);
+            assert!(d as f64 <= e + 1e-6, "adv_{k} sample {i}: {d} > {e}");
+        }
+    }
     // Kill after 20 samples' records: the rerun finishes with identical records.
     let full = std::fs::read_to_string(tmp.path().join("r/samples.jsonl")).unwrap();
     let cut: String = full.lines().take(62).map(|l| format!("{l}\n")).collect();
@@ -101,7 +150,19 @@ fn deepfool_reports_minimum_norms_on_mnist() {
     let med = r["results"]["median_min_norm"].as_f64().unwrap();
     // FAB's reference median for this model is 1.45 (L2); DeepFool is an upper bound of that order.
     assert!((0.5..4.0).contains(&med), "{med}");
-    for rec in lines(&tmp.path().join("d/samples.jsonl")) {
+    assert_eq!(r["attack"], "deepfool");
+    assert_eq!(r["norm"], "l2");
+    assert_eq!(r["settings"]["attack"]["kind"], "min-norm");
+    let recs = lines(&tmp.path().join("d/samples.jsonl"));
+    // A minimum-norm attack runs once per sample, whatever the radii the curve is read at.
+    assert_eq!(recs.len(), 30);
+    for rec in recs {
+        // Minimum-norm conditions carry no radius.
+        assert_eq!(
+            rec["condition"],
+            serde_json::json!({"attack": {"name": "deepfool", "norm": "l2"}}),
+            "{rec}"
+        );
         assert_eq!(
             rec["success"].as_bool().unwrap(),
             rec["prediction"] != rec["label"]
@@ -127,7 +188,7 @@ fn bad_eps_is_a_clear_error() {
             "8/x",
         ],
     );
-    assert_clear_error(&o, &["ε '8/x'"]);
+    assert_clear_error(&o, &["--eps", "'8/x'"]);
 }
 
 #[test]
@@ -152,6 +213,14 @@ fn apgd_and_fab_run_from_the_command_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r = json(&tmp.path().join("t/run.json"));
     assert!(r["robust_accuracy"].as_f64().unwrap() <= r["clean_accuracy"].as_f64().unwrap());
+    assert_eq!(r["attack"], "apgd-t");
+    assert_eq!(r["settings"]["attack"]["params"]["steps"], 20);
+    for rec in lines(&tmp.path().join("t/samples.jsonl")) {
+        let cond = &rec["condition"]["attack"];
+        assert_eq!(cond["name"], "apgd-t", "{rec}");
+        assert!((cond["eps"].as_f64().unwrap() - 0.3).abs() < 1e-7, "{rec}");
+        assert!(rec["linf"].as_f64().unwrap() <= 0.3 + 1e-6, "{rec}");
+    }
     let mut f = base.to_vec();
     f.extend([
         "--attack",
@@ -217,9 +286,14 @@ fn standard_preset_reports_stages_and_sanity_and_resumes() {
         assert!(accs[0] <= r["clean_accuracy"].as_f64().unwrap());
         assert_eq!(accs[3], r["robust_accuracy"][e].as_f64().unwrap());
     }
+    assert_eq!(r["attack"], "standard");
+    assert_eq!(r["norm"], "linf");
     let recs = lines(&tmp.path().join("s/samples.jsonl"));
     assert_eq!(recs.len(), 24);
+    let eps = |r: &serde_json::Value| r["condition"]["attack"]["eps"].as_f64().unwrap();
     for rec in &recs {
+        assert_eq!(rec["condition"]["attack"]["name"], "standard", "{rec}");
+        assert_eq!(rec["condition"]["attack"]["norm"], "linf", "{rec}");
         let attacked_and_broken =
             rec["success"].as_bool().unwrap() && rec["label"] == rec["clean_prediction"];
         match rec["stage"].as_str() {
@@ -231,12 +305,12 @@ fn standard_preset_reports_stages_and_sanity_and_resumes() {
             rec["prediction"] != rec["label"],
             "{rec}"
         );
-        assert!(rec["linf"].as_f64().unwrap() <= rec["eps"].as_f64().unwrap() + 1e-6);
+        assert!(rec["linf"].as_f64().unwrap() <= eps(rec) + 1e-6);
     }
     let s = &r["sanity"];
     let clean_ok = recs
         .iter()
-        .filter(|r| r["eps"].as_f64().unwrap() < 0.17 && r["label"] == r["clean_prediction"])
+        .filter(|r| eps(r) < 0.17 && r["label"] == r["clean_prediction"])
         .count();
     assert_eq!(
         s["gradients"]["checked"].as_u64().unwrap() as usize,
@@ -244,7 +318,7 @@ fn standard_preset_reports_stages_and_sanity_and_resumes() {
     );
     let robust_at_max = recs
         .iter()
-        .filter(|r| r["eps"].as_f64().unwrap() > 0.17 && !r["success"].as_bool().unwrap())
+        .filter(|r| eps(r) > 0.17 && !r["success"].as_bool().unwrap())
         .count();
     assert_eq!(
         s["unbounded"]["checked"].as_u64().unwrap() as usize,
@@ -349,9 +423,119 @@ fn preset_and_cw_misuse_are_clear_errors() {
     a.extend(["--preset", "standard", "--steps", "10", "--target", "3"]);
     assert_clear_error(
         &run(tmp.path(), &a),
-        &["--preset standard", "--steps", "--target"],
+        &["--preset", "standard", "--steps", "--target"],
     );
     let mut c = base.to_vec();
     c.extend(["--attack", "cw", "--norm", "linf"]);
-    assert_clear_error(&run(tmp.path(), &c), &["cw", "--norm l2"]);
+    assert_clear_error(
+        &run(tmp.path(), &c),
+        &["cw does not support the linf norm", "l2"],
+    );
+}
+
+/// Settings an attack does not take, norms it lacks, empty or out-of-range values: each is
+/// refused with one line naming the flag or value, before any run directory is written.
+#[test]
+fn attack_settings_are_validated_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-lenet5-clean.onnx");
+    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--eps", "8"],
+            &["--eps", "8 exceeds the pixel range [0, 1]", "8/255"],
+        ),
+        (&["--eps", "2/255,-1"], &["--eps", "'-1'"]),
+        (
+            &["-a", "fgsm", "--steps", "3"],
+            &["fgsm does not support --steps (it takes --loss)"],
+        ),
+        (
+            &["-a", "apgd-ce", "--norm", "l1"],
+            &["apgd-ce does not support the l1 norm (it supports linf, l2)"],
+        ),
+        (&["--steps", "0"], &["pgd", "0 steps"]),
+        (&["-a", "fab", "--restarts", "0"], &["fab", "0 restarts"]),
+        (&["-a", "apgd-t", "--target", "3"], &["apgd-t", "--target"]),
+        (&["-a", "fab-t", "--target", "3"], &["fab-t", "--target"]),
+        (&["--target", "12"], &["target class 12", "10 classes"]),
+        (&["--limit", "0"], &["--limit: 0 selects no samples"]),
+        (&["--batch-size", "0"], &["--batch-size"]),
+        // A clap conflict: clap's own message, still exit code 2 and one error line.
+        (
+            &["--preset", "standard", "-a", "pgd"],
+            &["--preset", "--attack"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut a = vec![
+            "attack",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "-o",
+            "e",
+        ];
+        if !extra.contains(&"--limit") {
+            a.extend(["--limit", "4"]);
+        }
+        a.extend_from_slice(extra);
+        let o = run(tmp.path(), &a);
+        assert_clear_error(&o, needles);
+        assert!(
+            !tmp.path().join("e").exists(),
+            "{extra:?} wrote a run directory before refusing"
+        );
+    }
+}
+
+/// Repeated radii are one radius: the run equals the run with the radius given once (a repeated
+/// ε once counted each sample twice, reporting robust accuracies up to 190 %).
+#[test]
+fn repeated_radii_are_one_radius() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = demo("cifar10-resnet20.onnx");
+    let data = demo("cifar10-test");
+    let attack = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "attack",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--limit",
+            "20",
+            "-o",
+            out,
+        ];
+        a.extend_from_slice(extra);
+        let o = run(tmp.path(), &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (o, json(&tmp.path().join(out).join("run.json")))
+    };
+    // The literal case: PGD at 8/255 twice.
+    let (o, r) = attack("pgd", &["--eps", "8/255,8/255"]);
+    assert_eq!(stdout(&o).matches("at ε =").count(), 1, "{}", stdout(&o));
+    assert_eq!(r["results"]["curve"].as_array().unwrap().len(), 1);
+    assert_eq!(r["settings"]["eps"].as_array().unwrap().len(), 1);
+    let robust = r["robust_accuracy"].as_f64().unwrap();
+    assert!(robust <= r["clean_accuracy"].as_f64().unwrap(), "{robust}");
+    assert_eq!(lines(&tmp.path().join("pgd/samples.jsonl")).len(), 20);
+    // A radius where some samples stay robust, so a double count would show: FGSM at 1/255.
+    let (_, twice) = attack("twice", &["-a", "fgsm", "--eps", "1/255,1/255"]);
+    let (_, once) = attack("once", &["-a", "fgsm", "--eps", "1/255"]);
+    let robust = twice["robust_accuracy"].as_f64().unwrap();
+    assert!(robust > 0.0 && robust <= twice["clean_accuracy"].as_f64().unwrap());
+    assert_eq!(twice["robust_accuracy"], once["robust_accuracy"]);
+    assert_eq!(twice["results"], once["results"]);
+    assert_eq!(twice["settings_hash"], once["settings_hash"]);
+    let recs = lines(&tmp.path().join("twice/samples.jsonl"));
+    assert_eq!(recs.len(), 20);
+    let held = recs.iter().filter(|r| r["success"] == false).count();
+    assert_eq!(robust, held as f64 / 20.0);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("twice/samples.jsonl")).unwrap(),
+        std::fs::read_to_string(tmp.path().join("once/samples.jsonl")).unwrap()
+    );
 }

@@ -157,12 +157,39 @@ fn eval_under_corruptions_reports_accuracy_and_mce() {
         .sum::<f64>()
         / 4.0;
     assert!((r["mean_corruption_accuracy"].as_f64().unwrap() - mean).abs() < 1e-12);
-    // 30 clean + 4 × 30 corrupted records.
-    let lines = std::fs::read_to_string(tmp.path().join("base/samples.jsonl"))
-        .unwrap()
-        .lines()
-        .count();
-    assert_eq!(lines, 150);
+    // 30 clean + 4 × 30 corrupted records, the corruption and severity in the condition.
+    let recs = lines(&tmp.path().join("base/samples.jsonl"));
+    assert_eq!(recs.len(), 150);
+    assert_eq!(
+        recs.iter().filter(|r| r["condition"] == "clean").count(),
+        30
+    );
+    for name in ["gaussian_noise", "fog"] {
+        for severity in [1, 5] {
+            let cond = serde_json::json!({"corruption": {"name": name, "severity": severity}});
+            let at: Vec<&serde_json::Value> =
+                recs.iter().filter(|r| r["condition"] == cond).collect();
+            assert_eq!(at.len(), 30, "{cond}");
+            // The table's accuracy is that of these records.
+            let right = at.iter().filter(|r| r["prediction"] == r["label"]).count();
+            let row = table
+                .iter()
+                .find(|t| t["corruption"] == name && t["severity"] == severity)
+                .unwrap_or_else(|| panic!("no table row for {cond}: {table:?}"));
+            assert!((row["accuracy"].as_f64().unwrap() - right as f64 / 30.0).abs() < 1e-12);
+        }
+    }
+    for r in &recs {
+        assert!(
+            r.get("corruption").is_none() && r.get("severity").is_none(),
+            "{r}"
+        );
+        assert_eq!(
+            r["logit_margin"].as_f64().unwrap() > 0.0,
+            r["prediction"] == r["label"],
+            "{r}"
+        );
+    }
     // The same model against itself as baseline: CE and relative CE are exactly 1.
     let mut b = base.to_vec();
     b.extend(["--out", "self", "--baseline", "base"]);

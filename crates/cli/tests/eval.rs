@@ -47,6 +47,14 @@ fn eval_writes_run_json_and_samples_jsonl() {
         .filter(|l| l["label"] == l["prediction"])
         .count();
     assert_eq!(correct, 94);
+    // Clean records: the condition says so; there is no attack outcome.
+    for l in &lines {
+        assert_eq!(l["condition"], "clean", "{l}");
+        assert!(
+            l.get("clean_prediction").is_none() && l.get("success").is_none(),
+            "{l}"
+        );
+    }
     // The margin is positive exactly for the correct predictions.
     assert!(lines
         .iter()
@@ -219,4 +227,10 @@ fn help_documents_every_flag_with_its_default() {
         assert!(h.contains(flag), "eval --help lacks {flag}");
     }
     assert!(h.contains("[default: 128]"));
+    // Short flags.
+    for short in ["-m, --model", "-d, --data", "-o, --out"] {
+        assert!(h.contains(short), "eval --help lacks {short}");
+    }
+    let h = stdout(&run(tmp.path(), &["attack", "--help"]));
+    assert!(h.contains("-a, --attack"), "attack --help lacks -a");
 }

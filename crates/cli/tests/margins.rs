@@ -64,16 +64,62 @@ fn deepfool_margins_report_consistency_detection_and_resume() {
     assert!(tmp.path().join("m/pseudo_margin.safetensors").exists());
     let recs = lines(&tmp.path().join("m/samples.jsonl"));
     assert_eq!(recs.len(), 80);
+    assert_eq!(r["attack"], "deepfool");
+    assert_eq!(r["norm"], "l2");
     for rec in &recs {
-        assert!(rec["attacked"].as_bool().unwrap());
-        // A margin is reported only with a changed prediction; the features were kept.
-        if rec["input_margin"].is_number() {
-            assert_ne!(rec["adv_prediction"], rec["prediction"], "{rec}");
+        // Every sample was attacked: the attack outcome fields are present.
+        assert!(
+            rec["success"].is_boolean() && rec["forward"].is_u64(),
+            "{rec}"
+        );
+        assert_eq!(
+            rec["condition"],
+            serde_json::json!({"attack": {"name": "deepfool", "norm": "l2"}}),
+            "{rec}"
+        );
+        // `prediction` is on the returned image, `clean_prediction` on the clean one. A margin
+        // is reported only with a changed prediction, and it is the L2 norm of that change.
+        let changed = rec["prediction"] != rec["clean_prediction"];
+        assert_eq!(rec["input_margin"].is_number(), changed, "{rec}");
+        assert_eq!(rec["success"].as_bool().unwrap(), changed, "{rec}");
+        if changed {
+            assert_eq!(rec["input_margin"], rec["l2"], "{rec}");
         }
+        // The clean scores: the clean logit margin is top-1 − top-2 of the clean logits.
+        let z: Vec<f64> = rec["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(z.len(), 10);
+        let mut sorted = z.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let lm = rec["scores"]["logit_margin"].as_f64().unwrap();
+        assert!((lm - (sorted[0] - sorted[1])).abs() < 1e-4, "{rec}");
+        for key in ["prob_margin", "max_prob", "feature_margin"] {
+            assert!(rec["scores"][key].is_number(), "{rec}");
+        }
+        let top = z
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, v)| if *v > z[b] { i } else { b });
+        assert_eq!(rec["clean_prediction"], top, "{rec}");
+        // The top-level logit margin is the label's on the returned image.
+        if rec["clean_prediction"] == rec["label"] {
+            assert_eq!(
+                rec["logit_margin"].as_f64().unwrap() > 0.0,
+                rec["prediction"] == rec["label"],
+                "{rec}"
+            );
+        }
+        // The features were kept.
         let dim = recs[0]["features"].as_array().unwrap().len();
         assert!(dim > 10);
         assert_eq!(rec["features"].as_array().unwrap().len(), dim);
-        assert_eq!(rec["logits"].as_array().unwrap().len(), 10);
+        for old in ["attacked", "adv_prediction", "prob_margin", "max_prob"] {
+            assert!(rec.get(old).is_none(), "{old} in {rec}");
+        }
     }
     // Kill after two batches (records are appended a batch at a time) and half a line: the
     // rerun drops the torn line, resumes and ends with identical records.
@@ -137,11 +183,28 @@ fn fab_on_a_subset_estimates_the_robust_accuracy_of_all() {
     );
     assert!(lo <= est && est <= hi && (0.0..=1.0).contains(&est), "{e}");
     let recs = lines(&tmp.path().join("m/samples.jsonl"));
-    assert_eq!(recs.iter().filter(|r| r["attacked"] == true).count(), 24);
+    assert_eq!(recs.len(), 200);
+    // An attacked record carries the attack outcome fields.
+    let attacked: Vec<&serde_json::Value> =
+        recs.iter().filter(|r| r.get("success").is_some()).collect();
+    assert_eq!(attacked.len(), 24);
+    for rec in &recs {
+        assert_eq!(rec["condition"]["attack"]["name"], "fab", "{rec}");
+        assert_eq!(rec["condition"]["attack"]["norm"], "linf", "{rec}");
+        if rec.get("success").is_none() {
+            // Not attacked: no margin, and the prediction is the clean one.
+            assert!(rec["input_margin"].is_null(), "{rec}");
+            assert!(rec.get("forward").is_none(), "{rec}");
+            assert_eq!(rec["prediction"], rec["clean_prediction"], "{rec}");
+        }
+    }
     // FAB's margins are L∞ norms of re-checked flips.
     for rec in recs.iter().filter(|r| r["input_margin"].is_number()) {
         let d = rec["input_margin"].as_f64().unwrap();
         assert!(d > 0.0 && d <= 1.0, "{rec}");
+        assert_eq!(rec["input_margin"], rec["linf"], "{rec}");
+        assert_eq!(rec["success"], true, "{rec}");
+        assert_ne!(rec["prediction"], rec["clean_prediction"], "{rec}");
     }
 }
 
@@ -158,21 +221,88 @@ fn margins_misuse_is_a_clear_error() {
         data.to_str().unwrap(),
         "--limit",
         "12",
-        "--attack",
-        "deepfool",
         "--out",
         "m",
     ];
+    // With --attack deepfool unless `extra` names another attack.
     let with = |extra: &[&str]| {
         let mut v: Vec<&str> = base.to_vec();
+        if !extra.contains(&"--attack") {
+            v.extend(["--attack", "deepfool"]);
+        }
         v.extend_from_slice(extra);
         run(tmp.path(), &v)
     };
-    assert_clear_error(&with(&["--fit-fraction", "1.5"]), &["--fit-fraction"]);
-    assert_clear_error(&with(&["--eps", "8/0"]), &["8/0"]);
+    assert_clear_error(
+        &with(&["--pseudo-margin", "--fit-fraction", "1.5"]),
+        &["--fit-fraction", "(0, 1)"],
+    );
+    assert_clear_error(&with(&["--eps", "8/0"]), &["--eps", "8/0"]);
+    // The attack refuses norms it lacks and settings it does not take.
+    assert_clear_error(
+        &with(&["--norm", "l1"]),
+        &["deepfool does not support the l1 norm"],
+    );
+    assert_clear_error(
+        &with(&["--attack", "cw", "--norm", "linf"]),
+        &["cw does not support the linf norm"],
+    );
+    assert_clear_error(
+        &with(&["--restarts", "2"]),
+        &["deepfool does not support --restarts"],
+    );
+    assert_clear_error(
+        &with(&["--attack", "fab", "--restarts", "0"]),
+        &["fab", "0 restarts"],
+    );
+    assert_clear_error(&with(&["--batch-size", "0"]), &["--batch-size"]);
+    assert!(
+        !tmp.path().join("m").exists(),
+        "a refused run wrote its directory"
+    );
     // Too few samples to fit and evaluate a pseudo-margin.
     assert_clear_error(
         &with(&["--pseudo-margin", "--overwrite"]),
         &["pseudo-margin", "10"],
     );
+}
+
+/// `logit_margin` of a margins record is `z_label − max_other` on the returned image, so it is
+/// positive exactly when `prediction == label` — also for samples misclassified clean (MNIST
+/// test sample 18, a 3 predicted 8, which DeepFool flips back to 3).
+#[test]
+fn margins_logit_margin_is_against_the_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-lenet5-clean.onnx");
+    let data = shared("data/mnist");
+    let o = run(
+        tmp.path(),
+        &[
+            "margins",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--limit",
+            "20",
+            "-a",
+            "deepfool",
+            "--norm",
+            "l2",
+            "--bootstrap",
+            "10",
+            "-o",
+            "m",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recs = lines(&tmp.path().join("m/samples.jsonl"));
+    assert!(recs.iter().any(|r| r["clean_prediction"] != r["label"]));
+    for rec in &recs {
+        assert_eq!(
+            rec["logit_margin"].as_f64().unwrap() > 0.0,
+            rec["prediction"] == rec["label"],
+            "{rec}"
+        );
+    }
 }

@@ -5,24 +5,13 @@
 //! derived by hashing the global seed with the sample index, the corruption name and the severity, so
 //! results do not depend on thread count, batch split or the order in which samples are processed.
 
-/// SplitMix64 finaliser: a bijective 64-bit mixer.
-#[inline]
-pub(crate) fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+pub(crate) use faultline_seed::mix64;
 
-/// The per-sample seed: `mix(mix(mix(fnv1a(name) ^ seed) ^ sample_index) ^ severity)`.
+/// The per-sample seed: faultline's [`faultline_seed::derive`] for the sample and the
+/// corruption's name, mixed with the severity: `mix(derive(seed, sample_index, name) ^ severity)`.
+/// (Streams differ from faultline 0.1's, which mixed the seed in separately.)
 pub fn sample_seed(seed: u64, sample_index: u64, name: &str, severity: u8) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let h = mix64(h ^ seed);
-    let h = mix64(h ^ sample_index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    mix64(h ^ severity as u64)
+    mix64(faultline_seed::derive(seed, sample_index, name) ^ severity as u64)
 }
 
 /// A source of random numbers for the corruptions, with NumPy's legacy (`RandomState`) algorithms

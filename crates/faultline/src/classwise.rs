@@ -11,6 +11,7 @@
 use serde::Serialize;
 
 use crate::metrics::confusion;
+use crate::stats::spearman_rho as spearman;
 
 /// Class-wise figures for one condition (clean, an attack at ε, a corruption at a severity).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -136,39 +137,6 @@ pub struct LatentReport {
     pub inter_vs_cfps: Option<f64>,
     /// 2-D PCA coordinates of the centroids.
     pub pca_centroids: Vec<[f64; 2]>,
-}
-
-/// Ranks with ties averaged (1-based).
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        for &p in &idx[i..=j] {
-            r[p] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
-    }
-    r
-}
-
-/// Spearman's rank correlation (None for fewer than 3 points or a constant input).
-pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
-    if a.len() < 3 || a.len() != b.len() {
-        return None;
-    }
-    let (ra, rb) = (ranks(a), ranks(b));
-    let n = ra.len() as f64;
-    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
-    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
-    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
 /// Latent structure from `features` (n × dim, row-major) with `labels`, against the confusion

@@ -24,6 +24,7 @@ pub mod record;
 pub mod robust;
 pub mod run;
 pub mod rundir;
+pub mod stats;
 
 pub use error::{Error, Result};
 pub use faultline_attacks as attacks;

@@ -23,14 +23,31 @@ use crate::record::SampleRecord;
 /// samples below `total` that have all `per_sample` records. Records are appended batch by
 /// batch, so the complete samples come first and a cut batch is dropped whole.
 pub fn whole_samples(records: &[SampleRecord], per_sample: usize, total: usize) -> usize {
+    // The longest prefix in which every sample present has all its records: a batch writes its
+    // records ε by ε (or condition by condition), so a cut batch leaves some samples short and
+    // is dropped whole, whatever order its records came in.
     let mut count = std::collections::HashMap::new();
-    for r in records {
-        *count.entry(r.index).or_insert(0usize) += 1;
+    let (mut short, mut keep) = (0usize, 0usize);
+    for (i, r) in records.iter().enumerate() {
+        if r.index >= total {
+            break;
+        }
+        let c = count.entry(r.index).or_insert(0usize);
+        *c += 1;
+        if *c == 1 {
+            short += 1;
+        }
+        if *c == per_sample {
+            short -= 1;
+        }
+        if *c > per_sample {
+            break;
+        }
+        if short == 0 {
+            keep = i + 1;
+        }
     }
-    records
-        .iter()
-        .position(|r| count[&r.index] != per_sample || r.index >= total)
-        .unwrap_or(records.len())
+    keep
 }
 
 /// Version of the `run.json` / `samples.jsonl` layout.
@@ -215,6 +232,42 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(index: usize, eps: f32) -> SampleRecord {
+        SampleRecord {
+            index,
+            label: 0,
+            condition: crate::record::Condition::Attack {
+                name: "pgd".into(),
+                norm: faultline_attacks::Norm::Linf,
+                eps: Some(eps),
+            },
+            prediction: 0,
+            logit_margin: 1.0,
+            clean_prediction: Some(0),
+            attack: None,
+            margin: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_cut_between_radii_is_dropped_whole() {
+        // Batch 1 (samples 0, 1) complete at both radii; batch 2 (samples 2, 3) cut after the
+        // first radius and sample 2 of the second.
+        let recs = vec![
+            at(0, 0.1),
+            at(1, 0.1),
+            at(0, 0.2),
+            at(1, 0.2),
+            at(2, 0.1),
+            at(3, 0.1),
+            at(2, 0.2),
+        ];
+        assert_eq!(whole_samples(&recs, 2, 10), 4);
+        assert_eq!(whole_samples(&recs[..4], 2, 10), 4);
+        assert_eq!(whole_samples(&recs, 2, 1), 0);
+        assert_eq!(whole_samples(&recs[..3], 2, 10), 0);
+    }
     use serde::Deserialize;
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]

@@ -625,6 +625,11 @@ mod tests {
             .collect();
         let mut t = Trace::new();
         m.forward_trace(&x, n, &mut t).unwrap();
-        assert_eq!(m.forward(&x, n).unwrap(), t.output());
+        // Chunks and one trace block their products differently: equal up to float rounding.
+        let (a, b) = (m.forward(&x, n).unwrap(), t.output().to_vec());
+        assert_eq!(a.len(), b.len());
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u - v).abs() <= 1e-6 * u.abs().max(1.0), "{u} vs {v}");
+        }
     }
 }

@@ -5,17 +5,10 @@
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The stream for `tag` under `seed`: splitmix64 of the seed mixed with an FNV-1a hash of the tag.
+/// The stream for `tag` under `seed`: faultline's one seed derivation
+/// ([`faultline_seed::derive`], index 0: these streams are not per sample).
 pub(crate) fn stream(seed: u64, tag: &str) -> ChaCha8Rng {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in tag.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut z = seed ^ h;
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
+    ChaCha8Rng::seed_from_u64(faultline_seed::derive(seed, 0, tag))
 }
 
 /// Uniform in [0, 1) with 24 random bits (every value exactly representable in f32).

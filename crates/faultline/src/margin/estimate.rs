@@ -14,7 +14,7 @@ use faultline_attacks::norm::sample_rng;
 use rand_chacha::rand_core::Rng;
 use serde::Serialize;
 
-use crate::margin::stats::threshold_for_recall;
+use crate::stats::threshold_for_recall;
 
 /// Target recalls tried for the threshold (the paper's code).
 pub const RECALLS: [f64; 8] = [0.80, 0.825, 0.85, 0.875, 0.90, 0.925, 0.95, 0.99];

@@ -127,6 +127,9 @@ pub fn measure_batch(
     let s = batch.select(goal, &sel);
     let (b, g) = s.parts();
     let out = method.run(model, b, g)?;
+    // The attack measures its margin against the clean prediction; the record's is against
+    // the label, so the returned images are predicted once more.
+    let z_adv = model.logits(&out.adv)?;
     let norm = attack.norm();
     for (j, &i) in sel.iter().enumerate() {
         let r = &out.results[j];
@@ -136,7 +139,7 @@ pub fn measure_batch(
             linf: r.linf,
             l2: r.l2,
             l1: r.l1,
-            forward: r.forward + 1,
+            forward: r.forward + 2,
             backward: r.backward,
             ..AttackOutcome::default()
         };
@@ -144,8 +147,9 @@ pub fn measure_batch(
             if let Some(m) = rec.margin.as_mut() {
                 m.input_margin = Some(outcome.norm_in(norm));
             }
+            let row = &z_adv[j * k..(j + 1) * k];
             rec.prediction = r.prediction;
-            rec.logit_margin = r.logit_margin;
+            rec.logit_margin = row[rec.label] - row[runner_up(row, rec.label)];
         }
         rec.attack = Some(outcome);
     }

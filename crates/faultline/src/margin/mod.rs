@@ -6,7 +6,7 @@
 //! the clean forward pass alone ([`scores`]): the logit margin `z_(1) − z_(2)`, the probability
 //! margin, the maximum probability and the feature-space margin
 //! `min_{j≠i} (z_i − z_j)/‖w_i − w_j‖_*`. The model is **margin consistent** when a score orders
-//! samples like `d_in` (Kendall τ-b, [`stats`]); a consistent score flags the non-robust samples
+//! samples like `d_in` (Kendall τ-b, [`crate::stats`]); a consistent score flags the non-robust samples
 //! (`d_in ≤ ε`) without attacking them (AUROC, AUPR, FPR@95). Where the logit margin is not
 //! consistent, a small network learns a **pseudo-margin** ([`pseudo`]); and the margins of a
 //! small attacked subset turn the logit margins of a whole set into a robust-accuracy estimate
@@ -17,9 +17,8 @@ pub mod measure;
 pub mod pseudo;
 pub mod report;
 pub mod scores;
-pub mod stats;
 
-pub use stats::{
+pub use crate::stats::{
     bootstrap, detection, kendall_tau_b, roc_curve, spearman_rho, threshold_for_recall, Detection,
     Estimate,
 };

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::margin::measure::MarginRow;
 use crate::margin::report::{input_margin, score_report, ReportParams, ScoreReport};
-use crate::margin::stats::{kendall_tau_b, roc_curve};
+use crate::stats::{kendall_tau_b, roc_curve};
 
 /// What the pseudo-margin is computed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

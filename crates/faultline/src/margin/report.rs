@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::margin::estimate::{estimate_robust_accuracy, Attacked, RobustEstimate};
 use crate::margin::measure::MarginRow;
 use crate::margin::scores::SCORES;
-use crate::margin::stats::{
+use crate::stats::{
     bootstrap, detection, kendall_tau_b, spearman_rho, threshold_for_recall, Detection, Estimate,
 };
 

@@ -337,8 +337,8 @@ pub fn check_target(attack: &Attack, target: usize, classes: usize) -> Result<()
     let ranks = attack.describe()["params"]["target_classes"].as_u64();
     if ranks.is_some_and(|t| t > 0) {
         return Err(Error::Invalid(format!(
-            "{} ranks its own target classes: drop --target, or use apgd-ce, pgd or another \
-             attack to aim at one class",
+            "{} ranks its own target classes, so it cannot aim at a chosen one (--target, \
+             --targeted): use apgd-ce, pgd or another attack for targeted runs",
             attack.name
         )));
     }

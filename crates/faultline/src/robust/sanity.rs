@@ -74,7 +74,7 @@ pub struct SquareCheck {
 }
 
 /// Builds the sanity report from the records of a bounded run made with
-/// [`AttackOptions::sanity`] (`None` for minimum-norm attacks). Without the checks,
+/// [`crate::robust::Options::sanity`] (`None` for minimum-norm attacks). Without the checks,
 /// `carried_from` only says that a sample was not attacked again.
 pub fn sanity_report(
     records: &[SampleRecord],

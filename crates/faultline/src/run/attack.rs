@@ -19,8 +19,9 @@ use crate::robust::{
     StageProgress, SANITY_SAMPLES,
 };
 use crate::run::npy::NpyRows;
-use crate::run::{check_batch_size, threads, DataCard, Loaded, Output, Progress, Runtime};
-use crate::rundir::{whole_samples, RunDir};
+use crate::run::{
+    check_batch_size, open_records, threads, DataCard, Loaded, Output, Progress, Runtime,
+};
 
 /// Settings of `attack`.
 #[derive(Debug, Clone, Serialize)]
@@ -124,7 +125,9 @@ impl AttackConfig {
             }
         }
         eps.sort_by(f32::total_cmp);
-        eps.dedup();
+        // Radii that print alike (8/255 and 0.0313725) are one radius: records and run.json
+        // key them by that label.
+        eps.dedup_by(|a, b| eps_label(*a) == eps_label(*b));
         Ok(eps)
     }
 }
@@ -192,16 +195,8 @@ pub fn run_records(
     settings["target"] = json!(cfg.target);
     settings["sanity"] = json!(sanity);
     let per_sample = if attack.is_min_norm() { 1 } else { eps.len() };
-    let complete = |recs: &[SampleRecord]| whole_samples(recs, per_sample, total);
-    let (mut rd, mut records) =
-        RunDir::open_with::<SampleRecord>(&out.dir, "attack", settings, out.overwrite, complete)?;
-    let start = records.len() / per_sample;
-    if start > 0 {
-        progress.note(&format!(
-            "resuming {}: {start} of {total} samples already attacked",
-            out.dir.display()
-        ));
-    }
+    let (mut rd, mut records, start) =
+        open_records(out, "attack", settings, per_sample, total, progress)?;
     let info = loaded.data.info();
     let shape = [total, info.channels, info.height, info.width];
     let mut adv_files = Vec::new();

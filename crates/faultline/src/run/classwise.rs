@@ -83,6 +83,21 @@ pub struct ClasswiseRun {
     pub attack_reports: usize,
 }
 
+impl ClasswiseConfig {
+    /// Checks every setting before anything runs: the attack, its radii and, for targeted
+    /// runs, that it can aim at a class of the `classes`.
+    pub fn check(&self, classes: usize) -> Result<()> {
+        if let Some(a) = &self.attack {
+            let attack = a.build()?;
+            a.radii(attack.norm())?;
+            if self.targeted {
+                crate::robust::check_target(&attack, 0, classes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The per-class figures of `records` of one condition; `clean` maps sample → clean prediction.
 fn report_of(
     name: &str,
@@ -114,6 +129,7 @@ pub fn run(
     check_batch_size(cfg.batch_size)?;
     let total = loaded.total(cfg.limit)?;
     let k = loaded.model.card.num_classes;
+    cfg.check(k)?;
     let names = loaded.class_names();
     let mut settings = loaded.settings(cfg.limit);
     settings["config"] = serde_json::to_value(cfg).unwrap_or_default();

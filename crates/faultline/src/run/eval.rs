@@ -11,8 +11,9 @@ use crate::error::{io, Error, Result};
 use crate::eval::{evaluate_under, summarize, EvalSummary};
 use crate::model::ModelCard;
 use crate::record::{Condition, SampleRecord};
-use crate::run::{check_batch_size, threads, DataCard, Loaded, Output, Progress, Runtime};
-use crate::rundir::{whole_samples, RunDir};
+use crate::run::{
+    check_batch_size, open_records, threads, DataCard, Loaded, Output, Progress, Runtime,
+};
 
 /// Settings of `eval`.
 #[derive(Debug, Clone, Serialize)]
@@ -91,16 +92,8 @@ pub fn run_records(
     let mut settings = loaded.settings(cfg.limit);
     settings["corruptions"] = serde_json::to_value(plan).unwrap_or_default();
     // Keep only whole samples (every condition present) of an interrupted run.
-    let complete = |recs: &[SampleRecord]| whole_samples(recs, per_sample, total);
-    let (mut rd, mut records) =
-        RunDir::open_with::<SampleRecord>(&out.dir, "eval", settings, out.overwrite, complete)?;
-    let start = records.len() / per_sample;
-    if start > 0 {
-        progress.note(&format!(
-            "resuming {}: {start} of {total} samples already evaluated",
-            out.dir.display()
-        ));
-    }
+    let (mut rd, mut records, start) =
+        open_records(out, "eval", settings, per_sample, total, progress)?;
     if let Some(p) = plan {
         progress.note(&format!(
             "evaluating {} corruption(s) x {} severit(ies) ({} table) on {total} images",

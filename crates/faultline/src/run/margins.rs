@@ -24,15 +24,17 @@ use crate::model::ModelCard;
 use crate::plot::{xy_chart, Series};
 use crate::record::SampleRecord;
 use crate::run::attack::default_eps;
-use crate::run::{check_batch_size, threads, write_file, DataCard, Loaded, Output, Progress, Runtime};
-use crate::rundir::{whole_samples, RunDir};
+use crate::run::{
+    check_batch_size, open_records, threads, write_file, DataCard, Loaded, Output, Progress,
+    Runtime,
+};
 
 /// Settings of `margins`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MarginsConfig {
     /// Minimum-norm attack estimating the input margins (`fab`, `deepfool`, `cw`).
     pub attack: String,
-    /// Its norm, steps and restarts (norm default L∞; restarts default 5 for FAB).
+    /// Its norm, steps and restarts (None: the attack's defaults).
     pub settings: Settings,
     /// A sample is non-robust when its input margin is at most ε [default: the norm's].
     pub eps: Option<f32>,
@@ -119,15 +121,17 @@ pub fn run(
         if !(p.fit_fraction > 0.0 && p.fit_fraction < 1.0) {
             return Err(setting("--fit-fraction", "must lie in (0, 1)"));
         }
+        if p.epochs == 0 || !(p.lr.is_finite() && p.lr > 0.0) {
+            return Err(setting("--epochs/--lr", "must be positive"));
+        }
     }
-    let s = Settings {
-        restarts: match cfg.attack.as_str() {
-            "fab" => cfg.settings.restarts.or(Some(5)),
-            _ => cfg.settings.restarts,
-        },
-        ..cfg.settings.clone()
-    };
-    let attack = registry::build(&cfg.attack, &s)?;
+    if cfg.subset == Some(0) {
+        return Err(setting("--subset", "0 attacks no sample"));
+    }
+    if cfg.estimate_size == 0 {
+        return Err(setting("--estimate-size", "must be at least 1"));
+    }
+    let attack = registry::build(&cfg.attack, &cfg.settings)?;
     if !attack.is_min_norm() {
         return Err(setting(
             "--attack",
@@ -157,16 +161,8 @@ pub fn run(
     settings["subset"] = json!(cfg.subset);
     settings["keep_features"] = json!(keep_features);
     settings["seed"] = json!(seed);
-    let complete = |recs: &[SampleRecord]| whole_samples(recs, 1, total);
-    let (mut rd, mut records) =
-        RunDir::open_with::<SampleRecord>(&out.dir, "margins", settings, out.overwrite, complete)?;
-    let start = records.len();
-    if start > 0 {
-        progress.note(&format!(
-            "resuming {}: {start} of {total} samples already measured",
-            out.dir.display()
-        ));
-    }
+    let (mut rd, mut records, start) =
+        open_records(out, "margins", settings, 1, total, progress)?;
     // Which samples are attacked: all, or the first `subset` of a seeded permutation.
     let chosen = choose_subset(total, cfg.subset, seed);
     progress.start("margins", total, start);

@@ -29,6 +29,8 @@ use serde::Serialize;
 
 use crate::error::{setting, Result};
 use crate::model::{load_model, LoadedModel};
+use crate::record::SampleRecord;
+use crate::rundir::{whole_samples, RunDir};
 
 /// Where a model and data set come from, and how to read them.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -226,6 +228,36 @@ pub struct Runtime {
     /// Images per second (evaluation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub img_per_s: Option<f64>,
+}
+
+/// Opens the run directory of a per-sample `command` over `total` samples with `per_sample`
+/// records each: a fresh run, or the whole samples of an interrupted run with the same settings
+/// (a cut batch is recomputed). Returns the directory, the records kept and the number of
+/// samples they cover.
+pub fn open_records(
+    out: &Output,
+    command: &str,
+    settings: serde_json::Value,
+    per_sample: usize,
+    total: usize,
+    progress: &dyn Progress,
+) -> Result<(RunDir, Vec<SampleRecord>, usize)> {
+    let complete = |recs: &[SampleRecord]| whole_samples(recs, per_sample, total);
+    let (rd, records) = RunDir::open_with(&out.dir, command, settings, out.overwrite, complete)?;
+    let start = records.len() / per_sample.max(1);
+    if start > 0 {
+        let done = match command {
+            "eval" => "evaluated",
+            "attack" => "attacked",
+            "margins" => "measured",
+            _ => "done",
+        };
+        progress.note(&format!(
+            "resuming {}: {start} of {total} samples already {done}",
+            out.dir.display()
+        ));
+    }
+    Ok((rd, records, start))
 }
 
 /// Refuses a batch size of 0.

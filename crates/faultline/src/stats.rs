@@ -1,10 +1,8 @@
-//! Rank agreement and detection statistics for margin consistency: Kendall τ-b, Spearman ρ,
+//! Rank agreement and detection statistics (margin consistency, latent structure): Kendall τ-b, Spearman ρ,
 //! bootstrap intervals, and how well a score flags samples whose input margin is at most ε
 //! (AUROC, AUPR, FPR at 95 % TPR, ROC curve, the threshold for a chosen recall).
 
 use serde::Serialize;
-
-use crate::classwise::spearman;
 
 /// Kendall's τ-b in O(n log n) (Knight 1966): `(n_c − n_d) / √((n0 − n1)(n0 − n2))`, with ties
 /// in either variable handled. None for fewer than two points or a constant variable.
@@ -147,10 +145,39 @@ pub fn bootstrap(
     })
 }
 
-/// Spearman's ρ (re-exported here with Kendall's τ for margin consistency).
-pub fn spearman_rho(x: &[f64], y: &[f64]) -> Option<f64> {
-    spearman(x, y)
+/// Ranks with ties averaged (1-based).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for &p in &idx[i..=j] {
+            r[p] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
 }
+
+/// Spearman's rank correlation (None for fewer than 3 points or a constant input).
+pub fn spearman_rho(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() < 3 || a.len() != b.len() {
+        return None;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
+}
+
 
 /// How well `score` (higher = more suspicious) flags the positives.
 #[derive(Debug, Clone, Serialize, PartialEq)]
