@@ -28,8 +28,8 @@ use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::{
-    argmax, check_batch, described, finalize, gather, AttackOutput, BatchRef, Goal,
-    MinNormAttack, Passes, DECISIVE_GAP,
+    argmax, check_batch, described, finalize, gather, AttackOutput, BatchRef, Goal, MinNormAttack,
+    Passes, DECISIVE_GAP,
 };
 use crate::minnorm::shrink;
 use crate::norm::Norm;

@@ -59,7 +59,9 @@ impl Ensemble {
     /// The stages `names` from the registry, each in `norm` with `seed` and its defaults.
     pub fn of(names: &[&str], norm: Norm, seed: u64) -> Result<Self> {
         if names.is_empty() {
-            return Err(Error::Invalid("an ensemble needs at least one stage".into()));
+            return Err(Error::Invalid(
+                "an ensemble needs at least one stage".into(),
+            ));
         }
         let s = Settings {
             norm: Some(norm),
@@ -71,7 +73,10 @@ impl Ensemble {
             .map(|&n| {
                 let a = registry::build(n, &s)?;
                 match a.method {
-                    Method::Bounded(attack) => Ok(Stage { name: a.name, attack }),
+                    Method::Bounded(attack) => Ok(Stage {
+                        name: a.name,
+                        attack,
+                    }),
                     Method::MinNorm(_) => Err(Error::Invalid(format!(
                         "ensemble stage '{n}' must be a bounded attack"
                     ))),
@@ -86,7 +91,11 @@ impl Ensemble {
         let p = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
             Error::Invalid(format!(
                 "unknown preset '{name}': use {}",
-                PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                PRESETS
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         Self::of(p.stages, norm, seed)
@@ -145,8 +154,7 @@ impl BoundedAttack for Ensemble {
                         .is_none_or(|b| r.logit_margin < b.logit_margin);
                     if r.success || lower {
                         results[i] = Some(r.clone());
-                        adv[i * per..(i + 1) * per]
-                            .copy_from_slice(&o.adv[j * per..(j + 1) * per]);
+                        adv[i * per..(i + 1) * per].copy_from_slice(&o.adv[j * per..(j + 1) * per]);
                     }
                     if r.success {
                         stage[i] = Some(s);
@@ -167,7 +175,8 @@ impl BoundedAttack for Ensemble {
             .zip(passes)
             .zip(stage)
             .map(|((r, (f, b)), st)| {
-                let r = r.ok_or_else(|| Error::Invalid("an ensemble stage skipped a sample".into()))?;
+                let r =
+                    r.ok_or_else(|| Error::Invalid("an ensemble stage skipped a sample".into()))?;
                 Ok(SampleResult {
                     forward: f,
                     backward: b,

@@ -25,8 +25,8 @@ pub mod square;
 
 pub use apgd::ApgdParams;
 pub use attack::{
-    AttackOutput, BatchRef, BoundedAttack, Described, Goal, MinNormAttack, SampleResult,
-    Selection, StageDone,
+    AttackOutput, BatchRef, BoundedAttack, Described, Goal, MinNormAttack, SampleResult, Selection,
+    StageDone,
 };
 pub use cw::CwParams;
 pub use deepfool::DeepFoolParams;

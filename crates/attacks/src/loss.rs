@@ -130,7 +130,6 @@ pub fn loss_value(z: &[f32], y: usize, t: Option<usize>, loss: AttackLoss) -> f3
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,7 +128,10 @@ fn print_summary(r: &AttackReport, l: &Loaded, out: &std::path::Path) -> std::io
     let mut o = std::io::stdout().lock();
     writeln!(o, "model  {}", l.model_path.display())?;
     writeln!(o, "data   {} ({} samples)", l.data_path.display(), s.n)?;
-    let what = if faultline::attacks::PRESETS.iter().any(|p| p.name == r.attack) {
+    let what = if faultline::attacks::PRESETS
+        .iter()
+        .any(|p| p.name == r.attack)
+    {
         "attack preset"
     } else {
         "attack"

@@ -147,11 +147,7 @@ fn print_corruptions(c: &CorruptionSummary) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_summary(
-    s: &EvalSummary,
-    l: &Loaded,
-    out: &std::path::Path,
-) -> std::io::Result<()> {
+fn print_summary(s: &EvalSummary, l: &Loaded, out: &std::path::Path) -> std::io::Result<()> {
     let mut o = std::io::stdout().lock();
     let info = l.data.info();
     writeln!(o, "model  {}", l.model_path.display())?;

@@ -20,7 +20,10 @@ pub struct ListArgs {
 const FORMATS: &[(&str, &str)] = &[
     ("cifar10", "CIFAR-10 binary files or their folder"),
     ("cifar100", "CIFAR-100 binary files or their folder"),
-    ("idx", "MNIST / Fashion-MNIST IDX files, gzipped or not, or their folder"),
+    (
+        "idx",
+        "MNIST / Fashion-MNIST IDX files, gzipped or not, or their folder",
+    ),
     ("folder", "one sub-folder per class of PNG/JPEG images"),
     ("npy", ".npy/.npz arrays, uint8 or float32, NHWC or NCHW"),
 ];

@@ -290,8 +290,7 @@ pub fn summarize_corruptions(
             .severities
             .iter()
             .map(|&s| {
-                let (n, a) =
-                    acc(&|r| r.condition.corruption() == Some((name, s)));
+                let (n, a) = acc(&|r| r.condition.corruption() == Some((name, s)));
                 ConditionAccuracy {
                     corruption: name.to_string(),
                     severity: s,

@@ -136,7 +136,12 @@ pub fn check_batch(batch: &faultline_data::Batch, k: usize, source: &str) -> Res
             index: batch.indices[pos / per.max(1)],
         });
     }
-    if let Some((&index, &label)) = batch.indices.iter().zip(&batch.labels).find(|(_, &y)| y >= k) {
+    if let Some((&index, &label)) = batch
+        .indices
+        .iter()
+        .zip(&batch.labels)
+        .find(|(_, &y)| y >= k)
+    {
         return Err(Error::LabelOutOfRange {
             data: source.to_string(),
             index,

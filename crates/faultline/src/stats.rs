@@ -178,7 +178,6 @@ pub fn spearman_rho(a: &[f64], b: &[f64]) -> Option<f64> {
     (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
-
 /// How well `score` (higher = more suspicious) flags the positives.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Detection {

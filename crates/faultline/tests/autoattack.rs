@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use faultline::attacks::{Attack, BatchRef, Ensemble, Norm};
 use faultline::data::{self, LoadOptions};
-use faultline::robust::{attack_batch, summarize, Options};
 use faultline::model::load_model;
+use faultline::robust::{attack_batch, summarize, Options};
 
 fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,7 +57,10 @@ fn ensemble(model: &str, data: &str, pick: &[usize], eps: &[f32]) -> Vec<(Vec<us
         .flat_map(|&j| b.images[j * per..(j + 1) * per].iter().copied())
         .collect();
     let y: Vec<usize> = pick.iter().map(|&j| b.labels[j]).collect();
-    let spec = Attack::bounded("standard", Ensemble::preset("standard", Norm::Linf, 0).unwrap());
+    let spec = Attack::bounded(
+        "standard",
+        Ensemble::preset("standard", Norm::Linf, 0).unwrap(),
+    );
     let t = Instant::now();
     let (recs, _) = attack_batch(
         &m.model,

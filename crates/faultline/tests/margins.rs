@@ -156,12 +156,12 @@ fn fab_linf_margins_are_exact_and_consistent() {
         min_norm(
             "fab",
             FabParams {
-            norm: Norm::Linf,
-            restarts: 1,
-            steps: 20,
-            refine_steps: 12,
-            ..FabParams::default()
-        },
+                norm: Norm::Linf,
+                restarts: 1,
+                steps: 20,
+                refine_steps: 12,
+                ..FabParams::default()
+            },
         ),
     );
 }
@@ -173,12 +173,12 @@ fn fab_l2_margins_are_exact_and_consistent() {
         min_norm(
             "fab",
             FabParams {
-            norm: Norm::L2,
-            restarts: 1,
-            steps: 20,
-            refine_steps: 12,
-            ..FabParams::default()
-        },
+                norm: Norm::L2,
+                restarts: 1,
+                steps: 20,
+                refine_steps: 12,
+                ..FabParams::default()
+            },
         ),
     );
 }

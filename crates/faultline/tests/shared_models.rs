@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use faultline::data::{self, LoadOptions};
 use faultline::engine::Normalization;
 use faultline::eval::evaluate;
-use faultline::record::SampleRecord;
 use faultline::model::load_model;
+use faultline::record::SampleRecord;
 
 fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -441,9 +441,8 @@ mod tests {
             rec(3, 0.1, true, None),
             rec(3, 0.2, true, None),
         ];
-        let set = |r: &mut SampleRecord, f: &dyn Fn(&mut AttackOutcome)| {
-            f(r.attack.as_mut().unwrap())
-        };
+        let set =
+            |r: &mut SampleRecord, f: &dyn Fn(&mut AttackOutcome)| f(r.attack.as_mut().unwrap());
         set(&mut recs[5], &|a| a.carried_from = Some(0.1));
         set(&mut recs[2], &|a| a.gradient_issue = Some("zero".into()));
         set(&mut recs[3], &|a| a.unbounded_success = Some(false));

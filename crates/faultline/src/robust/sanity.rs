@@ -112,10 +112,7 @@ pub fn sanity_report(
         .collect();
     let mut seen = std::collections::HashSet::new();
     let first: Vec<&SampleRecord> = records.iter().filter(|r| seen.insert(r.index)).collect();
-    let ok: Vec<&&SampleRecord> = first
-        .iter()
-        .filter(|r| r.clean_correct())
-        .collect();
+    let ok: Vec<&&SampleRecord> = first.iter().filter(|r| r.clean_correct()).collect();
     let with = |what: &str| -> Vec<usize> {
         ok.iter()
             .filter(|r| outcome(r).gradient_issue.as_deref() == Some(what))
@@ -208,4 +205,3 @@ pub fn sanity_report(
         warnings,
     })
 }
-

@@ -56,10 +56,7 @@ pub fn summarize(records: &[SampleRecord], attack: &Attack, eps: &[f32]) -> Atta
         let mut seen = std::collections::HashSet::new();
         records.iter().filter(|r| seen.insert(r.index)).collect()
     };
-    let clean_ok = first
-        .iter()
-        .filter(|r| r.clean_correct())
-        .count();
+    let clean_ok = first.iter().filter(|r| r.clean_correct()).count();
     let mut sorted: Vec<f32> = eps.to_vec();
     sorted.sort_by(f32::total_cmp);
     let names = attack.stages();
@@ -67,7 +64,10 @@ pub fn summarize(records: &[SampleRecord], attack: &Attack, eps: &[f32]) -> Atta
     let curve = sorted
         .iter()
         .map(|&e| {
-            let at: Vec<&SampleRecord> = records.iter().filter(|r| r.condition.eps() == Some(e)).collect();
+            let at: Vec<&SampleRecord> = records
+                .iter()
+                .filter(|r| r.condition.eps() == Some(e))
+                .collect();
             let robust = if attack.is_min_norm() {
                 first
                     .iter()
@@ -125,4 +125,3 @@ pub fn summarize(records: &[SampleRecord], attack: &Attack, eps: &[f32]) -> Atta
         not_found,
     }
 }
-

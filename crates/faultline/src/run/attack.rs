@@ -215,7 +215,11 @@ pub fn run_records(
     let t0 = Instant::now();
     let checked = records
         .iter()
-        .filter(|r| r.attack.as_ref().is_some_and(|a| a.unbounded_success.is_some()))
+        .filter(|r| {
+            r.attack
+                .as_ref()
+                .is_some_and(|a| a.unbounded_success.is_some())
+        })
         .count();
     let mut unbounded_left = SANITY_SAMPLES.saturating_sub(checked);
     let source = loaded.data_path.display().to_string();

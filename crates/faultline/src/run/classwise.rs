@@ -137,7 +137,11 @@ pub fn run(
     // 1. Clean (and corrupted) predictions.
     progress.note(&format!(
         "classwise: clean{} predictions → {}",
-        if cfg.corruptions.is_some() { " and corrupted" } else { "" },
+        if cfg.corruptions.is_some() {
+            " and corrupted"
+        } else {
+            ""
+        },
         out.sub("eval").dir.display()
     ));
     let ecfg = EvalConfig {
@@ -262,7 +266,13 @@ pub fn run(
         })
         .collect();
     let attack_report = (attack_reports > 0).then(|| &reports[1]);
-    let ranking = rank(&reports[0], attack_report, &family_reports, &targeted, &names);
+    let ranking = rank(
+        &reports[0],
+        attack_report,
+        &family_reports,
+        &targeted,
+        &names,
+    );
     let run = ClasswiseRun {
         class_names: names,
         cfps,

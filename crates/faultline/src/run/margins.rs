@@ -135,7 +135,10 @@ pub fn run(
     if !attack.is_min_norm() {
         return Err(setting(
             "--attack",
-            format!("{} is bounded; input margins need fab, deepfool or cw", attack.name),
+            format!(
+                "{} is bounded; input margins need fab, deepfool or cw",
+                attack.name
+            ),
         ));
     }
     let norm = attack.norm();
@@ -161,8 +164,7 @@ pub fn run(
     settings["subset"] = json!(cfg.subset);
     settings["keep_features"] = json!(keep_features);
     settings["seed"] = json!(seed);
-    let (mut rd, mut records, start) =
-        open_records(out, "margins", settings, 1, total, progress)?;
+    let (mut rd, mut records, start) = open_records(out, "margins", settings, 1, total, progress)?;
     // Which samples are attacked: all, or the first `subset` of a seeded permutation.
     let chosen = choose_subset(total, cfg.subset, seed);
     progress.start("margins", total, start);
@@ -175,7 +177,9 @@ pub fn run(
     let (mut attacked, mut nonrobust) = records
         .iter()
         .filter(|r| r.attack.is_some())
-        .fold((0usize, 0usize), |(a, b), r| (a + 1, b + usize::from(non_robust(r))));
+        .fold((0usize, 0usize), |(a, b), r| {
+            (a + 1, b + usize::from(non_robust(r)))
+        });
     let source = loaded.data_path.display().to_string();
     for batch in loaded.data.batches(cfg.batch_size, start..total)? {
         let batch = batch?;
@@ -290,7 +294,10 @@ fn write_plots(
         .and_then(|s| s.kendall_tau.as_ref())
         .map_or("n/a".into(), |e| format!("{:.3}", e.value));
     let scatter = xy_chart(
-        &format!("input margin ({}) vs logit margin, τ = {tau}", rp.norm.name()),
+        &format!(
+            "input margin ({}) vs logit margin, τ = {tau}",
+            rp.norm.name()
+        ),
         "logit margin (top-1 − top-2)",
         &format!("input margin d_in ({})", rp.norm.name()),
         &[
@@ -338,7 +345,10 @@ fn write_plots(
         });
     }
     let roc = xy_chart(
-        &format!("detecting non-robust samples (d_in ≤ {})", eps_label(rp.eps)),
+        &format!(
+            "detecting non-robust samples (d_in ≤ {})",
+            eps_label(rp.eps)
+        ),
         "false-positive rate",
         "true-positive rate",
         &series,

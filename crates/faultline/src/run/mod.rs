@@ -136,13 +136,10 @@ pub fn total(data: &dyn Dataset, limit: Option<usize>) -> Result<usize> {
 pub fn load(src: &Source) -> Result<Loaded> {
     let data = data::open(&src.data, &src.load)?;
     let info = data.info();
-    let norm = src
-        .normalization
-        .as_ref()
-        .map(|(mean, std)| Normalization {
-            mean: mean.clone(),
-            std: std.clone(),
-        });
+    let norm = src.normalization.as_ref().map(|(mean, std)| Normalization {
+        mean: mean.clone(),
+        std: std.clone(),
+    });
     let model = load_model(&src.model, [info.channels, info.height, info.width], norm)?;
     let mut notes = Vec::new();
     if model.card.num_classes != info.num_classes() {
