@@ -38,6 +38,17 @@ pub struct Settings {
     pub seed: u64,
 }
 
+impl Settings {
+    /// The flags of the settings given (not left at the attack's default).
+    pub fn given(&self) -> Vec<Setting> {
+        ALL_SETTINGS
+            .iter()
+            .copied()
+            .filter(|t| t.given(self))
+            .collect()
+    }
+}
+
 /// One of the settings in [`Settings`], by the name the command line uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -181,10 +192,11 @@ impl Entry {
                 ),
             });
         }
-        let refused: Vec<&str> = ALL_SETTINGS
-            .iter()
-            .filter(|t| t.given(s) && !self.takes.contains(t))
-            .map(|t| t.flag())
+        let refused: Vec<&str> = s
+            .given()
+            .into_iter()
+            .filter(|t| !self.takes.contains(t))
+            .map(Setting::flag)
             .collect();
         if !refused.is_empty() {
             return Err(Error::Unsupported {

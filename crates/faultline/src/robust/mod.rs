@@ -146,10 +146,14 @@ pub fn attack_batch(
     let sanity = opts.sanity && !attack.is_min_norm();
     let (z, grad_issue) = clean_pass(model, batch, labels, sanity)?;
     let clean: Vec<usize> = (0..n).map(|i| argmax(&z[i * k..(i + 1) * k])).collect();
-    let correct: Vec<usize> = (0..n)
-        .filter(|&i| clean[i] == labels[i] && Some(labels[i]) != target)
-        .collect();
+    // The samples attacked: clean-correct, and not already of the target class.
     let is_correct = |i: usize| clean[i] == labels[i] && Some(labels[i]) != target;
+    let correct: Vec<usize> = (0..n).filter(|&i| is_correct(i)).collect();
+    let targets: Option<Vec<usize>> = target.map(|t| vec![t; n]);
+    let goal = Goal {
+        labels,
+        targets: targets.as_deref(),
+    };
     let condition = |e: Option<f32>| Condition::Attack {
         name: attack.name.clone(),
         norm: attack.norm(),
@@ -182,16 +186,10 @@ pub fn attack_batch(
             margin: None,
         }
     };
-    let goal_of = |ys: &[usize]| target.map(|t| vec![t; ys.len()]);
     let stage_names: Vec<String> = attack.stages().iter().map(|s| s.to_string()).collect();
     // Attacks the batch positions `sel` at radius `e` (ignored by minimum-norm attacks).
     let mut run = |sel: &[usize], e: f32| -> Result<AttackOutput> {
-        let all = Goal {
-            labels,
-            targets: None,
-        };
-        let mut s = batch.select(all, sel);
-        s.targets = goal_of(&s.labels);
+        let s = batch.select(goal, sel);
         let (b, g) = s.parts();
         let m = sel.len();
         let mut report = |d: StageDone| {
@@ -210,28 +208,19 @@ pub fn attack_batch(
             Method::MinNorm(a) => a.run(model, b, g)?,
         })
     };
-    // Folds an attack's result for sample `i` (batch position) into its record.
-    let merge = |rec: &SampleRecord, r: &faultline_attacks::SampleResult, first: bool| {
-        let prev = rec.attack.clone().unwrap_or_default();
-        SampleRecord {
-            prediction: r.prediction,
-            logit_margin: r.logit_margin,
-            attack: Some(AttackOutcome {
-                success: r.success,
-                linf: r.linf,
-                l2: r.l2,
-                l1: r.l1,
-                forward: if first { r.forward + 1 } else { prev.forward },
-                backward: if first {
-                    r.backward + prev.backward
-                } else {
-                    prev.backward
-                },
-                stage: r.stage.and_then(|s| stage_names.get(s).cloned()),
-                ..prev
-            }),
-            ..rec.clone()
-        }
+    // Folds an attack's result into a sample's record (pass counts are the caller's).
+    let merge = |rec: &SampleRecord, r: &faultline_attacks::SampleResult| SampleRecord {
+        prediction: r.prediction,
+        logit_margin: r.logit_margin,
+        attack: Some(AttackOutcome {
+            success: r.success,
+            linf: r.linf,
+            l2: r.l2,
+            l1: r.l1,
+            stage: r.stage.and_then(|s| stage_names.get(s).cloned()),
+            ..rec.attack.clone().unwrap_or_default()
+        }),
+        ..rec.clone()
     };
     if attack.is_min_norm() {
         let mut recs: Vec<SampleRecord> = (0..n).map(|i| clean_record(i, None)).collect();
@@ -239,7 +228,12 @@ pub fn attack_batch(
         if !correct.is_empty() {
             let out = run(&correct, 0.0)?;
             for (j, &i) in correct.iter().enumerate() {
-                recs[i] = merge(&recs[i], &out.results[j], true);
+                let r = &out.results[j];
+                recs[i] = merge(&recs[i], r);
+                if let Some(a) = recs[i].attack.as_mut() {
+                    // The clean pass, then the attack's own passes.
+                    (a.forward, a.backward) = (r.forward + 1, r.backward);
+                }
                 adv[i * per..(i + 1) * per].copy_from_slice(&out.adv[j * per..(j + 1) * per]);
             }
         }
@@ -268,7 +262,7 @@ pub fn attack_batch(
                 let r = &out.results[j];
                 spent[i] = (r.forward, r.backward);
                 if r.success || !best[i].success() {
-                    best[i] = merge(&best[i], r, false);
+                    best[i] = merge(&best[i], r);
                     adv[i * per..(i + 1) * per].copy_from_slice(&out.adv[j * per..(j + 1) * per]);
                     carried[i] = None;
                     if r.success {
@@ -303,7 +297,7 @@ pub fn attack_batch(
             .take(opts.unbounded_left)
             .collect();
         if let (false, Some((recs, _))) = (sel.is_empty(), per_eps[last].as_mut()) {
-            unbounded_check(model, batch, labels, target, attack.norm(), &sel, recs)?;
+            unbounded_check(model, batch, goal, attack.norm(), &sel, recs)?;
             opts.unbounded_left -= sel.len();
         }
     }
@@ -350,8 +344,7 @@ pub fn check_target(attack: &Attack, target: usize, classes: usize) -> Result<()
 fn unbounded_check(
     model: &Model,
     batch: BatchRef,
-    labels: &[usize],
-    target: Option<usize>,
+    goal: Goal,
     norm: Norm,
     sel: &[usize],
     recs: &mut [SampleRecord],
@@ -373,12 +366,7 @@ fn unbounded_check(
     let Method::Bounded(check) = check.method else {
         return Err(Error::Invalid(format!("{name} is not a bounded attack")));
     };
-    let all = Goal {
-        labels,
-        targets: None,
-    };
-    let mut s = batch.select(all, sel);
-    s.targets = target.map(|t| vec![t; sel.len()]);
+    let s = batch.select(goal, sel);
     let (b, g) = s.parts();
     let out = check.run(model, b, g, big)?;
     for (j, &i) in sel.iter().enumerate() {

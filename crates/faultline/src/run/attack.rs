@@ -78,18 +78,10 @@ impl AttackConfig {
             return Ok(registry::build(&self.attack, &self.settings)?);
         };
         let s = &self.settings;
-        let given: Vec<&str> = [
-            (s.steps.is_some(), "--steps"),
-            (s.step_size.is_some(), "--step-size"),
-            (s.restarts.is_some(), "--restarts"),
-            (s.random_start, "--random-start"),
-            (s.loss.is_some(), "--loss"),
-            (self.target.is_some(), "--target"),
-        ]
-        .iter()
-        .filter(|g| g.0)
-        .map(|g| g.1)
-        .collect();
+        let mut given: Vec<&str> = s.given().into_iter().map(|t| t.flag()).collect();
+        if self.target.is_some() {
+            given.push("--target");
+        }
         if !given.is_empty() {
             return Err(setting(
                 "--preset",

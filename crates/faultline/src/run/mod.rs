@@ -33,7 +33,7 @@ use crate::record::SampleRecord;
 use crate::rundir::{whole_samples, RunDir};
 
 /// Where a model and data set come from, and how to read them.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Source {
     /// The ONNX file.
     pub model: PathBuf,
@@ -42,7 +42,6 @@ pub struct Source {
     /// Per-channel means and standard deviations applied outside the graph.
     pub normalization: Option<(Vec<f32>, Vec<f32>)>,
     /// How to read the data.
-    #[serde(skip)]
     pub load: LoadOptions,
 }
 
