@@ -5,7 +5,7 @@ use faultline_attacks::{Attack, Norm};
 use serde::Serialize;
 
 use crate::eps::eps_label;
-use crate::record::SampleRecord;
+use crate::record::{AttackOutcome, SampleRecord};
 
 /// The sanity checks of a run (see the module documentation), from its records.
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +85,9 @@ pub fn sanity_report(
         return None;
     }
     let norm = attack.norm();
-    let outcome = |r: &SampleRecord| r.attack.clone().unwrap_or_default();
+    // Every record of a bounded run carries an outcome; records without one match no check.
+    let has =
+        |r: &SampleRecord, f: &dyn Fn(&AttackOutcome) -> bool| r.attack.as_ref().is_some_and(f);
     let mut violations: Vec<Violation> = records
         .iter()
         .filter_map(|r| {
@@ -103,11 +105,11 @@ pub fn sanity_report(
     });
     let checked = records
         .iter()
-        .filter(|r| outcome(r).unbounded_success.is_some())
+        .filter(|r| has(r, &|a| a.unbounded_success.is_some()))
         .count();
     let still_robust: Vec<usize> = records
         .iter()
-        .filter(|r| outcome(r).unbounded_success == Some(false))
+        .filter(|r| has(r, &|a| a.unbounded_success == Some(false)))
         .map(|r| r.index)
         .collect();
     let mut seen = std::collections::HashSet::new();
@@ -115,7 +117,7 @@ pub fn sanity_report(
     let ok: Vec<&&SampleRecord> = first.iter().filter(|r| r.clean_correct()).collect();
     let with = |what: &str| -> Vec<usize> {
         ok.iter()
-            .filter(|r| outcome(r).gradient_issue.as_deref() == Some(what))
+            .filter(|r| has(r, &|a| a.gradient_issue.as_deref() == Some(what)))
             .map(|r| r.index)
             .collect()
     };
@@ -135,11 +137,12 @@ pub fn sanity_report(
                 broken: records
                     .iter()
                     .filter(|r| {
-                        let o = outcome(r);
                         r.condition.eps() == Some(e)
-                            && o.success
-                            && o.stage.as_deref() == Some("square")
-                            && o.carried_from.is_none()
+                            && has(r, &|a| {
+                                a.success
+                                    && a.stage.as_deref() == Some("square")
+                                    && a.carried_from.is_none()
+                            })
                     })
                     .count(),
             })
