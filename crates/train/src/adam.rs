@@ -1,9 +1,11 @@
-//! Adam (and AdamW) over a list of parameter tensors, following PyTorch's `torch.optim.Adam`
-//! update order so that results match it step for step up to float rounding.
+//! Adam (and AdamW) with its learning rate built in: a thin use of [`Optimizer`], which holds
+//! the one implementation of the update (PyTorch's `torch.optim.Adam` order, so results match
+//! it step for step up to float rounding).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::optim::{Optimizer, OptimizerParams};
 
 /// Adam's hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -40,28 +42,41 @@ impl Default for AdamParams {
 impl AdamParams {
     /// Checks the ranges: `lr ≥ 0`, `0 ≤ β < 1`, `ε > 0`, `λ ≥ 0`, all finite.
     pub fn validate(&self) -> Result<()> {
-        let bad = |name, reason: &str| {
-            Err(Error::Param {
-                name,
-                reason: reason.to_string(),
-            })
-        };
         if !(self.lr >= 0.0 && self.lr.is_finite()) {
-            return bad("lr", "must be finite and ≥ 0");
+            return Err(Error::Param {
+                name: "lr",
+                reason: "must be finite and ≥ 0".to_string(),
+            });
         }
-        if !(0.0..1.0).contains(&self.beta1) {
-            return bad("beta1", "must be in [0, 1)");
+        self.optimizer().validate()
+    }
+
+    /// The same hyper-parameters as [`OptimizerParams`] (without `lr`, which
+    /// [`Optimizer::step`] takes per step): [`OptimizerParams::AdamW`] when
+    /// `decoupled_weight_decay`, else [`OptimizerParams::Adam`].
+    pub fn optimizer(&self) -> OptimizerParams {
+        let AdamParams {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            ..
+        } = *self;
+        if self.decoupled_weight_decay {
+            OptimizerParams::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+        } else {
+            OptimizerParams::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
         }
-        if !(0.0..1.0).contains(&self.beta2) {
-            return bad("beta2", "must be in [0, 1)");
-        }
-        if !(self.eps > 0.0 && self.eps.is_finite()) {
-            return bad("eps", "must be finite and > 0");
-        }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("weight_decay", "must be finite and ≥ 0");
-        }
-        Ok(())
     }
 }
 
@@ -78,12 +93,14 @@ impl AdamParams {
 ///
 /// # Defaults
 /// [`AdamParams::default`]; bias corrections are computed in f64, the rest in f32 as PyTorch.
+///
+/// # Implementation
+/// It is [`Optimizer`] with [`AdamParams::optimizer`] and the fixed rate `lr`, every tensor
+/// taking weight decay.
 #[derive(Debug, Clone)]
 pub struct Adam {
     params: AdamParams,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    t: u64,
+    inner: Optimizer,
 }
 
 impl Adam {
@@ -92,9 +109,7 @@ impl Adam {
         params.validate()?;
         Ok(Adam {
             params,
-            m: sizes.iter().map(|&s| vec![0.0; s]).collect(),
-            v: sizes.iter().map(|&s| vec![0.0; s]).collect(),
-            t: 0,
+            inner: Optimizer::new(params.optimizer(), sizes)?,
         })
     }
 
@@ -105,65 +120,13 @@ impl Adam {
 
     /// Number of steps taken.
     pub fn steps(&self) -> u64 {
-        self.t
+        self.inner.steps()
     }
 
     /// One update of every tensor in `params` with its gradient in `grads` (same order and
     /// lengths as given to [`Adam::new`]).
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]]) -> Result<()> {
-        if params.len() != self.m.len() || grads.len() != self.m.len() {
-            return Err(Error::Optimizer(format!(
-                "built for {} tensors, got {} parameters and {} gradients",
-                self.m.len(),
-                params.len(),
-                grads.len()
-            )));
-        }
-        for (k, ((p, g), m)) in params.iter().zip(grads).zip(&self.m).enumerate() {
-            if p.len() != m.len() || g.len() != m.len() {
-                return Err(Error::Optimizer(format!(
-                    "tensor {k}: built for {} values, got {} parameters and {} gradients",
-                    m.len(),
-                    p.len(),
-                    g.len()
-                )));
-            }
-        }
-        self.t += 1;
-        let AdamParams {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            decoupled_weight_decay,
-        } = self.params;
-        let bc1 = 1.0 - (beta1 as f64).powi(self.t.min(i32::MAX as u64) as i32);
-        let bc2 = 1.0 - (beta2 as f64).powi(self.t.min(i32::MAX as u64) as i32);
-        let step_size = (lr as f64 / bc1) as f32;
-        let bc2_sqrt = bc2.sqrt() as f32;
-        for ((p, g), (m, v)) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
-        {
-            for i in 0..p.len() {
-                let mut gi = g[i];
-                if weight_decay != 0.0 {
-                    if decoupled_weight_decay {
-                        p[i] *= 1.0 - lr * weight_decay;
-                    } else {
-                        gi += weight_decay * p[i];
-                    }
-                }
-                // PyTorch: exp_avg.lerp_(grad, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(g, g, 1 − β2).
-                m[i] += (1.0 - beta1) * (gi - m[i]);
-                v[i] = v[i] * beta2 + (1.0 - beta2) * gi * gi;
-                let denom = v[i].sqrt() / bc2_sqrt + eps;
-                p[i] -= step_size * m[i] / denom;
-            }
-        }
-        Ok(())
+        self.inner.update(self.params.lr, params, grads, |_| true)
     }
 }
 

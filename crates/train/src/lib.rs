@@ -4,7 +4,9 @@
 //! activations, PyTorch's default initialisation, forward and full backward through the `gemm`
 //! crate), the losses in [`loss`] (MSE and the pairwise ranking loss), the [`Adam`] optimizer,
 //! the loop [`fit`] with its [`TrainParams`], an input [`Standardizer`] stored with the model,
-//! and safetensors weights ([`Mlp::save`], [`Mlp::load`]).
+//! and safetensors weights ([`Mlp::save`], [`Mlp::load`]). For other training loops (CNN
+//! fine-tuning), [`optim`] has the optimisers ([`Optimizer`]: SGD with momentum, Adam, AdamW,
+//! per-tensor weight decay, serializable state) and learning-rate [`Schedule`]s.
 //!
 //! Its first user is the learned pseudo-margin of the margin-consistency paper
 //! (methods.md §5.5): [`MlpSpec::pseudo_margin`] builds that paper's network and
@@ -31,6 +33,7 @@ mod fit;
 mod io;
 pub mod loss;
 mod mlp;
+pub mod optim;
 mod rng;
 mod standardize;
 
@@ -40,4 +43,5 @@ pub use error::{Error, Result};
 pub use fit::{evaluate, fit, fit_with_progress, TrainParams, TrainReport};
 pub use loss::Loss;
 pub use mlp::{Gradients, Linear, Mlp, MlpSpec, Trace, DEFAULT_FORWARD_CHUNK};
+pub use optim::{Optimizer, OptimizerParams, Schedule};
 pub use standardize::Standardizer;
