@@ -1,4 +1,4 @@
-//! Errors of the ONNX importer: each names the file and, where one is involved, the node.
+//! Errors of the ONNX importer and exporter: each names the file and, where one is involved, the node.
 //! Messages are complete on their own (no error chain to walk), so one line tells the user
 //! what and where.
 
@@ -25,7 +25,7 @@ impl std::fmt::Display for UnsupportedOp {
     }
 }
 
-/// Everything that can go wrong while importing a model.
+/// Everything that can go wrong while importing or exporting a model.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -73,6 +73,17 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// An initializer cannot be exported as asked: unknown name, wrong type, element count or
+    /// shape, unreadable external data.
+    #[error("{path}: initializer '{name}': {msg}")]
+    Initializer {
+        /// The source file.
+        path: PathBuf,
+        /// The initializer's name.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// The engine rejected the graph.
     #[error("{path}: {error}")]
     Engine {
@@ -83,5 +94,5 @@ pub enum Error {
     },
 }
 
-/// Result type of the importer.
+/// Result type of the importer and exporter.
 pub type Result<T> = std::result::Result<T, Error>;

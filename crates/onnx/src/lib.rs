@@ -4,10 +4,14 @@
 //! inline or in external `.onnx.data` files), maps every node through the operator registry
 //! (`registry.rs`, one table), and hands the graph to the engine, which folds constants and
 //! batch norms. Every unsupported operator is reported at once, with node name and opset.
+//!
+//! [`export`] writes a fine-tuned model back: the source file with some float initializers
+//! given new values, every other byte kept (see `export.rs` for why it works at the wire level).
 #![warn(missing_docs)]
 
 mod attrs;
 mod error;
+mod export;
 mod ops;
 mod proto;
 mod registry;
@@ -19,6 +23,9 @@ use faultline_engine::{GraphBuilder, Model, Tensor};
 use prost::Message;
 
 pub use error::{Error, Result, UnsupportedOp};
+pub use export::{
+    export, ExportOptions, AUTO_EXTERNAL_THRESHOLD, EXTERNAL_ALIGNMENT, PROTOBUF_LIMIT,
+};
 pub use registry::supported_ops;
 
 /// Opset versions of the default domain that the importer is written and tested for.

@@ -126,46 +126,79 @@ pub(crate) fn to_tensor(t: &TensorProto, dir: &Path) -> Result<Tensor, String> {
     r
 }
 
-/// Reads the bytes of an external-data tensor (`location`, `offset`, `length` keys).
-fn read_external(t: &TensorProto, dir: &Path) -> Result<Vec<u8>, String> {
-    let get = |k: &str| {
-        t.external_data
-            .iter()
-            .find(|e| e.key.as_deref() == Some(k))
-            .and_then(|e| e.value.clone())
-    };
-    let loc = get("location").ok_or("external data without a location")?;
-    let rel = Path::new(&loc);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "external data location '{loc}' must be a relative path inside the model's folder"
-        ));
+/// Where an external-data tensor's bytes are: file, offset and length (`None`: to the end).
+pub(crate) struct ExternalRef {
+    pub path: std::path::PathBuf,
+    pub offset: usize,
+    pub length: Option<usize>,
+}
+
+impl ExternalRef {
+    /// Reads the tensor's `location`, `offset` and `length` keys; `dir` is the model's folder.
+    pub(crate) fn of(t: &TensorProto, dir: &Path) -> Result<Self, String> {
+        let get = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key.as_deref() == Some(k))
+                .and_then(|e| e.value.clone())
+        };
+        let loc = get("location").ok_or("external data without a location")?;
+        let rel = Path::new(&loc);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "external data location '{loc}' must be a relative path inside the model's folder"
+            ));
+        }
+        let offset: usize = get("offset")
+            .map(|v| v.parse().map_err(|_| format!("bad offset '{v}'")))
+            .transpose()?
+            .unwrap_or(0);
+        let length = get("length")
+            .map(|v| v.parse().map_err(|_| format!("bad length '{v}'")))
+            .transpose()?;
+        Ok(ExternalRef {
+            path: dir.join(rel),
+            offset,
+            length,
+        })
     }
-    let path = dir.join(rel);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| format!("cannot read external data file {}: {e}", path.display()))?;
-    let off: usize = get("offset")
-        .map(|v| v.parse().map_err(|_| format!("bad offset '{v}'")))
-        .transpose()?
-        .unwrap_or(0);
-    let len: usize = match get("length") {
-        Some(v) => v.parse().map_err(|_| format!("bad length '{v}'"))?,
-        None => bytes.len().saturating_sub(off),
-    };
-    bytes
-        .get(off..off.saturating_add(len))
-        .map(|b| b.to_vec())
-        .ok_or_else(|| {
+
+    /// The tensor's bytes within `file`, the contents of [`ExternalRef::path`].
+    pub(crate) fn slice<'a>(&self, file: &'a [u8]) -> Result<&'a [u8], String> {
+        let (off, len) = (
+            self.offset,
+            self.length
+                .unwrap_or(file.len().saturating_sub(self.offset)),
+        );
+        file.get(off..off.saturating_add(len)).ok_or_else(|| {
             format!(
                 "external data file {} has {} bytes; needs {off}+{len}",
-                path.display(),
-                bytes.len()
+                self.path.display(),
+                file.len()
             )
         })
+    }
+
+    /// Reads [`ExternalRef::path`] whole.
+    pub(crate) fn read_file(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.path).map_err(|e| {
+            format!(
+                "cannot read external data file {}: {e}",
+                self.path.display()
+            )
+        })
+    }
+}
+
+/// Reads the bytes of an external-data tensor (`location`, `offset`, `length` keys).
+fn read_external(t: &TensorProto, dir: &Path) -> Result<Vec<u8>, String> {
+    let r = ExternalRef::of(t, dir)?;
+    let bytes = r.read_file()?;
+    r.slice(&bytes).map(|b| b.to_vec())
 }
 
 /// IEEE half → single precision (subnormals, infinities and NaN included).
