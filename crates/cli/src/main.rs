@@ -7,6 +7,7 @@ mod classwise;
 mod common;
 mod corrupt;
 mod eval;
+mod finetune;
 mod list;
 mod margins;
 
@@ -43,6 +44,9 @@ enum Command {
     Classwise(classwise::ClasswiseArgs),
     /// Write a corrupted copy of a data set (CIFAR-10-C-style .npy files or an image folder)
     Corrupt(corrupt::CorruptArgs),
+    /// Fine-tune (optionally adversarially) on a training set and write the model back as
+    /// DIR/model.onnx, with per-epoch loss and validation accuracy in DIR/run.json
+    Finetune(finetune::FinetuneArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
     /// Supported attacks (with their parameters and defaults), presets, corruptions, ONNX
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Margins(a) => margins::run(a),
         Command::Corrupt(a) => corrupt::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Finetune(a) => finetune::run(a),
         Command::List(a) => list::run(a),
     });
     match result {

@@ -314,4 +314,38 @@ impl Dataset for FolderDataset {
         };
         Ok(Box::new(ChunkIter::new(range, batch_size, read)))
     }
+
+    fn labels(&self) -> Result<Vec<usize>> {
+        Ok(self.entries.iter().map(|(_, l)| *l).collect())
+    }
+
+    /// Decodes the files of `indices` in parallel, whatever their order.
+    fn read(&self, indices: &[usize]) -> Result<Batch> {
+        let entries = indices
+            .iter()
+            .map(|&i| {
+                self.entries.get(i).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{}: sample {i} is past the last of {}",
+                        self.info.source.display(),
+                        self.info.len
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let decoded: Vec<Result<Vec<f32>>> =
+            entries.par_iter().map(|(p, _)| self.load(p)).collect();
+        let mut images = Vec::with_capacity(indices.len() * self.info.sample_len());
+        for d in decoded {
+            images.extend(d?);
+        }
+        Ok(Batch {
+            labels: entries.iter().map(|(_, l)| *l).collect(),
+            indices: indices.to_vec(),
+            images,
+            channels: self.info.channels,
+            height: self.info.height,
+            width: self.info.width,
+        })
+    }
 }

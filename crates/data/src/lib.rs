@@ -224,6 +224,54 @@ pub trait Dataset: Send + Sync {
         let _ = index;
         None
     }
+
+    /// The label of every sample, in index order. The default reads every batch (decoding the
+    /// images); formats that know their labels without decoding override it.
+    fn labels(&self) -> Result<Vec<usize>> {
+        let mut labels = Vec::with_capacity(self.info().len);
+        for b in self.batches(1024, 0..self.info().len)? {
+            labels.extend(b?.labels);
+        }
+        Ok(labels)
+    }
+
+    /// The samples `indices` (any order, repeats allowed) as one batch in that order. The
+    /// default reads each run of consecutive indices with [`Dataset::batches`].
+    fn read(&self, indices: &[usize]) -> Result<Batch> {
+        let info = self.info();
+        let mut out = Batch {
+            indices: Vec::with_capacity(indices.len()),
+            images: Vec::with_capacity(indices.len() * info.sample_len()),
+            labels: Vec::with_capacity(indices.len()),
+            channels: info.channels,
+            height: info.height,
+            width: info.width,
+        };
+        let mut i = 0;
+        while i < indices.len() {
+            let mut j = i + 1;
+            while j < indices.len() && indices[j] == indices[j - 1] + 1 {
+                j += 1;
+            }
+            let (start, len) = (indices[i], j - i);
+            if start + len > info.len {
+                return Err(Error::Invalid(format!(
+                    "{}: sample {} is past the last of {}",
+                    info.source.display(),
+                    start + len - 1,
+                    info.len
+                )));
+            }
+            for b in self.batches(len, start..start + len)? {
+                let b = b?;
+                out.indices.extend(b.indices);
+                out.images.extend(b.images);
+                out.labels.extend(b.labels);
+            }
+            i = j;
+        }
+        Ok(out)
+    }
 }
 
 /// Opens a data set, detecting the format from the path (see [`detect_format`]) unless

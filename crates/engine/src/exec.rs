@@ -1,6 +1,6 @@
 //! Running a graph: a forward pass that keeps what the backward pass or the caller needs, and
-//! the reverse sweep that turns an output gradient into an input gradient. Only activations
-//! are differentiated; constants (weights) never receive gradients.
+//! the reverse sweep that turns an output gradient into the gradients of the input (attacks)
+//! or of learnable constants (training, `crate::train`).
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
@@ -52,6 +52,30 @@ impl Graph {
 
     /// Gradient of `⟨seed, output⟩` with respect to the input, given a `keep_all` forward.
     pub(crate) fn backward(&self, vals: &Values, seed: Tensor) -> Result<Tensor> {
+        let wanted: Vec<bool> = (0..self.names.len())
+            .map(|v| self.consts[v].is_none() && vals[v].as_ref().is_some_and(|t| t.is_f32()))
+            .collect();
+        let mut grads = self.backward_values(vals, seed, &wanted)?;
+        let x = vals[self.input]
+            .as_ref()
+            .ok_or_else(|| Error::Graph("input was not kept".into()))?;
+        Ok(grads[self.input]
+            .take()
+            .unwrap_or_else(|| Tensor::zeros(x.shape().to_vec())))
+    }
+
+    /// Gradients of `⟨seed, output⟩` with respect to every value flagged in `wanted` (indexed
+    /// by `ValueId`), given a `keep_all` forward. The result holds the gradients of the graph
+    /// input and of constants (an operator's output gives its gradient up to its inputs as the
+    /// sweep passes it); a value flagged but not reached by the sweep gets `None`. Only the operands flagged in `wanted`
+    /// are asked of each operator, so an activation whose gradient nobody needs (the image,
+    /// while training) costs nothing.
+    pub(crate) fn backward_values(
+        &self,
+        vals: &Values,
+        seed: Tensor,
+        wanted: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut grads: Vec<Option<Tensor>> = vec![None; self.names.len()];
         grads[self.output] = Some(seed);
         for node in self.nodes.iter().rev() {
@@ -66,11 +90,7 @@ impl Graph {
             let need: Vec<bool> = node
                 .inputs
                 .iter()
-                .map(|v| {
-                    v.is_some_and(|v| {
-                        self.consts[v].is_none() && vals[v].as_ref().is_some_and(|t| t.is_f32())
-                    })
-                })
+                .map(|v| v.is_some_and(|v| wanted[v]))
                 .collect();
             if !need.iter().any(|&n| n) {
                 continue;
@@ -94,11 +114,6 @@ impl Graph {
                 }
             }
         }
-        let x = vals[self.input]
-            .as_ref()
-            .ok_or_else(|| Error::Graph("input was not kept".into()))?;
-        Ok(grads[self.input]
-            .take()
-            .unwrap_or_else(|| Tensor::zeros(x.shape().to_vec())))
+        Ok(grads)
     }
 }

@@ -25,8 +25,19 @@ pub struct Node {
     pub output: ValueId,
 }
 
+impl Clone for Node {
+    fn clone(&self) -> Self {
+        Node {
+            name: self.name.clone(),
+            op: self.op.clone_op(),
+            inputs: self.inputs.clone(),
+            output: self.output,
+        }
+    }
+}
+
 /// A classifier graph.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Graph {
     pub(crate) names: Vec<String>,
     pub(crate) consts: Vec<Option<Tensor>>,

@@ -78,10 +78,10 @@ pub struct Forward<'m> {
 /// out to L3 between layers; measured on ResNet-20 at batch 128 (see the engine-speed note in
 /// docs/benchmarks.md). Samples never interact (faultline already relies on that: attacks
 /// shrink batches to the samples not yet broken), so the results do not depend on the split.
-const CHUNK: usize = 8;
+pub(crate) const CHUNK: usize = 8;
 
 /// Splits `n` samples into balanced consecutive chunks of at most [`CHUNK`].
-fn chunks(n: usize) -> Vec<Range<usize>> {
+pub(crate) fn chunks(n: usize) -> Vec<Range<usize>> {
     let k = n.div_ceil(CHUNK).max(1);
     (0..k).map(|i| i * n / k..(i + 1) * n / k).collect()
 }
@@ -176,6 +176,44 @@ impl Model {
                     .into(),
             ));
         }
+        let (prefix, note) = self.input_prefix(image, norm)?;
+        // The arguments fit; from here on the graph changes. The passes run on the graph as
+        // built, before the prefix, and the penultimate features are found again on their
+        // result (folding can turn the final layer's weights into constants).
+        self.changed = true;
+        passes::optimise(&mut self.graph)?;
+        self.penultimate = find_penultimate(&self.graph);
+        self.graph.prepend(prefix);
+        self.image = Some(image);
+        let [c, h, w] = image;
+        let probe = self
+            .graph
+            .run(Tensor::zeros(vec![1, c, h, w]), false, &[])?;
+        let out = probe[self.graph.output]
+            .as_ref()
+            .ok_or_else(|| Error::Graph("no output".into()))?;
+        if !out.is_f32() || out.shape().is_empty() || out.shape()[0] != 1 {
+            return Err(Error::Input(format!(
+                "model output has shape {:?} for one image; expected [1, classes]",
+                out.shape()
+            )));
+        }
+        self.classes = out.len();
+        if let Some(n) = &note {
+            self.notes.push(n.clone());
+        }
+        Ok(note)
+    }
+
+    /// The operators that [`Model::prepare`] puts in front of the graph for `image`-shaped
+    /// NCHW input: `norm` if given, then the layout rule (NHWC transpose, reshape), with a note
+    /// saying which layout rule applies. Changes nothing.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn input_prefix(
+        &self,
+        image: [usize; 3],
+        norm: Option<Normalization>,
+    ) -> Result<(Vec<(String, Box<dyn Op>, Vec<Tensor>)>, Option<String>)> {
         let [c, h, w] = image;
         let mut prefix: Vec<(String, Box<dyn Op>, Vec<Tensor>)> = Vec::new();
         if let Some(n) = norm {
@@ -246,31 +284,18 @@ impl Model {
                 dims(&self.declared)
             )));
         }
-        // The arguments fit; from here on the graph changes. The passes run on the graph as
-        // built, before the prefix, and the penultimate features are found again on their
-        // result (folding can turn the final layer's weights into constants).
-        self.changed = true;
-        passes::optimise(&mut self.graph)?;
-        self.penultimate = find_penultimate(&self.graph);
-        self.graph.prepend(prefix);
-        self.image = Some(image);
-        let probe = self
-            .graph
-            .run(Tensor::zeros(vec![1, c, h, w]), false, &[])?;
-        let out = probe[self.graph.output]
-            .as_ref()
-            .ok_or_else(|| Error::Graph("no output".into()))?;
-        if !out.is_f32() || out.shape().is_empty() || out.shape()[0] != 1 {
-            return Err(Error::Input(format!(
-                "model output has shape {:?} for one image; expected [1, classes]",
-                out.shape()
-            )));
+        Ok((prefix, note))
+    }
+
+    /// The graph as built and the declared input, for [`crate::train::TrainModel`]; refused
+    /// once [`Model::prepare`] has begun changing the graph.
+    pub(crate) fn into_graph(self) -> Result<(Graph, Vec<Option<usize>>)> {
+        if self.changed || self.image.is_some() {
+            return Err(Error::Input(
+                "a prepared model cannot be trained: load it again and train that".into(),
+            ));
         }
-        self.classes = out.len();
-        if let Some(n) = &note {
-            self.notes.push(n.clone());
-        }
-        Ok(note)
+        Ok((self.graph, self.declared))
     }
 
     /// The image shape `[c, h, w]` the model was prepared for.

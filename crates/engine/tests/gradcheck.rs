@@ -2,41 +2,16 @@
 //! `x → (shift) → op → Flatten`, the directional derivative of `Σ w·y` along random directions
 //! must match `⟨∇x, d⟩` from the engine's backward pass.
 
-use faultline_engine::ops::conv::{AutoPad, Window};
+mod common;
+use common::*;
+use faultline_engine::ops::conv::Window;
 use faultline_engine::ops::*;
 use faultline_engine::{GraphBuilder, Loss, Model, Tensor};
 
-/// Deterministic pseudo-random numbers in [-1, 1) (64-bit LCG, high bits).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
-
 /// Builds `x → Sub(0.5) → body → Flatten`, then compares gradients with finite differences.
 fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut Lcg, &str) -> String) {
+    let mut model = shifted_model(name, 0x5eed, &body);
     let mut rng = Lcg(0x5eed ^ name.len() as u64);
-    let mut b = GraphBuilder::new();
-    b.input("x");
-    b.constant("half", Tensor::scalar(0.5));
-    b.node(
-        "shift",
-        Box::new(Binary::new(BinaryKind::Sub)),
-        &[Some("x"), Some("half")],
-        "xs",
-    );
-    let y = body(&mut b, &mut rng, "xs");
-    b.node("flat", Box::new(Flatten { axis: 1 }), &[Some(&y)], "out");
-    let graph = b.build("out").unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut model = Model::new(graph, vec![]);
     model
         .prepare(chw, None)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -80,61 +55,9 @@ fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut Lcg,
     }
 }
 
-fn konst(b: &mut GraphBuilder, name: &str, t: Tensor) -> String {
-    b.constant(name, t);
-    name.to_string()
-}
-
-fn win(k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4]) -> Window {
-    Window {
-        kernel: k,
-        strides: s,
-        dilations: d,
-        pads: p,
-        auto_pad: AutoPad::NotSet,
-        ceil_mode: false,
-    }
-}
-
 #[test]
 fn conv_plain_strided_dilated_grouped_same() {
-    let cases: Vec<(&str, usize, usize, Window)> = vec![
-        ("conv3x3", 4, 1, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1])),
-        (
-            "conv_stride2_asym_pad",
-            3,
-            1,
-            win([3, 2], [2, 2], [1, 1], [0, 1, 2, 0]),
-        ),
-        (
-            "conv_dilated",
-            2,
-            1,
-            win([2, 3], [1, 1], [2, 2], [1, 1, 1, 1]),
-        ),
-        (
-            "conv_grouped",
-            4,
-            2,
-            win([3, 3], [1, 2], [1, 1], [1, 1, 1, 1]),
-        ),
-        (
-            "conv_depthwise",
-            4,
-            4,
-            win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
-        ),
-        ("conv_1x1", 5, 1, win([1, 1], [1, 1], [1, 1], [0, 0, 0, 0])),
-        (
-            "conv_same_upper",
-            3,
-            1,
-            Window {
-                auto_pad: AutoPad::SameUpper,
-                ..win([3, 3], [2, 2], [1, 1], [0; 4])
-            },
-        ),
-    ];
+    let cases = conv_cases();
     for (name, m, group, w) in cases {
         check(name, [4, 7, 6], |b, r, x| {
             let [kh, kw] = w.kernel;

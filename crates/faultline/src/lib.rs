@@ -25,6 +25,7 @@ pub mod robust;
 pub mod run;
 pub mod rundir;
 pub mod stats;
+pub mod subset;
 
 pub use error::{Error, Result};
 pub use faultline_attacks as attacks;
@@ -32,3 +33,4 @@ pub use faultline_corruptions as corruptions;
 pub use faultline_data as data;
 pub use faultline_engine as engine;
 pub use faultline_onnx as onnx;
+pub use faultline_train as train;

@@ -56,6 +56,23 @@ pub fn load(path: &Path) -> Result<(Model, ModelInfo)> {
     load_bytes(&bytes, path, dir)
 }
 
+/// The names of the file's initializers, in file order: the tensors training may change and
+/// [`export`] can write back.
+pub fn initializer_names(path: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let model = proto::ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Decode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(model
+        .graph
+        .map(|g| g.initializer.into_iter().filter_map(|t| t.name).collect())
+        .unwrap_or_default())
+}
+
 /// Loads from bytes; `path` is used in messages and `dir` to resolve external data.
 pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, ModelInfo)> {
     let p = || path.to_path_buf();

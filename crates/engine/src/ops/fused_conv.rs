@@ -5,7 +5,7 @@
 //! (`y > 0` is the ReLU mask) to turn `dy` into the gradients of `x` and `r`.
 
 use super::{impl_any, input_f32, unbroadcast, Binary, BinaryKind, Conv, Op};
-use crate::error::{shape_err, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// A Conv with a fused epilogue. Inputs: `x`, `W`, optional `b`, then the residual `r` when
@@ -69,12 +69,6 @@ impl Op for FusedConv {
         need: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
         let mut res = vec![None; need.len()];
-        if need.get(1).copied().unwrap_or(false) || need.get(2).copied().unwrap_or(false) {
-            return Err(shape_err(
-                "Conv",
-                "gradients with respect to weights are not computed",
-            ));
-        }
         let x = input_f32("Conv", inputs, 0)?;
         let w = input_f32("Conv", inputs, 1)?;
         let masked = self
@@ -82,14 +76,25 @@ impl Op for FusedConv {
             .then(|| Tensor::f32(grad.shape().to_vec(), relu_mask(grad.fs(), output.fs())));
         let dy = masked.as_ref().unwrap_or(grad);
         let conv_shape = self.conv.output_shape(x, w)?;
+        // dy has the convolution's shape unless a residual broadcast it larger.
+        let summed;
+        let dy_conv = if dy.shape() == conv_shape.as_slice() {
+            dy
+        } else {
+            summed = unbroadcast(dy, &conv_shape);
+            &summed
+        };
+        let (need_w, need_b) = (
+            need.get(1).copied().unwrap_or(false),
+            need.get(2).copied().unwrap_or(false),
+        );
+        if need_w || need_b {
+            let (dw, db) = self.conv.param_grads(x, w, dy_conv.fs(), need_b)?;
+            res[1] = need_w.then_some(dw);
+            res[2] = db;
+        }
         if need[0] {
-            // dy has the convolution's shape unless a residual broadcast it larger.
-            res[0] = Some(if dy.shape() == conv_shape.as_slice() {
-                self.conv.input_grad(x, w, dy.fs())?
-            } else {
-                self.conv
-                    .input_grad(x, w, unbroadcast(dy, &conv_shape).fs())?
-            });
+            res[0] = Some(self.conv.input_grad(x, w, dy_conv.fs())?);
         }
         if let Some(r) = self.residual_input(inputs)? {
             if need.get(3).copied().unwrap_or(false) {

@@ -1,6 +1,7 @@
-//! Operators: one file per family, each with its forward computation and its input-gradient
-//! rule (vector-Jacobian product). Gradients are taken only with respect to activations:
-//! weights are graph constants and never receive a gradient, which is all attacks need.
+//! Operators: one file per family, each with its forward computation and its gradient rule
+//! (vector-Jacobian product). Attacks ask only for gradients with respect to activations;
+//! training (`crate::train`) also asks for those of the learnable constants (Conv, Gemm and
+//! MatMul weights, biases, batch-norm scales and shifts), flagged in `need` like any input.
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -26,7 +27,7 @@ mod strided;
 pub mod transpose;
 pub mod unary;
 
-pub use batch_norm::BatchNorm;
+pub use batch_norm::{BatchNorm, BatchNormTrain};
 pub use binary::{Binary, BinaryKind};
 pub use concat::Concat;
 pub use constant::{Cast, ConstantOfShape, Expand};
@@ -66,6 +67,8 @@ pub trait Op: Send + Sync + Debug {
     }
     /// For downcasting in graph passes.
     fn as_any(&self) -> &dyn Any;
+    /// A boxed copy (graphs are cloned to turn a training graph into an inference model).
+    fn clone_op(&self) -> Box<dyn Op>;
 }
 
 /// Input `i`, which the operator requires.
@@ -102,6 +105,9 @@ macro_rules! impl_any {
     () => {
         fn as_any(&self) -> &dyn std::any::Any {
             self
+        }
+        fn clone_op(&self) -> Box<dyn $crate::ops::Op> {
+            Box::new(self.clone())
         }
     };
 }

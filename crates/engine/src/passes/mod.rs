@@ -18,8 +18,19 @@ use crate::graph::Graph;
 use fold_batch_norm::fold_batch_norm;
 use fold_constants::fold_constants;
 use fuse_activation::fuse_activation;
-use prepare_weights::prepare_weights;
+pub(crate) use prepare_weights::prepare_weights;
 use prune::prune;
+
+/// The passes a graph being trained takes ([`crate::train::TrainModel`]): constant folding,
+/// pruning and the Conv epilogue fusion (whose operator has weight gradients too; a batch norm
+/// between a Conv and its Add keeps them apart). Folding batch norms would bake in statistics
+/// that training changes; weights are packed by the training step itself, after each update.
+pub(crate) fn for_training(g: &mut Graph) -> Result<()> {
+    fold_constants(g)?;
+    prune(g);
+    fuse_activation(g);
+    Ok(())
+}
 
 /// Runs every load-time pass on a graph as [`crate::GraphBuilder::build`] returns it, in the
 /// order they depend on each other: constants are folded first (so BatchNormalization

@@ -12,12 +12,14 @@
 //! | `classwise` | [`classwise::run`] | [`classwise::ClasswiseRun`] |
 //! | `margins` | [`margins::run`] | [`margins::MarginsReport`] |
 //! | `bench` | [`bench::run`] | [`bench::BenchReport`] |
+//! | `finetune` | [`finetune::run`] | [`finetune::FinetuneReport`] |
 
 pub mod attack;
 pub mod bench;
 pub mod classwise;
 pub mod corrupt;
 pub mod eval;
+pub mod finetune;
 pub mod margins;
 pub mod npy;
 
@@ -76,14 +78,7 @@ impl Loaded {
     }
     /// The data set's description for run records.
     pub fn data_card(&self) -> DataCard {
-        let info = self.data.info();
-        DataCard {
-            path: self.data_path.clone(),
-            format: info.format.name().to_string(),
-            len: info.len,
-            image_shape: [info.channels, info.height, info.width],
-            class_names: info.class_names.clone(),
-        }
+        DataCard::of(self.data.as_ref(), &self.data_path)
     }
     /// The settings every run's hash includes: model and data, how they were read, the limit.
     pub fn settings(&self, limit: Option<usize>) -> serde_json::Value {
@@ -115,6 +110,20 @@ pub struct DataCard {
     pub image_shape: [usize; 3],
     /// Class names it provides.
     pub class_names: Vec<String>,
+}
+
+impl DataCard {
+    /// The description of `data`, opened from `path`.
+    pub fn of(data: &dyn Dataset, path: &Path) -> DataCard {
+        let info = data.info();
+        DataCard {
+            path: path.to_path_buf(),
+            format: info.format.name().to_string(),
+            len: info.len,
+            image_shape: [info.channels, info.height, info.width],
+            class_names: info.class_names.clone(),
+        }
+    }
 }
 
 /// The number of samples of `data` a run over `limit` of them covers; refuses to cover none.

@@ -1,0 +1,106 @@
+//! Helpers shared by the gradient tests: a deterministic random stream, constants and windows.
+#![allow(dead_code)]
+
+use faultline_engine::ops::conv::{AutoPad, Window};
+use faultline_engine::ops::{Binary, BinaryKind, Flatten};
+use faultline_engine::{GraphBuilder, Model, Tensor};
+
+/// Deterministic pseudo-random numbers in [-1, 1) (64-bit LCG, high bits).
+pub struct Lcg(pub u64);
+impl Lcg {
+    pub fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+/// Adds constant `name` and returns its name.
+pub fn konst(b: &mut GraphBuilder, name: &str, t: Tensor) -> String {
+    b.constant(name, t);
+    name.to_string()
+}
+
+/// A window without auto-padding or ceil mode.
+pub fn win(k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4]) -> Window {
+    Window {
+        kernel: k,
+        strides: s,
+        dilations: d,
+        pads: p,
+        auto_pad: AutoPad::NotSet,
+        ceil_mode: false,
+    }
+}
+
+/// The convolution geometries every gradient test covers: (name, output channels, groups,
+/// window) over a 4-channel input.
+pub fn conv_cases() -> Vec<(&'static str, usize, usize, Window)> {
+    vec![
+        ("conv3x3", 4, 1, win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1])),
+        (
+            "conv_stride2_asym_pad",
+            3,
+            1,
+            win([3, 2], [2, 2], [1, 1], [0, 1, 2, 0]),
+        ),
+        (
+            "conv_dilated",
+            2,
+            1,
+            win([2, 3], [1, 1], [2, 2], [1, 1, 1, 1]),
+        ),
+        (
+            "conv_grouped",
+            4,
+            2,
+            win([3, 3], [1, 2], [1, 1], [1, 1, 1, 1]),
+        ),
+        (
+            "conv_depthwise",
+            4,
+            4,
+            win([3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ),
+        ("conv_1x1", 5, 1, win([1, 1], [1, 1], [1, 1], [0, 0, 0, 0])),
+        (
+            "conv_same_upper",
+            3,
+            1,
+            Window {
+                auto_pad: AutoPad::SameUpper,
+                ..win([3, 3], [2, 2], [1, 1], [0; 4])
+            },
+        ),
+    ]
+}
+
+/// `x → Sub(0.5) → body → Flatten` as an unprepared model; `body` draws its constants from a
+/// stream seeded by `seed` and the name.
+pub fn shifted_model(
+    name: &str,
+    seed: u64,
+    body: &dyn Fn(&mut GraphBuilder, &mut Lcg, &str) -> String,
+) -> Model {
+    let mut rng = Lcg(seed ^ name.len() as u64);
+    let mut b = GraphBuilder::new();
+    b.input("x");
+    b.constant("half", Tensor::scalar(0.5));
+    b.node(
+        "shift",
+        Box::new(Binary::new(BinaryKind::Sub)),
+        &[Some("x"), Some("half")],
+        "xs",
+    );
+    let y = body(&mut b, &mut rng, "xs");
+    b.node("flat", Box::new(Flatten { axis: 1 }), &[Some(&y)], "out");
+    Model::new(
+        b.build("out").unwrap_or_else(|e| panic!("{name}: {e}")),
+        vec![],
+    )
+}
