@@ -153,16 +153,72 @@ pub fn load(m: &ModelArgs, d: &DataArgs) -> Result<Loaded> {
     Ok(loaded)
 }
 
-/// A progress bar on stderr (hidden by indicatif when stderr is not a terminal).
+/// Progress on stderr: a bar on a terminal; elsewhere (a log, a pipe, a batch job) one status
+/// line every `FAULTLINE_STATUS_SECS` seconds (default 10) and one when a phase ends.
 pub struct Bar {
     bar: Mutex<Option<indicatif::ProgressBar>>,
+    /// Off a terminal (where indicatif draws nothing): the phase, for periodic status lines.
+    status: Mutex<Option<Status>>,
+    terminal: bool,
+    /// Seconds between status lines off a terminal (`FAULTLINE_STATUS_SECS`, default 10).
+    every: f64,
+}
+
+/// A phase as the status lines off a terminal describe it.
+struct Status {
+    what: String,
+    total: usize,
+    first: usize,
+    done: usize,
+    started: std::time::Instant,
+    printed: std::time::Instant,
+    msg: String,
+}
+
+impl Status {
+    fn line(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = (self.done - self.first) as f64 / secs;
+        let eta = if rate > 0.0 && self.done < self.total {
+            format!(", eta {}", duration((self.total - self.done) as f64 / rate))
+        } else {
+            String::new()
+        };
+        let pct = 100.0 * self.done as f64 / self.total.max(1) as f64;
+        let msg = if self.msg.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", self.msg)
+        };
+        format!(
+            "{}: {}/{} ({pct:.0} %), {rate:.1}/s{eta}{msg}",
+            self.what, self.done, self.total
+        )
+    }
+}
+
+/// `95 s`, `12 min 5 s`, `2 h 3 min`.
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=99 => format!("{s} s"),
+        100..=5999 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
 }
 
 impl Bar {
     /// A bar that shows nothing until a phase starts.
     pub fn new() -> Self {
+        use std::io::IsTerminal;
         Bar {
             bar: Mutex::new(None),
+            status: Mutex::new(None),
+            terminal: std::io::stderr().is_terminal(),
+            every: std::env::var("FAULTLINE_STATUS_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10.0),
         }
     }
     fn with(&self, f: impl FnOnce(&indicatif::ProgressBar)) {
@@ -172,16 +228,46 @@ impl Bar {
             }
         }
     }
+    fn with_status(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut g) = self.status.lock() {
+            if let Some(s) = g.as_mut() {
+                f(s);
+            }
+        }
+    }
 }
 
 impl Progress for Bar {
     fn start(&self, what: &str, total: usize, done: usize) {
+        if !self.terminal {
+            let now = std::time::Instant::now();
+            if let Ok(mut g) = self.status.lock() {
+                *g = Some(Status {
+                    what: what.to_string(),
+                    total,
+                    first: done,
+                    done,
+                    started: now,
+                    printed: now,
+                    msg: String::new(),
+                });
+            }
+            return;
+        }
         let bar = indicatif::ProgressBar::new(total as u64);
-        let template = format!(
-            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
-        );
+        // Rates rounded to one decimal; the ETA is indicatif's, from the measured rate.
+        let template =
+            format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{rate}} eta {{eta}} {{msg}}");
         if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
-            bar.set_style(style.progress_chars("=> "));
+            let style = style
+                .with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1}/s", s.per_sec());
+                    },
+                )
+                .progress_chars("=> ");
+            bar.set_style(style);
         }
         bar.set_position(done as u64);
         if let Ok(mut g) = self.bar.lock() {
@@ -190,9 +276,18 @@ impl Progress for Bar {
     }
     fn advance(&self, done: usize) {
         self.with(|b| b.set_position(done as u64));
+        let every = self.every;
+        self.with_status(|s| {
+            s.done = done;
+            if s.printed.elapsed().as_secs_f64() >= every {
+                s.printed = std::time::Instant::now();
+                eprintln!("{}", s.line());
+            }
+        });
     }
     fn message(&self, msg: &str) {
         let msg = msg.to_string();
+        self.with_status(|s| s.msg = msg.clone());
         self.with(|b| b.set_message(msg));
     }
     fn note(&self, line: &str) {
@@ -209,6 +304,12 @@ impl Progress for Bar {
         if let Ok(mut g) = self.bar.lock() {
             if let Some(b) = g.take() {
                 b.finish_and_clear();
+            }
+        }
+        if let Ok(mut g) = self.status.lock() {
+            if let Some(s) = g.take() {
+                // One closing line per phase off a terminal, so a log shows how it ended.
+                eprintln!("{}", s.line());
             }
         }
     }

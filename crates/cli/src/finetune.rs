@@ -188,6 +188,7 @@ impl FinetuneArgs {
             class_weights,
             limit: self.data.limit,
             subset: Subset::parse(&self.subset)?,
+            extra: Vec::new(),
             val_limit: self.val_limit,
             val_steps: self.val_steps,
             seed: self.seed,

@@ -10,6 +10,7 @@ mod eval;
 mod finetune;
 mod list;
 mod margins;
+mod weak;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,12 @@ enum Command {
     /// Fine-tune (optionally adversarially) on a training set and write the model back as
     /// DIR/model.onnx, with per-epoch loss and validation accuracy in DIR/run.json
     Finetune(finetune::FinetuneArgs),
+    /// Weak-robust training samples: score every training sample by random neighbours, keep the
+    /// weakest as a validation set, rank the weaknesses per perturbation type
+    Weak(weak::WeakArgs),
+    /// Fine-tune against the weaknesses of a `weak` run; test accuracy before and after per
+    /// perturbation type
+    Harden(weak::HardenArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
     /// Supported attacks (with their parameters and defaults), presets, corruptions, ONNX
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
         Command::Corrupt(a) => corrupt::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Finetune(a) => finetune::run(a),
+        Command::Weak(a) => weak::run(a),
+        Command::Harden(a) => weak::harden(a),
         Command::List(a) => list::run(a),
     });
     match result {

@@ -234,3 +234,41 @@ fn help_documents_every_flag_with_its_default() {
     let h = stdout(&run(tmp.path(), &["attack", "--help"]));
     assert!(h.contains("-a, --attack"), "attack --help lacks -a");
 }
+
+/// Off a terminal the progress is a status line per interval and one when a phase ends, with a
+/// rounded rate (issue 24 item 9).
+#[test]
+fn progress_off_a_terminal_prints_status_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (demo("cifar10-resnet20.onnx"), demo("cifar10-test"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "eval",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--limit",
+            "40",
+            "--batch-size",
+            "8",
+        ])
+        .arg("-o")
+        .arg(tmp.path().join("e"))
+        .env("FAULTLINE_STATUS_SECS", "0")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("eval: ")).collect();
+    assert!(
+        lines.len() >= 5,
+        "one line per batch at interval 0 and a closing one:\n{err}"
+    );
+    let last = lines.last().unwrap();
+    assert!(last.starts_with("eval: 40/40 (100 %), "), "{last}");
+    // The rate has one decimal: `123.4/s`.
+    let rate = last.split(", ").nth(1).unwrap();
+    let number = rate.split("/s").next().unwrap();
+    assert_eq!(number.split('.').nth(1).map(str::len), Some(1), "{last}");
+}

@@ -51,6 +51,15 @@ fn deepfool_margins_report_consistency_detection_and_resume() {
     let auroc = r["auroc"].as_f64().unwrap();
     assert!((0.5..=1.0).contains(&auroc), "AUROC {auroc}");
     assert!(r["aupr"].is_number() && r["fpr_at_95_tpr"].is_number());
+    // Every sample was attacked: the measured robust accuracy is reported, not an estimate
+    // from logit margins (issue 24 item 7).
+    assert!(
+        r["report"]["estimate"].is_null(),
+        "{}",
+        r["report"]["estimate"]
+    );
+    assert!(r["report"]["robust_accuracy"].is_number());
+    assert!(!stdout(&o).contains("estimated from"), "{}", stdout(&o));
     assert_eq!(r["pseudo_margin"]["input"], "features");
     assert_eq!(
         r["pseudo_margin"]["fit_samples"].as_u64().unwrap()

@@ -104,7 +104,8 @@ pub struct MarginReport {
     pub row_gap_range: Option<[f64; 2]>,
     /// One entry per score with values.
     pub scores: Vec<ScoreReport>,
-    /// Robust accuracy of all scored samples estimated from subsets of the attacked ones.
+    /// Robust accuracy of all scored samples estimated from subsets of the attacked ones;
+    /// none when every sample was attacked (then `robust_accuracy` is measured on all).
     pub estimate: Option<RobustEstimate>,
 }
 
@@ -170,13 +171,19 @@ pub fn report(
         }),
         row_gap_range: row_gaps.map(|(a, b)| [a, b]),
         scores,
-        estimate: estimate_robust_accuracy(
-            &attacked,
-            &all,
-            eps,
-            p.estimate_size,
-            p.estimate_rounds,
-            p.seed,
-        ),
+        // Estimated only where some samples went unattacked: when every sample was attacked,
+        // the measured robust accuracy above is the answer and an estimate would only blur it.
+        estimate: (attacked.len() < all.len())
+            .then(|| {
+                estimate_robust_accuracy(
+                    &attacked,
+                    &all,
+                    eps,
+                    p.estimate_size,
+                    p.estimate_rounds,
+                    p.seed,
+                )
+            })
+            .flatten(),
     }
 }

@@ -160,6 +160,10 @@ pub struct FinetuneConfig {
     pub limit: Option<usize>,
     /// How `limit` picks samples.
     pub subset: Subset,
+    /// Samples added to the selection, repeats allowed (over-weighting by repetition; `harden`
+    /// adds the weak samples) [default: none].
+    #[serde(default)]
+    pub extra: Vec<usize>,
     /// Validation samples (of the `--val` data set), class-stratified.
     pub val_limit: Option<usize>,
     /// PGD iterations of the robust validation accuracy.
@@ -199,6 +203,7 @@ impl Default for FinetuneConfig {
             class_weights: None,
             limit: None,
             subset: Subset::Stratified,
+            extra: Vec::new(),
             val_limit: None,
             val_steps: 20,
             seed: 0,
@@ -773,7 +778,15 @@ pub fn run(
             ));
         }
     }
-    let selected = select(data, cfg.limit, cfg.subset, cfg.seed)?;
+    let mut selected = select(data, cfg.limit, cfg.subset, cfg.seed)?;
+    if let Some(&bad) = cfg.extra.iter().find(|&&i| i >= info.len) {
+        return Err(Error::Invalid(format!(
+            "extra training sample {bad} is past the last of {} in {}",
+            info.len,
+            info.source.display()
+        )));
+    }
+    selected.extend_from_slice(&cfg.extra);
     let val_indices = match val {
         Some(v) => Some(select(v.data, cfg.val_limit, Subset::Stratified, cfg.seed)?),
         None => None,

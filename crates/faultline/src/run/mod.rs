@@ -13,6 +13,8 @@
 //! | `margins` | [`margins::run`] | [`margins::MarginsReport`] |
 //! | `bench` | [`bench::run`] | [`bench::BenchReport`] |
 //! | `finetune` | [`finetune::run`] | [`finetune::FinetuneReport`] |
+//! | `weak` | [`weak::run`] | [`weak::WeakReport`] |
+//! | `harden` | [`weak::harden`] | [`weak::HardenReport`] |
 
 pub mod attack;
 pub mod bench;
@@ -22,6 +24,7 @@ pub mod eval;
 pub mod finetune;
 pub mod margins;
 pub mod npy;
+pub mod weak;
 
 use std::path::{Path, PathBuf};
 
