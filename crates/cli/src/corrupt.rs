@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use faultline::run::corrupt::{self, CorruptConfig, Layout};
 use faultline::run::Output;
-use serde_json::json;
 
 use crate::common::{Bar, DataArgs};
 
@@ -65,11 +64,10 @@ pub fn run(args: &CorruptArgs) -> Result<()> {
         } else {
             Layout::Folder
         },
-        limit: args.data.limit,
+        selection: args.data.selection(0)?,
         batch_size: args.batch_size,
     };
-    let settings = json!({ "data": path, "format": info.format.name(), "limit": args.data.limit,
-                           "resize": args.data.resize, "center_crop": args.data.center_crop });
+    let settings = faultline::run::data_settings(data.as_ref(), path, &args.data.options());
     let out = Output {
         dir: args.out.clone(),
         overwrite: args.overwrite,

@@ -39,7 +39,7 @@ use crate::model::ModelCard;
 use crate::plot::{xy_chart, Series};
 use crate::run::{check_batch_size, threads, write_file, DataCard, Loaded, Output, Progress};
 use crate::rundir::RunDir;
-use crate::subset::{select, Subset};
+use crate::subset::{select, Selection, Subset};
 
 /// One augmentation of the training images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,10 +156,10 @@ pub struct FinetuneConfig {
     pub trades: Option<f32>,
     /// Per-class weights of the cross-entropy (weighted mean, as PyTorch's `weight=`).
     pub class_weights: Option<Vec<f32>>,
-    /// Train on this many samples [default: all], picked by `subset`.
-    pub limit: Option<usize>,
-    /// How `limit` picks samples.
-    pub subset: Subset,
+    /// The training samples [default: all] (`limit` class-stratified by default; `indices` a
+    /// file of them; the command line seeds a random subset with `--seed` unless
+    /// `--subset-seed` is given).
+    pub selection: Selection,
     /// Validation samples (of the `--val` data set), class-stratified.
     pub val_limit: Option<usize>,
     /// PGD iterations of the robust validation accuracy.
@@ -197,8 +197,7 @@ impl Default for FinetuneConfig {
             adversarial: None,
             trades: None,
             class_weights: None,
-            limit: None,
-            subset: Subset::Stratified,
+            selection: Selection::default(),
             val_limit: None,
             val_steps: 20,
             seed: 0,
@@ -773,12 +772,12 @@ pub fn run(
             ));
         }
     }
-    let selected = select(data, cfg.limit, cfg.subset, cfg.seed)?;
+    let selected = loaded.select(&cfg.selection)?;
     let val_indices = match val {
         Some(v) => Some(select(v.data, cfg.val_limit, Subset::Stratified, cfg.seed)?),
         None => None,
     };
-    let mut settings = loaded.settings(cfg.limit);
+    let mut settings = loaded.settings(&cfg.selection, &selected);
     settings["finetune"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["val"] = serde_json::json!(val.map(|v| v.card.path.clone()));
     let (mut rd, mut epochs): (RunDir, Vec<EpochRecord>) =
