@@ -66,7 +66,8 @@ pub struct AttackArgs {
     pub batch_size: usize,
     #[command(flatten)]
     pub out: OutArgs,
-    /// Also write the returned images as DIR/adv_<k>.npy (float32 NCHW, one file per ε)
+    /// Also write the returned images as DIR/adv_<k>.npy (float32 NCHW, one file per ε; row j is
+    /// the j-th selected sample)
     #[arg(long)]
     pub save_adv: bool,
     /// Targeted attack toward this class index (success: classified as it) [default: untargeted]
@@ -96,7 +97,7 @@ impl AttackArgs {
             eps: parse_radii(&self.eps)?,
             target: self.target,
             sanity: !self.no_sanity,
-            limit: self.data.limit,
+            selection: self.data.selection(0)?,
             batch_size: self.batch_size,
             save_adv: self.save_adv,
         })

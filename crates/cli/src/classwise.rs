@@ -84,7 +84,7 @@ pub fn run(a: &ClasswiseArgs) -> Result<()> {
             a.seed,
             (info.height, info.width),
         )?,
-        limit: a.data.limit,
+        selection: a.data.selection(0)?,
         batch_size: a.batch_size,
     };
     let out = a.out.output("classwise");

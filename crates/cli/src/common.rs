@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use faultline::data::{Format, LoadOptions, Split};
 use faultline::run::{Loaded, Output, Progress, Source};
+use faultline::subset::{Selection, Subset};
 
 /// The demo folder of the source tree this binary was built from.
 pub fn demo_dir() -> PathBuf {
@@ -64,12 +65,32 @@ pub struct DataArgs {
     /// Image folders: centre-crop to this square size after resizing [default: no crop]
     #[arg(long, value_name = "PX")]
     pub center_crop: Option<u32>,
-    /// Use only the first N samples [default: all]
+    /// Use N samples, picked by --subset [default: all]
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// How --limit picks its samples: stratified (the same number from every class, the first
+    /// of each in file order), first (samples 0..N) or random (seeded by --subset-seed)
+    #[arg(long, default_value = "stratified", value_name = "HOW", value_parser = ["stratified", "first", "random"])]
+    pub subset: String,
+    /// Seed of --subset random [default: 0; finetune: its --seed]
+    #[arg(long, value_name = "SEED")]
+    pub subset_seed: Option<u64>,
+    /// File of data-set indices to use, one per line (blank lines and # comments ignored);
+    /// --limit then picks among them [default: every sample]
+    #[arg(long, value_name = "FILE")]
+    pub indices: Option<PathBuf>,
 }
 
 impl DataArgs {
+    /// Which samples to use; `seed` seeds --subset random when --subset-seed is not given.
+    pub fn selection(&self, seed: u64) -> Result<Selection> {
+        Ok(Selection {
+            limit: self.limit,
+            subset: Subset::parse(&self.subset)?,
+            seed: self.subset_seed.unwrap_or(seed),
+            indices: self.indices.clone(),
+        })
+    }
     /// How the library should read the data.
     pub fn options(&self) -> LoadOptions {
         LoadOptions {

@@ -10,12 +10,15 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use faultline::run::corrupt::{self, CorruptConfig, Layout};
 use faultline::run::Output;
-use serde_json::json;
 
 use crate::common::{Bar, DataArgs};
 
 /// Arguments of `faultline corrupt`.
 #[derive(Args, Debug)]
+#[command(mut_arg("data", |a| a.help(
+    "Data set to corrupt: a CIFAR binary file or folder, an MNIST IDX file or folder, an image \
+     folder (one sub-folder per class), or a .npy/.npz file"
+)))]
 pub struct CorruptArgs {
     #[command(flatten)]
     pub data: DataArgs,
@@ -65,11 +68,10 @@ pub fn run(args: &CorruptArgs) -> Result<()> {
         } else {
             Layout::Folder
         },
-        limit: args.data.limit,
+        selection: args.data.selection(0)?,
         batch_size: args.batch_size,
     };
-    let settings = json!({ "data": path, "format": info.format.name(), "limit": args.data.limit,
-                           "resize": args.data.resize, "center_crop": args.data.center_crop });
+    let settings = faultline::run::data_settings(data.as_ref(), path, &args.data.options());
     let out = Output {
         dir: args.out.clone(),
         overwrite: args.overwrite,

@@ -70,7 +70,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let loaded = load(&args.model, &args.data)?;
     let info = loaded.data.info();
     let cfg = EvalConfig {
-        limit: args.data.limit,
+        selection: args.data.selection(0)?,
         batch_size: args.batch_size,
         corruptions: plan(
             &args.corruptions,

@@ -10,7 +10,6 @@ use faultline::run::finetune::{
     self, parse_augment, Adversarial, BatchNormChoice, FinetuneConfig, FinetuneReport, Validation,
 };
 use faultline::run::DataCard;
-use faultline::subset::Subset;
 use faultline::train::{OptimizerParams, Schedule};
 
 use crate::common::{load, Bar, DataArgs, ModelArgs, OutArgs};
@@ -23,9 +22,6 @@ pub struct FinetuneArgs {
     /// Training data (any format --data takes; `--split train` for CIFAR/MNIST folders)
     #[command(flatten)]
     pub data: DataArgs,
-    /// How --limit picks its samples: stratified (the same number per class), first, random
-    #[arg(long, default_value = "stratified", value_name = "HOW")]
-    pub subset: String,
     /// Passes over the training samples
     #[arg(long, default_value_t = 1, value_name = "E")]
     pub epochs: usize,
@@ -186,8 +182,7 @@ impl FinetuneArgs {
                 .transpose()?,
             trades: self.trades,
             class_weights,
-            limit: self.data.limit,
-            subset: Subset::parse(&self.subset)?,
+            selection: self.data.selection(self.seed)?,
             extra: Vec::new(),
             val_limit: self.val_limit,
             val_steps: self.val_steps,

@@ -46,10 +46,10 @@ pub struct MarginsArgs {
     /// Iterations per run [default: fab 100, deepfool 50]
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
-    /// Attack only a random subset of this many samples (all are scored); the robust accuracy
-    /// of the whole set is then estimated from it [default: attack all]
+    /// Attack only a random subset of this many of the selected samples (all are scored); the
+    /// robust accuracy of them all is then estimated from it [default: attack all]
     #[arg(long, value_name = "N")]
-    pub subset: Option<usize>,
+    pub attack_subset: Option<usize>,
     /// Attacked samples per round of the robust-accuracy estimate
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub estimate_size: usize,
@@ -113,12 +113,12 @@ pub fn run(a: &MarginsArgs) -> Result<()> {
             ..Settings::default()
         },
         eps: a.eps.as_deref().map(parse_eps).transpose()?,
-        subset: a.subset,
+        attack_subset: a.attack_subset,
         estimate_size: a.estimate_size,
         pseudo,
         recall: a.recall,
         bootstrap: a.bootstrap,
-        limit: a.data.limit,
+        selection: a.data.selection(0)?,
         batch_size: a.batch_size,
     };
     let loaded = load(&a.model, &a.data)?;

@@ -12,7 +12,6 @@ use faultline::run::weak::{
     self, HardenConfig, Noise, Perturbation, ScoreKind, TestSet, WeakConfig,
 };
 use faultline::run::DataCard;
-use faultline::subset::Subset;
 
 use crate::common::{load, Bar, DataArgs, ModelArgs, OutArgs};
 
@@ -105,9 +104,6 @@ pub struct WeakArgs {
     /// Clean samples per batch (each brings Q × |ε grid| neighbours)
     #[arg(long, default_value_t = 16, value_name = "B")]
     pub batch_size: usize,
-    /// How --limit picks the samples to score
-    #[arg(long, default_value = "stratified", value_name = "HOW")]
-    pub subset: String,
     /// Seed of every random choice
     #[arg(long, default_value_t = 0, value_name = "SEED")]
     pub seed: u64,
@@ -133,8 +129,7 @@ fn open_test(
 
 pub fn run(args: &WeakArgs) -> Result<()> {
     let cfg = WeakConfig {
-        limit: args.data.limit,
-        subset: Subset::parse(&args.subset)?,
+        selection: args.data.selection(args.seed)?,
         batch_size: args.batch_size,
         q: args.q,
         eps: args
@@ -262,7 +257,7 @@ pub fn harden(args: &HardenArgs) -> Result<()> {
     };
     cfg.finetune.epochs = args.epochs;
     cfg.finetune.lr = args.lr;
-    cfg.finetune.limit = args.data.limit;
+    cfg.finetune.selection = args.data.selection(args.seed)?;
     cfg.finetune.corrupt_prob = args.corrupt_prob;
     cfg.finetune.seed = args.seed;
     cfg.finetune.check()?;

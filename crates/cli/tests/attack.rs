@@ -91,7 +91,21 @@ fn pgd_curve_is_monotone_and_records_agree_with_predictions() {
             .count();
         assert_eq!(at, 40, "ε = {e}");
     }
-    // Saved images: one file per ε of the (ascending) curve, each inside its ball and the box.
+    // The 40 samples are 4 of each class (stratified), in ascending data-set order.
+    let mut order: Vec<usize> = Vec::new();
+    let mut per_class = [0; 10];
+    for rec in &recs {
+        let i = rec["index"].as_u64().unwrap() as usize;
+        if !order.contains(&i) {
+            order.push(i);
+            per_class[rec["label"].as_u64().unwrap() as usize] += 1;
+        }
+    }
+    assert_eq!(order.len(), 40);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_eq!(per_class, [4; 10]);
+    // Saved images: one file per ε of the (ascending) curve, each inside its ball and the box;
+    // row j is the j-th selected sample.
     let clean = std::fs::read(&data).unwrap();
     for (k, e) in radii.iter().enumerate() {
         let bytes = std::fs::read(tmp.path().join(format!("r/adv_{k}.npy"))).unwrap();
@@ -99,15 +113,20 @@ fn pgd_curve_is_monotone_and_records_agree_with_predictions() {
         assert_eq!(f.shape(), &[40, 3, 32, 32]);
         let adv: Vec<f32> = f.into_vec().unwrap();
         assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
-        for (i, img) in adv.chunks(3072).enumerate() {
+        for (j, img) in adv.chunks(3072).enumerate() {
             // CIFAR binary record: a label byte, then 3072 CHW pixel bytes.
+            let i = order[j];
             let x = &clean[i * 3073 + 1..(i + 1) * 3073];
             let d = img
                 .iter()
                 .zip(x)
                 .map(|(a, &b)| (a - b as f32 / 255.0).abs())
                 .fold(0.0f32, f32::max);
-            assert!(d as f64 <= e + 1e-6, "adv_{k} sample {i}: {d} > {e}");
+            // (Another sample's image would be far outside the ball.)
+            assert!(
+                d as f64 <= e + 1e-6,
+                "adv_{k} row {j}, sample {i}: {d} > {e}"
+            );
         }
     }
     // Kill after 20 samples' records: the rerun finishes with identical records.
@@ -538,4 +557,85 @@ fn repeated_radii_are_one_radius() {
         std::fs::read_to_string(tmp.path().join("twice/samples.jsonl")).unwrap(),
         std::fs::read_to_string(tmp.path().join("once/samples.jsonl")).unwrap()
     );
+}
+
+/// `--indices FILE` attacks exactly the listed samples, in ascending order, and a stratified
+/// `--limit` among them; the resumed run over the list continues after its whole samples.
+#[test]
+fn indices_file_selects_the_attacked_samples_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = demo("cifar10-resnet20.onnx");
+    let data = demo("cifar10-test");
+    std::fs::write(
+        tmp.path().join("idx.txt"),
+        "7001\n12\n# cats\n3005\n3006\n500\n8999\n",
+    )
+    .unwrap();
+    let args = [
+        "attack",
+        "-m",
+        model.to_str().unwrap(),
+        "-d",
+        data.to_str().unwrap(),
+        "--indices",
+        "idx.txt",
+        "-a",
+        "fgsm",
+        "--eps",
+        "1/255,2/255",
+        "--no-sanity",
+        "--batch-size",
+        "2",
+        "-o",
+        "a",
+    ];
+    let o = run(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recs = lines(&tmp.path().join("a/samples.jsonl"));
+    assert_eq!(recs.len(), 12);
+    let mut order: Vec<u64> = Vec::new();
+    for r in &recs {
+        let i = r["index"].as_u64().unwrap();
+        if !order.contains(&i) {
+            order.push(i);
+        }
+    }
+    assert_eq!(order, [12, 500, 3005, 3006, 7001, 8999]);
+    // The demo folder holds 1000 images per class, class after class.
+    for r in &recs {
+        assert_eq!(
+            r["label"].as_u64(),
+            r["index"].as_u64().map(|i| i / 1000),
+            "{r}"
+        );
+    }
+    // Kill after the first batch (2 samples × 2 radii) and half of the second.
+    let full = std::fs::read_to_string(tmp.path().join("a/samples.jsonl")).unwrap();
+    let cut: String = full.lines().take(6).map(|l| format!("{l}\n")).collect();
+    std::fs::write(tmp.path().join("a/samples.jsonl"), cut).unwrap();
+    let o = run(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 of 6 samples already attacked"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("a/samples.jsonl")).unwrap(),
+        full
+    );
+    // --limit picks among the listed, one class after the other (airplane 12, 500; cat 3005,
+    // 3006; horse 7001; ship 8999): 12, 3005, 7001, 8999.
+    let mut l = args.to_vec();
+    l.extend(["--limit", "4", "--overwrite"]);
+    let o = run(tmp.path(), &l);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut order: Vec<u64> = Vec::new();
+    for r in lines(&tmp.path().join("a/samples.jsonl")) {
+        let i = r["index"].as_u64().unwrap();
+        if !order.contains(&i) {
+            order.push(i);
+        }
+    }
+    assert_eq!(order, [12, 3005, 7001, 8999]);
 }

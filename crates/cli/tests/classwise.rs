@@ -208,3 +208,43 @@ fn classwise_takes_any_registered_attack() {
     }
     assert!(stdout(&o).contains("under fgsm linf 0.1"), "{}", stdout(&o));
 }
+
+/// `--indices FILE` reaches every step of `classwise`: the evaluation, the attack and the
+/// targeted runs cover exactly the listed samples.
+#[test]
+fn classwise_steps_cover_the_listed_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-lenet5-clean.onnx");
+    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    std::fs::write(tmp.path().join("idx.txt"), "5000\n3\n2\n# x\n9999\n1234\n").unwrap();
+    let o = run(
+        tmp.path(),
+        &[
+            "classwise",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--indices",
+            "idx.txt",
+            "-a",
+            "fgsm",
+            "--eps",
+            "0.1",
+            "--targeted",
+            "-o",
+            "c",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for sub in ["eval", "attack", "targeted-0", "targeted-9"] {
+        let idx: Vec<u64> = lines(&tmp.path().join("c").join(sub).join("samples.jsonl"))
+            .iter()
+            .map(|r| r["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(idx, [2, 3, 1234, 5000, 9999], "{sub}");
+    }
+    let r = json(&tmp.path().join("c/run.json"));
+    assert_eq!(r["settings"]["samples"], 5);
+    assert_eq!(r["classwise"][0]["n"], 5, "{}", r["classwise"][0]);
+}

@@ -24,8 +24,11 @@ fn corrupt_writes_cifar10c_style_files_and_resumes() {
         "c",
         "--corruptions",
         "brightness,contrast",
+        // The reference files hold the first 20 images.
         "--limit",
         "20",
+        "--subset",
+        "first",
         "--batch-size",
         "8",
     ];
@@ -121,9 +124,66 @@ fn corrupt_handles_grayscale_mnist_and_imagenet_sized_folders() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("imagenet table"), "{}", stderr(&o));
-    let png = tmp.path().join("big/glass_blur/5/airplane/000001.png");
+    // Two samples, one per class (stratified): the first airplane and the first automobile,
+    // named by their data-set index.
+    let png = tmp.path().join("big/glass_blur/5/automobile/001000.png");
     let img = image::open(&png).unwrap();
     assert_eq!((img.width(), img.height()), (224, 224));
+    assert!(tmp
+        .path()
+        .join("big/glass_blur/5/airplane/000000.png")
+        .exists());
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("big/glass_blur/5"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+/// With a selection, the `.npy` output's sample k is the k-th selected sample (ascending
+/// data-set index): the rows equal those of a run over the whole set at the selected indices.
+#[test]
+fn corrupt_writes_the_selected_samples_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared("data/cifar10/test_batch_first100.bin");
+    std::fs::write(tmp.path().join("idx.txt"), "57\n3\n# x\n90\n").unwrap();
+    let go = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "corrupt",
+            "-d",
+            data.to_str().unwrap(),
+            "--corruptions",
+            "contrast,gaussian_noise",
+            "--severities",
+            "1,4",
+            "--out",
+            out,
+        ];
+        a.extend_from_slice(extra);
+        let o = run(tmp.path(), &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    go("all", &[]);
+    go("sel", &["--indices", "idx.txt"]);
+    let (_, labels_all) = npy_u8(&tmp.path().join("all/labels.npy"));
+    let (lshape, labels) = npy_u8(&tmp.path().join("sel/labels.npy"));
+    assert_eq!(lshape, vec![6]);
+    let picked = [3usize, 57, 90];
+    for name in ["contrast", "gaussian_noise"] {
+        let (shape, all) = npy_u8(&tmp.path().join(format!("all/{name}.npy")));
+        assert_eq!(shape, vec![200, 32, 32, 3]);
+        let (shape, sel) = npy_u8(&tmp.path().join(format!("sel/{name}.npy")));
+        assert_eq!(shape, vec![6, 32, 32, 3]);
+        for s in 0..2 {
+            for (k, &i) in picked.iter().enumerate() {
+                let row = &sel[(s * 3 + k) * 3072..(s * 3 + k + 1) * 3072];
+                let want = &all[(s * 100 + i) * 3072..(s * 100 + i + 1) * 3072];
+                assert_eq!(row, want, "{name} severity block {s}, sample {i}");
+                assert_eq!(labels[s * 3 + k], labels_all[s * 100 + i]);
+            }
+        }
+    }
 }
 
 #[test]
@@ -199,4 +259,15 @@ fn eval_under_corruptions_reports_accuracy_and_mce() {
     assert_eq!(s["mce"], 1.0);
     assert_eq!(s["relative_mce"], 1.0);
     assert_eq!(s["mean_corruption_accuracy"], r["mean_corruption_accuracy"]);
+}
+
+/// `corrupt` takes no model, and its help says nothing of one (issue 24 item 11).
+#[test]
+fn corrupt_help_mentions_no_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(tmp.path(), &["corrupt", "--help"]);
+    assert!(o.status.success());
+    let help = stdout(&o);
+    assert!(help.contains("--data"), "{help}");
+    assert!(!help.to_lowercase().contains("model"), "{help}");
 }

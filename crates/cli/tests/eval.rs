@@ -112,10 +112,257 @@ fn the_demo_runs_without_arguments() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r = json(&tmp.path().join("runs/eval/run.json"));
     let acc = r["clean_accuracy"].as_f64().unwrap();
-    // The first 300 demo images are airplanes (class folders in order); ResNet-20 gets about
-    // three quarters of them right on this JPEG-compressed copy.
+    // 30 images of each class (ResNet-20 scores about 81 % on this JPEG-compressed copy).
     assert_eq!(r["results"]["n"], 300);
-    assert!((0.6..0.9).contains(&acc), "{acc}");
+    for c in r["results"]["per_class"].as_array().unwrap() {
+        assert_eq!(c["n"], 30, "{c}");
+    }
+    assert!((0.7..0.92).contains(&acc), "{acc}");
+}
+
+/// The labels of a run's clean records, counted per class (10 classes).
+fn per_class(recs: &[serde_json::Value]) -> Vec<usize> {
+    let mut n = vec![0; 10];
+    for r in recs {
+        n[r["label"].as_u64().unwrap() as usize] += 1;
+    }
+    n
+}
+
+/// `--limit` takes the same number from every class by default (the demo folder lists its
+/// classes one after the other, 1000 images each); `--subset first` takes the head of the
+/// file order, `--subset random` a seeded draw.
+#[test]
+fn limit_picks_a_stratified_subset_unless_asked_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (demo("cifar10-resnet20.onnx"), demo("cifar10-test"));
+    let eval = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "eval",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--limit",
+            "100",
+            "-o",
+            out,
+        ];
+        a.extend_from_slice(extra);
+        let o = run(tmp.path(), &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            json(&tmp.path().join(out).join("run.json")),
+            lines(&tmp.path().join(out).join("samples.jsonl")),
+        )
+    };
+    let (r, recs) = eval("s", &[]);
+    assert_eq!(recs.len(), 100);
+    assert_eq!(per_class(&recs), vec![10; 10]);
+    // Ascending data-set indices: the first 10 images of each class folder.
+    let idx: Vec<u64> = recs.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert!(idx.windows(2).all(|w| w[0] < w[1]), "{idx:?}");
+    assert_eq!(&idx[..11], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1000]);
+    assert_eq!(r["settings"]["subset"], "stratified");
+    assert_eq!(r["settings"]["samples"], 100);
+    let (f, recs) = eval("f", &["--subset", "first"]);
+    assert_eq!(
+        per_class(&recs)[0],
+        100,
+        "the first 100 images are airplanes"
+    );
+    let idx: Vec<u64> = recs.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, (0..100).collect::<Vec<u64>>());
+    assert_ne!(f["settings_hash"], r["settings_hash"]);
+    let (_, a) = eval("r", &["--subset", "random", "--subset-seed", "3"]);
+    let (_, b) = eval("r2", &["--subset", "random", "--subset-seed", "3"]);
+    let (_, c) = eval("r3", &["--subset", "random", "--subset-seed", "4"]);
+    let ids = |v: &[serde_json::Value]| -> Vec<u64> {
+        v.iter().map(|r| r["index"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(ids(&a), ids(&b));
+    assert_ne!(ids(&a), ids(&c));
+    assert!(per_class(&a).iter().filter(|&&n| n > 0).count() >= 8);
+}
+
+/// `--indices FILE` covers exactly the listed samples (ascending, whatever the file's order),
+/// `--limit` then picks among them (stratified); the file's contents are part of the run's
+/// settings, so an edited file is a different run, not a resume.
+#[test]
+fn indices_file_selects_exactly_those_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (demo("cifar10-resnet20.onnx"), demo("cifar10-test"));
+    std::fs::write(
+        tmp.path().join("idx.txt"),
+        "# a few of each kind\n9001\n  17  \n\n2500 # a bird\n3\n4\n1000 # automobile\n",
+    )
+    .unwrap();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "eval",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--indices",
+            "idx.txt",
+            "--batch-size",
+            "4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let go = |a: &[String]| {
+        run(
+            tmp.path(),
+            &a.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        )
+    };
+    let o = go(&args(&["-o", "i"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recs = lines(&tmp.path().join("i/samples.jsonl"));
+    let idx: Vec<u64> = recs.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, [3, 4, 17, 1000, 2500, 9001]);
+    let labels: Vec<u64> = recs.iter().map(|r| r["label"].as_u64().unwrap()).collect();
+    assert_eq!(labels, [0, 0, 0, 1, 2, 9]);
+    let r = json(&tmp.path().join("i/run.json"));
+    assert_eq!(r["results"]["n"], 6);
+    assert!(r["settings"]["samples_sha256"].is_string());
+    // --limit among the listed: one per class first (classes 0, 1, 2, 9), then class 0 again.
+    let o = go(&args(&["--limit", "5", "-o", "l"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let idx: Vec<u64> = lines(&tmp.path().join("l/samples.jsonl"))
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, [3, 4, 1000, 2500, 9001]);
+    // The same file again resumes (nothing left to do); an edited file is refused.
+    let o = go(&args(&["-o", "i"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("6 of 6 samples already evaluated"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(tmp.path().join("idx.txt"), "3\n4\n17\n1000\n2500\n9002\n").unwrap();
+    assert_clear_error(
+        &go(&args(&["-o", "i"])),
+        &["holds a different run", "--overwrite"],
+    );
+    let o = go(&args(&["-o", "i", "--overwrite"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&tmp.path().join("i/samples.jsonl"))[5]["index"], 9002);
+}
+
+/// A bad indices file is one error line naming the file and the line, before anything is
+/// written.
+#[test]
+fn bad_indices_files_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (demo("cifar10-resnet20.onnx"), demo("cifar10-test"));
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "3\n# ok\nseven\n",
+            &["bad.txt, line 3", "'seven' is not a sample index"],
+        ),
+        ("3\n-1\n", &["bad.txt, line 2", "'-1'"]),
+        (
+            "3\n10000\n",
+            &[
+                "bad.txt, line 2",
+                "index 10000 is past the last",
+                "10000 samples",
+            ],
+        ),
+        (
+            "3\n4\n\n3\n",
+            &["bad.txt, line 4", "index 3 is listed twice", "line 1"],
+        ),
+        ("# nothing\n\n", &["bad.txt", "lists no sample index"]),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(tmp.path().join("bad.txt"), text).unwrap();
+        for cmd in ["eval", "attack"] {
+            let o = run(
+                tmp.path(),
+                &[
+                    cmd,
+                    "-m",
+                    model.to_str().unwrap(),
+                    "-d",
+                    data.to_str().unwrap(),
+                    "--indices",
+                    "bad.txt",
+                    "-o",
+                    "x",
+                ],
+            );
+            assert_clear_error(&o, needles);
+            assert!(!tmp.path().join("x").exists(), "{cmd} {text:?} wrote a run");
+        }
+    }
+    assert_clear_error(
+        &run(
+            tmp.path(),
+            &[
+                "eval",
+                "-m",
+                model.to_str().unwrap(),
+                "-d",
+                data.to_str().unwrap(),
+                "--indices",
+                "none.txt",
+            ],
+        ),
+        &["none.txt"],
+    );
+}
+
+/// A killed run over a stratified selection (data-set indices far apart) resumes after its
+/// last whole batch and ends with the same records.
+#[test]
+fn a_stratified_run_resumes_where_it_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (demo("cifar10-resnet20.onnx"), demo("cifar10-test"));
+    let args = [
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "-d",
+        data.to_str().unwrap(),
+        "--limit",
+        "50",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "2",
+        "--batch-size",
+        "8",
+        "-o",
+        "r",
+    ];
+    let o = run(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full = std::fs::read_to_string(tmp.path().join("r/samples.jsonl")).unwrap();
+    assert_eq!(full.lines().count(), 100);
+    // Two whole batches (8 samples × 2 conditions each), part of the third and a torn line.
+    let mut cut: String = full.lines().take(37).map(|l| format!("{l}\n")).collect();
+    cut.push_str(&full.lines().nth(37).unwrap()[..10]);
+    std::fs::write(tmp.path().join("r/samples.jsonl"), &cut).unwrap();
+    let o = run(tmp.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("16 of 50 samples already evaluated"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("r/samples.jsonl")).unwrap(),
+        full
+    );
 }
 
 #[test]
@@ -223,10 +470,18 @@ fn help_documents_every_flag_with_its_default() {
         "--std",
         "--resize",
         "--center-crop",
+        "--subset",
+        "--subset-seed",
+        "--indices",
     ] {
         assert!(h.contains(flag), "eval --help lacks {flag}");
     }
     assert!(h.contains("[default: 128]"));
+    assert!(
+        h.contains("Use N samples, picked by --subset [default: all]"),
+        "{h}"
+    );
+    assert!(h.contains("[default: stratified]"), "{h}");
     // Short flags.
     for short in ["-m, --model", "-d, --data", "-o, --out"] {
         assert!(h.contains(short), "eval --help lacks {short}");

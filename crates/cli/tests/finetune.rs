@@ -106,7 +106,10 @@ fn bad_finetune_settings_are_clear_errors() {
         ),
         (vec!["--class-weights", "1,2"], vec!["--class-weights"]),
         (vec!["--subset", "some"], vec!["--subset"]),
+        (vec!["--indices", "nowhere.txt"], vec!["nowhere.txt"]),
+        (vec!["--indices", "bad.txt"], vec!["bad.txt, line 2", "'x'"]),
     ];
+    std::fs::write(tmp.path().join("bad.txt"), "1\nx\n").unwrap();
     for (extra, needles) in cases {
         let mut args = vec!["finetune", "-m", m, "-d", d, "--limit", "16", "-o"];
         let out = tmp.path().join("x");
@@ -117,4 +120,73 @@ fn bad_finetune_settings_are_clear_errors() {
         assert_clear_error(&o, &needles);
         assert!(!out.join("model.onnx").exists());
     }
+}
+
+/// `--indices FILE` (with `--limit` picking among the listed) selects the training samples, as
+/// for every other command: the run record holds the same selection hash as an `eval` over the
+/// same file.
+#[test]
+fn finetune_trains_on_the_listed_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (demo("cifar10-resnet20.onnx"), demo("cifar10-test"));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    std::fs::write(
+        tmp.path().join("idx.txt"),
+        "4000\n1\n2\n5001\n# x\n9000\n8000\n7\n",
+    )
+    .unwrap();
+    let o = run(
+        tmp.path(),
+        &[
+            "finetune",
+            "-m",
+            m,
+            "-d",
+            d,
+            "--indices",
+            "idx.txt",
+            "--limit",
+            "6",
+            "--batch-size",
+            "3",
+            "--augment",
+            "none",
+            "-o",
+            "ft",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&tmp.path().join("ft/run.json"));
+    assert_eq!(r["settings"]["samples"], 6);
+    assert_eq!(r["settings"]["indices"], "idx.txt");
+    // 6 samples in batches of 3.
+    assert_eq!(r["epochs"][0]["batch_loss"].as_array().unwrap().len(), 2);
+    let o = run(
+        tmp.path(),
+        &[
+            "eval",
+            "-m",
+            m,
+            "-d",
+            d,
+            "--indices",
+            "idx.txt",
+            "--limit",
+            "6",
+            "-o",
+            "ev",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = json(&tmp.path().join("ev/run.json"));
+    assert_eq!(
+        e["settings"]["samples_sha256"],
+        r["settings"]["samples_sha256"]
+    );
+    // One per class first (classes 0, 4, 5, 8, 9), then a second airplane.
+    let idx: Vec<u64> = lines(&tmp.path().join("ev/samples.jsonl"))
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, [1, 2, 4000, 5001, 8000, 9000]);
 }

@@ -163,7 +163,7 @@ fn fab_on_a_subset_estimates_the_robust_accuracy_of_all() {
             data.to_str().unwrap(),
             "--limit",
             "200",
-            "--subset",
+            "--attack-subset",
             "24",
             "--estimate-size",
             "12",
@@ -278,7 +278,7 @@ fn margins_misuse_is_a_clear_error() {
 
 /// `logit_margin` of a margins record is `z_label − max_other` on the returned image, so it is
 /// positive exactly when `prediction == label` — also for samples misclassified clean (MNIST
-/// test sample 18, a 3 predicted 8, which DeepFool flips back to 3).
+/// test sample 18, a 3 predicted 8, which DeepFool flips back to 3; hence the first 20).
 #[test]
 fn margins_logit_margin_is_against_the_label() {
     let tmp = tempfile::tempdir().unwrap();
@@ -294,6 +294,8 @@ fn margins_logit_margin_is_against_the_label() {
             data.to_str().unwrap(),
             "--limit",
             "20",
+            "--subset",
+            "first",
             "-a",
             "deepfool",
             "--norm",
@@ -314,4 +316,42 @@ fn margins_logit_margin_is_against_the_label() {
             "{rec}"
         );
     }
+}
+
+/// `--indices FILE` measures exactly the listed samples, ascending.
+#[test]
+fn margins_measure_the_listed_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-lenet5-clean.onnx");
+    let data = shared("data/mnist");
+    std::fs::write(tmp.path().join("idx.txt"), "9000\n18\n# x\n4321\n77\n").unwrap();
+    let o = run(
+        tmp.path(),
+        &[
+            "margins",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--indices",
+            "idx.txt",
+            "-a",
+            "deepfool",
+            "--norm",
+            "l2",
+            "--bootstrap",
+            "10",
+            "--batch-size",
+            "3",
+            "-o",
+            "m",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let idx: Vec<u64> = lines(&tmp.path().join("m/samples.jsonl"))
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, [18, 77, 4321, 9000]);
+    assert_eq!(json(&tmp.path().join("m/run.json"))["report"]["n"], 4);
 }

@@ -355,4 +355,46 @@ impl Dataset for IdxDataset {
         };
         Ok(Box::new(ChunkIter::new(range, batch_size, read)))
     }
+
+    fn labels(&self) -> Result<Vec<usize>> {
+        Ok(self.labels.iter().map(|&l| l as usize).collect())
+    }
+
+    /// A gzipped file is read from one stream skipped forward between ascending samples
+    /// (re-opening it per run of consecutive samples would decompress its head each time).
+    fn read(&self, indices: &[usize]) -> Result<Batch> {
+        if !self.gz {
+            return crate::read_runs(self, indices);
+        }
+        let lut = crate::u8_to_unit();
+        let px = self.height * self.width;
+        let mut buf = vec![0u8; px];
+        crate::read_forward(
+            self,
+            indices,
+            px,
+            |i| self.stream_at(i),
+            |s, i, out| {
+                let got = match read_full(&mut **s, &mut buf) {
+                    Ok(g) => g,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                    Err(e) => return Err(self.read_err(e)),
+                };
+                if got < px {
+                    return Err(self.truncated(i));
+                }
+                out.extend(buf.iter().map(|&b| lut[b as usize]));
+                Ok(())
+            },
+            |s, n, at| {
+                let skipped = io::copy(&mut (&mut **s).take(n), &mut io::sink())
+                    .map_err(|e| self.read_err(e))?;
+                if skipped < n {
+                    return Err(self.truncated(at + skipped as usize / px));
+                }
+                Ok(())
+            },
+            |i| self.labels[i] as usize,
+        )
+    }
 }

@@ -238,40 +238,101 @@ pub trait Dataset: Send + Sync {
     /// The samples `indices` (any order, repeats allowed) as one batch in that order. The
     /// default reads each run of consecutive indices with [`Dataset::batches`].
     fn read(&self, indices: &[usize]) -> Result<Batch> {
-        let info = self.info();
-        let mut out = Batch {
-            indices: Vec::with_capacity(indices.len()),
-            images: Vec::with_capacity(indices.len() * info.sample_len()),
-            labels: Vec::with_capacity(indices.len()),
-            channels: info.channels,
-            height: info.height,
-            width: info.width,
-        };
-        let mut i = 0;
-        while i < indices.len() {
-            let mut j = i + 1;
-            while j < indices.len() && indices[j] == indices[j - 1] + 1 {
-                j += 1;
-            }
-            let (start, len) = (indices[i], j - i);
-            if start + len > info.len {
-                return Err(Error::Invalid(format!(
-                    "{}: sample {} is past the last of {}",
-                    info.source.display(),
-                    start + len - 1,
-                    info.len
-                )));
-            }
-            for b in self.batches(len, start..start + len)? {
-                let b = b?;
-                out.indices.extend(b.indices);
-                out.images.extend(b.images);
-                out.labels.extend(b.labels);
-            }
-            i = j;
-        }
-        Ok(out)
+        read_runs(self, indices)
     }
+}
+
+/// [`Dataset::read`] by runs of consecutive indices, each read with [`Dataset::batches`] (the
+/// default, and the fallback of formats that override it for some orders only).
+fn read_runs<D: Dataset + ?Sized>(data: &D, indices: &[usize]) -> Result<Batch> {
+    let info = data.info();
+    let mut out = empty_batch(info, indices.len());
+    let mut i = 0;
+    while i < indices.len() {
+        let mut j = i + 1;
+        while j < indices.len() && indices[j] == indices[j - 1] + 1 {
+            j += 1;
+        }
+        let (start, len) = (indices[i], j - i);
+        if start + len > info.len {
+            return Err(past_the_end(info, start + len - 1));
+        }
+        for b in data.batches(len, start..start + len)? {
+            let b = b?;
+            out.indices.extend(b.indices);
+            out.images.extend(b.images);
+            out.labels.extend(b.labels);
+        }
+        i = j;
+    }
+    Ok(out)
+}
+
+/// An empty batch of `info`'s image shape with room for `n` samples.
+fn empty_batch(info: &DatasetInfo, n: usize) -> Batch {
+    Batch {
+        indices: Vec::with_capacity(n),
+        images: Vec::with_capacity(n * info.sample_len()),
+        labels: Vec::with_capacity(n),
+        channels: info.channels,
+        height: info.height,
+        width: info.width,
+    }
+}
+
+/// The error for sample `index` of a data set of `info.len` samples.
+fn past_the_end(info: &DatasetInfo, index: usize) -> Error {
+    Error::Invalid(format!(
+        "{}: sample {index} is past the last of {}",
+        info.source.display(),
+        info.len
+    ))
+}
+
+/// [`Dataset::read`] for formats that can only stream forward cheaply (gzip, deflate): ascending
+/// `indices` (repeats allowed) are read from one stream opened at the first and skipped forward
+/// between samples; any other order falls back to [`read_runs`]. `open(i)` returns a stream
+/// positioned at sample `i`, `sample(stream, i, out)` reads the next sample (which is `i`) and
+/// appends its pixels.
+fn read_forward<D, S>(
+    data: &D,
+    indices: &[usize],
+    sample_bytes: usize,
+    open: impl FnOnce(usize) -> Result<S>,
+    mut sample: impl FnMut(&mut S, usize, &mut Vec<f32>) -> Result<()>,
+    skip: impl Fn(&mut S, u64, usize) -> Result<()>,
+    label: impl Fn(usize) -> usize,
+) -> Result<Batch>
+where
+    D: Dataset + ?Sized,
+{
+    let info = data.info();
+    if indices.is_empty() || indices.windows(2).any(|w| w[1] < w[0]) {
+        return read_runs(data, indices);
+    }
+    if let Some(&last) = indices.last().filter(|&&l| l >= info.len) {
+        return Err(past_the_end(info, last));
+    }
+    let mut out = empty_batch(info, indices.len());
+    let per = info.sample_len();
+    let mut stream = open(indices[0])?;
+    let mut next = indices[0];
+    for &i in indices {
+        if i + 1 == next {
+            // A repeat of the sample just read.
+            let from = out.images.len() - per;
+            out.images.extend_from_within(from..);
+        } else {
+            if i > next {
+                skip(&mut stream, ((i - next) * sample_bytes) as u64, next)?;
+            }
+            sample(&mut stream, i, &mut out.images)?;
+            next = i + 1;
+        }
+        out.indices.push(i);
+        out.labels.push(label(i));
+    }
+    Ok(out)
 }
 
 /// Opens a data set, detecting the format from the path (see [`detect_format`]) unless

@@ -645,4 +645,52 @@ impl Dataset for NpyDataset {
         };
         Ok(Box::new(ChunkIter::new(range, batch_size, read)))
     }
+
+    fn labels(&self) -> Result<Vec<usize>> {
+        Ok(self.labels.clone())
+    }
+
+    /// An `.npz` entry is read from one stream skipped forward between ascending samples
+    /// (re-opening it per run of consecutive samples would inflate its head each time).
+    fn read(&self, indices: &[usize]) -> Result<Batch> {
+        if matches!(self.source, Source::Npy { .. }) {
+            return crate::read_runs(self, indices);
+        }
+        let lut = crate::u8_to_unit();
+        let sample_bytes = self.info.sample_len() * self.elem.size();
+        let mut buf = vec![0u8; sample_bytes];
+        let truncated = |i: usize| Error::BadHeader {
+            path: self.source.describe(),
+            reason: format!(
+                "truncated: header declares {} images, data ends in sample {i}",
+                self.info.len
+            ),
+        };
+        crate::read_forward(
+            self,
+            indices,
+            sample_bytes,
+            |i| {
+                self.source
+                    .stream((i as u64).saturating_mul(sample_bytes as u64))
+            },
+            |s, i, out| {
+                let got =
+                    read_full(&mut **s, &mut buf).map_err(|e| io_err(self.source.path(), e))?;
+                if got < sample_bytes {
+                    return Err(truncated(i));
+                }
+                self.convert(&buf, i, &lut, out)
+            },
+            |s, n, at| {
+                let skipped = io::copy(&mut (&mut **s).take(n), &mut io::sink())
+                    .map_err(|e| io_err(self.source.path(), e))?;
+                if skipped < n {
+                    return Err(truncated(at + skipped as usize / sample_bytes.max(1)));
+                }
+                Ok(())
+            },
+            |i| self.labels[i],
+        )
+    }
 }

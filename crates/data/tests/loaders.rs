@@ -792,3 +792,63 @@ fn batch_size_zero_is_an_error() {
     assert_eq!(ds.batches(10, reversed).unwrap().count(), 0);
     assert_eq!(ds.batches(10, 200..300).unwrap().count(), 0);
 }
+
+// ---------------------------------------------------------------- read / labels
+
+/// `Dataset::read` (any order, repeats) and `Dataset::labels` agree with the batches of every
+/// format, including the streamed ones (gzip IDX, deflated and stored `.npz`) read forward
+/// from one stream.
+#[test]
+fn read_and_labels_agree_with_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 9usize;
+    let x: Vec<u8> = (0..n * 4 * 4 * 3).map(|i| (i * 29 % 256) as u8).collect();
+    let y: Vec<i64> = (0..n as i64).map(|i| (i * 7) % 4).collect();
+    let mut paths = vec![
+        shared("cifar10/test_batch_first100.bin"),
+        shared("mnist/t10k-images-idx3-ubyte.gz"),
+        shared("cifar10/jpg/test"),
+    ];
+    for deflate in [false, true] {
+        let p = dir.path().join(format!("s{deflate}.npz"));
+        write_npz(&p, deflate, "x", &[n as u64, 4, 4, 3], &x, &y);
+        paths.push(p);
+    }
+    let p = dir.path().join("x.npy");
+    write_npy(&p, &[n as u64, 4, 4, 3], &x);
+    write_npy(&dir.path().join("x_labels.npy"), &[n as u64], &y);
+    paths.push(p);
+    for path in &paths {
+        let ds = open(path, &LoadOptions::default()).unwrap();
+        let len = ds.info().len;
+        let head = len.min(120);
+        let all: Vec<Batch> = ds
+            .batches(64, 0..head)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let image = |i: usize| all[i / 64].image(i % 64).to_vec();
+        let label = |i: usize| all[i / 64].labels[i % 64];
+        let labels = ds.labels().unwrap();
+        assert_eq!(labels.len(), len, "{}", path.display());
+        for (i, &l) in labels.iter().take(head).enumerate() {
+            assert_eq!(l, label(i), "{} label {i}", path.display());
+        }
+        let last = head - 1;
+        for list in [
+            vec![0, 1, 1, 4, last - 1, last],
+            vec![last, 2, 5, 2, 0],
+            vec![3],
+            vec![1, 2, 3, 7, 8],
+        ] {
+            let b = ds.read(&list).unwrap();
+            assert_eq!(b.indices, list, "{}", path.display());
+            for (k, &i) in list.iter().enumerate() {
+                assert_eq!(b.labels[k], label(i), "{} {list:?}", path.display());
+                assert_eq!(b.image(k), &image(i)[..], "{} {list:?}", path.display());
+            }
+        }
+        let msg = ds.read(&[1, len]).unwrap_err().to_string();
+        assert!(msg.contains(&format!("sample {len}")), "{msg}");
+    }
+}

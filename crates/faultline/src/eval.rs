@@ -2,8 +2,6 @@
 //! accuracy, the confusion matrix and the mean logit margin. This record is what every later
 //! analysis extends.
 
-use std::ops::Range;
-
 use faultline_attacks::attack::argmax;
 use faultline_data::Dataset;
 use faultline_engine::{runner_up, Model};
@@ -13,6 +11,7 @@ use crate::corruption::{CorruptionKind, CorruptionPlan};
 use crate::error::{Error, Result};
 use crate::metrics::{confusion, per_class, ClassAccuracy};
 use crate::record::{Condition, SampleRecord};
+use crate::subset::read_batches;
 
 /// Aggregates of an evaluation.
 #[derive(Debug, Clone, Serialize)]
@@ -31,16 +30,17 @@ pub struct EvalSummary {
     pub confusion: Vec<Vec<u64>>,
 }
 
-/// Evaluates samples `range` of `data` in batches, handing each batch's records to `sink` as
-/// soon as they exist (so they can be written before the next batch starts).
+/// Evaluates the samples `indices` of `data` (data-set indices, in that order) in batches,
+/// handing each batch's records to `sink` as soon as they exist (so they can be written before
+/// the next batch starts).
 pub fn evaluate(
     model: &Model,
     data: &dyn Dataset,
-    range: Range<usize>,
+    indices: &[usize],
     batch_size: usize,
     sink: impl FnMut(&[SampleRecord]) -> Result<()>,
 ) -> Result<()> {
-    evaluate_under(model, data, range, batch_size, None, sink)
+    evaluate_under(model, data, indices, batch_size, None, sink)
 }
 
 /// [`evaluate`] on the clean images and, with a plan, on every corruption × severity of it,
@@ -49,14 +49,14 @@ pub fn evaluate(
 pub fn evaluate_under(
     model: &Model,
     data: &dyn Dataset,
-    range: Range<usize>,
+    indices: &[usize],
     batch_size: usize,
     plan: Option<&CorruptionPlan>,
     mut sink: impl FnMut(&[SampleRecord]) -> Result<()>,
 ) -> Result<()> {
     let k = model.num_classes();
     let source = data.info().source.display().to_string();
-    for batch in data.batches(batch_size.max(1), range)? {
+    for batch in read_batches(data, indices, batch_size)? {
         let batch = batch?;
         check_batch(&batch, k, &source)?;
         let mut records =

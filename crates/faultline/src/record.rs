@@ -123,7 +123,7 @@ pub struct MarginDetail {
 /// One sample under one condition (a line of `samples.jsonl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleRecord {
-    /// Position of the sample in the data set.
+    /// Index of the sample in the data set (not its position in the run's selection).
     pub index: usize,
     /// True label.
     pub label: usize,

@@ -20,23 +20,27 @@ use crate::error::{io, Error, Result};
 use crate::record::SampleRecord;
 
 /// How many leading records of an interrupted run to keep (for [`RunDir::open_with`]): those of
-/// samples below `total` that have all `per_sample` records. Records are appended batch by
-/// batch, so the complete samples come first and a cut batch is dropped whole.
-pub fn whole_samples(records: &[SampleRecord], per_sample: usize, total: usize) -> usize {
-    // The longest prefix in which every sample present has all its records: a batch writes its
-    // records ε by ε (or condition by condition), so a cut batch leaves some samples short and
-    // is dropped whole, whatever order its records came in.
+/// the samples that begin `indices` (the run's samples in the order it covers them) and have
+/// all `per_sample` records. Records are appended batch by batch, so the complete samples come
+/// first and a cut batch is dropped whole.
+pub fn whole_samples(records: &[SampleRecord], per_sample: usize, indices: &[usize]) -> usize {
+    // The longest prefix in which the samples appear in the order of `indices` (by their first
+    // record) and every sample present has all its records: a batch writes its records ε by ε
+    // (or condition by condition), so a cut batch leaves some samples short and is dropped
+    // whole, whatever order its records came in.
     let mut count = std::collections::HashMap::new();
-    let (mut short, mut keep) = (0usize, 0usize);
+    let (mut short, mut keep, mut seen) = (0usize, 0usize, 0usize);
     for (i, r) in records.iter().enumerate() {
-        if r.index >= total {
-            break;
-        }
         let c = count.entry(r.index).or_insert(0usize);
-        *c += 1;
-        if *c == 1 {
+        if *c == 0 {
+            // A new sample must be the next one of the list.
+            if indices.get(seen) != Some(&r.index) {
+                break;
+            }
+            seen += 1;
             short += 1;
         }
+        *c += 1;
         if *c == per_sample {
             short -= 1;
         }
@@ -263,10 +267,21 @@ mod tests {
             at(3, 0.1),
             at(2, 0.2),
         ];
-        assert_eq!(whole_samples(&recs, 2, 10), 4);
-        assert_eq!(whole_samples(&recs[..4], 2, 10), 4);
-        assert_eq!(whole_samples(&recs, 2, 1), 0);
-        assert_eq!(whole_samples(&recs[..3], 2, 10), 0);
+        let list: Vec<usize> = (0..10).collect();
+        assert_eq!(whole_samples(&recs, 2, &list), 4);
+        assert_eq!(whole_samples(&recs[..4], 2, &list), 4);
+        assert_eq!(whole_samples(&recs, 2, &list[..1]), 0);
+        assert_eq!(whole_samples(&recs[..3], 2, &list), 0);
+    }
+
+    #[test]
+    fn resumed_samples_are_a_prefix_of_the_selection() {
+        // A stratified selection: data-set indices 3, 40, 41, 90, records in that order.
+        let recs = vec![at(3, 0.1), at(40, 0.1), at(41, 0.1), at(90, 0.1)];
+        assert_eq!(whole_samples(&recs, 1, &[3, 40, 41, 90, 95]), 4);
+        // Records of another list (another selection): only the common prefix is kept.
+        assert_eq!(whole_samples(&recs, 1, &[3, 40, 50, 90]), 2);
+        assert_eq!(whole_samples(&recs, 1, &[0, 1, 2, 3]), 0);
     }
     use serde::Deserialize;
 

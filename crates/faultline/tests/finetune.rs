@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use faultline::data::LoadOptions;
 use faultline::run::finetune::{self, Adversarial, FinetuneConfig, Validation};
 use faultline::run::{load, DataCard, Output, Progress, Silent, Source};
+use faultline::subset::Selection;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -27,7 +28,7 @@ fn small() -> FinetuneConfig {
         epochs: 2,
         batch_size: 16,
         lr: 1e-3,
-        limit: Some(40),
+        selection: Selection::limit(40),
         val_limit: Some(20),
         ..FinetuneConfig::default()
     }

@@ -28,7 +28,8 @@ fn accuracy(model: &str, data: &str, norm: Option<(&[f32], &[f32])>) -> (usize, 
     let m = load_model(&shared(model), [i.channels, i.height, i.width], norm)
         .unwrap_or_else(|e| panic!("{model}: {e}"));
     let mut recs: Vec<SampleRecord> = Vec::new();
-    evaluate(&m.model, ds.as_ref(), 0..i.len, 256, |b| {
+    let all: Vec<usize> = (0..i.len).collect();
+    evaluate(&m.model, ds.as_ref(), &all, 256, |b| {
         recs.extend_from_slice(b);
         Ok(())
     })

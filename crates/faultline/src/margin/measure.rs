@@ -156,8 +156,9 @@ pub fn measure_batch(
     Ok(recs)
 }
 
-/// Which of `total` samples to attack: all, or `subset` of them drawn uniformly without
-/// replacement by a seeded shuffle (the same seed always picks the same samples).
+/// Which of `total` samples (positions in a run's selection) to attack: all, or `subset` of
+/// them drawn uniformly without replacement by a seeded shuffle (the same seed always picks the
+/// same positions).
 pub fn choose_subset(total: usize, subset: Option<usize>, seed: u64) -> Vec<bool> {
     match subset {
         Some(m) if m < total => {

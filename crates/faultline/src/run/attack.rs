@@ -22,6 +22,7 @@ use crate::run::npy::NpyRows;
 use crate::run::{
     check_batch_size, open_records, threads, DataCard, Loaded, Output, Progress, Runtime,
 };
+use crate::subset::{read_batches, Selection};
 
 /// Settings of `attack`.
 #[derive(Debug, Clone, Serialize)]
@@ -38,11 +39,11 @@ pub struct AttackConfig {
     pub target: Option<usize>,
     /// Run the sanity checks for gradient masking (bounded attacks).
     pub sanity: bool,
-    /// Attack only this many samples [default: all].
-    pub limit: Option<usize>,
+    /// The samples attacked [default: all].
+    pub selection: Selection,
     /// Images per batch.
     pub batch_size: usize,
-    /// Write the returned images as `adv_<k>.npy`.
+    /// Write the returned images as `adv_<k>.npy` (row j: the j-th selected sample).
     pub save_adv: bool,
 }
 
@@ -55,7 +56,7 @@ impl Default for AttackConfig {
             eps: Vec::new(),
             target: None,
             sanity: true,
-            limit: None,
+            selection: Selection::default(),
             batch_size: 128,
             save_adv: false,
         }
@@ -180,15 +181,16 @@ pub fn run_records(
         check_target(&attack, t, k)?;
     }
     let sanity = cfg.sanity && !attack.is_min_norm();
-    let total = loaded.total(cfg.limit)?;
-    let mut settings = loaded.settings(cfg.limit);
+    let indices = loaded.select(&cfg.selection)?;
+    let total = indices.len();
+    let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["attack"] = attack.describe();
     settings["eps"] = json!(eps);
     settings["target"] = json!(cfg.target);
     settings["sanity"] = json!(sanity);
     let per_sample = if attack.is_min_norm() { 1 } else { eps.len() };
     let (mut rd, mut records, start) =
-        open_records(out, "attack", settings, per_sample, total, progress)?;
+        open_records(out, "attack", settings, per_sample, &indices, progress)?;
     let info = loaded.data.info();
     let shape = [total, info.channels, info.height, info.width];
     let mut adv_files = Vec::new();
@@ -215,7 +217,8 @@ pub fn run_records(
         .count();
     let mut unbounded_left = SANITY_SAMPLES.saturating_sub(checked);
     let source = loaded.data_path.display().to_string();
-    for batch in loaded.data.batches(cfg.batch_size, start..total)? {
+    let mut position = start;
+    for batch in read_batches(loaded.data.as_ref(), &indices[start..], cfg.batch_size)? {
         let batch = batch?;
         check_batch(&batch, k, &source)?;
         // Running robust accuracy while an ensemble's stages finish within the batch: the
@@ -249,8 +252,9 @@ pub fn run_records(
         unbounded_left = opts.unbounded_left;
         for (f, img) in adv_files.iter_mut().zip(&images) {
             let bytes: Vec<u8> = img.iter().flat_map(|v| v.to_le_bytes()).collect();
-            f.write_rows(batch.indices[0], &bytes)?;
+            f.write_rows(position, &bytes)?;
         }
+        position += batch.len();
         rd.append(&recs)?;
         records.extend(recs);
         progress.advance(records.len() / per_sample);

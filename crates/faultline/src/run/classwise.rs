@@ -18,6 +18,7 @@ use crate::run::attack::{self, AttackConfig};
 use crate::run::eval::{self, EvalConfig};
 use crate::run::{check_batch_size, Loaded, Output, Progress};
 use crate::rundir::RunDir;
+use crate::subset::{read_batches, Selection};
 
 mod plots;
 
@@ -30,8 +31,8 @@ pub struct ClasswiseConfig {
     pub targeted: bool,
     /// Corruptions to include [default: none].
     pub corruptions: Option<CorruptionPlan>,
-    /// Analyse only this many samples [default: all].
-    pub limit: Option<usize>,
+    /// The samples analysed [default: all] (by every step).
+    pub selection: Selection,
     /// Images per batch.
     pub batch_size: usize,
 }
@@ -127,11 +128,11 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<ClasswiseRun> {
     check_batch_size(cfg.batch_size)?;
-    let total = loaded.total(cfg.limit)?;
+    let indices = loaded.select(&cfg.selection)?;
     let k = loaded.model.card.num_classes;
     cfg.check(k)?;
     let names = loaded.class_names();
-    let mut settings = loaded.settings(cfg.limit);
+    let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["config"] = serde_json::to_value(cfg).unwrap_or_default();
     let (rd, _) = RunDir::open::<SampleRecord>(&out.dir, "classwise", settings, out.overwrite)?;
     // 1. Clean (and corrupted) predictions.
@@ -145,7 +146,7 @@ pub fn run(
         out.sub("eval").dir.display()
     ));
     let ecfg = EvalConfig {
-        limit: cfg.limit,
+        selection: cfg.selection.clone(),
         batch_size: cfg.batch_size,
         corruptions: cfg.corruptions.clone(),
         baseline: None,
@@ -160,7 +161,7 @@ pub fn run(
     // 2. Untargeted attack, per ε.
     if let Some(acfg) = &cfg.attack {
         let acfg = AttackConfig {
-            limit: cfg.limit,
+            selection: cfg.selection.clone(),
             batch_size: cfg.batch_size,
             target: None,
             ..acfg.clone()
@@ -222,7 +223,7 @@ pub fn run(
             let tcfg = AttackConfig {
                 eps: acfg.eps.iter().take(1).copied().collect(),
                 target: Some(t),
-                limit: cfg.limit,
+                selection: cfg.selection.clone(),
                 batch_size: cfg.batch_size,
                 ..acfg.clone()
             };
@@ -251,7 +252,7 @@ pub fn run(
         }
     }
     // 5. Latent space of the clean images.
-    let lat = latent_of(loaded, total, cfg.batch_size, &reports, attack_reports)?;
+    let lat = latent_of(loaded, &indices, cfg.batch_size, &reports, attack_reports)?;
     // 6. Records, plots, ranking.
     let cfps = reports
         .iter()
@@ -290,11 +291,11 @@ pub fn run(
     Ok(run)
 }
 
-/// The latent structure of the clean penultimate features, correlated with the confusion and
-/// the CFPS of the main attack condition (or the clean one).
+/// The latent structure of the clean penultimate features of the samples `indices`, correlated
+/// with the confusion and the CFPS of the main attack condition (or the clean one).
 fn latent_of(
     loaded: &Loaded,
-    total: usize,
+    indices: &[usize],
     batch_size: usize,
     reports: &[ClasswiseReport],
     attack_reports: usize,
@@ -308,7 +309,7 @@ fn latent_of(
     let mut feats = Vec::new();
     let mut labels = Vec::new();
     let mut dim = 0;
-    for b in loaded.data.batches(batch_size, 0..total)? {
+    for b in read_batches(loaded.data.as_ref(), indices, batch_size)? {
         let b = b?;
         let (_, f) = loaded.model.model.features(&b.images, &["penultimate"])?;
         dim = f[0].len() / b.len().max(1);

@@ -1,8 +1,11 @@
 //! `corrupt`: writes a CIFAR-10-C-style corrupted copy of a data set — one `.npy` per family
 //! with the chosen severities stacked (`[S·N, H, W, C]` uint8, severity-major, like
 //! CIFAR-10-C's 5 × 10,000 rows) plus `labels.npy` — or an image folder
-//! `DIR/<family>/<severity>/<class>/<index>.png`. Progress is recorded per sample in
-//! `samples.jsonl`, so a killed run resumes where it stopped.
+//! `DIR/<family>/<severity>/<class>/<index>.png`. With a selection, the output holds the
+//! selected samples only, in ascending data-set order: row `k` of each severity block (and of
+//! `labels.npy`) is the `k`-th selected sample, while PNG files keep the data-set index in
+//! their names. Progress is recorded per sample in `samples.jsonl` (data-set index and label),
+//! so a killed run resumes where it stopped.
 
 use std::time::Instant;
 
@@ -13,8 +16,9 @@ use serde_json::json;
 use crate::corruption::CorruptionPlan;
 use crate::error::{io, Error, Result};
 use crate::run::npy::NpyRows;
-use crate::run::{check_batch_size, total, Output, Progress};
+use crate::run::{check_batch_size, Output, Progress};
 use crate::rundir::RunDir;
+use crate::subset::{read_batches, Selection};
 
 /// Output layout of `corrupt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,8 +37,8 @@ pub struct CorruptConfig {
     pub plan: CorruptionPlan,
     /// Output layout.
     pub layout: Layout,
-    /// Corrupt only this many samples [default: all].
-    pub limit: Option<usize>,
+    /// The samples corrupted [default: all]; the output's sample `k` is the `k`-th selected.
+    pub selection: Selection,
     /// Images per batch.
     pub batch_size: usize,
 }
@@ -67,7 +71,8 @@ struct Done {
     label: usize,
 }
 
-/// Runs `corrupt` on `data` (no model needed); `settings` describes where the data came from.
+/// Runs `corrupt` on the selected samples of `data` (no model needed); `settings` describes
+/// where the data came from (the selection is added to it).
 pub fn run(
     cfg: &CorruptConfig,
     data: &dyn Dataset,
@@ -77,13 +82,27 @@ pub fn run(
 ) -> Result<CorruptReport> {
     check_batch_size(cfg.batch_size)?;
     let info = data.info().clone();
-    let n = total(data, cfg.limit)?;
+    let indices = cfg.selection.resolve(data)?;
+    let n = indices.len();
     let plan = &cfg.plan;
     let mut settings = settings;
+    if let (Some(m), serde_json::Value::Object(d)) =
+        (settings.as_object_mut(), cfg.selection.describe(&indices))
+    {
+        m.extend(d);
+    }
     settings["plan"] = serde_json::to_value(plan).unwrap_or_default();
     settings["output"] = json!(cfg.layout);
-    let (mut rd, done) = RunDir::open::<Done>(&out.dir, "corrupt", settings, out.overwrite)?;
-    let start = done.len().min(n);
+    // Keep the records that begin the selection (a prefix of it, in order).
+    let prefix = |done: &[Done]| {
+        done.iter()
+            .zip(&indices)
+            .take_while(|(d, &i)| d.index == i)
+            .count()
+    };
+    let (mut rd, done) =
+        RunDir::open_with::<Done>(&out.dir, "corrupt", settings, out.overwrite, prefix)?;
+    let start = done.len();
     let fresh = start == 0;
     let (c, h, w) = (info.channels, info.height, info.width);
     let s = plan.severities.len();
@@ -119,9 +138,9 @@ pub fn run(
     ));
     progress.start("corrupt", n, start);
     let t0 = Instant::now();
-    for batch in data.batches(cfg.batch_size, start..n)? {
+    let mut first = start;
+    for batch in read_batches(data, &indices[start..], cfg.batch_size)? {
         let batch = batch?;
-        let first = batch.indices[0];
         for (fi, &kind) in plan.kinds.iter().enumerate() {
             for (si, &sev) in plan.severities.iter().enumerate() {
                 let imgs = plan.corrupt_bytes(&batch, kind, sev)?;
@@ -175,7 +194,8 @@ pub fn run(
             .map(|(&index, &label)| Done { index, label })
             .collect();
         rd.append(&recs)?;
-        progress.advance(first + batch.len());
+        first += batch.len();
+        progress.advance(first);
     }
     progress.finish();
     let secs = t0.elapsed().as_secs_f64();
@@ -188,8 +208,9 @@ pub fn run(
             .map(|k| format!("{}{suffix}", k.name()))
             .collect(),
         layout: if npy {
-            "[severity * N + i, H, W, C] uint8, severities in the order of plan.severities; \
-             labels.npy repeats the labels per severity"
+            "[severity * N + k, H, W, C] uint8 (k: the k-th selected sample, ascending \
+             data-set index), severities in the order of plan.severities; labels.npy repeats \
+             the labels per severity"
         } else {
             "<family>/<severity>/<class>/<index>.png"
         }

@@ -14,12 +14,13 @@ use crate::record::{Condition, SampleRecord};
 use crate::run::{
     check_batch_size, open_records, threads, DataCard, Loaded, Output, Progress, Runtime,
 };
+use crate::subset::Selection;
 
 /// Settings of `eval`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalConfig {
-    /// Evaluate only this many samples [default: all].
-    pub limit: Option<usize>,
+    /// The samples evaluated [default: all].
+    pub selection: Selection,
     /// Images per forward pass.
     pub batch_size: usize,
     /// Corruptions computed on the fly [default: none].
@@ -31,7 +32,7 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
-            limit: None,
+            selection: Selection::default(),
             batch_size: 128,
             corruptions: None,
             baseline: None,
@@ -86,14 +87,15 @@ pub fn run_records(
 ) -> Result<(EvalReport, Vec<SampleRecord>)> {
     check_batch_size(cfg.batch_size)?;
     let baseline = cfg.baseline.as_deref().map(read_baseline).transpose()?;
-    let total = loaded.total(cfg.limit)?;
+    let indices = loaded.select(&cfg.selection)?;
+    let total = indices.len();
     let plan = cfg.corruptions.as_ref();
     let per_sample = 1 + plan.map_or(0, |p| p.conditions().len());
-    let mut settings = loaded.settings(cfg.limit);
+    let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["corruptions"] = serde_json::to_value(plan).unwrap_or_default();
     // Keep only whole samples (every condition present) of an interrupted run.
     let (mut rd, mut records, start) =
-        open_records(out, "eval", settings, per_sample, total, progress)?;
+        open_records(out, "eval", settings, per_sample, &indices, progress)?;
     if let Some(p) = plan {
         progress.note(&format!(
             "evaluating {} corruption(s) x {} severit(ies) ({} table) on {total} images",
@@ -111,7 +113,7 @@ pub fn run_records(
     evaluate_under(
         model,
         loaded.data.as_ref(),
-        start..total,
+        &indices[start..],
         cfg.batch_size,
         plan,
         |batch| {

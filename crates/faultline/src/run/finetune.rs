@@ -39,7 +39,7 @@ use crate::model::ModelCard;
 use crate::plot::{xy_chart, Series};
 use crate::run::{check_batch_size, threads, write_file, DataCard, Loaded, Output, Progress};
 use crate::rundir::RunDir;
-use crate::subset::{select, Subset};
+use crate::subset::{select, Selection, Subset};
 
 /// One augmentation of the training images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,10 +156,10 @@ pub struct FinetuneConfig {
     pub trades: Option<f32>,
     /// Per-class weights of the cross-entropy (weighted mean, as PyTorch's `weight=`).
     pub class_weights: Option<Vec<f32>>,
-    /// Train on this many samples [default: all], picked by `subset`.
-    pub limit: Option<usize>,
-    /// How `limit` picks samples.
-    pub subset: Subset,
+    /// The training samples [default: all] (`limit` class-stratified by default; `indices` a
+    /// file of them; the command line seeds a random subset with `--seed` unless
+    /// `--subset-seed` is given).
+    pub selection: Selection,
     /// Samples added to the selection, repeats allowed (over-weighting by repetition; `harden`
     /// adds the weak samples) [default: none].
     #[serde(default)]
@@ -201,8 +201,7 @@ impl Default for FinetuneConfig {
             adversarial: None,
             trades: None,
             class_weights: None,
-            limit: None,
-            subset: Subset::Stratified,
+            selection: Selection::default(),
             extra: Vec::new(),
             val_limit: None,
             val_steps: 20,
@@ -778,7 +777,7 @@ pub fn run(
             ));
         }
     }
-    let mut selected = select(data, cfg.limit, cfg.subset, cfg.seed)?;
+    let base = loaded.select(&cfg.selection)?;
     if let Some(&bad) = cfg.extra.iter().find(|&&i| i >= info.len) {
         return Err(Error::Invalid(format!(
             "extra training sample {bad} is past the last of {} in {}",
@@ -786,12 +785,13 @@ pub fn run(
             info.source.display()
         )));
     }
+    let mut selected = base.clone();
     selected.extend_from_slice(&cfg.extra);
     let val_indices = match val {
         Some(v) => Some(select(v.data, cfg.val_limit, Subset::Stratified, cfg.seed)?),
         None => None,
     };
-    let mut settings = loaded.settings(cfg.limit);
+    let mut settings = loaded.settings(&cfg.selection, &base);
     settings["finetune"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["val"] = serde_json::json!(val.map(|v| v.card.path.clone()));
     let (mut rd, mut epochs): (RunDir, Vec<EpochRecord>) =

@@ -28,6 +28,7 @@ use crate::run::{
     check_batch_size, open_records, threads, write_file, DataCard, Loaded, Output, Progress,
     Runtime,
 };
+use crate::subset::{read_batches, Selection};
 
 /// Settings of `margins`.
 #[derive(Debug, Clone, Serialize)]
@@ -38,8 +39,8 @@ pub struct MarginsConfig {
     pub settings: Settings,
     /// A sample is non-robust when its input margin is at most ε [default: the norm's].
     pub eps: Option<f32>,
-    /// Attack only a random subset of this many samples [default: all].
-    pub subset: Option<usize>,
+    /// Attack only a random subset of this many of the selected samples [default: all].
+    pub attack_subset: Option<usize>,
     /// Attacked samples per round of the robust-accuracy estimate.
     pub estimate_size: usize,
     /// Learn a pseudo-margin from logits or penultimate features, with these parameters.
@@ -48,8 +49,8 @@ pub struct MarginsConfig {
     pub recall: f64,
     /// Bootstrap resamples for the confidence intervals.
     pub bootstrap: usize,
-    /// Measure only this many samples [default: all].
-    pub limit: Option<usize>,
+    /// The samples measured [default: all].
+    pub selection: Selection,
     /// Images per batch.
     pub batch_size: usize,
 }
@@ -60,12 +61,12 @@ impl Default for MarginsConfig {
             attack: "fab".into(),
             settings: Settings::default(),
             eps: None,
-            subset: None,
+            attack_subset: None,
             estimate_size: 100,
             pseudo: None,
             recall: 0.95,
             bootstrap: 1000,
-            limit: None,
+            selection: Selection::default(),
             batch_size: 128,
         }
     }
@@ -125,8 +126,8 @@ pub fn run(
             return Err(setting("--epochs/--lr", "must be positive"));
         }
     }
-    if cfg.subset == Some(0) {
-        return Err(setting("--subset", "0 attacks no sample"));
+    if cfg.attack_subset == Some(0) {
+        return Err(setting("--attack-subset", "0 attacks no sample"));
     }
     if cfg.estimate_size == 0 {
         return Err(setting("--estimate-size", "must be at least 1"));
@@ -143,7 +144,8 @@ pub fn run(
     }
     let norm = attack.norm();
     let eps = cfg.eps.unwrap_or(default_eps(norm));
-    let total = loaded.total(cfg.limit)?;
+    let indices = loaded.select(&cfg.selection)?;
+    let total = indices.len();
     let model = &loaded.model.model;
     let k = model.num_classes();
     let head = model.head();
@@ -159,14 +161,16 @@ pub fn run(
         )));
     }
     let seed = cfg.settings.seed;
-    let mut settings = loaded.settings(cfg.limit);
+    let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["attack"] = attack.describe();
-    settings["subset"] = json!(cfg.subset);
+    settings["attack_subset"] = json!(cfg.attack_subset);
     settings["keep_features"] = json!(keep_features);
     settings["seed"] = json!(seed);
-    let (mut rd, mut records, start) = open_records(out, "margins", settings, 1, total, progress)?;
-    // Which samples are attacked: all, or the first `subset` of a seeded permutation.
-    let chosen = choose_subset(total, cfg.subset, seed);
+    let (mut rd, mut records, start) =
+        open_records(out, "margins", settings, 1, &indices, progress)?;
+    // Which samples are attacked (by position in the selection): all, or the first
+    // `attack_subset` of a seeded permutation.
+    let chosen = choose_subset(total, cfg.attack_subset, seed);
     progress.start("margins", total, start);
     let t0 = Instant::now();
     let non_robust = |r: &SampleRecord| {
@@ -181,10 +185,12 @@ pub fn run(
             (a + 1, b + usize::from(non_robust(r)))
         });
     let source = loaded.data_path.display().to_string();
-    for batch in loaded.data.batches(cfg.batch_size, start..total)? {
+    let mut position = start;
+    for batch in read_batches(loaded.data.as_ref(), &indices[start..], cfg.batch_size)? {
         let batch = batch?;
         check_batch(&batch, k, &source)?;
-        let mask: Vec<bool> = batch.indices.iter().map(|&i| chosen[i]).collect();
+        let mask = chosen[position..position + batch.len()].to_vec();
+        position += batch.len();
         let b = BatchRef::new(&batch.images, &batch.indices);
         let recs = measure_batch(
             model,

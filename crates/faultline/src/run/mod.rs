@@ -36,6 +36,7 @@ use crate::error::{setting, Result};
 use crate::model::{load_model, LoadedModel};
 use crate::record::SampleRecord;
 use crate::rundir::{whole_samples, RunDir};
+use crate::subset::Selection;
 
 /// Where a model and data set come from, and how to read them.
 #[derive(Debug, Clone, Default)]
@@ -83,21 +84,34 @@ impl Loaded {
     pub fn data_card(&self) -> DataCard {
         DataCard::of(self.data.as_ref(), &self.data_path)
     }
-    /// The settings every run's hash includes: model and data, how they were read, the limit.
-    pub fn settings(&self, limit: Option<usize>) -> serde_json::Value {
-        let o = &self.options;
-        serde_json::json!({
-            "model": self.model_path, "model_sha256": self.model.card.sha256,
-            "data": self.data_path, "format": self.data.info().format.name(),
-            "split": format!("{:?}", o.split).to_lowercase(), "resize": o.resize,
-            "center_crop": o.center_crop, "classes_file": o.classes_file, "labels": o.labels,
-            "limit": limit, "normalization": self.model.card.normalization,
-        })
+    /// The settings every run's hash includes: model and data, how they were read, and the
+    /// selection of samples `indices` ([`Selection::describe`]).
+    pub fn settings(&self, selection: &Selection, indices: &[usize]) -> serde_json::Value {
+        let mut s = data_settings(self.data.as_ref(), &self.data_path, &self.options);
+        s["model"] = serde_json::json!(self.model_path);
+        s["model_sha256"] = serde_json::json!(self.model.card.sha256);
+        s["normalization"] = serde_json::json!(self.model.card.normalization);
+        if let (Some(m), serde_json::Value::Object(d)) =
+            (s.as_object_mut(), selection.describe(indices))
+        {
+            m.extend(d);
+        }
+        s
     }
-    /// The number of samples a run over `limit` of them covers; refuses to cover none.
-    pub fn total(&self, limit: Option<usize>) -> Result<usize> {
-        total(self.data.as_ref(), limit)
+    /// The data-set indices `selection` covers (ascending); see [`Selection::resolve`].
+    pub fn select(&self, selection: &Selection) -> Result<Vec<usize>> {
+        selection.resolve(self.data.as_ref())
     }
+}
+
+/// The settings that describe where `data` came from and how it was read (every run's hash
+/// includes them).
+pub fn data_settings(data: &dyn Dataset, path: &Path, o: &LoadOptions) -> serde_json::Value {
+    serde_json::json!({
+        "data": path, "format": data.info().format.name(),
+        "split": format!("{:?}", o.split).to_lowercase(), "resize": o.resize,
+        "center_crop": o.center_crop, "classes_file": o.classes_file, "labels": o.labels,
+    })
 }
 
 /// What the run record says about the data set.
@@ -238,19 +252,20 @@ pub struct Runtime {
     pub img_per_s: Option<f64>,
 }
 
-/// Opens the run directory of a per-sample `command` over `total` samples with `per_sample`
-/// records each: a fresh run, or the whole samples of an interrupted run with the same settings
-/// (a cut batch is recomputed). Returns the directory, the records kept and the number of
-/// samples they cover.
+/// Opens the run directory of a per-sample `command` over the samples `indices` (in that
+/// order) with `per_sample` records each: a fresh run, or the whole samples of an interrupted
+/// run with the same settings, which cover a prefix of `indices` (a cut batch is recomputed).
+/// Returns the directory, the records kept and the number of samples they cover (the position
+/// in `indices` to continue from).
 pub fn open_records(
     out: &Output,
     command: &str,
     settings: serde_json::Value,
     per_sample: usize,
-    total: usize,
+    indices: &[usize],
     progress: &dyn Progress,
 ) -> Result<(RunDir, Vec<SampleRecord>, usize)> {
-    let complete = |recs: &[SampleRecord]| whole_samples(recs, per_sample, total);
+    let complete = |recs: &[SampleRecord]| whole_samples(recs, per_sample, indices);
     let (rd, records) = RunDir::open_with(&out.dir, command, settings, out.overwrite, complete)?;
     let start = records.len() / per_sample.max(1);
     if start > 0 {
@@ -261,8 +276,9 @@ pub fn open_records(
             _ => "done",
         };
         progress.note(&format!(
-            "resuming {}: {start} of {total} samples already {done}",
-            out.dir.display()
+            "resuming {}: {start} of {} samples already {done}",
+            out.dir.display(),
+            indices.len()
         ));
     }
     Ok((rd, records, start))

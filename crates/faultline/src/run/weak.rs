@@ -33,7 +33,7 @@ use crate::model::ModelCard;
 use crate::plot::bars;
 use crate::run::{check_batch_size, threads, write_file, DataCard, Loaded, Output, Progress};
 use crate::rundir::RunDir;
-use crate::subset::{select, Subset};
+use crate::subset::{select, Selection, Subset};
 
 /// The random direction of the neighbours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,10 +100,8 @@ impl Perturbation {
 /// Settings of `weak`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WeakConfig {
-    /// Score this many training samples [default: all], picked by `subset`.
-    pub limit: Option<usize>,
-    /// How `limit` picks samples.
-    pub subset: Subset,
+    /// The training samples scored [default: all; `limit` class-stratified by default].
+    pub selection: Selection,
     /// Samples per forward batch (of clean samples; each brings Q·|grid| neighbours).
     pub batch_size: usize,
     /// Neighbours per ε [default 32, U].
@@ -154,8 +152,7 @@ pub fn default_perturbations() -> Vec<Perturbation> {
 impl Default for WeakConfig {
     fn default() -> Self {
         WeakConfig {
-            limit: None,
-            subset: Subset::Stratified,
+            selection: Selection::default(),
             batch_size: 16,
             q: 32,
             eps: [1.0f32, 2.0, 4.0, 8.0].iter().map(|e| e / 255.0).collect(),
@@ -685,8 +682,8 @@ pub fn run(
     let data = loaded.data.as_ref();
     let model = &loaded.model.model;
     let k = loaded.model.card.num_classes;
-    let indices = select(data, cfg.limit, cfg.subset, cfg.seed)?;
-    let mut settings = loaded.settings(cfg.limit);
+    let indices = loaded.select(&cfg.selection)?;
+    let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["weak"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["test"] = serde_json::json!(test.map(|t| t.card.path.clone()));
     let (mut rd, mut records): (RunDir, Vec<WeakRecord>) =
@@ -959,7 +956,7 @@ pub struct HardenReport {
 /// (methods.md §1.4, step 3): augmentation drawn from ν's corruption families (each at
 /// `severities`; with `attacks`, also PGD on half of each batch for the attacks in ν), the weak samples
 /// over-weighted by `weak_copies` extra copies, on the same training samples the `weak` run
-/// scored (its `--limit`). Then evaluates the original and the hardened model on the test set
+/// scored (the same selection). Then evaluates the original and the hardened model on the test set
 /// under every perturbation type, families never trained on marked held out. The "revised
 /// loss" of the paper is unknown; the loss is the cross-entropy.
 pub fn harden(
@@ -1105,7 +1102,8 @@ pub fn harden(
         model_out: report_ft.model_out.clone(),
         finetune: report_ft,
     };
-    let mut settings = loaded.settings(None);
+    let base = loaded.select(&cfg.finetune.selection)?;
+    let mut settings = loaded.settings(&cfg.finetune.selection, &base);
     settings["harden"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["weak_dir"] = serde_json::json!(weak_dir);
     settings["test"] = serde_json::json!(test.card.path);
