@@ -15,7 +15,7 @@ use crate::common::demo_model;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// ONNX model to time [default: the demo ResNet-20]
-    #[arg(long, value_name = "M.onnx")]
+    #[arg(short, long, value_name = "M.onnx")]
     pub model: Option<PathBuf>,
     /// Batch sizes to time, comma-separated (run in ascending order, so the memory peak
     /// printed for each is that of the batches up to it)

@@ -527,3 +527,49 @@ fn progress_off_a_terminal_prints_status_lines() {
     let number = rate.split("/s").next().unwrap();
     assert_eq!(number.split('.').nth(1).map(str::len), Some(1), "{last}");
 }
+
+/// An image folder missing a class folder is refused instead of shifting every later label;
+/// with --classes the folders are matched by name (issue 24 item 4).
+#[test]
+fn a_folder_missing_a_class_is_refused_unless_classes_name_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo("cifar10-test");
+    let part = tmp.path().join("part");
+    let mut names: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in names.iter().filter(|n| n.as_str() != "cat") {
+        std::fs::create_dir_all(part.join(n)).unwrap();
+        for f in ["0000.jpg", "0001.jpg"] {
+            std::fs::copy(data.join(n).join(f), part.join(n).join(f)).unwrap();
+        }
+    }
+    let model = demo("cifar10-resnet20.onnx");
+    let (m, p) = (model.to_str().unwrap(), part.to_str().unwrap());
+    let o = run(tmp.path(), &["eval", "-m", m, "-d", p, "-o", "e"]);
+    assert_clear_error(&o, &["--classes", "9 class folders", "10 outputs"]);
+    let classes = tmp.path().join("classes.txt");
+    std::fs::write(&classes, names.join("\n")).unwrap();
+    let o = run(
+        tmp.path(),
+        &[
+            "eval",
+            "-m",
+            m,
+            "-d",
+            p,
+            "--classes",
+            classes.to_str().unwrap(),
+            "-o",
+            "e",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Labels follow the names: no sample is labelled cat (3), and dog is 5.
+    let recs = lines(&tmp.path().join("e/samples.jsonl"));
+    assert_eq!(recs.len(), 18);
+    assert!(recs.iter().all(|r| r["label"] != 3));
+    assert_eq!(recs.iter().filter(|r| r["label"] == 5).count(), 2);
+}

@@ -86,6 +86,56 @@ pub fn settings_hash(command: &str, settings: &Value) -> String {
         .collect()
 }
 
+/// The settings that differ between an old run and a new one, as `key: old → new` (nested keys
+/// joined by dots; at most 6, then a count).
+pub fn differences(old: &Value, new: &Value) -> Vec<String> {
+    fn walk(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => {
+                let short = |v: &Value| {
+                    let t = v.to_string();
+                    if t.chars().count() > 40 {
+                        format!("{}…", t.chars().take(40).collect::<String>())
+                    } else {
+                        t
+                    }
+                };
+                out.push(format!("{prefix}: {} → {}", short(a), short(b)));
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    if out.len() > 6 {
+        let more = out.len() - 6;
+        out.truncate(6);
+        out.push(format!("{more} more"));
+    }
+    if out.is_empty() {
+        out.push("the faultline version or record schema".into());
+    }
+    out
+}
+
 impl RunDir {
     /// Opens `dir` for `command`; returns the directory and the records of an interrupted run
     /// with the same settings (empty for a fresh run).
@@ -125,10 +175,19 @@ impl RunDir {
             })?;
             let same = old.get("settings_hash").and_then(Value::as_str) == Some(hash.as_str());
             if !same {
+                let old_command = old
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown command");
+                let what = if old_command != command {
+                    format!("an earlier `{old_command}` run")
+                } else {
+                    let diffs = differences(old.get("settings").unwrap_or(&Value::Null), &settings);
+                    format!("{old_command} with other settings: {}", diffs.join(", "))
+                };
                 return Err(Error::Invalid(format!(
-                    "{} holds a different run ({} with other settings); choose another --out or pass --overwrite",
+                    "{} holds a different run ({what}); choose another --out or pass --overwrite",
                     dir.display(),
-                    old.get("command").and_then(Value::as_str).unwrap_or("unknown command")
                 )));
             }
             if samples_path.exists() {
@@ -317,6 +376,11 @@ mod tests {
         assert!(text.ends_with("{\"index\":2,\"v\":3.0}\n"));
         let err = RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), false).unwrap_err();
         assert!(err.to_string().contains("different run"));
+        // It names the setting that differs (issue 24 item 8).
+        assert!(err.to_string().contains("limit: 10 → 11"), "{err}");
+        let err =
+            RunDir::open::<Rec>(tmp.path(), "attack", json!({"limit": 10}), false).unwrap_err();
+        assert!(err.to_string().contains("an earlier `eval` run"), "{err}");
         let (_, done) =
             RunDir::open::<Rec>(tmp.path(), "eval", json!({"limit": 11}), true).unwrap();
         assert!(done.is_empty());

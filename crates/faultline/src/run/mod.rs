@@ -167,6 +167,26 @@ pub fn load(src: &Source) -> Result<Loaded> {
     });
     let model = load_model(&src.model, [info.channels, info.height, info.width], norm)?;
     let mut notes = Vec::new();
+    // An image folder numbers its class folders by sorted position: with a class folder missing,
+    // every later class would silently take the label of the one before it.
+    if info.format == data::Format::ImageFolder
+        && src.load.classes_file.is_none()
+        && info.num_classes() < model.card.num_classes
+    {
+        return Err(setting(
+            "--classes",
+            format!(
+                "{} has {} class folders but the model has {} outputs, so folder k would be read \
+                 as class k and every class after a missing folder would shift; pass --classes \
+                 FILE listing the model's {} class names in output order (folders are then \
+                 matched by name)",
+                src.data.display(),
+                info.num_classes(),
+                model.card.num_classes,
+                model.card.num_classes
+            ),
+        ));
+    }
     if model.card.num_classes != info.num_classes() {
         notes.push(format!(
             "the model has {} outputs and the data set {} classes",
