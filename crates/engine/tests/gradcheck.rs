@@ -40,14 +40,7 @@ fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut Lcg,
         let xp: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a + h * b).collect();
         let xm: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a - h * b).collect();
         let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
-        let an: f64 = g
-            .iter()
-            .zip(&d)
-            .map(|(a, b)| (*a as f64) * (*b as f64))
-            .sum();
-        let gnorm: f64 = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-        let dnorm: f64 = d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-        let err = (fd - an).abs() / (gnorm * dnorm).max(1e-6);
+        let (err, an) = directional_error(fd, &g, &d);
         assert!(
             err < 2e-3,
             "{name} trial {trial}: finite difference {fd} vs analytic {an} (relative {err:.2e})"

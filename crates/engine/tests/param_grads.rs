@@ -67,14 +67,7 @@ fn check(
             let fm = f(&mut tm);
             tm.values_mut()[i].copy_from_slice(&orig);
             let fd = (fp - fm) / (2.0 * h as f64);
-            let an: f64 = g
-                .iter()
-                .zip(&d)
-                .map(|(a, b)| (*a as f64) * (*b as f64))
-                .sum();
-            let gnorm: f64 = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-            let dnorm: f64 = d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-            let err = (fd - an).abs() / (gnorm * dnorm).max(1e-6);
+            let (err, an) = directional_error(fd, g, &d);
             assert!(
                 err < 3e-3,
                 "{name}/{pname} trial {trial}: finite difference {fd} vs analytic {an} (relative {err:.2e})"

@@ -104,3 +104,16 @@ pub fn shifted_model(
         vec![],
     )
 }
+
+/// `|fd − ⟨g, d⟩| / (‖g‖·‖d‖)`: how far a central finite difference `fd` along `d` is from the
+/// analytic directional derivative, relative to the largest it could be.
+pub fn directional_error(fd: f64, g: &[f32], d: &[f32]) -> (f64, f64) {
+    let an: f64 = g
+        .iter()
+        .zip(d)
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum();
+    let gnorm: f64 = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    let dnorm: f64 = d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    ((fd - an).abs() / (gnorm * dnorm).max(1e-6), an)
+}
