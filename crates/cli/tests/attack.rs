@@ -639,3 +639,51 @@ fn indices_file_selects_the_attacked_samples_and_resumes() {
     }
     assert_eq!(order, [12, 3005, 7001, 8999]);
 }
+
+/// The default radius fits the data set and is printed with the run (issue 24 item 10): 0.3 in
+/// L∞ on 28×28 grey images, 8/255 on CIFAR-sized colour images.
+#[test]
+fn default_eps_follows_the_image_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            shared("models/mnist/mnist-lenet5-clean.onnx"),
+            shared("data/mnist/t10k-images-idx3-ubyte.gz"),
+            "0.3",
+            "1×28×28",
+        ),
+        (
+            demo("cifar10-resnet20.onnx"),
+            demo("cifar10-test"),
+            "8/255",
+            "3×32×32",
+        ),
+    ];
+    for (i, (model, data, eps, shape)) in cases.iter().enumerate() {
+        let out = tmp.path().join(format!("a{i}"));
+        let o = run(
+            tmp.path(),
+            &[
+                "attack",
+                "-m",
+                model.to_str().unwrap(),
+                "-d",
+                data.to_str().unwrap(),
+                "-a",
+                "fgsm",
+                "--limit",
+                "10",
+                "--no-sanity",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let note = format!("ε defaults to {eps} (linf) for {shape} images");
+        assert!(stderr(&o).contains(&note), "{}", stderr(&o));
+        let recs = lines(&out.join("samples.jsonl"));
+        let want = if *eps == "0.3" { 0.3 } else { 8.0 / 255.0 };
+        let got = recs[0]["condition"]["attack"]["eps"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-6, "{}", recs[0]);
+    }
+}

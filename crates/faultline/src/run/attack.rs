@@ -63,13 +63,34 @@ impl Default for AttackConfig {
     }
 }
 
-/// The default radius of a norm on CIFAR-sized images (RobustBench's radii).
-pub fn default_eps(norm: Norm) -> f32 {
-    match norm {
-        Norm::Linf => 8.0 / 255.0,
-        Norm::L2 => 0.5,
-        Norm::L1 => 12.0,
+/// The default radius of a norm for images of shape `[c, h, w]`, from the benchmarks' usual
+/// threat models: MNIST-like (one channel, at most 32×32) L∞ 0.3 / L2 2 / L1 10 (Madry et al.;
+/// RobustBench has no MNIST track, the L1 radius is [U]); CIFAR-sized (up to 64 px) RobustBench's
+/// 8/255 / 0.5 / 12; larger (ImageNet-sized) 4/255 / 3 (RobustBench's ImageNet radii) / 12 [U].
+pub fn default_eps(norm: Norm, image: [usize; 3]) -> f32 {
+    let [c, h, w] = image;
+    let mnist = c == 1 && h <= 32 && w <= 32;
+    let large = h.max(w) > 64;
+    match (norm, mnist, large) {
+        (Norm::Linf, true, _) => 0.3,
+        (Norm::L2, true, _) => 2.0,
+        (Norm::L1, true, _) => 10.0,
+        (Norm::Linf, false, true) => 4.0 / 255.0,
+        (Norm::L2, false, true) => 3.0,
+        (Norm::Linf, false, false) => 8.0 / 255.0,
+        (Norm::L2, false, false) => 0.5,
+        (Norm::L1, false, _) => 12.0,
     }
+}
+
+/// The line a run prints when it uses [`default_eps`].
+pub fn default_eps_note(norm: Norm, image: [usize; 3]) -> String {
+    let [c, h, w] = image;
+    format!(
+        "ε defaults to {} ({}) for {c}×{h}×{w} images; pass --eps to choose",
+        eps_label(default_eps(norm, image)),
+        norm.name()
+    )
 }
 
 impl AttackConfig {
@@ -98,9 +119,9 @@ impl AttackConfig {
 
     /// The radii: given ones without repeats, ascending, checked against the pixel range; or
     /// the norm's default.
-    pub fn radii(&self, norm: Norm) -> Result<Vec<f32>> {
+    pub fn radii(&self, norm: Norm, image: [usize; 3]) -> Result<Vec<f32>> {
         if self.eps.is_empty() {
-            return Ok(vec![default_eps(norm)]);
+            return Ok(vec![default_eps(norm, image)]);
         }
         let mut eps = self.eps.clone();
         if let Some(e) = eps.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
@@ -174,7 +195,12 @@ pub fn run_records(
     check_batch_size(cfg.batch_size)?;
     let attack = cfg.build()?;
     let norm = attack.norm();
-    let eps = cfg.radii(norm)?;
+    let info = loaded.data.info();
+    let image = [info.channels, info.height, info.width];
+    let eps = cfg.radii(norm, image)?;
+    if cfg.eps.is_empty() {
+        progress.note(&default_eps_note(norm, image));
+    }
     let model = &loaded.model.model;
     let k = model.num_classes();
     if let Some(t) = cfg.target {

@@ -87,10 +87,10 @@ pub struct ClasswiseRun {
 impl ClasswiseConfig {
     /// Checks every setting before anything runs: the attack, its radii and, for targeted
     /// runs, that it can aim at a class of the `classes`.
-    pub fn check(&self, classes: usize) -> Result<()> {
+    pub fn check(&self, classes: usize, image: [usize; 3]) -> Result<()> {
         if let Some(a) = &self.attack {
             let attack = a.build()?;
-            a.radii(attack.norm())?;
+            a.radii(attack.norm(), image)?;
             if self.targeted {
                 crate::robust::check_target(&attack, 0, classes)?;
             }
@@ -130,7 +130,8 @@ pub fn run(
     check_batch_size(cfg.batch_size)?;
     let indices = loaded.select(&cfg.selection)?;
     let k = loaded.model.card.num_classes;
-    cfg.check(k)?;
+    let info = loaded.data.info();
+    cfg.check(k, [info.channels, info.height, info.width])?;
     let names = loaded.class_names();
     let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["config"] = serde_json::to_value(cfg).unwrap_or_default();

@@ -143,7 +143,12 @@ pub fn run(
         ));
     }
     let norm = attack.norm();
-    let eps = cfg.eps.unwrap_or(default_eps(norm));
+    let info = loaded.data.info();
+    let image = [info.channels, info.height, info.width];
+    let eps = cfg.eps.unwrap_or(default_eps(norm, image));
+    if cfg.eps.is_none() {
+        progress.note(&crate::run::attack::default_eps_note(norm, image));
+    }
     let indices = loaded.select(&cfg.selection)?;
     let total = indices.len();
     let model = &loaded.model.model;
