@@ -121,16 +121,19 @@ pub struct OutArgs {
 }
 
 impl OutArgs {
-    /// The output of `command`; the default directory is scratch space a new run replaces.
+    /// The output of `command`; the default directory is scratch space: a run with the same
+    /// settings resumes there, one with other settings replaces it and says so.
     pub fn output(&self, command: &str) -> Output {
         match &self.out {
             Some(d) => Output {
                 dir: d.clone(),
                 overwrite: self.overwrite,
+                scratch: false,
             },
             None => Output {
                 dir: PathBuf::from("runs").join(command),
-                overwrite: true,
+                overwrite: self.overwrite,
+                scratch: true,
             },
         }
     }

@@ -75,6 +75,7 @@ pub fn run(args: &CorruptArgs) -> Result<()> {
     let out = Output {
         dir: args.out.clone(),
         overwrite: args.overwrite,
+        scratch: false,
     };
     let r = corrupt::run(&cfg, data.as_ref(), settings, &out, &Bar::new())?;
     println!(

@@ -573,3 +573,28 @@ fn a_folder_missing_a_class_is_refused_unless_classes_name_them() {
     assert!(recs.iter().all(|r| r["label"] != 3));
     assert_eq!(recs.iter().filter(|r| r["label"] == 5).count(), 2);
 }
+
+/// The default `runs/<command>` folder is scratch space, but not silently (issue 24 item 8): a
+/// run with other settings replaces the one there and says which settings differ; the same
+/// settings resume.
+#[test]
+fn the_default_run_folder_is_replaced_with_a_note_and_resumed_when_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (demo("cifar10-resnet20.onnx"), demo("cifar10-test"));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let o = run(tmp.path(), &["eval", "-m", m, "-d", d, "--limit", "20"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("replacing"), "{}", stderr(&o));
+    let o = run(tmp.path(), &["eval", "-m", m, "-d", d, "--limit", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("replacing runs/eval"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("limit: 20 → 30"), "{}", stderr(&o));
+    assert_eq!(lines(&tmp.path().join("runs/eval/samples.jsonl")).len(), 30);
+    let o = run(tmp.path(), &["eval", "-m", m, "-d", d, "--limit", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resuming runs/eval: 30 of 30"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -66,6 +66,7 @@ pub struct RunDir {
     settings: Value,
     hash: String,
     started: u64,
+    replaced: Option<String>,
 }
 
 fn now() -> u64 {
@@ -136,6 +137,28 @@ pub fn differences(old: &Value, new: &Value) -> Vec<String> {
     out
 }
 
+/// What to do with a run directory that already holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Resume a run with the same settings; refuse one with other settings.
+    No,
+    /// Replace whatever is there.
+    Yes,
+    /// Resume a run with the same settings; replace one with other settings, saying so
+    /// ([`RunDir::replaced`]): the default `runs/<command>` scratch directories.
+    IfDifferent,
+}
+
+impl From<bool> for Overwrite {
+    fn from(yes: bool) -> Self {
+        if yes {
+            Overwrite::Yes
+        } else {
+            Overwrite::No
+        }
+    }
+}
+
 impl RunDir {
     /// Opens `dir` for `command`; returns the directory and the records of an interrupted run
     /// with the same settings (empty for a fresh run).
@@ -143,7 +166,7 @@ impl RunDir {
         dir: &Path,
         command: &str,
         settings: Value,
-        overwrite: bool,
+        overwrite: impl Into<Overwrite>,
     ) -> Result<(RunDir, Vec<R>)> {
         Self::open_with(dir, command, settings, overwrite, |r: &[R]| r.len())
     }
@@ -155,9 +178,11 @@ impl RunDir {
         dir: &Path,
         command: &str,
         settings: Value,
-        overwrite: bool,
+        overwrite: impl Into<Overwrite>,
         keep: impl FnOnce(&[R]) -> usize,
     ) -> Result<(RunDir, Vec<R>)> {
+        let overwrite: Overwrite = overwrite.into();
+        let mut replaced = None;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut ends = Vec::new();
         let hash = settings_hash(command, &settings);
@@ -165,14 +190,18 @@ impl RunDir {
         let samples_path = dir.join("samples.jsonl");
         let mut resumed = Vec::new();
         let mut keep_len = 0u64;
-        if run_path.exists() && !overwrite {
+        if run_path.exists() && overwrite != Overwrite::Yes {
             let text = std::fs::read_to_string(&run_path).map_err(io(&run_path))?;
-            let old: Value = serde_json::from_str(&text).map_err(|e| {
-                Error::Invalid(format!(
-                    "{}: not a faultline run record ({e}); pass --overwrite to replace it",
-                    run_path.display()
-                ))
-            })?;
+            let old: Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(_) if overwrite == Overwrite::IfDifferent => Value::Null,
+                Err(e) => {
+                    return Err(Error::Invalid(format!(
+                        "{}: not a faultline run record ({e}); pass --overwrite to replace it",
+                        run_path.display()
+                    )))
+                }
+            };
             let same = old.get("settings_hash").and_then(Value::as_str) == Some(hash.as_str());
             if !same {
                 let old_command = old
@@ -185,12 +214,18 @@ impl RunDir {
                     let diffs = differences(old.get("settings").unwrap_or(&Value::Null), &settings);
                     format!("{old_command} with other settings: {}", diffs.join(", "))
                 };
-                return Err(Error::Invalid(format!(
-                    "{} holds a different run ({what}); choose another --out or pass --overwrite",
-                    dir.display(),
-                )));
+                if overwrite != Overwrite::IfDifferent {
+                    return Err(Error::Invalid(format!(
+                        "{} holds a different run ({what}); choose another --out or pass --overwrite",
+                        dir.display(),
+                    )));
+                }
+                replaced = Some(format!(
+                    "replacing {} ({what}); pass -o DIR to keep runs apart",
+                    dir.display()
+                ));
             }
-            if samples_path.exists() {
+            if same && samples_path.exists() {
                 let f = File::open(&samples_path).map_err(io(&samples_path))?;
                 let mut reader = BufReader::new(f);
                 let mut line = String::new();
@@ -233,9 +268,15 @@ impl RunDir {
             settings,
             hash,
             started: now(),
+            replaced,
         };
         rd.write_run(json!({ "status": "running" }))?;
         Ok((rd, resumed))
+    }
+
+    /// What an [`Overwrite::IfDifferent`] open replaced, as a line for the user.
+    pub fn replaced(&self) -> Option<&str> {
+        self.replaced.as_deref()
     }
 
     /// The directory.

@@ -38,6 +38,7 @@ fn out(dir: &Path) -> Output {
     Output {
         dir: dir.to_path_buf(),
         overwrite: false,
+        scratch: false,
     }
 }
 

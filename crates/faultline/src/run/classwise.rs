@@ -135,7 +135,10 @@ pub fn run(
     let names = loaded.class_names();
     let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["config"] = serde_json::to_value(cfg).unwrap_or_default();
-    let (rd, _) = RunDir::open::<SampleRecord>(&out.dir, "classwise", settings, out.overwrite)?;
+    let (rd, _) = RunDir::open::<SampleRecord>(&out.dir, "classwise", settings, out.mode())?;
+    if let Some(line) = rd.replaced() {
+        progress.note(line);
+    }
     // 1. Clean (and corrupted) predictions.
     progress.note(&format!(
         "classwise: clean{} predictions → {}",

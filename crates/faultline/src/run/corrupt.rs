@@ -101,7 +101,7 @@ pub fn run(
             .count()
     };
     let (mut rd, done) =
-        RunDir::open_with::<Done>(&out.dir, "corrupt", settings, out.overwrite, prefix)?;
+        RunDir::open_with::<Done>(&out.dir, "corrupt", settings, out.mode(), prefix)?;
     let start = done.len();
     let fresh = start == 0;
     let (c, h, w) = (info.channels, info.height, info.width);

@@ -795,7 +795,10 @@ pub fn run(
     settings["finetune"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["val"] = serde_json::json!(val.map(|v| v.card.path.clone()));
     let (mut rd, mut epochs): (RunDir, Vec<EpochRecord>) =
-        RunDir::open(&out.dir, "finetune", settings, out.overwrite)?;
+        RunDir::open(&out.dir, "finetune", settings, out.mode())?;
+    if let Some(line) = rd.replaced() {
+        progress.note(line);
+    }
     // Keep only epochs whose checkpoint is there (a kill between the two writes).
     while !epochs.is_empty() && !checkpoint_paths(&out.dir, epochs.len()).0.exists() {
         epochs.pop();

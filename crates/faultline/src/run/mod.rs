@@ -214,6 +214,9 @@ pub struct Output {
     pub dir: PathBuf,
     /// Replace a different run already there instead of refusing.
     pub overwrite: bool,
+    /// A scratch directory (the CLI's default `runs/<command>`): a run with other settings
+    /// there is replaced with a note instead of refused; one with the same settings resumes.
+    pub scratch: bool,
 }
 
 impl Output {
@@ -221,7 +224,16 @@ impl Output {
     pub fn sub(&self, name: &str) -> Output {
         Output {
             dir: self.dir.join(name),
-            overwrite: self.overwrite,
+            ..self.clone()
+        }
+    }
+    /// What opening the run directory does with a run already there.
+    pub fn mode(&self) -> crate::rundir::Overwrite {
+        use crate::rundir::Overwrite;
+        match (self.overwrite, self.scratch) {
+            (true, _) => Overwrite::Yes,
+            (false, true) => Overwrite::IfDifferent,
+            (false, false) => Overwrite::No,
         }
     }
     /// A file in the run directory.
@@ -286,7 +298,10 @@ pub fn open_records(
     progress: &dyn Progress,
 ) -> Result<(RunDir, Vec<SampleRecord>, usize)> {
     let complete = |recs: &[SampleRecord]| whole_samples(recs, per_sample, indices);
-    let (rd, records) = RunDir::open_with(&out.dir, command, settings, out.overwrite, complete)?;
+    let (rd, records) = RunDir::open_with(&out.dir, command, settings, out.mode(), complete)?;
+    if let Some(line) = rd.replaced() {
+        progress.note(line);
+    }
     let start = records.len() / per_sample.max(1);
     if start > 0 {
         let done = match command {

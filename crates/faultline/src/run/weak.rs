@@ -687,7 +687,10 @@ pub fn run(
     settings["weak"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["test"] = serde_json::json!(test.map(|t| t.card.path.clone()));
     let (mut rd, mut records): (RunDir, Vec<WeakRecord>) =
-        RunDir::open(&out.dir, "weak", settings, out.overwrite)?;
+        RunDir::open(&out.dir, "weak", settings, out.mode())?;
+    if let Some(line) = rd.replaced() {
+        progress.note(line);
+    }
     // Keep the records of a prefix of the selection (a resumed run appends in the same order).
     let done = records
         .iter()
