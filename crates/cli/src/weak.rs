@@ -8,9 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use faultline::corruption::{parse_kinds, parse_severities};
 use faultline::eps::parse_eps;
-use faultline::run::weak::{
-    self, HardenConfig, Noise, Perturbation, ScoreKind, TestSet, WeakConfig,
-};
+use faultline::eval::Perturbation;
+use faultline::run::weak::{self, HardenConfig, Noise, ScoreKind, TestSet, WeakConfig};
 use faultline::run::DataCard;
 
 use crate::common::{load, Bar, DataArgs, ModelArgs, OutArgs};
@@ -63,6 +62,7 @@ impl PlanArgs {
                     v.push(Perturbation::Attack {
                         name: a.to_string(),
                         eps: e,
+                        steps: None,
                     });
                 }
             }

@@ -151,3 +151,138 @@ pub fn check_batch(batch: &faultline_data::Batch, k: usize, source: &str) -> Res
     }
     Ok(())
 }
+
+/// One perturbation an accuracy is measured under (see [`accuracy_under`]).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Perturbation {
+    /// No perturbation.
+    Clean,
+    /// A corruption family at a severity.
+    Corruption {
+        /// Family name.
+        name: String,
+        /// Severity 1–5.
+        severity: u8,
+    },
+    /// A registered bounded attack (L∞) at a radius.
+    Attack {
+        /// Registry name.
+        name: String,
+        /// Radius.
+        eps: f32,
+        /// Iterations [default: the attack's own; PGD 10, with a random start].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        steps: Option<usize>,
+    },
+}
+
+impl Perturbation {
+    /// A short label (`clean`, `fog/3`, `pgd@2/255`).
+    pub fn label(&self) -> String {
+        match self {
+            Perturbation::Clean => "clean".into(),
+            Perturbation::Corruption { name, severity } => format!("{name}/{severity}"),
+            Perturbation::Attack { name, eps, .. } => {
+                format!("{name}@{}", crate::eps::eps_label(*eps))
+            }
+        }
+    }
+    /// The family: the corruption or attack name (`clean` for clean).
+    pub fn family(&self) -> &str {
+        match self {
+            Perturbation::Clean => "clean",
+            Perturbation::Corruption { name, .. } | Perturbation::Attack { name, .. } => name,
+        }
+    }
+}
+
+/// Accuracy of `model` on samples `indices` of `data` under each perturbation, reading
+/// `batch_size` samples at a time. Corruptions and attacks draw from per-sample streams of
+/// `seed` (attacks: PGD 10 steps with a random start unless `steps` says otherwise).
+pub fn accuracy_under(
+    model: &Model,
+    data: &dyn Dataset,
+    indices: &[usize],
+    perturbations: &[Perturbation],
+    batch_size: usize,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    use faultline_attacks::{registry, BatchRef, Goal};
+    let info = data.info();
+    let k = model.num_classes();
+    let plan = CorruptionPlan {
+        kinds: Vec::new(),
+        severities: Vec::new(),
+        table: crate::corruption::ParamTable::for_size(info.height, info.width),
+        seed,
+    };
+    // Resolve every perturbation once: corruption kinds and built attacks.
+    enum Ready {
+        Clean,
+        Corruption(CorruptionKind, u8),
+        Attack(registry::Attack, f32),
+    }
+    let ready = perturbations
+        .iter()
+        .map(|p| {
+            Ok(match p {
+                Perturbation::Clean => Ready::Clean,
+                Perturbation::Corruption { name, severity } => {
+                    let kind = CorruptionKind::ALL
+                        .iter()
+                        .copied()
+                        .find(|c| c.name() == name)
+                        .ok_or_else(|| Error::Invalid(format!("unknown corruption {name}")))?;
+                    Ready::Corruption(kind, *severity)
+                }
+                Perturbation::Attack { name, eps, steps } => {
+                    let pgd = name == "pgd";
+                    let settings = registry::Settings {
+                        steps: steps.or(pgd.then_some(10)),
+                        random_start: pgd,
+                        seed,
+                        ..Default::default()
+                    };
+                    Ready::Attack(
+                        registry::build(name, &settings).map_err(Error::Attack)?,
+                        *eps,
+                    )
+                }
+            })
+        })
+        .collect::<Result<Vec<Ready>>>()?;
+    let mut right = vec![0usize; perturbations.len()];
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let b = data.read(chunk)?;
+        check_batch(&b, k, &info.source.display().to_string())?;
+        for (pi, r) in ready.iter().enumerate() {
+            let preds: Vec<usize> = match r {
+                Ready::Clean => model.logits(&b.images)?.chunks(k).map(argmax).collect(),
+                Ready::Corruption(kind, severity) => {
+                    let x = plan.corrupt(&b, *kind, *severity)?;
+                    model.logits(&x)?.chunks(k).map(argmax).collect()
+                }
+                Ready::Attack(at, eps) => {
+                    let registry::Method::Bounded(m) = &at.method else {
+                        return Err(Error::Invalid(format!(
+                            "{} is a minimum-norm attack; accuracy needs a bounded one",
+                            at.name
+                        )));
+                    };
+                    let goal = Goal {
+                        labels: &b.labels,
+                        targets: None,
+                    };
+                    let out = m
+                        .run(model, BatchRef::new(&b.images, &b.indices), goal, *eps)
+                        .map_err(Error::Attack)?;
+                    out.results.iter().map(|r| r.prediction).collect()
+                }
+            };
+            right[pi] += preds.iter().zip(&b.labels).filter(|(p, y)| p == y).count();
+        }
+    }
+    let n = indices.len().max(1) as f64;
+    Ok(right.into_iter().map(|r| r as f64 / n).collect())
+}

@@ -25,16 +25,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use faultline_attacks::attack::argmax;
 use faultline_attacks::{registry, BatchRef, Goal};
 use faultline_corruptions::{CorruptionKind, ParamTable};
 use faultline_engine::{BatchNormMode, Loss, Model, Normalization, ParamRole, Tensor, TrainModel};
+use faultline_seed::Stream;
 use faultline_train::{Optimizer, OptimizerParams, Schedule};
 use serde::{Deserialize, Serialize};
 
 use crate::corruption::{parse_kinds, parse_severities, to_chw, to_image};
 use crate::data::{Batch, Dataset};
 use crate::error::{io, setting, Error, Result};
-use crate::eval::check_batch;
+use crate::eval::{accuracy_under, check_batch, Perturbation};
 use crate::model::ModelCard;
 use crate::plot::{xy_chart, Series};
 use crate::run::{check_batch_size, threads, write_file, DataCard, Loaded, Output, Progress};
@@ -381,33 +383,6 @@ impl FinetuneConfig {
     }
 }
 
-/// Peak resident memory of this process in MiB (Linux `VmHWM`).
-pub fn peak_memory_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// A tiny counter-based random stream (SplitMix64 over [`faultline_seed::mix64`]).
-struct Stream(u64);
-impl Stream {
-    fn new(seed: u64, index: u64, tag: &str) -> Self {
-        Stream(faultline_seed::derive(seed, index, tag))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        faultline_seed::mix64(self.0)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// The seeded permutation of `n` positions for `epoch` (Fisher–Yates).
 fn shuffle(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -625,73 +600,17 @@ fn validate(
     batch_size: usize,
     seed: u64,
 ) -> Result<Scores> {
-    let k = model.num_classes();
-    let attack = match adv {
-        Some(_) => Some(
-            registry::build(
-                "pgd",
-                &registry::Settings {
-                    steps: Some(steps),
-                    random_start: true,
-                    seed,
-                    ..Default::default()
-                },
-            )
-            .map_err(Error::Attack)?,
-        ),
-        None => None,
-    };
-    let (mut clean, mut robust) = (0usize, 0usize);
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let b = data.read(chunk)?;
-        check_batch(&b, k, &data.info().source.display().to_string())?;
-        let z = model.logits(&b.images)?;
-        clean += z
-            .chunks(k)
-            .zip(&b.labels)
-            .filter(|(row, &y)| argmax(row) == y)
-            .count();
-        if let (Some(a), Some(at)) = (adv, &attack) {
-            let faultline_attacks::registry::Method::Bounded(m) = &at.method else {
-                unreachable!("pgd is bounded")
-            };
-            let goal = Goal {
-                labels: &b.labels,
-                targets: None,
-            };
-            let out = m
-                .run(model, BatchRef::new(&b.images, &b.indices), goal, a.eps)
-                .map_err(Error::Attack)?;
-            robust += out
-                .results
-                .iter()
-                .zip(&b.labels)
-                .filter(|(r, &y)| r.prediction == y)
-                .count();
-        }
-    }
-    let n = indices.len().max(1) as f64;
+    let mut kinds = vec![Perturbation::Clean];
+    kinds.extend(adv.map(|a| Perturbation::Attack {
+        name: "pgd".into(),
+        eps: a.eps,
+        steps: Some(steps),
+    }));
+    let acc = accuracy_under(model, data, indices, &kinds, batch_size, seed)?;
     Ok(Scores {
-        clean_accuracy: clean as f64 / n,
-        robust_accuracy: adv.map(|_| robust as f64 / n),
+        clean_accuracy: acc[0],
+        robust_accuracy: acc.get(1).copied(),
     })
-}
-
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (j, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = j;
-        }
-    }
-    best
-}
-
-/// The names of the model file's initializers: what can be trained and written back.
-fn initializer_names(path: &Path) -> Result<std::collections::HashSet<String>> {
-    Ok(faultline_onnx::initializer_names(path)?
-        .into_iter()
-        .collect())
 }
 
 /// Checkpoint of epoch `e`: the trained tensors and the optimiser.
@@ -815,7 +734,11 @@ pub fn run(
             std: n.std.clone(),
         });
     let (source, _) = faultline_onnx::load(&loaded.model_path)?;
-    let inits = initializer_names(&loaded.model_path)?;
+    // Only the file's initializers can be trained and written back.
+    let inits: std::collections::HashSet<String> =
+        faultline_onnx::initializer_names(&loaded.model_path)?
+            .into_iter()
+            .collect();
     let bn = match cfg.batch_norm {
         BatchNormChoice::Train { momentum } => BatchNormMode::Train { momentum },
         BatchNormChoice::Frozen => BatchNormMode::Frozen,
@@ -1184,7 +1107,7 @@ pub fn run(
         trained_params,
         frozen_params,
         epochs,
-        peak_memory_mib: peak_memory_mib(),
+        peak_memory_mib: crate::run::bench::peak_rss_mib(),
         resumed_from: start_epoch,
         threads: threads(),
         seconds: t_start.elapsed().as_secs_f64(),

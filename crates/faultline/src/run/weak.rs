@@ -20,15 +20,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use faultline_attacks::attack::argmax;
 use faultline_attacks::{registry, BatchRef, Goal};
-use faultline_corruptions::{CorruptionKind, ParamTable};
+use faultline_corruptions::CorruptionKind;
 use faultline_engine::Model;
+use faultline_seed::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::corruption::{parse_kinds, CorruptionPlan};
+use crate::corruption::parse_kinds;
 use crate::data::Dataset;
 use crate::error::{io, setting, Error, Result};
-use crate::eval::check_batch;
+use crate::eval::{accuracy_under, check_batch, Perturbation};
 use crate::model::ModelCard;
 use crate::plot::bars;
 use crate::run::{check_batch_size, threads, write_file, DataCard, Loaded, Output, Progress};
@@ -55,46 +57,6 @@ pub enum ScoreKind {
     Logit,
     /// Negated DeepFool L∞ input margin (the smallest perturbation found that flips it).
     Margin,
-}
-
-/// One perturbation type of the strengths-and-weaknesses table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Perturbation {
-    /// No perturbation.
-    Clean,
-    /// A corruption family at a severity.
-    Corruption {
-        /// Family name.
-        name: String,
-        /// Severity 1–5.
-        severity: u8,
-    },
-    /// A registered bounded attack (L∞) at a radius.
-    Attack {
-        /// Registry name.
-        name: String,
-        /// Radius.
-        eps: f32,
-    },
-}
-
-impl Perturbation {
-    /// A short label (`clean`, `fog/3`, `pgd@2/255`).
-    pub fn label(&self) -> String {
-        match self {
-            Perturbation::Clean => "clean".into(),
-            Perturbation::Corruption { name, severity } => format!("{name}/{severity}"),
-            Perturbation::Attack { name, eps } => format!("{name}@{}", crate::eps::eps_label(*eps)),
-        }
-    }
-    /// The family: the corruption or attack name (`clean` for clean).
-    pub fn family(&self) -> &str {
-        match self {
-            Perturbation::Clean => "clean",
-            Perturbation::Corruption { name, .. } | Perturbation::Attack { name, .. } => name,
-        }
-    }
 }
 
 /// Settings of `weak`.
@@ -143,6 +105,7 @@ pub fn default_perturbations() -> Vec<Perturbation> {
             v.push(Perturbation::Attack {
                 name: name.into(),
                 eps: e / 255.0,
+                steps: None,
             });
         }
     }
@@ -199,7 +162,7 @@ impl WeakConfig {
                         ));
                     }
                 }
-                Perturbation::Attack { name, eps } => {
+                Perturbation::Attack { name, eps, .. } => {
                     let e = registry::entry(name)
                         .map_err(|e| setting("--perturbations", e.to_string()))?;
                     if e.kind != registry::Kind::Bounded || !(*eps > 0.0 && *eps <= 1.0) {
@@ -299,23 +262,6 @@ pub struct TestSet<'a> {
     pub card: DataCard,
 }
 
-/// Per-sample stream (SplitMix64 over the seed derivation).
-struct Stream(u64);
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        faultline_seed::mix64(self.0)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn gauss(&mut self) -> f32 {
-        // Box–Muller.
-        let (u, v) = (self.unit().max(1e-7), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
 fn softmax_max_wrong(z: &[f32], y: usize) -> f32 {
     let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let s: f32 = z.iter().map(|v| (v - m).exp()).sum();
@@ -324,16 +270,6 @@ fn softmax_max_wrong(z: &[f32], y: usize) -> f32 {
         .filter(|(j, _)| *j != y)
         .map(|(_, v)| (v - m).exp() / s)
         .fold(0.0, f32::max)
-}
-
-fn argmax(z: &[f32]) -> usize {
-    let mut b = 0;
-    for (j, v) in z.iter().enumerate() {
-        if *v > z[b] {
-            b = j;
-        }
-    }
-    b
 }
 
 /// Scores one batch of samples (NCHW `images` with their labels and data-set indices); the
@@ -426,11 +362,7 @@ pub fn score_batch(
             let per_sample = cfg.q * g;
             for &i in &correct {
                 let x = &images[i * per..(i + 1) * per];
-                let mut s = Stream(faultline_seed::derive(
-                    cfg.seed,
-                    indices[i] as u64,
-                    "weak:neighbours",
-                ));
+                let mut s = Stream::new(cfg.seed, indices[i] as u64, "weak:neighbours");
                 let mut neighbours = Vec::with_capacity(per_sample * per);
                 let mut dirs = vec![0.0f32; per];
                 for _ in 0..cfg.q {
@@ -514,86 +446,15 @@ fn random_like(records: &[WeakRecord], weak: &[usize], seed: u64) -> Vec<usize> 
             .filter(|r| r.label == c && r.score.is_some())
             .map(|r| r.index)
             .collect();
-        let mut s = Stream(faultline_seed::derive(seed, c as u64, "weak:random"));
+        let mut s = Stream::new(seed, c as u64, "weak:random");
         for i in 0..want.min(pool.len()) {
-            let j = i + (s.next() % (pool.len() - i) as u64) as usize;
+            let j = i + s.below(pool.len() - i);
             pool.swap(i, j);
         }
         out.extend(pool.into_iter().take(want));
     }
     out.sort_unstable();
     out
-}
-
-/// Accuracy of `model` on samples `indices` of `data` under each perturbation.
-pub fn accuracy_under(
-    model: &Model,
-    data: &dyn Dataset,
-    indices: &[usize],
-    perturbations: &[Perturbation],
-    batch_size: usize,
-    seed: u64,
-) -> Result<Vec<f64>> {
-    let info = data.info();
-    let k = model.num_classes();
-    let plan = CorruptionPlan {
-        kinds: Vec::new(),
-        severities: Vec::new(),
-        table: ParamTable::for_size(info.height, info.width),
-        seed,
-    };
-    let mut right = vec![0usize; perturbations.len()];
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let b = data.read(chunk)?;
-        check_batch(&b, k, &info.source.display().to_string())?;
-        for (pi, p) in perturbations.iter().enumerate() {
-            let preds: Vec<usize> = match p {
-                Perturbation::Clean => model.logits(&b.images)?.chunks(k).map(argmax).collect(),
-                Perturbation::Corruption { name, severity } => {
-                    let kind = CorruptionKind::ALL
-                        .iter()
-                        .copied()
-                        .find(|c| c.name() == name)
-                        .ok_or_else(|| {
-                            setting("--perturbations", format!("unknown corruption {name}"))
-                        })?;
-                    let x = plan.corrupt(&b, kind, *severity)?;
-                    model.logits(&x)?.chunks(k).map(argmax).collect()
-                }
-                Perturbation::Attack { name, eps } => {
-                    let steps = (name == "pgd").then_some(10);
-                    let at = registry::build(
-                        name,
-                        &registry::Settings {
-                            steps,
-                            random_start: name == "pgd",
-                            seed,
-                            ..Default::default()
-                        },
-                    )
-                    .map_err(Error::Attack)?;
-                    let registry::Method::Bounded(m) = &at.method else {
-                        unreachable!("checked bounded")
-                    };
-                    let out = m
-                        .run(
-                            model,
-                            BatchRef::new(&b.images, &b.indices),
-                            Goal {
-                                labels: &b.labels,
-                                targets: None,
-                            },
-                            *eps,
-                        )
-                        .map_err(Error::Attack)?;
-                    out.results.iter().map(|r| r.prediction).collect()
-                }
-            };
-            right[pi] += preds.iter().zip(&b.labels).filter(|(p, y)| p == y).count();
-        }
-    }
-    let n = indices.len().max(1) as f64;
-    Ok(right.into_iter().map(|r| r as f64 / n).collect())
 }
 
 /// Mean accuracy per family, in first-appearance order.
@@ -998,7 +859,7 @@ pub fn harden(
                 .perturbations
                 .iter()
                 .filter_map(|p| match p {
-                    Perturbation::Attack { name, eps } if name == f => Some(*eps),
+                    Perturbation::Attack { name, eps, .. } if name == f => Some(*eps),
                     _ => None,
                 })
                 .fold(0.0f32, f32::max);
