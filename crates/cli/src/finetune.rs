@@ -60,18 +60,21 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "C")]
     pub clip_grad_norm: Option<f32>,
     /// Augmentations: crop[:PAD], flip, none, and corruption names or groups with optional
-    /// severities (gaussian_noise:1-3, standard)
-    #[arg(long, default_value = "flip", value_name = "LIST")]
-    pub augment: String,
+    /// severities (gaussian_noise:1-3, standard) [default: flip for colour images, none for
+    /// grey ones: digits and letters are not mirror-symmetric]
+    #[arg(long, value_name = "LIST")]
+    pub augment: Option<String>,
     /// Probability that a sample takes one of the --augment corruptions
     #[arg(long, default_value_t = 0.5, value_name = "P")]
     pub corrupt_prob: f32,
     /// Adversarial training with this registered bounded attack (pgd: Madry's PGD)
     #[arg(long, value_name = "ATTACK")]
     pub adversarial: Option<String>,
-    /// L∞ radius of --adversarial, e.g. 2/255 or 0.0078
-    #[arg(long, default_value = "2/255", value_name = "EPS")]
-    pub eps: String,
+    /// L∞ radius of --adversarial, e.g. 2/255 or 0.0078 [default: a quarter of the data set's
+    /// evaluation radius: 2/255 for CIFAR-sized images, 0.075 for MNIST-like ones, 1/255 above
+    /// 64 px]
+    #[arg(long, value_name = "EPS")]
+    pub eps: Option<String>,
     /// Attack iterations during training
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub steps: usize,
@@ -104,7 +107,8 @@ pub struct FinetuneArgs {
 }
 
 impl FinetuneArgs {
-    fn config(&self) -> Result<FinetuneConfig> {
+    /// The configuration for images of shape `image` (the defaults of --augment and --eps fit it).
+    fn config(&self, image: [usize; 3]) -> Result<FinetuneConfig> {
         let mut optimizer = match self.optimizer.as_str() {
             "adam" => OptimizerParams::adam(),
             "adamw" => OptimizerParams::adamw(),
@@ -165,7 +169,10 @@ impl FinetuneArgs {
             },
             train_last: self.train_last,
             clip_grad_norm: self.clip_grad_norm,
-            augment: parse_augment(&self.augment)?,
+            augment: match &self.augment {
+                Some(a) => parse_augment(a)?,
+                None => finetune::default_augment(image),
+            },
             corrupt_prob: self.corrupt_prob,
             adversarial: self
                 .adversarial
@@ -173,7 +180,10 @@ impl FinetuneArgs {
                 .map(|a| -> Result<Adversarial> {
                     Ok(Adversarial {
                         attack: a.clone(),
-                        eps: parse_eps(&self.eps)?,
+                        eps: match &self.eps {
+                            Some(e) => parse_eps(e)?,
+                            None => finetune::default_adversarial_eps(image),
+                        },
                         steps: self.steps,
                         fraction: self.adv_fraction,
                         warmup: self.eps_warmup,
@@ -192,9 +202,23 @@ impl FinetuneArgs {
 }
 
 pub fn run(args: &FinetuneArgs) -> Result<()> {
-    let cfg = args.config()?;
-    cfg.check()?;
     let loaded = load(&args.model, &args.data)?;
+    let info = loaded.data.info();
+    let image = [info.channels, info.height, info.width];
+    let cfg = args.config(image)?;
+    cfg.check()?;
+    if args.augment.is_none() && cfg.augment.is_empty() {
+        eprintln!("no augmentation by default for grey images; pass --augment to choose");
+    }
+    if let (Some(a), None) = (&cfg.adversarial, &args.eps) {
+        eprintln!(
+            "ε defaults to {} (linf) for {}×{}×{} images; pass --eps to choose",
+            eps_label(a.eps),
+            image[0],
+            image[1],
+            image[2]
+        );
+    }
     let val_data = args
         .val
         .as_ref()

@@ -265,6 +265,9 @@ pub fn harden(args: &HardenArgs) -> Result<()> {
         anyhow::bail!("--test: harden reports before and after on a test set; give one");
     }
     let loaded = load(&args.model, &args.data)?;
+    let info = loaded.data.info();
+    cfg.finetune.augment =
+        faultline::run::finetune::default_augment([info.channels, info.height, info.width]);
     let (d, p) = open_test(&args.plan, &args.data)?.expect("--test given");
     let test = TestSet {
         data: d.as_ref(),

@@ -190,3 +190,42 @@ fn finetune_trains_on_the_listed_samples() {
         .collect();
     assert_eq!(idx, [1, 2, 4000, 5001, 8000, 9000]);
 }
+
+/// Grey digits are not mirror-symmetric: without `--augment` an MNIST run does not flip, and
+/// the adversarial radius fits the data set (a quarter of MNIST's 0.3), printed with the run.
+#[test]
+fn defaults_fit_grey_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-lenet5-clean.onnx");
+    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    let o = run(
+        tmp.path(),
+        &[
+            "finetune",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--limit",
+            "64",
+            "--batch-size",
+            "32",
+            "--adversarial",
+            "pgd",
+            "--steps",
+            "1",
+            "-o",
+            "ft",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ε defaults to 0.075 (linf) for 1×28×28 images"),
+        "{}",
+        stderr(&o)
+    );
+    let ft = &json(&tmp.path().join("ft/run.json"))["settings"]["finetune"];
+    assert_eq!(ft["augment"], serde_json::json!([]), "{ft}");
+    let eps = ft["adversarial"]["eps"].as_f64().unwrap();
+    assert!((eps - 0.075).abs() < 1e-6, "{eps}");
+}
