@@ -25,14 +25,10 @@ pub struct ClasswiseArgs {
     /// Attack (any of `faultline list`), or none to skip attacks
     #[arg(short, long, default_value = "pgd", value_parser = attack_or_none())]
     pub attack: String,
-    /// Attack radius or radii (the first one is used for targeted attacks)
-    #[arg(
-        long,
-        default_value = "8/255",
-        value_delimiter = ',',
-        value_name = "EPS"
-    )]
-    pub eps: Vec<String>,
+    /// Attack radius or radii (the first one is used for targeted attacks) [default: fits the
+    /// image shape, as in `faultline attack`: 0.3 for MNIST-like, 8/255 for CIFAR-sized images]
+    #[arg(long, value_delimiter = ',', value_name = "EPS")]
+    pub eps: Option<Vec<String>>,
     /// Attack iterations [default: the attack's, as in `faultline attack`]
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
@@ -67,7 +63,7 @@ pub fn run(a: &ClasswiseArgs) -> Result<()> {
                     seed: a.seed,
                     ..Settings::default()
                 },
-                eps: parse_radii(&Some(a.eps.clone()))?,
+                eps: parse_radii(&a.eps)?,
                 ..AttackConfig::default()
             };
             cfg.build()?;

@@ -248,3 +248,36 @@ fn classwise_steps_cover_the_listed_samples() {
     assert_eq!(r["settings"]["samples"], 5);
     assert_eq!(r["classwise"][0]["n"], 5, "{}", r["classwise"][0]);
 }
+
+/// Without `--eps` the radius fits the images as in `attack` (MNIST's 0.3, not CIFAR's 8/255)
+/// and the run says so.
+#[test]
+fn classwise_default_radius_fits_the_data_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = shared("models/mnist/mnist-lenet5-clean.onnx");
+    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
+    let o = run(
+        tmp.path(),
+        &[
+            "classwise",
+            "-m",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--limit",
+            "20",
+            "-a",
+            "fgsm",
+            "-o",
+            "f",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ε defaults to 0.3 (linf) for 1×28×28 images"),
+        "{}",
+        stderr(&o)
+    );
+    let r = json(&tmp.path().join("f/run.json"));
+    assert!(r["cfps"].get("fgsm linf 0.3").is_some(), "{}", r["cfps"]);
+}
