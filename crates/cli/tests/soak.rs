@@ -1,0 +1,271 @@
+//! Kill-at-random soak test: every command that records per-sample (or per-epoch) results is
+//! killed with SIGKILL at random moments, several times in a row, then run to the end; its
+//! final records must equal an uninterrupted run's. JSON records are compared after removing
+//! the fields that measure time (seconds, rates, start and update stamps, peak memory, how far
+//! a run resumed from); every other file (samples.jsonl, .npy, .svg, .png, model.onnx,
+//! checkpoints) byte for byte.
+//!
+//! `FAULTLINE_SOAK_KILLS` sets the kills per command (default 3, for CI); the kill moments are
+//! seeded (`FAULTLINE_SOAK_SEED`, default 0) and spread over the uninterrupted run's duration.
+
+mod util;
+use util::*;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Keys whose values measure time or memory, or say how a run got to its end.
+const VOLATILE: &[&str] = &[
+    "runtime",
+    "started_unix",
+    "updated_unix",
+    "seconds",
+    "img_per_s",
+    "images_per_second",
+    "samples_per_second",
+    "corrupted_img_per_s",
+    "peak_memory_mib",
+    "resumed_from",
+];
+
+fn strip(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for k in VOLATILE {
+                m.remove(*k);
+            }
+            m.values_mut().for_each(strip);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+        _ => {}
+    }
+}
+
+/// Every file under `dir`, by relative path: JSON and JSON lines with the volatile fields
+/// removed, everything else as bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+                continue;
+            }
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let bytes = std::fs::read(&p).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let norm = |text: &str| {
+                let mut v: serde_json::Value = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("{rel}: not JSON ({e}): {text}"));
+                strip(&mut v);
+                serde_json::to_string(&v).unwrap()
+            };
+            let kept = if name.ends_with(".jsonl") {
+                let text = String::from_utf8(bytes).unwrap();
+                text.lines().map(|l| norm(l) + "\n").collect::<String>().into_bytes()
+            } else if name.ends_with(".json") {
+                norm(&String::from_utf8(bytes).unwrap()).into_bytes()
+            } else {
+                bytes
+            };
+            out.insert(rel, kept);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `args` (writing to `-o r`) once uninterrupted and once killed at random moments and
+/// resumed; asserts equal records and that at least one kill landed mid-run.
+fn soak(name: &str, args: &[String]) {
+    let kills = env_or("FAULTLINE_SOAK_KILLS", 3);
+    // SplitMix64 over the seed and the command's name: each command its own kill moments.
+    let mut state = env_or("FAULTLINE_SOAK_SEED", 0)
+        ^ name
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut full_args: Vec<String> = args.to_vec();
+    full_args.extend(["-o".into(), "r".into()]);
+    let argv: Vec<&str> = full_args.iter().map(String::as_str).collect();
+
+    let whole = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let o = run(whole.path(), &argv);
+    let t_full = t0.elapsed();
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+
+    let killed = tempfile::tempdir().unwrap();
+    let mut landed = 0;
+    for _ in 0..kills {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(&argv)
+            .current_dir(killed.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Anywhere from just after start to the whole uninterrupted duration.
+        let at = t_full.mul_f64(0.02 + 0.98 * uniform());
+        let start = Instant::now();
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{name}: a resumed run failed");
+                break true;
+            }
+            if start.elapsed() >= at {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if finished {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        landed += 1;
+    }
+    let o = run(killed.path(), &argv);
+    assert!(o.status.success(), "{name} after {landed} kills: {}", stderr(&o));
+    assert!(
+        kills == 0 || landed > 0,
+        "{name}: no kill landed before the run ended"
+    );
+    eprintln!("{name}: {landed} kills landed, then resumed to the end");
+    let (a, b) = (snapshot(&whole.path().join("r")), snapshot(&killed.path().join("r")));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{name}: files differ after {landed} kills"
+    );
+    for (file, bytes) in &a {
+        assert!(
+            *bytes == b[file],
+            "{name}: {file} differs after {landed} kills:\n{}\n---\n{}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&b[file])
+        );
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn lenet() -> String {
+    shared("models/mnist/mnist-lenet5-clean.onnx")
+        .display()
+        .to_string()
+}
+
+fn mnist() -> String {
+    shared("data/mnist/t10k-images-idx3-ubyte.gz")
+        .display()
+        .to_string()
+}
+
+fn cifar() -> String {
+    shared("data/cifar10/test_batch_first100.bin")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn eval_survives_random_kills() {
+    let m = shared("models/cifar10/cifar10-resnet20.onnx").display().to_string();
+    let d = cifar();
+    soak(
+        "eval",
+        &args(&[
+            "eval", "-m", &m, "-d", &d, "--batch-size", "10", "--corruptions",
+            "gaussian_noise,contrast", "--severities", "1,3",
+        ]),
+    );
+}
+
+#[test]
+fn attack_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "attack",
+        &args(&[
+            "attack", "-m", &m, "-d", &d, "--limit", "60", "-a", "pgd", "--steps", "10",
+            "--batch-size", "6", "--eps", "0.1,0.2",
+        ]),
+    );
+}
+
+#[test]
+fn classwise_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "classwise",
+        &args(&[
+            "classwise", "-m", &m, "-d", &d, "--limit", "60", "-a", "pgd", "--steps", "5",
+            "--batch-size", "6", "--corruptions", "gaussian_noise", "--severities", "2",
+        ]),
+    );
+}
+
+#[test]
+fn margins_survive_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "margins",
+        &args(&[
+            "margins", "-m", &m, "-d", &d, "--limit", "20", "-a", "deepfool", "--batch-size",
+            "4",
+        ]),
+    );
+}
+
+#[test]
+fn corrupt_survives_random_kills() {
+    let d = cifar();
+    soak(
+        "corrupt",
+        &args(&[
+            "corrupt", "-d", &d, "--corruptions", "gaussian_noise,fog", "--severities", "1,2",
+        ]),
+    );
+}
+
+#[test]
+fn weak_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "weak",
+        &args(&[
+            "weak", "-m", &m, "-d", &d, "--limit", "60", "--q", "8", "--test", &d,
+            "--test-limit", "50",
+        ]),
+    );
+}
+
+#[test]
+fn finetune_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "finetune",
+        &args(&[
+            "finetune", "-m", &m, "-d", &d, "--limit", "256", "--epochs", "3", "--batch-size",
+            "32",
+        ]),
+    );
+}
