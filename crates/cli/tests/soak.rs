@@ -64,7 +64,10 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             };
             let kept = if name.ends_with(".jsonl") {
                 let text = String::from_utf8(bytes).unwrap();
-                text.lines().map(|l| norm(l) + "\n").collect::<String>().into_bytes()
+                text.lines()
+                    .map(|l| norm(l) + "\n")
+                    .collect::<String>()
+                    .into_bytes()
             } else if name.ends_with(".json") {
                 norm(&String::from_utf8(bytes).unwrap()).into_bytes()
             } else {
@@ -91,9 +94,9 @@ fn soak(name: &str, args: &[String]) {
     let kills = env_or("FAULTLINE_SOAK_KILLS", 3);
     // SplitMix64 over the seed and the command's name: each command its own kill moments.
     let mut state = env_or("FAULTLINE_SOAK_SEED", 0)
-        ^ name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
     let mut uniform = move || {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = state;
@@ -113,7 +116,12 @@ fn soak(name: &str, args: &[String]) {
 
     let killed = tempfile::tempdir().unwrap();
     let mut landed = 0;
-    for _ in 0..kills {
+    // A run that ends before its kill moment (the machine got faster) is no test: when that
+    // happens before any kill landed, start over with earlier moments.
+    let mut scale = 1.0;
+    let mut attempts = 0;
+    while landed < kills && attempts < kills + 8 {
+        attempts += 1;
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args(&argv)
             .current_dir(killed.path())
@@ -122,7 +130,7 @@ fn soak(name: &str, args: &[String]) {
             .spawn()
             .unwrap();
         // Anywhere from just after start to the whole uninterrupted duration.
-        let at = t_full.mul_f64(0.02 + 0.98 * uniform());
+        let at = t_full.mul_f64(scale * (0.02 + 0.98 * uniform()));
         let start = Instant::now();
         let finished = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -134,21 +142,33 @@ fn soak(name: &str, args: &[String]) {
             }
             std::thread::sleep(Duration::from_millis(2));
         };
-        if finished {
+        if finished && landed > 0 {
             break;
+        }
+        if finished {
+            std::fs::remove_dir_all(killed.path().join("r")).unwrap();
+            scale *= 0.5;
+            continue;
         }
         child.kill().unwrap();
         child.wait().unwrap();
         landed += 1;
     }
     let o = run(killed.path(), &argv);
-    assert!(o.status.success(), "{name} after {landed} kills: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "{name} after {landed} kills: {}",
+        stderr(&o)
+    );
     assert!(
         kills == 0 || landed > 0,
         "{name}: no kill landed before the run ended"
     );
     eprintln!("{name}: {landed} kills landed, then resumed to the end");
-    let (a, b) = (snapshot(&whole.path().join("r")), snapshot(&killed.path().join("r")));
+    let (a, b) = (
+        snapshot(&whole.path().join("r")),
+        snapshot(&killed.path().join("r")),
+    );
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),
@@ -188,13 +208,24 @@ fn cifar() -> String {
 
 #[test]
 fn eval_survives_random_kills() {
-    let m = shared("models/cifar10/cifar10-resnet20.onnx").display().to_string();
+    let m = shared("models/cifar10/cifar10-resnet20.onnx")
+        .display()
+        .to_string();
     let d = cifar();
     soak(
         "eval",
         &args(&[
-            "eval", "-m", &m, "-d", &d, "--batch-size", "10", "--corruptions",
-            "gaussian_noise,contrast", "--severities", "1,3",
+            "eval",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--batch-size",
+            "10",
+            "--corruptions",
+            "gaussian_noise,contrast",
+            "--severities",
+            "1,3",
         ]),
     );
 }
@@ -205,8 +236,21 @@ fn attack_survives_random_kills() {
     soak(
         "attack",
         &args(&[
-            "attack", "-m", &m, "-d", &d, "--limit", "60", "-a", "pgd", "--steps", "10",
-            "--batch-size", "6", "--eps", "0.1,0.2",
+            "attack",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "60",
+            "-a",
+            "pgd",
+            "--steps",
+            "10",
+            "--batch-size",
+            "6",
+            "--eps",
+            "0.1,0.2",
         ]),
     );
 }
@@ -217,8 +261,23 @@ fn classwise_survives_random_kills() {
     soak(
         "classwise",
         &args(&[
-            "classwise", "-m", &m, "-d", &d, "--limit", "60", "-a", "pgd", "--steps", "5",
-            "--batch-size", "6", "--corruptions", "gaussian_noise", "--severities", "2",
+            "classwise",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "60",
+            "-a",
+            "pgd",
+            "--steps",
+            "5",
+            "--batch-size",
+            "6",
+            "--corruptions",
+            "gaussian_noise",
+            "--severities",
+            "2",
         ]),
     );
 }
@@ -229,7 +288,16 @@ fn margins_survive_random_kills() {
     soak(
         "margins",
         &args(&[
-            "margins", "-m", &m, "-d", &d, "--limit", "20", "-a", "deepfool", "--batch-size",
+            "margins",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "20",
+            "-a",
+            "deepfool",
+            "--batch-size",
             "4",
         ]),
     );
@@ -241,7 +309,13 @@ fn corrupt_survives_random_kills() {
     soak(
         "corrupt",
         &args(&[
-            "corrupt", "-d", &d, "--corruptions", "gaussian_noise,fog", "--severities", "1,2",
+            "corrupt",
+            "-d",
+            &d,
+            "--corruptions",
+            "gaussian_noise,fog",
+            "--severities",
+            "1,2",
         ]),
     );
 }
@@ -252,8 +326,19 @@ fn weak_survives_random_kills() {
     soak(
         "weak",
         &args(&[
-            "weak", "-m", &m, "-d", &d, "--limit", "60", "--q", "8", "--test", &d,
-            "--test-limit", "50",
+            "weak",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "60",
+            "--q",
+            "8",
+            "--test",
+            &d,
+            "--test-limit",
+            "50",
         ]),
     );
 }
@@ -264,7 +349,16 @@ fn finetune_survives_random_kills() {
     soak(
         "finetune",
         &args(&[
-            "finetune", "-m", &m, "-d", &d, "--limit", "256", "--epochs", "3", "--batch-size",
+            "finetune",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "256",
+            "--epochs",
+            "3",
+            "--batch-size",
             "32",
         ]),
     );
