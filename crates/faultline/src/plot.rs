@@ -36,10 +36,35 @@ pub fn heatmap(
     col_axis: &str,
     annotate: bool,
 ) -> String {
+    heatmap_text(title, m, None, rows, cols, row_axis, col_axis, annotate)
+}
+
+/// Approximate width in pixels of `s` at font size 11 (sans-serif averages about 6.2 px per
+/// character), so labels get the room they need instead of a fixed margin.
+fn text_width(s: &str) -> f64 {
+    6.2 * s.chars().count() as f64
+}
+
+/// [`heatmap`] with the text of each annotated cell given (e.g. a share and the count behind
+/// it); `None` prints the value.
+#[allow(clippy::too_many_arguments)]
+pub fn heatmap_text(
+    title: &str,
+    m: &[Vec<f64>],
+    text: Option<&[Vec<String>]>,
+    rows: &[String],
+    cols: &[String],
+    row_axis: &str,
+    col_axis: &str,
+    annotate: bool,
+) -> String {
     let cell = if cols.len() > 20 { 14.0 } else { 40.0 };
-    let (left, top) = (110.0, 60.0);
-    let w = left + cell * cols.len() as f64 + 20.0;
-    let h = top + cell * rows.len() as f64 + 90.0;
+    // Room for the longest row label, the rotated column labels and the axis names.
+    let left = 30.0 + rows.iter().map(|r| text_width(r)).fold(60.0, f64::max);
+    let bottom = 40.0 + 0.71 * cols.iter().map(|c| text_width(c)).fold(40.0, f64::max);
+    let top = 60.0;
+    let w = (left + cell * cols.len() as f64 + 20.0).max(text_width(title) * 1.3 + 20.0);
+    let h = top + cell * rows.len() as f64 + bottom;
     let max = m
         .iter()
         .flatten()
@@ -76,17 +101,18 @@ pub fn heatmap(
                 esc(&cols[j])
             );
             if annotate && cell >= 30.0 {
-                let txt = if v.fract() == 0.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.2}")
+                let txt = match text {
+                    Some(t) => t[i][j].clone(),
+                    None if v.fract() == 0.0 => format!("{v:.0}"),
+                    None => format!("{v:.2}"),
                 };
                 let color = if v / max > 0.6 { "white" } else { "black" };
                 let _ = write!(
                     s,
-                    r#"<text x="{}" y="{}" text-anchor="middle" fill="{color}" font-size="10">{txt}</text>"#,
+                    r#"<text x="{}" y="{}" text-anchor="middle" fill="{color}" font-size="10">{}</text>"#,
                     x + cell / 2.0,
-                    y + cell * 0.6
+                    y + cell * 0.6,
+                    esc(&txt)
                 );
             }
         }
@@ -431,6 +457,24 @@ pub fn xy_chart(
     s
 }
 
+/// ROC curves (false- against true-positive rate) with the chance diagonal. The axes run
+/// slightly past [0, 1] so that a perfect detector's curve, which follows the left and top
+/// edges, is drawn inside the frame instead of hidden by it.
+pub fn roc_chart(title: &str, mut curves: Vec<Series>) -> String {
+    curves.push(Series {
+        name: "chance".into(),
+        points: vec![[0.0, 0.0], [1.0, 1.0]],
+        line: true,
+    });
+    xy_chart(
+        title,
+        "false-positive rate",
+        "true-positive rate",
+        &curves,
+        Some([-0.02, 1.02, -0.02, 1.02]),
+    )
+}
+
 fn fmt_tick(t: f64) -> String {
     let a = t.abs();
     if a == 0.0 {
@@ -502,5 +546,74 @@ mod tests {
         assert_eq!(xy.matches("<circle").count(), 1);
         assert_eq!(xy.matches("<polyline").count(), 1);
         assert_eq!(ticks(0.0, 1.0), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+    }
+
+    /// Long row labels get the room they need (the CFPS map clipped "gaussian_noise s5 …").
+    #[test]
+    fn heatmap_rows_have_room_for_their_labels() {
+        let rows = vec!["gaussian_noise, all severities (1234 errors)".to_string()];
+        let cols = vec!["airplane".to_string(), "automobile".to_string()];
+        let h = heatmap_text(
+            "t",
+            &[vec![0.25, 0.75]],
+            Some(&[vec!["1".into(), "3".into()]]),
+            &rows,
+            &cols,
+            "perturbation",
+            "class",
+            true,
+        );
+        let x: f64 = h
+            .split(r#"<text x=""#)
+            .find_map(|t| {
+                t.contains(r#"text-anchor="end">gaussian_noise"#)
+                    .then(|| t.split('"').next().unwrap().parse().unwrap())
+            })
+            .unwrap();
+        assert!(x - text_width(&rows[0]) >= 20.0, "label starts at {}", x - text_width(&rows[0]));
+        // The given cell texts replace the values.
+        assert!(h.contains(">3</text>") && !h.contains(">0.75</text>"));
+    }
+
+    /// A perfect detector's ROC curve runs along the left and top edges of the unit square; it
+    /// must be drawn inside the frame, not on it (roc.svg looked empty).
+    #[test]
+    fn a_perfect_roc_curve_is_drawn_inside_the_frame() {
+        let svg = roc_chart(
+            "t",
+            vec![Series {
+                name: "perfect".into(),
+                points: vec![[0.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+                line: true,
+            }],
+        );
+        let frame: Vec<f64> = svg
+            .split(r#"<rect x=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .take(4)
+            .map(|(_, v)| v.parse().unwrap())
+            .collect();
+        let (x0, y0) = (frame[0], frame[1]);
+        let (x1, y1) = (x0 + frame[2], y0 + frame[3]);
+        let curve = svg.split(r#"<polyline points=""#).nth(1).unwrap();
+        let pts: Vec<(f64, f64)> = curve
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|p| {
+                let (a, b) = p.split_once(',').unwrap();
+                (a.parse().unwrap(), b.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(pts.len(), 3);
+        for (x, y) in pts {
+            assert!(x > x0 + 2.0 && x < x1 - 2.0 && y > y0 + 2.0 && y < y1 - 2.0, "{x},{y}");
+        }
+        assert_eq!(svg.matches("<polyline").count(), 2, "curve and chance line");
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! faultline-fuzz run TARGET|all [--seconds 60] [--execs N] [--seed 0] [--out fuzz-out] [--shared ../shared]
+//! faultline-fuzz replay TARGET FILE [--shared ../shared]
 //! faultline-fuzz list
 //! ```
 //!
@@ -89,8 +90,9 @@ fn main() -> ExitCode {
         }
         Some("run") => parse(&args[1..]).and_then(|o| supervise(&o)),
         Some("worker") => worker(&args[1..]).map(|_| true),
+        Some("replay") => replay(&args[1..]).map(|_| true),
         _ => Err(anyhow::anyhow!(
-            "usage: faultline-fuzz run TARGET|all [--seconds S] [--execs N] [--seed S] [--out DIR] [--shared DIR] | list"
+            "usage: faultline-fuzz run TARGET|all [--seconds S] [--execs N] [--seed S] [--out DIR] [--shared DIR] | replay TARGET FILE [--shared DIR] | list"
         )),
     };
     match r {
@@ -219,7 +221,15 @@ fn fuzz_target(o: &Options, name: &str, seed: u64) -> Result<Summary> {
                 Ok(Event::Exit) => {
                     let status = child.wait()?;
                     let err = std::fs::read_to_string(work.join("stderr.txt")).unwrap_or_default();
-                    let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                    // The panic message (or the allocation failure) names what went wrong.
+                    let tail: String = err
+                        .lines()
+                        .filter(|l| {
+                            l.contains("panicked") || l.contains("memory allocation")
+                        })
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" | ");
                     summary.crashes.push(keep(
                         &work,
                         &crashes,
@@ -254,6 +264,23 @@ fn keep(work: &Path, crashes: &Path, what: &str) -> Result<String> {
     let _ = std::fs::copy(work.join("current.bin"), &input);
     std::fs::write(crashes.join(format!("{n}.txt")), what)?;
     Ok(format!("{}: {what}", input.display()))
+}
+
+/// Runs one kept input again in this process and prints its outcome (a panic shows itself).
+fn replay(args: &[String]) -> Result<()> {
+    let (Some(name), Some(file)) = (args.first(), args.get(1)) else {
+        bail!("replay needs a target and an input file");
+    };
+    let shared = match args.iter().position(|a| a == "--shared") {
+        Some(i) => PathBuf::from(args.get(i + 1).context("--shared needs a value")?),
+        None => PathBuf::from("../shared"),
+    };
+    let dir = std::env::temp_dir().join(format!("faultline-fuzz-replay-{}", std::process::id()));
+    let target = Target::new(name, &dir, &shared)?;
+    let input = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+    println!("{}", target.exec(&input));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// The worker: mutates, writes `current.bin`, runs the target, prints the outcome; forever.

@@ -21,7 +21,7 @@ use crate::margin::report::{input_margin, report, MarginReport, ReportParams, Sc
 use crate::margin::roc_curve;
 use crate::margin::scores::RowGaps;
 use crate::model::ModelCard;
-use crate::plot::{xy_chart, Series};
+use crate::plot::{roc_chart, xy_chart, Series};
 use crate::record::SampleRecord;
 use crate::run::attack::default_eps;
 use crate::run::{
@@ -355,15 +355,14 @@ fn write_plots(
             line: true,
         });
     }
-    let roc = xy_chart(
+    let non_robust = pos.iter().filter(|&&p| p).count();
+    let roc = roc_chart(
         &format!(
-            "detecting non-robust samples (d_in ≤ {})",
-            eps_label(rp.eps)
+            "detecting non-robust samples (d_in ≤ {}): {non_robust} non-robust, {} robust",
+            eps_label(rp.eps),
+            pos.len() - non_robust
         ),
-        "false-positive rate",
-        "true-positive rate",
-        &series,
-        Some([0.0, 1.0, 0.0, 1.0]),
+        series,
     );
     write_file(&out.file("roc.svg"), &roc)
 }

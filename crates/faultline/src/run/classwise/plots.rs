@@ -33,27 +33,56 @@ pub fn write(out: &Output, run: &ClasswiseRun) -> Result<()> {
             ),
         )?;
     }
-    let rows: Vec<&ClasswiseReport> = run
+    // Per-severity conditions, then each corruption family pooled over its severities; each
+    // row names its error count and cells count the errors, so one error is not read as a
+    // CFPS of 1.0 without seeing that it is one.
+    let rows: Vec<(&ClasswiseReport, bool)> = run
         .classwise
         .iter()
-        .chain(&run.corruption_families)
-        .filter(|r| r.cfps.is_some())
+        .map(|r| (r, false))
+        .chain(run.corruption_families.iter().map(|r| (r, true)))
         .collect();
-    if !rows.is_empty() {
+    // A condition without errors keeps its row (blank cells, "0 errors"): it is a finding too.
+    if rows.iter().any(|(r, _)| r.cfps.is_some()) {
+        let k = names.len();
         let m: Vec<Vec<f64>> = rows
             .iter()
-            .map(|r| r.cfps.clone().unwrap_or_default())
+            .map(|(r, _)| r.cfps.clone().unwrap_or_else(|| vec![0.0; k]))
             .collect();
-        let labels: Vec<String> = rows.iter().map(|r| r.condition.clone()).collect();
+        let counts: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(r, _)| match &r.cfps {
+                Some(c) => c
+                    .iter()
+                    .map(|&v| format!("{:.0}", v * r.errors as f64))
+                    .collect(),
+                None => vec![String::new(); k],
+            })
+            .collect();
+        let labels: Vec<String> = rows
+            .iter()
+            .map(|(r, family)| {
+                let errors = match r.errors {
+                    1 => "1 error".to_string(),
+                    e => format!("{e} errors"),
+                };
+                if *family {
+                    format!("{}, all severities ({errors})", r.condition)
+                } else {
+                    format!("{} ({errors})", r.condition)
+                }
+            })
+            .collect();
         write(
             "cfps.svg",
-            plot::heatmap(
-                "CFPS (share of all errors predicted as the class)",
+            plot::heatmap_text(
+                "CFPS: share of the errors predicted as each class (colour), error counts (numbers)",
                 &m,
+                Some(&counts),
                 &labels,
                 names,
                 "perturbation",
-                "class",
+                "predicted class",
                 names.len() <= 12,
             ),
         )?;
