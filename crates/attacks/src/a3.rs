@@ -20,7 +20,8 @@
 //!   direction, the start is `x0 + ε·v/‖v‖` (clipped to [0, 1]) with
 //!   `v = λ·s̄ + (1 − λ)·u` (L2: each term normalised first) and
 //!   `λ = adi_weight·n/(n + adi_prior)`. With no success yet (`n = 0`) this is APGD's random
-//!   start exactly. Unlike A3's ODI steps this costs no passes.
+//!   start exactly. Unlike A3's ODI steps this costs no passes. Directions are kept per
+//!   (label, class) pair: a class-pair universal direction, not one shared by every label.
 //! * **Online statistics-based discarding (OSD).** A3 ranks the samples still robust by the
 //!   best loss they reached and attacks only the most promising fraction in later restarts.
 //!   Here every run records, at its first step-size checkpoint (`⌈0.22·N_iter⌉` iterations),
@@ -29,7 +30,9 @@
 //!   went on to break later in their run are the evidence `E`. Once `|E| ≥ osd_min_evidence`,
 //!   a later run stops a sample at its checkpoint when its value is below
 //!   `τ = min E − osd_slack·(median E − min E)`, i.e. further behind than any sample that still
-//!   broke, by a margin of the evidence's own spread. A stopped sample keeps its best point and
+//!   broke, by a margin of the evidence's own spread; with `osd_keep < 1` only that fraction of
+//!   the samples still attacked, those with the highest values, continues (A3's ranking by the
+//!   best loss reached). A stopped sample keeps its best point and
 //!   is attacked again by later runs (other targets, restarts, stages), where it may break.
 //!
 //! # Scope of the statistics
@@ -40,14 +43,17 @@
 //!
 //! # Defaults
 //! Everything of APGD ([`ApgdParams`]: 100 iterations, ρ = 0.75, momentum 0.75) and its
-//! random start when nothing has broken yet. `a3-t` ranks 5 target classes (AutoAttack's
-//! APGD-T: 9): with OSD never firing, `fast` then still costs at most about 1 + 6 APGD runs
-//! per robust sample against standard's 1 + 9 APGD runs, 9 FAB-T runs and 5,000 Square
-//! queries, i.e. well under a fifth; the targets dropped are those the clean logits rank
-//! lowest. ADI: `adi_prior = 4` successes before the learned direction gets half its weight,
+//! random start when nothing has broken yet. `a3-ce` is one run (every sample's first, so no
+//! ranking: `osd_keep = 1`). `a3-t` ranks 9 target classes as AutoAttack's APGD-T and lets
+//! half of the samples still attacked continue past each run's checkpoint (`osd_keep = 0.5`,
+//! A3's fraction attacked in its later restarts shrinks from 1 towards 0.03): a robust sample
+//! then costs at most about 1 + 9·(0.5 + 0.5·0.22) APGD runs against standard's 1 + 9 APGD
+//! runs, 9 FAB-T runs and 5,000 Square queries, under a fifth even when the evidence rule never
+//! fires. ADI: `adi_prior = 4` successes before the learned direction gets half its weight,
 //! `adi_weight = 0.5` (a start is never more than half learned, keeping A3's diversity). OSD:
-//! `osd_min_evidence = 3`, `osd_slack = 1`. These are chosen by the reasoning above, not
-//! fitted to a model ([U] in the sense of methods.md).
+//! `osd_min_evidence = 3`, `osd_slack = 1`. These follow the reasoning above, not a fit to
+//! one model ([U] in the sense of methods.md); the registry's `--steps` and `--restarts` reach
+//! the APGD runs, the A3 fields are set in code.
 //!
 //! # Cost
 //! As APGD, minus the iterations after the checkpoint of discarded samples.

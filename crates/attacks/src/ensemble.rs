@@ -17,7 +17,7 @@
 //! (`stage_passes`).
 //!
 //! The `fast` preset is A3-style (Liu et al., CVPR 2022; [`crate::a3`]): `a3-ce` → `a3-t`,
-//! adaptive APGD-CE then adaptive APGD-T on 5 target classes. The stages of one call share a
+//! adaptive APGD-CE then adaptive APGD-T on 9 target classes. The stages of one call share a
 //! [`Memory`]: the directions of the perturbations that succeeded (start directions of later
 //! runs) and the statistics of late successes (the discarding threshold).
 
@@ -51,7 +51,7 @@ pub static PRESETS: &[Preset] = &[
     Preset {
         name: "fast",
         stages: &["a3-ce", "a3-t"],
-        about: "A3-style (Liu et al. 2022): adaptive APGD-CE → adaptive APGD-T, 5 targets, \
+        about: "A3-style (Liu et al. 2022): adaptive APGD-CE → adaptive APGD-T (9 targets), \
                 starts learned from earlier successes, hopeless samples discarded online",
     },
 ];

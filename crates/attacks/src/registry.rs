@@ -392,7 +392,7 @@ pub static ATTACKS: &[Entry] = &[
         kind: Kind::Bounded,
         norms: &[Linf, L2],
         takes: &[Steps, Restarts],
-        about: "A3-style adaptive APGD-T, 5 target classes (Liu et al. 2022)",
+        about: "A3-style adaptive APGD-T, 9 target classes (Liu et al. 2022)",
         build: |n, s| a3_like(A3Params::targeted(n), s),
     },
     Entry {
