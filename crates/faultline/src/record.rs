@@ -189,6 +189,7 @@ mod tests {
                 forward: 5,
                 backward: 4,
                 stage: None,
+                stage_passes: Vec::new(),
                 carried_from: None,
                 unbounded_success: None,
                 gradient_issue: None,
