@@ -23,15 +23,7 @@ const K: usize = 10;
 const N: usize = 24;
 
 fn images(seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..N * D)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            0.5 + 0.6 * ((s >> 40) as f32 / 16777216.0 - 0.5)
-        })
-        .collect()
+    common::images(N, D, seed, 0.6)
 }
 
 #[test]
