@@ -109,12 +109,27 @@ fn schedule(steps: usize) -> (usize, usize, usize) {
     (f(0.22), f(0.03), f(0.06))
 }
 
+/// The first checkpoint of the step-size schedule (iterations), where A3's discarding looks.
+pub(crate) fn first_checkpoint(steps: usize) -> usize {
+    schedule(steps).0
+}
+
+/// The random direction of APGD's start: `U[−1, 1]^d` (L∞) or `N(0, I)` (L2).
+pub(crate) fn start_direction(norm: Norm, d: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
+    match norm {
+        Norm::Linf => (0..d).map(|_| 2.0 * uniform(rng) - 1.0).collect(),
+        Norm::L2 | Norm::L1 => (0..d).map(|_| normal(rng)).collect(),
+    }
+}
+
 /// AutoAttack's APGD random start: `x0 + ε·t/‖t‖` clipped to [0, 1].
-fn apgd_start(norm: Norm, x0: &[f32], eps: f32, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
-    let t: Vec<f32> = match norm {
-        Norm::Linf => x0.iter().map(|_| 2.0 * uniform(rng) - 1.0).collect(),
-        Norm::L2 | Norm::L1 => x0.iter().map(|_| normal(rng)).collect(),
-    };
+pub(crate) fn apgd_start(
+    norm: Norm,
+    x0: &[f32],
+    eps: f32,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Vec<f32> {
+    let t = start_direction(norm, x0.len(), rng);
     let n = norm.of(t.iter().copied()) + 1e-12;
     x0.iter()
         .zip(&t)
@@ -123,11 +138,43 @@ fn apgd_start(norm: Norm, x0: &[f32], eps: f32, rng: &mut rand_chacha::ChaCha8Rn
 }
 
 /// What one run returns for each of its samples.
-struct Run {
+pub(crate) struct Run {
     /// Highest-loss point.
-    best: Vec<f32>,
+    pub best: Vec<f32>,
     /// First point that met the goal, if any.
-    adv: Vec<Option<Vec<f32>>>,
+    pub adv: Vec<Option<Vec<f32>>>,
+    /// The class predicted at that point.
+    pub adv_class: Vec<Option<usize>>,
+    /// With a [`Checkpoint`]: the best untargeted DLR value up to it, for samples still
+    /// attacked there.
+    pub at_check: Vec<Option<f32>>,
+}
+
+/// Online discarding inside a run (A3's OSD, [`crate::a3`]): after `at` iterations the best
+/// untargeted DLR value of each sample still attacked is recorded, and samples below `below`
+/// stop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkpoint {
+    /// Iterations before the check.
+    pub at: usize,
+    /// Discard threshold (None: record only).
+    pub below: Option<f32>,
+    /// Fraction of the samples still attacked at the check that continue, those with the
+    /// highest values (1: no ranking).
+    pub keep: f32,
+}
+
+impl Checkpoint {
+    /// The samples of `active` that continue, given their values `stat`.
+    pub fn survivors(&self, active: &[usize], stat: &[f32]) -> Vec<usize> {
+        let mut v: Vec<f32> = active.iter().map(|&j| stat[j]).collect();
+        v.sort_by(|a, b| b.total_cmp(a));
+        let n =
+            ((self.keep.clamp(0.0, 1.0) * v.len() as f32).ceil() as usize).clamp(1, v.len().max(1));
+        let rank = v.get(n - 1).copied().unwrap_or(f32::NEG_INFINITY);
+        let t = self.below.map_or(rank, |b| b.max(rank));
+        active.iter().copied().filter(|&j| stat[j] >= t).collect()
+    }
 }
 
 /// One APGD run on the samples `todo` (batch positions) from the starts `x_init`.
@@ -143,6 +190,7 @@ fn single_run(
     p: &ApgdParams,
     eps: f32,
     loss: AttackLoss,
+    check: Option<Checkpoint>,
     passes: &mut Passes,
 ) -> Result<Run> {
     let per = x.len() / labels.len();
@@ -158,6 +206,7 @@ fn single_run(
     };
     let mut xa = x_init;
     let mut adv: Vec<Option<Vec<f32>>> = vec![None; m];
+    let mut adv_class: Vec<Option<usize>> = vec![None; m];
     // Loss and gradient at the points of `act` (positions in 0..m).
     let eval = |xa: &[f32], act: &[usize], passes: &mut Passes| -> Result<(Vec<f32>, Vec<f32>)> {
         let xb = gather(xa, act, per);
@@ -175,6 +224,11 @@ fn single_run(
         passes.add(&act.iter().map(|&j| todo[j]).collect::<Vec<_>>(), 1, 1);
         Ok((z, g))
     };
+    // The statistic of A3's discarding rule: untargeted DLR, scale-free across samples, losses
+    // and stages.
+    let stat = |j: usize, z: &[f32]| loss_value(z, ys[j], None, AttackLoss::Dlr);
+    let mut stat_best = vec![f32::NEG_INFINITY; m];
+    let mut at_check = vec![None; m];
     let all: Vec<usize> = (0..m).collect();
     let (z, g0) = eval(&xa, &all, passes)?;
     let mut grad = vec![0.0f32; m * per];
@@ -184,8 +238,10 @@ fn single_run(
         let zr = &z[j * k..(j + 1) * k];
         grad[j * per..(j + 1) * per].copy_from_slice(&g0[j * per..(j + 1) * per]);
         loss_best[j] = loss_value(zr, ys[j], ts.as_ref().map(|t| t[j]), loss);
+        stat_best[j] = stat(j, zr);
         if met(j, zr) {
             adv[j] = Some(xa[j * per..(j + 1) * per].to_vec());
+            adv_class[j] = Some(argmax(zr));
         } else {
             active.push(j);
         }
@@ -228,6 +284,7 @@ fn single_run(
             grad[r.clone()].copy_from_slice(&g[b * per..(b + 1) * per]);
             let l = loss_value(zr, ys[j], ts.as_ref().map(|t| t[j]), loss);
             loss_steps[j][it] = l;
+            stat_best[j] = stat_best[j].max(stat(j, zr));
             if l > loss_best[j] {
                 best[r.clone()].copy_from_slice(&xa[r.clone()]);
                 grad_best[r.clone()].copy_from_slice(&grad[r.clone()]);
@@ -235,11 +292,18 @@ fn single_run(
             }
             if met(j, zr) {
                 adv[j] = Some(xa[r].to_vec());
+                adv_class[j] = Some(argmax(zr));
             } else {
                 still.push(j);
             }
         }
         active = still;
+        if let Some(c) = check.filter(|c| c.at == it + 1) {
+            for &j in &active {
+                at_check[j] = Some(stat_best[j]);
+            }
+            active = c.survivors(&active, &stat_best);
+        }
         since += 1;
         if since == len {
             for &j in &active {
@@ -268,25 +332,57 @@ fn single_run(
             since = 0;
         }
     }
-    Ok(Run { best, adv })
+    Ok(Run {
+        best,
+        adv,
+        adv_class,
+        at_check,
+    })
 }
 
 described!(ApgdParams);
 
 impl BoundedAttack for ApgdParams {
     fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
-        apgd(model, batch.images, goal, batch.indices, self, eps)
+        apgd(model, batch.images, goal, batch.indices, self, eps, None)
     }
 }
 
-/// APGD (or APGD-T with `target_classes > 0`) on images `x`; `indices` seed the random starts.
-fn apgd(
+/// What an adaptive variant (A3, [`crate::a3`]) changes in APGD's runs: where each run starts,
+/// when samples are discarded, and what is learned from each run.
+pub(crate) trait Adapt {
+    /// The start of a run on image `x0` (label `label`, run toward `target` when targeted).
+    fn start(
+        &mut self,
+        x0: &[f32],
+        label: usize,
+        target: Option<usize>,
+        eps: f32,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Vec<f32>;
+    /// The checkpoint of a run of `steps` iterations.
+    fn checkpoint(&self, steps: usize) -> Option<Checkpoint>;
+    /// Learns from a finished run: for each sample, its clean image, label, the point that met
+    /// the goal and the class predicted there (if any), and its statistic at the checkpoint.
+    fn learn(
+        &mut self,
+        x0: &[f32],
+        label: usize,
+        adv: Option<(&[f32], usize)>,
+        at_check: Option<f32>,
+    );
+}
+
+/// APGD (or APGD-T with `target_classes > 0`) on images `x`; `indices` seed the random starts;
+/// `adapt` replaces the random starts and adds discarding (A3).
+pub(crate) fn apgd(
     model: &Model,
     x: &[f32],
     goal: Goal,
     indices: &[usize],
     p: &ApgdParams,
     eps: f32,
+    mut adapt: Option<&mut dyn Adapt>,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     let n = goal.labels.len();
@@ -337,14 +433,14 @@ fn apgd(
                 None => format!("apgd:{restart}"),
             };
             let mut init = Vec::with_capacity(todo.len() * per);
+            let run_target = |i: usize| targets.map(|t| t[i]);
             for &i in &todo {
                 let mut rng = sample_rng(p.seed, indices[i], &tag);
-                init.extend(apgd_start(
-                    p.norm,
-                    &x[i * per..(i + 1) * per],
-                    eps,
-                    &mut rng,
-                ));
+                let x0 = &x[i * per..(i + 1) * per];
+                init.extend(match adapt.as_deref_mut() {
+                    Some(a) => a.start(x0, goal.labels[i], run_target(i), eps, &mut rng),
+                    None => apgd_start(p.norm, x0, eps, &mut rng),
+                });
             }
             let run = single_run(
                 model,
@@ -357,8 +453,20 @@ fn apgd(
                 p,
                 eps,
                 loss,
+                adapt.as_deref().and_then(|a| a.checkpoint(p.steps)),
                 &mut passes,
             )?;
+            if let Some(a) = adapt.as_deref_mut() {
+                for (j, &i) in todo.iter().enumerate() {
+                    let found = run.adv[j].as_deref().zip(run.adv_class[j]);
+                    a.learn(
+                        &x[i * per..(i + 1) * per],
+                        goal.labels[i],
+                        found,
+                        run.at_check[j],
+                    );
+                }
+            }
             for (j, &i) in todo.iter().enumerate() {
                 if let Some(a) = &run.adv[j] {
                     out[i * per..(i + 1) * per].copy_from_slice(a);

@@ -161,6 +161,19 @@ pub trait BoundedAttack: Described + Send + Sync {
     /// Attacks a batch; one returned image per sample, inside the ball and the box, with
     /// success flags re-checked on it.
     fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput>;
+    /// [`BoundedAttack::run`] inside an ensemble, with what the earlier stages learned (A3's
+    /// adaptive stages read and extend `memory`; other attacks ignore it).
+    fn run_learning(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        memory: &mut crate::a3::Memory,
+    ) -> Result<AttackOutput> {
+        let _ = memory;
+        self.run(model, batch, goal, eps)
+    }
     /// Names of the stages of an ensemble (empty for a single attack).
     fn stages(&self) -> Vec<&str> {
         Vec::new()
@@ -210,6 +223,10 @@ pub struct SampleResult {
     /// attack).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<usize>,
+    /// Ensembles: forward and backward passes spent on this sample by each stage, in order
+    /// (`[0, 0]` for a stage that did not run on it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stage_passes: Vec<[u32; 2]>,
 }
 
 /// Adversarial images of a batch and their results.
@@ -277,6 +294,7 @@ pub fn finalize(
                 forward: passes.forward[i],
                 backward: passes.backward[i],
                 stage: None,
+                stage_passes: Vec::new(),
             }
         })
         .collect();

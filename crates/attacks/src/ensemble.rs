@@ -13,10 +13,17 @@
 //! Per sample the ensemble keeps the first stage that broke it and that stage's returned image
 //! (its prediction, margin and perturbation norms); for a sample no stage broke, the returned
 //! image with the lowest logit margin over all stages (every one lies inside the ball). Forward
-//! and backward passes are summed over the stages that ran on the sample.
+//! and backward passes are summed over the stages that ran on the sample, and kept per stage
+//! (`stage_passes`).
+//!
+//! The `fast` preset is A3-style (Liu et al., CVPR 2022; [`crate::a3`]): `a3-ce` → `a3-t`,
+//! adaptive APGD-CE then adaptive APGD-T on 9 target classes. The stages of one call share a
+//! [`Memory`]: the directions of the perturbations that succeeded (start directions of later
+//! runs) and the statistics of late successes (the discarding threshold).
 
 use faultline_engine::Model;
 
+use crate::a3::Memory;
 use crate::attack::{
     check_batch, AttackOutput, BatchRef, BoundedAttack, Described, Goal, SampleResult, StageDone,
 };
@@ -35,11 +42,19 @@ pub struct Preset {
 }
 
 /// Every preset.
-pub static PRESETS: &[Preset] = &[Preset {
-    name: "standard",
-    stages: &["apgd-ce", "apgd-t", "fab-t", "square"],
-    about: "AutoAttack's standard version: APGD-CE → APGD-T → FAB-T → Square",
-}];
+pub static PRESETS: &[Preset] = &[
+    Preset {
+        name: "standard",
+        stages: &["apgd-ce", "apgd-t", "fab-t", "square"],
+        about: "AutoAttack's standard version: APGD-CE → APGD-T → FAB-T → Square",
+    },
+    Preset {
+        name: "fast",
+        stages: &["a3-ce", "a3-t"],
+        about: "A3-style (Liu et al. 2022): adaptive APGD-CE → adaptive APGD-T (9 targets), \
+                starts learned from earlier successes, hopeless samples discarded online",
+    },
+];
 
 /// One stage: a bounded attack under its registry name.
 pub struct Stage {
@@ -136,19 +151,19 @@ impl BoundedAttack for Ensemble {
         let mut adv = batch.images.to_vec();
         let mut results: Vec<Option<SampleResult>> = vec![None; n];
         let mut stage = vec![None; n];
-        let mut passes = vec![(0u32, 0u32); n];
-        let mut alive: Vec<usize> = (0..n).collect();
         let count = self.stages.len();
+        let mut passes = vec![vec![[0u32, 0u32]; count]; n];
+        let mut alive: Vec<usize> = (0..n).collect();
+        let mut memory = Memory::new();
         for (s, st) in self.stages.iter().enumerate() {
             if !alive.is_empty() {
                 let sel = batch.select(goal, &alive);
                 let (b, g) = sel.parts();
-                let o = st.attack.run(model, b, g, eps)?;
+                let o = st.attack.run_learning(model, b, g, eps, &mut memory)?;
                 let mut still = Vec::with_capacity(alive.len());
                 for (j, &i) in alive.iter().enumerate() {
                     let r = &o.results[j];
-                    passes[i].0 += r.forward;
-                    passes[i].1 += r.backward;
+                    passes[i][s] = [r.forward, r.backward];
                     let lower = results[i]
                         .as_ref()
                         .is_none_or(|b| r.logit_margin < b.logit_margin);
@@ -174,13 +189,14 @@ impl BoundedAttack for Ensemble {
             .into_iter()
             .zip(passes)
             .zip(stage)
-            .map(|((r, (f, b)), st)| {
+            .map(|((r, p), st)| {
                 let r =
                     r.ok_or_else(|| Error::Invalid("an ensemble stage skipped a sample".into()))?;
                 Ok(SampleResult {
-                    forward: f,
-                    backward: b,
+                    forward: p.iter().map(|v| v[0]).sum(),
+                    backward: p.iter().map(|v| v[1]).sum(),
                     stage: st,
+                    stage_passes: p,
                     ..r
                 })
             })

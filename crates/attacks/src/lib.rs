@@ -10,6 +10,7 @@
 //! success flags come from re-predicting that image (`attack::finalize`).
 #![warn(missing_docs)]
 
+pub mod a3;
 pub mod apgd;
 pub mod attack;
 pub mod cw;
@@ -23,6 +24,7 @@ pub mod pgd;
 pub mod registry;
 pub mod square;
 
+pub use a3::A3Params;
 pub use apgd::ApgdParams;
 pub use attack::{
     AttackOutput, BatchRef, BoundedAttack, Described, Goal, MinNormAttack, SampleResult, Selection,

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::a3::A3Params;
 use crate::apgd::ApgdParams;
 use crate::attack::{BoundedAttack, Described, MinNormAttack};
 use crate::cw::CwParams;
@@ -285,6 +286,18 @@ fn apgd_like(base: ApgdParams, s: &Settings) -> Method {
     }))
 }
 
+fn a3_like(base: A3Params, s: &Settings) -> Method {
+    Method::Bounded(Box::new(A3Params {
+        apgd: ApgdParams {
+            steps: s.steps.unwrap_or(base.apgd.steps),
+            restarts: s.restarts.unwrap_or(base.apgd.restarts),
+            seed: s.seed,
+            ..base.apgd.clone()
+        },
+        ..base
+    }))
+}
+
 fn fab_like(base: FabParams, s: &Settings) -> FabParams {
     FabParams {
         steps: s.steps.unwrap_or(base.steps),
@@ -365,6 +378,22 @@ pub static ATTACKS: &[Entry] = &[
         takes: &[Steps, Restarts],
         about: "targeted Auto-PGD on the targeted DLR loss, 9 target classes",
         build: |n, s| apgd_like(ApgdParams::autoattack_t(n), s),
+    },
+    Entry {
+        name: "a3-ce",
+        kind: Kind::Bounded,
+        norms: &[Linf, L2],
+        takes: &[Steps, Restarts],
+        about: "A3-style adaptive APGD-CE: learned start directions, online discarding (Liu et al. 2022)",
+        build: |n, s| a3_like(A3Params::ce(n), s),
+    },
+    Entry {
+        name: "a3-t",
+        kind: Kind::Bounded,
+        norms: &[Linf, L2],
+        takes: &[Steps, Restarts],
+        about: "A3-style adaptive APGD-T, 9 target classes (Liu et al. 2022)",
+        build: |n, s| a3_like(A3Params::targeted(n), s),
     },
     Entry {
         name: "fab-t",

@@ -25,15 +25,7 @@ const N: usize = 4;
 
 /// `N` images with values in 0.5 ± 0.1 (pseudo-random, fixed).
 fn images(seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..N * D)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            0.5 + 0.2 * ((s >> 40) as f32 / 16777216.0 - 0.5)
-        })
-        .collect()
+    common::images(N, D, seed, 0.2)
 }
 
 /// The model, the images, their predictions (used as labels), their data-set indices, and the

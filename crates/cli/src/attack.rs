@@ -21,12 +21,14 @@ pub struct AttackArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Attack (`faultline list` describes each): fgsm, pgd, mifgsm, apgd-ce, apgd-dlr, apgd-t,
-    /// fab-t, square (bounded), deepfool, fab or cw (minimum norm)
+    /// a3-ce, a3-t, fab-t, square (bounded), deepfool, fab or cw (minimum norm)
     #[arg(short, long, default_value = "pgd", value_parser = attack_names())]
     pub attack: String,
     /// An attack ensemble instead of --attack: standard = AutoAttack's standard version
     /// (APGD-CE → APGD-T → FAB-T → Square, each on the points still robust, AutoAttack's
-    /// parameters; robust accuracy after each stage)
+    /// parameters); fast = A3-style adaptive APGD-CE → APGD-T (9 targets) with start directions
+    /// learned from earlier successes and online discarding of hopeless samples. Robust
+    /// accuracy and passes after each stage
     #[arg(long, value_name = "P", value_parser = preset_names(), conflicts_with = "attack")]
     pub preset: Option<String>,
     /// Skip the sanity checks for gradient masking (robust accuracy monotone in ε, an unbounded
@@ -151,9 +153,11 @@ fn print_summary(r: &AttackReport, l: &Loaded, out: &std::path::Path) -> std::io
         for st in p.stages.iter().flatten() {
             writeln!(
                 o,
-                "  after {:<10} {:6.2} %",
+                "  after {:<10} {:6.2} %   ({} forward, {} backward passes)",
                 st.attack,
-                100.0 * st.robust_accuracy
+                100.0 * st.robust_accuracy,
+                st.forward,
+                st.backward
             )?;
         }
     }

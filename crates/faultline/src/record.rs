@@ -81,6 +81,10 @@ pub struct AttackOutcome {
     /// Ensembles: the stage that broke the sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// Ensembles: `[forward, backward]` passes each stage spent on the sample under this
+    /// condition, in stage order (the clean pass and sanity checks are only in the totals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stage_passes: Vec<[u32; 2]>,
     /// The result is carried over from this smaller ε: the sample was not attacked again here,
     /// or (with the sanity checks) the attack here did not break it — a violation of
     /// monotonicity.
@@ -185,6 +189,7 @@ mod tests {
                 forward: 5,
                 backward: 4,
                 stage: None,
+                stage_passes: Vec::new(),
                 carried_from: None,
                 unbounded_success: None,
                 gradient_issue: None,

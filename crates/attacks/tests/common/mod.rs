@@ -47,6 +47,19 @@ pub fn linear_image(shape: [usize; 3], k: usize, seed: u64) -> (Model, Vec<f32>,
     (m, w, b)
 }
 
+/// `n` images of `d` values in `0.5 ± spread/2` (pseudo-random, fixed by `seed`).
+pub fn images(n: usize, d: usize, seed: u64, spread: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n * d)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            0.5 + spread * ((s >> 40) as f32 / 16777216.0 - 0.5)
+        })
+        .collect()
+}
+
 /// The exact minimal distance for each sample, and the predicted labels.
 pub fn exact(
     w: &[f32],

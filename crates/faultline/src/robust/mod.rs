@@ -255,12 +255,14 @@ pub fn attack_batch(
             .filter(|&i| sanity || !best[i].success())
             .collect();
         let mut spent = vec![(0u32, 0u32); n];
+        let mut spent_stages: Vec<Vec<[u32; 2]>> = vec![Vec::new(); n];
         let mut carried: Vec<Option<f32>> = broken_at.clone();
         if !todo.is_empty() {
             let out = run(&todo, e)?;
             for (j, &i) in todo.iter().enumerate() {
                 let r = &out.results[j];
                 spent[i] = (r.forward, r.backward);
+                spent_stages[i] = r.stage_passes.clone();
                 if r.success || !best[i].success() {
                     best[i] = merge(&best[i], r);
                     adv[i * per..(i + 1) * per].copy_from_slice(&out.adv[j * per..(j + 1) * per]);
@@ -281,6 +283,7 @@ pub fn attack_batch(
                         forward: spent[i].0 + u32::from(first),
                         backward: spent[i].1 + u32::from(first && sanity),
                         carried_from: if is_correct(i) { carried[i] } else { None },
+                        stage_passes: spent_stages[i].clone(),
                         ..prev
                     }),
                     ..best[i].clone()

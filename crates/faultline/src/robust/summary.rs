@@ -14,6 +14,10 @@ pub struct StagePoint {
     pub attack: String,
     /// Fraction of samples neither misclassified clean nor broken by this or an earlier stage.
     pub robust_accuracy: f64,
+    /// Forward passes the stage spent at this radius, over all samples.
+    pub forward: u64,
+    /// Backward passes the stage spent at this radius, over all samples.
+    pub backward: u64,
 }
 
 /// Robust accuracy at one radius.
@@ -87,11 +91,21 @@ pub fn summarize(records: &[SampleRecord], attack: &Attack, eps: &[f32]) -> Atta
                 names
                     .iter()
                     .enumerate()
-                    .map(|(s, name)| StagePoint {
-                        attack: name.to_string(),
-                        robust_accuracy: frac(
-                            at.iter().filter(|r| !r.success() || rank(r) > s).count(),
-                        ),
+                    .map(|(s, name)| {
+                        let spent = |f: usize| -> u64 {
+                            at.iter()
+                                .filter_map(|r| r.attack.as_ref()?.stage_passes.get(s))
+                                .map(|p| p[f] as u64)
+                                .sum()
+                        };
+                        StagePoint {
+                            attack: name.to_string(),
+                            robust_accuracy: frac(
+                                at.iter().filter(|r| !r.success() || rank(r) > s).count(),
+                            ),
+                            forward: spent(0),
+                            backward: spent(1),
+                        }
                     })
                     .collect()
             });
