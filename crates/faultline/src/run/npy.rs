@@ -3,7 +3,7 @@
 //! fixed header followed by raw little-endian C-order data.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{io, Result};
@@ -51,6 +51,7 @@ impl NpyRows {
         let total = h.len() as u64 + (shape[0] * row) as u64;
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .write(true)
             .truncate(!keep)
             .open(path)
@@ -73,5 +74,16 @@ impl NpyRows {
             .seek(SeekFrom::Start(self.header + first as u64 * self.row_bytes))
             .map_err(io(p))?;
         self.file.write_all(bytes).map_err(io(p))
+    }
+
+    /// Reads `count` consecutive rows starting at row `first`.
+    pub fn read_rows(&mut self, first: usize, count: usize) -> Result<Vec<u8>> {
+        let p = &self.path;
+        self.file
+            .seek(SeekFrom::Start(self.header + first as u64 * self.row_bytes))
+            .map_err(io(p))?;
+        let mut buf = vec![0u8; count * self.row_bytes as usize];
+        self.file.read_exact(&mut buf).map_err(io(p))?;
+        Ok(buf)
     }
 }
