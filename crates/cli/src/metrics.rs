@@ -27,6 +27,10 @@ pub struct MetricsArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
+    /// Read the white-box adversarial images of an earlier `attack --save-adv` run (its first ε
+    /// and its samples) instead of attacking here
+    #[arg(long, value_name = "ATTACK_RUN_DIR", conflicts_with_all = ["eps", "steps"])]
+    pub from: Option<PathBuf>,
     /// White-box attack (bounded): pgd, apgd-ce, fgsm, mifgsm, …
     #[arg(short, long, default_value = "pgd", value_parser = crate::attack::attack_names())]
     pub attack: String,
@@ -90,6 +94,7 @@ impl MetricsArgs {
             l => Some(l.split(',').map(|s| s.trim().to_string()).collect()),
         };
         Ok(MetricsConfig {
+            from: self.from.clone(),
             attack: self.attack.clone(),
             settings: Settings {
                 steps: self.steps,
@@ -138,9 +143,16 @@ fn print_metrics(r: &MetricsReport, dir: &std::path::Path) -> std::io::Result<()
     if let Some(d) = &r.defended {
         writeln!(o, "defended  {}", d.path.display())?;
     }
-    writeln!(o, "data   {} ({} samples)\n", r.data.path.display(), r.corruptions.table.first().map_or(0, |t| t.n))?;
+    writeln!(
+        o,
+        "data   {} ({} samples)\n",
+        r.data.path.display(),
+        r.corruptions.table.first().map_or(0, |t| t.n)
+    )?;
     for m in SUITE {
-        let Some(v) = r.metrics.get(m.key) else { continue };
+        let Some(v) = r.metrics.get(m.key) else {
+            continue;
+        };
         let shown = match v {
             Value::Null => format!("—  ({})", r.notes.get(m.key).map_or("", String::as_str)),
             v => fmt(v),
@@ -178,16 +190,33 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
 
 fn print_compare(r: &CompareReport, out: Option<&std::path::Path>) -> std::io::Result<()> {
     let mut o = std::io::stdout().lock();
-    let wcol = r.labels.iter().map(|l| l.len()).max().unwrap_or(8).clamp(10, 28);
+    let wcol = r
+        .labels
+        .iter()
+        .map(|l| l.len())
+        .max()
+        .unwrap_or(8)
+        .clamp(10, 28);
     write!(o, "{:<20}", "metric")?;
     for (i, l) in r.labels.iter().enumerate() {
-        write!(o, " {:>wcol$}", format!("[{}] {}", i + 1, l).chars().take(wcol).collect::<String>())?;
+        write!(
+            o,
+            " {:>wcol$}",
+            format!("[{}] {}", i + 1, l)
+                .chars()
+                .take(wcol)
+                .collect::<String>()
+        )?;
     }
     writeln!(o, "  better  best")?;
     for row in &r.rows {
         write!(o, "{:<20}", row.metric)?;
         for v in &row.values {
-            write!(o, " {:>wcol$}", v.map_or("—".to_string(), |x| fmt(&serde_json::json!(x))))?;
+            write!(
+                o,
+                " {:>wcol$}",
+                v.map_or("—".to_string(), |x| fmt(&serde_json::json!(x)))
+            )?;
         }
         let dir = match row.better {
             Better::Higher => "higher",
@@ -198,7 +227,12 @@ fn print_compare(r: &CompareReport, out: Option<&std::path::Path>) -> std::io::R
         writeln!(o, "  {dir:<6}  {best}")?;
     }
     if let Some(d) = out {
-        writeln!(o, "\nwrote {}/compare.csv and {}/compare.svg", d.display(), d.display())?;
+        writeln!(
+            o,
+            "\nwrote {}/compare.csv and {}/compare.svg",
+            d.display(),
+            d.display()
+        )?;
     }
     Ok(())
 }

@@ -31,7 +31,10 @@ pub struct CorruptionPlan {
     pub seed: u64,
 }
 
-pub(crate) fn names<S: serde::Serializer>(k: &[CorruptionKind], s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn names<S: serde::Serializer>(
+    k: &[CorruptionKind],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.collect_seq(k.iter().map(|k| k.name()))
 }
 
@@ -228,7 +231,13 @@ pub struct Baseline {
 impl Baseline {
     /// The error rates of a baseline model evaluated in process.
     pub fn from_counts(counts: &ConditionCounts) -> Baseline {
-        let err = |&(n, ok): &(usize, usize)| if n == 0 { 0.0 } else { 1.0 - ok as f64 / n as f64 };
+        let err = |&(n, ok): &(usize, usize)| {
+            if n == 0 {
+                0.0
+            } else {
+                1.0 - ok as f64 / n as f64
+            }
+        };
         Baseline {
             clean_error: counts.get(&None).map_or(0.0, err),
             errors: counts

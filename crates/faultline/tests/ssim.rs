@@ -26,6 +26,9 @@ fn matches_scikit_image() {
         };
         let got = ssim(&img("a"), &img("b"), s[0], s[1], s[2], 255.0).unwrap();
         let want = case["ssim"].as_f64().unwrap();
-        assert!((got - want).abs() < 1e-6, "{s:?}: {got} vs scikit-image {want}");
+        assert!(
+            (got - want).abs() < 1e-6,
+            "{s:?}: {got} vs scikit-image {want}"
+        );
     }
 }

@@ -149,7 +149,10 @@ pub fn blur_images(images: &[f32], h: usize, w: usize, radius: f64) -> Vec<f32> 
             .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as f64)
             .collect();
         gaussian_filter(&mut p, h, w, radius, Border::Reflect, 4.0);
-        out.extend(p.iter().map(|&v| (v.round().clamp(0.0, 255.0) / 255.0) as f32));
+        out.extend(
+            p.iter()
+                .map(|&v| (v.round().clamp(0.0, 255.0) / 255.0) as f32),
+        );
     }
     out
 }
@@ -233,6 +236,8 @@ mod tests {
         let b = blur_images(&dot, 9, 9, RGB_RADIUS);
         assert!(b[40] < 0.1 && b[41] > 0.0 && b[41] <= b[40]);
         let j = jpeg_images(&flat, 1, 9, 9, RIC_QUALITY);
-        assert!(j.iter().all(|&v| (v - 128.0 / 255.0).abs() <= 1.0 / 255.0 + 1e-6));
+        assert!(j
+            .iter()
+            .all(|&v| (v - 128.0 / 255.0).abs() <= 1.0 / 255.0 + 1e-6));
     }
 }

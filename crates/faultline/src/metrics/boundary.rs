@@ -94,7 +94,8 @@ pub fn first_flips(
     let m = dirs.len() / d.max(1);
     let k = model.num_classes();
     let mut out = vec![vec![None; m]; n];
-    let mut active: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..m).map(move |j| (i, j))).collect();
+    let mut active: Vec<(usize, usize)> =
+        (0..n).flat_map(|i| (0..m).map(move |j| (i, j))).collect();
     let mut level = step.max(1);
     while level <= max_level && !active.is_empty() {
         let t = level as f32 / 255.0;
@@ -211,14 +212,22 @@ mod tests {
     pub(crate) fn two_class() -> Model {
         let mut g = GraphBuilder::new();
         g.input("x");
-        g.constant("w", Tensor::from_f32(vec![2, 2], vec![0.0, 0.0, 1.0, 0.0]).unwrap());
+        g.constant(
+            "w",
+            Tensor::from_f32(vec![2, 2], vec![0.0, 0.0, 1.0, 0.0]).unwrap(),
+        );
         g.constant("b", Tensor::from_f32(vec![2], vec![0.0, -0.5]).unwrap());
         g.node("flat", Box::new(Flatten { axis: 1 }), &[Some("x")], "f");
         let gemm = Gemm {
             trans_b: true,
             ..Gemm::default()
         };
-        g.node("fc", Box::new(gemm), &[Some("f"), Some("w"), Some("b")], "z");
+        g.node(
+            "fc",
+            Box::new(gemm),
+            &[Some("f"), Some("w"), Some("b")],
+            "z",
+        );
         let mut m = Model::new(g.build("z").unwrap(), vec![]);
         m.prepare([1, 1, 2], None).unwrap();
         m

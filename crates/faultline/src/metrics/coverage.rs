@@ -210,9 +210,8 @@ impl Coverage {
                 None
             };
             for (c, &v) in vals.iter().enumerate() {
-                let (lo, hi) = layer_range.unwrap_or_else(|| {
-                    min_max(a.map(i, c).iter().map(|&x| x as f64))
-                });
+                let (lo, hi) =
+                    layer_range.unwrap_or_else(|| min_max(a.map(i, c).iter().map(|&x| x as f64)));
                 let scaled = if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
                 self.pairs += 1;
                 if scaled > p.nc_threshold {

@@ -57,7 +57,10 @@ pub struct FlipParams {
 
 impl Default for FlipParams {
     fn default() -> Self {
-        FlipParams { frames: 10, seed: 0 }
+        FlipParams {
+            frames: 10,
+            seed: 0,
+        }
     }
 }
 
@@ -102,11 +105,19 @@ pub fn sequence(
                     (-1.0, -1.0),
                 ];
                 let (dx, dy) = STEPS[dir.0];
-                warp(x, [c, h, w], [1.0, 0.0, dx * j as f64, 0.0, 1.0, dy * j as f64])
+                warp(
+                    x,
+                    [c, h, w],
+                    [1.0, 0.0, dx * j as f64, 0.0, 1.0, dy * j as f64],
+                )
             }
             "rotate" => {
                 let a = (dir.1 * 15.0 * frac(j)).to_radians();
-                warp(x, [c, h, w], about_centre(a.cos(), -a.sin(), a.sin(), a.cos(), h, w))
+                warp(
+                    x,
+                    [c, h, w],
+                    about_centre(a.cos(), -a.sin(), a.sin(), a.cos(), h, w),
+                )
             }
             "zoom" => {
                 let s = 1.0 + 0.2 * frac(j);
@@ -200,7 +211,10 @@ mod tests {
             assert_eq!(s, sequence(fam, &x, [c, h, w], &p, 3), "{fam}");
             if !against_first(fam) && fam != "gaussian_blur" {
                 // Frame 1 is the identity (up to 8-bit rounding).
-                assert!(s[..64].iter().zip(&x).all(|(a, b)| (a - b).abs() <= 0.5 / 255.0 + 1e-6));
+                assert!(s[..64]
+                    .iter()
+                    .zip(&x)
+                    .all(|(a, b)| (a - b).abs() <= 0.5 / 255.0 + 1e-6));
             }
         }
         // Translate by j pixels: frame 2 of a horizontal ramp shifted by one column.

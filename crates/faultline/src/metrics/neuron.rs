@@ -178,7 +178,10 @@ mod tests {
         let c = [0.0f32; 4];
         let a = [1.0f32, -1.0, 0.0, 2.0];
         let mut s = Sensitivity::default();
-        s.add(&[Act::new(&c, &[1, 1, 2, 2])], &[Act::new(&a, &[1, 1, 2, 2])]);
+        s.add(
+            &[Act::new(&c, &[1, 1, 2, 2])],
+            &[Act::new(&a, &[1, 1, 2, 2])],
+        );
         assert_eq!(s.figures(&["conv".into()]).unwrap().mean, 1.0);
     }
 }

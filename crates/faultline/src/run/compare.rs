@@ -50,8 +50,10 @@ pub fn compare_tables(tables: &[serde_json::Map<String, Value>]) -> Vec<Row> {
         .iter()
         .filter(|m| tables.iter().any(|t| t.contains_key(m.key)))
         .map(|m| {
-            let values: Vec<Option<f64>> =
-                tables.iter().map(|t| t.get(m.key).and_then(number)).collect();
+            let values: Vec<Option<f64>> = tables
+                .iter()
+                .map(|t| t.get(m.key).and_then(number))
+                .collect();
             let present: Vec<(usize, f64)> = values
                 .iter()
                 .enumerate()
@@ -87,7 +89,9 @@ pub fn compare_tables(tables: &[serde_json::Map<String, Value>]) -> Vec<Row> {
 /// `compare.svg` there.
 pub fn run(dirs: &[PathBuf], out: Option<&Path>) -> Result<CompareReport> {
     if dirs.len() < 2 {
-        return Err(Error::Invalid("compare needs at least two run directories".into()));
+        return Err(Error::Invalid(
+            "compare needs at least two run directories".into(),
+        ));
     }
     let mut tables = Vec::new();
     let mut labels = Vec::new();
@@ -152,7 +156,11 @@ pub fn csv(r: &CompareReport) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        s.push_str(&format!("{},{better},{},{best}\n", row.metric, vals.join(",")));
+        s.push_str(&format!(
+            "{},{better},{},{best}\n",
+            row.metric,
+            vals.join(",")
+        ));
     }
     s
 }
@@ -169,14 +177,22 @@ pub fn svg(r: &CompareReport) -> String {
                 .rows
                 .iter()
                 .map(|row| {
-                    let max = row.values.iter().flatten().fold(0.0f64, |a, v| a.max(v.abs()));
+                    let max = row
+                        .values
+                        .iter()
+                        .flatten()
+                        .fold(0.0f64, |a, v| a.max(v.abs()));
                     row.values[i].map_or(0.0, |v| if max > 0.0 { v.abs() / max } else { 0.0 })
                 })
                 .collect();
             (l.clone(), v)
         })
         .collect();
-    plot::bars("metrics, each scaled by its largest value across runs", &cats, &series)
+    plot::bars(
+        "metrics, each scaled by its largest value across runs",
+        &cats,
+        &series,
+    )
 }
 
 #[cfg(test)]
@@ -188,7 +204,10 @@ mod tests {
     fn best_follows_each_metrics_direction() {
         let a = json!({"aaw": 0.1, "asr": 0.9, "nc": 0.5, "neuron_sensitivity": {"mean": 2.0}, "mce": null});
         let b = json!({"aaw": 0.6, "asr": 0.4, "nc": 0.7, "neuron_sensitivity": {"mean": 1.0}, "mce": 0.8});
-        let t = [a.as_object().unwrap().clone(), b.as_object().unwrap().clone()];
+        let t = [
+            a.as_object().unwrap().clone(),
+            b.as_object().unwrap().clone(),
+        ];
         let rows = compare_tables(&t);
         let get = |k: &str| rows.iter().find(|r| r.metric == k).unwrap();
         assert_eq!(get("aaw").best, Some(1));

@@ -32,7 +32,9 @@ use crate::corruption::{
 };
 use crate::error::{io, setting, Error, Result};
 use crate::eval::check_batch;
-use crate::metrics::behaviour::{blur_images, jpeg_images, Behaviour, Ratio, RGB_RADIUS, RIC_QUALITY};
+use crate::metrics::behaviour::{
+    blur_images, jpeg_images, Behaviour, Ratio, RGB_RADIUS, RIC_QUALITY,
+};
 use crate::metrics::boundary::{
     directions, ebd_of, eni_sample, first_flips, sign_steps, wbd_of, BoundaryParams,
 };
@@ -42,7 +44,7 @@ use crate::metrics::flip::{self, against_first, flips, FlipParams, FAMILIES};
 use crate::metrics::imperceptibility::Imperceptibility;
 use crate::metrics::neuron::{Sensitivity, Uncertainty};
 use crate::metrics::SUITE;
-use crate::model::{load_model, ModelCard};
+use crate::model::{load_model, ModelCard, NormalizationCard};
 use crate::robust::{attack_batch, Options};
 use crate::run::attack::{default_eps, default_eps_note};
 use crate::run::npy::NpyRows;
@@ -53,6 +55,9 @@ use crate::subset::{read_batches, Selection};
 /// Settings of `metrics`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricsConfig {
+    /// An `attack --save-adv` run whose adversarial images (`adv_0.npy`, its first ε) and samples
+    /// replace the white-box attack (the selection then is that run's).
+    pub from: Option<PathBuf>,
     /// White-box attack (registry name) [default: pgd].
     pub attack: String,
     /// Its settings (norm, steps, seed, …).
@@ -94,6 +99,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
+            from: None,
             attack: "pgd".into(),
             settings: Settings::default(),
             eps: None,
@@ -179,7 +185,7 @@ enum BaselineSource {
 }
 
 fn open_baseline(
-    path: &PathBuf,
+    path: &std::path::Path,
     image: [usize; 3],
     norm: Option<Normalization>,
 ) -> Result<BaselineSource> {
@@ -210,6 +216,80 @@ fn open_baseline(
     )))
 }
 
+/// An earlier attack run read as the white-box attack.
+struct FromRun {
+    indices: Vec<usize>,
+    adv: NpyRows,
+    eps: f32,
+    name: String,
+}
+
+/// Opens the `attack --save-adv` run in `dir` for images of `d` values.
+fn open_from(
+    dir: &std::path::Path,
+    d: usize,
+    sha256: &str,
+    progress: &dyn Progress,
+) -> Result<FromRun> {
+    let bad = |why: String| setting("--from", format!("{}: {why}", dir.display()));
+    let run = dir.join("run.json");
+    let text = std::fs::read_to_string(&run).map_err(io(&run))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("run.json is not a run record ({e})")))?;
+    if v.get("command").and_then(Value::as_str) != Some("attack") {
+        return Err(bad("not an `attack` run".into()));
+    }
+    if v.get("status").and_then(Value::as_str) != Some("complete") {
+        return Err(bad("the attack run is not complete".into()));
+    }
+    let files = v.get("adversarial_files").and_then(Value::as_array);
+    if files.is_none_or(|f| f.is_empty()) {
+        return Err(bad(
+            "no adversarial images (run the attack with --save-adv)".into(),
+        ));
+    }
+    let eps = v
+        .pointer("/settings/eps/0")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| bad("no radius in its settings (a minimum-norm attack?)".into()))?
+        as f32;
+    if v.pointer("/settings/eps")
+        .and_then(Value::as_array)
+        .is_some_and(|e| e.len() > 1)
+    {
+        progress.note(&format!(
+            "--from: using the first radius of {}",
+            dir.display()
+        ));
+    }
+    if v.pointer("/settings/model_sha256").and_then(Value::as_str) != Some(sha256) {
+        progress
+            .note("--from: the attack ran on another model; its images act as a transfer attack");
+    }
+    let name = v
+        .get("attack")
+        .and_then(Value::as_str)
+        .unwrap_or("attack")
+        .to_string();
+    let samples = dir.join("samples.jsonl");
+    let text = std::fs::read_to_string(&samples).map_err(io(&samples))?;
+    let mut indices = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let r: crate::record::SampleRecord =
+            serde_json::from_str(line).map_err(|e| bad(format!("samples.jsonl: {e}")))?;
+        if indices.last() != Some(&r.index) && !indices.contains(&r.index) {
+            indices.push(r.index);
+        }
+    }
+    let adv = NpyRows::existing(&dir.join("adv_0.npy"), d * 4)?;
+    Ok(FromRun {
+        indices,
+        adv,
+        eps,
+        name,
+    })
+}
+
 /// The Conv and Gemm/MatMul outputs of `model`, in execution order.
 pub fn auto_layers(model: &Model) -> Vec<String> {
     let g = model.graph();
@@ -217,6 +297,22 @@ pub fn auto_layers(model: &Model) -> Vec<String> {
         .iter()
         .filter(|n| matches!(n.op.name(), "Conv" | "Gemm" | "MatMul"))
         .map(|n| g.value_name(n.output).to_string())
+        .collect()
+}
+
+/// A batch's tapped activations as [`Act`]s.
+fn acts(tensors: &[faultline_engine::Tensor]) -> Result<Vec<Act<'_>>> {
+    tensors
+        .iter()
+        .map(|t| Ok(Act::new(t.as_f32()?, t.shape())))
+        .collect()
+}
+
+/// Little-endian `f32` rows as values.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
 }
 
@@ -293,7 +389,13 @@ pub fn run(
     let (c, h, w) = (info.channels, info.height, info.width);
     let image = [c, h, w];
     let d = c * h * w;
+    let mut from = cfg
+        .from
+        .as_ref()
+        .map(|p| open_from(p, d, &loaded.model.card.sha256, progress))
+        .transpose()?;
     let eps = match cfg.eps {
+        _ if from.is_some() => from.as_ref().map_or(0.0, |f| f.eps),
         Some(e) if e.is_finite() && e >= 0.0 => e,
         Some(e) => return Err(setting("--eps", format!("{e} is not a radius"))),
         None => {
@@ -303,10 +405,12 @@ pub fn run(
     };
     let model = &loaded.model.model;
     let k = model.num_classes();
-    let norm_of = loaded.model.card.normalization.as_ref().map(|n| Normalization {
-        mean: n.mean.clone(),
-        std: n.std.clone(),
-    });
+    let norm_of = loaded
+        .model
+        .card
+        .normalization
+        .as_ref()
+        .map(NormalizationCard::to_normalization);
     let defended = cfg
         .defended
         .as_ref()
@@ -316,7 +420,10 @@ pub fn run(
         if dm.model.num_classes() != k {
             return Err(setting(
                 "--defended",
-                format!("the defended model has {} outputs, the model {k}", dm.model.num_classes()),
+                format!(
+                    "the defended model has {} outputs, the model {k}",
+                    dm.model.num_classes()
+                ),
             ));
         }
     }
@@ -336,7 +443,10 @@ pub fn run(
         table: ParamTable::for_size(h, w),
         seed: cfg.corruption_seed,
     };
-    let indices = loaded.select(&cfg.selection)?;
+    let indices = match &from {
+        Some(f) => f.indices.clone(),
+        None => loaded.select(&cfg.selection)?,
+    };
     let total = indices.len();
     let mut settings = loaded.settings(&cfg.selection, &indices);
     settings["metrics"] = serde_json::to_value(cfg).unwrap_or_default();
@@ -389,28 +499,24 @@ pub fn run(
                 .map(|t| t.shape().get(1).copied().unwrap_or(1))
                 .collect();
         }
-        let clean_f: Vec<&[f32]> = clean_acts.iter().map(|t| t.as_f32()).collect::<std::result::Result<_, _>>()?;
-        let clean_a: Vec<Act> = clean_acts
-            .iter()
-            .zip(&clean_f)
-            .map(|(t, f)| Act::new(f, t.shape()))
-            .collect();
+        let clean_a = acts(&clean_acts)?;
         for (l, a) in clean_a.iter().enumerate() {
             bounds.observe(l, *a);
         }
         let b = BatchRef::new(&batch.images, &batch.indices);
-        let (recs, mut advs) = attack_batch(model, b, &batch.labels, &white, &[eps], &mut opts())?;
-        let adv = advs.pop().unwrap_or_default();
+        let adv = match &mut from {
+            Some(f) => f32s(&f.adv.read_rows(position, n)?),
+            None => {
+                let (recs, mut advs) =
+                    attack_batch(model, b, &batch.labels, &white, &[eps], &mut opts())?;
+                rd.append(&recs)?;
+                advs.pop().unwrap_or_default()
+            }
+        };
         let bytes: Vec<u8> = adv.iter().flat_map(|v| v.to_le_bytes()).collect();
         adv_file.write_rows(position, &bytes)?;
-        rd.append(&recs)?;
         let (za, adv_acts) = model.features(&adv, &taps)?;
-        let adv_f: Vec<&[f32]> = adv_acts.iter().map(|t| t.as_f32()).collect::<std::result::Result<_, _>>()?;
-        let adv_a: Vec<Act> = adv_acts
-            .iter()
-            .zip(&adv_f)
-            .map(|(t, f)| Act::new(f, t.shape()))
-            .collect();
+        let adv_a = acts(&adv_acts)?;
         sensitivity.add(&clean_a, &adv_a);
         uncertainty.add(&adv_a);
         let adv_pred: Vec<usize> = za.chunks(k).map(argmax).collect();
@@ -441,7 +547,11 @@ pub fn run(
         if let Some(dm) = &defended {
             let zd = dm.model.logits(&batch.images)?;
             for i in 0..n {
-                defended_acc.add(batch.labels[i], &z[i * k..(i + 1) * k], &zd[i * k..(i + 1) * k]);
+                defended_acc.add(
+                    batch.labels[i],
+                    &z[i * k..(i + 1) * k],
+                    &zd[i * k..(i + 1) * k],
+                );
             }
         }
         corruption_counts(model, &batch, &plan, &mut counts)?;
@@ -459,7 +569,13 @@ pub fn run(
                 ebd.push(ebd_of(&f, bp.max_level));
                 wbd.push(wbd_of(&f));
             }
-            ebd2.extend(sign_steps(model, imgs, &preds, bp.ebd2_step, bp.ebd2_max_steps)?);
+            ebd2.extend(sign_steps(
+                model,
+                imgs,
+                &preds,
+                bp.ebd2_step,
+                bp.ebd2_max_steps,
+            )?);
         }
         position += n;
         progress.advance(position);
@@ -475,15 +591,9 @@ pub fn run(
     let mut first = 0;
     while first < total {
         let m = cfg.batch_size.min(total - first);
-        let bytes = adv_file.read_rows(first, m)?;
-        let adv: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let (_, acts) = model.features(&adv, &taps)?;
-        let f: Vec<&[f32]> = acts.iter().map(|t| t.as_f32()).collect::<std::result::Result<_, _>>()?;
-        let a: Vec<Act> = acts.iter().zip(&f).map(|(t, f)| Act::new(f, t.shape())).collect();
-        coverage.add(&a);
+        let adv = f32s(&adv_file.read_rows(first, m)?);
+        let (_, tensors) = model.features(&adv, &taps)?;
+        coverage.add(&acts(&tensors)?);
         first += m;
         progress.advance(first);
     }
@@ -502,12 +612,32 @@ pub fn run(
     let no_s = "no adversarial example succeeded (the successful set S is empty)";
     let bf = behaviour.figures();
     put("ca", bf.as_ref().and_then(|f| num(f.ca)), "no samples");
-    put("aaw", bf.as_ref().and_then(|f| num(f.adv_accuracy)), "no samples");
+    put(
+        "aaw",
+        bf.as_ref().and_then(|f| num(f.adv_accuracy)),
+        "no samples",
+    );
     put("asr", bf.as_ref().and_then(|f| num(f.asr)), "no samples");
-    put("acac", bf.as_ref().and_then(|f| f.acac).map(|v| json!(v)), no_s);
-    put("actc", bf.as_ref().and_then(|f| f.actc).map(|v| json!(v)), no_s);
-    put("nte", bf.as_ref().and_then(|f| f.nte).map(|v| json!(v)), no_s);
-    put("aab", (total > 0).then(|| json!(black_right as f64 / total as f64)), "no samples");
+    put(
+        "acac",
+        bf.as_ref().and_then(|f| f.acac).map(|v| json!(v)),
+        no_s,
+    );
+    put(
+        "actc",
+        bf.as_ref().and_then(|f| f.actc).map(|v| json!(v)),
+        no_s,
+    );
+    put(
+        "nte",
+        bf.as_ref().and_then(|f| f.nte).map(|v| json!(v)),
+        no_s,
+    );
+    put(
+        "aab",
+        (total > 0).then(|| json!(black_right as f64 / total as f64)),
+        "no samples",
+    );
     let im = imperc.figures();
     put("ald_l0", im.ald_l0.map(|v| json!(v)), no_s);
     put("ald_l2", im.ald_l2.map(|v| json!(v)), no_s);
@@ -515,16 +645,36 @@ pub fn run(
     put(
         "ass",
         im.ass.map(|v| json!(v)),
-        if im.ald_l0.is_some() { "images smaller than SSIM's 7×7 window" } else { no_s },
+        if im.ald_l0.is_some() {
+            "images smaller than SSIM's 7×7 window"
+        } else {
+            no_s
+        },
     );
     put("psd", im.psd.map(|v| json!(v)), no_s);
     let cf = coverage.figures();
     put("nc", cf.as_ref().map(|f| json!(f.nc)), "no layer tapped");
-    put("kmnc", cf.as_ref().map(|f| json!(f.kmnc)), "no layer tapped");
+    put(
+        "kmnc",
+        cf.as_ref().map(|f| json!(f.kmnc)),
+        "no layer tapped",
+    );
     put("nbc", cf.as_ref().map(|f| json!(f.nbc)), "no layer tapped");
-    put("snac", cf.as_ref().map(|f| json!(f.snac)), "no layer tapped");
-    put("tknc", cf.as_ref().map(|f| json!(f.tknc)), "no layer tapped");
-    put("tknp", cf.as_ref().map(|f| json!(f.tknp)), "no layer tapped");
+    put(
+        "snac",
+        cf.as_ref().map(|f| json!(f.snac)),
+        "no layer tapped",
+    );
+    put(
+        "tknc",
+        cf.as_ref().map(|f| json!(f.tknc)),
+        "no layer tapped",
+    );
+    put(
+        "tknp",
+        cf.as_ref().map(|f| json!(f.tknp)),
+        "no layer tapped",
+    );
     put("rgb", rgb.value().map(|v| json!(v)), no_s);
     put("ric", ric.value().map(|v| json!(v)), no_s);
     let base_corr = match &baseline {
@@ -540,7 +690,11 @@ pub fn run(
         no_base
     };
     put("mce", corruptions.mce.map(|v| json!(v)), why_mce);
-    put("relative_mce", corruptions.relative_mce.map(|v| json!(v)), why_mce);
+    put(
+        "relative_mce",
+        corruptions.relative_mce.map(|v| json!(v)),
+        why_mce,
+    );
     let fp = probabilities(&fcounts);
     let base_fp = match &baseline {
         Some(BaselineSource::Model(_)) => Some(probabilities(&base_fcounts)),
@@ -557,7 +711,11 @@ pub fn run(
     put(
         "mfr",
         mfr.map(|v| json!(v)),
-        if base_fp.is_some() { "the baseline never flips" } else { no_base },
+        if base_fp.is_some() {
+            "the baseline never flips"
+        } else {
+            no_base
+        },
     );
     let mean = |v: &[f64]| (!v.is_empty()).then(|| json!(v.iter().sum::<f64>() / v.len() as f64));
     put("ebd", mean(&ebd), "no sample scanned (--boundary-limit 0)");
@@ -596,7 +754,8 @@ pub fn run(
         metrics,
         notes,
         attack: json!({
-            "white_box": white.name, "norm": norm, "eps": eps,
+            "white_box": from.as_ref().map_or(white.name.clone(), |f| f.name.clone()),
+            "from": cfg.from, "norm": norm, "eps": eps,
             "black_box": black.name, "black_box_queries": cfg.black_box_queries,
             "boundary_samples": ebd.len(),
             "ebd2_flipped": steps.len(),

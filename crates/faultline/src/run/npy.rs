@@ -67,6 +67,25 @@ impl NpyRows {
         })
     }
 
+    /// Opens an existing version-1 `.npy` file of rows of `row_bytes` bytes for reading.
+    pub fn existing(path: &Path, row_bytes: usize) -> Result<Self> {
+        let mut file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
+        let mut pre = [0u8; 10];
+        file.read_exact(&mut pre).map_err(io(path))?;
+        if &pre[..6] != b"\x93NUMPY" || pre[6] != 1 {
+            return Err(crate::Error::Invalid(format!(
+                "{}: not a version-1 .npy file",
+                path.display()
+            )));
+        }
+        Ok(NpyRows {
+            file,
+            header: 10 + u16::from_le_bytes([pre[8], pre[9]]) as u64,
+            row_bytes: row_bytes as u64,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Writes consecutive rows starting at row `first`.
     pub fn write_rows(&mut self, first: usize, bytes: &[u8]) -> Result<()> {
         let p = &self.path;
