@@ -166,6 +166,7 @@ fn fmt(v: &Value) -> String {
     let x = v.as_f64().or_else(|| v.get("mean").and_then(Value::as_f64));
     match (x, v.as_u64()) {
         (_, Some(n)) => n.to_string(),
+        (Some(x), _) if x.fract() == 0.0 && x.abs() < 1e9 => format!("{x:.0}"),
         (Some(x), _) if x.abs() >= 1000.0 || (x != 0.0 && x.abs() < 1e-3) => format!("{x:.4e}"),
         (Some(x), _) => format!("{x:.4}"),
         _ => v.to_string(),

@@ -75,6 +75,14 @@ pub fn compare_tables(tables: &[serde_json::Map<String, Value>]) -> Vec<Row> {
                     Better::Neither => None,
                 }
             };
+            // A tie for the best value has no winner.
+            let best = best.filter(|&b| {
+                present
+                    .iter()
+                    .filter(|p| p.1 == values[b].unwrap_or(f64::NAN))
+                    .count()
+                    == 1
+            });
             Row {
                 metric: m.key.to_string(),
                 better: m.better,
@@ -202,8 +210,8 @@ mod tests {
 
     #[test]
     fn best_follows_each_metrics_direction() {
-        let a = json!({"aaw": 0.1, "asr": 0.9, "nc": 0.5, "neuron_sensitivity": {"mean": 2.0}, "mce": null});
-        let b = json!({"aaw": 0.6, "asr": 0.4, "nc": 0.7, "neuron_sensitivity": {"mean": 1.0}, "mce": 0.8});
+        let a = json!({"ccv": 0.5, "aaw": 0.1, "asr": 0.9, "nc": 0.5, "neuron_sensitivity": {"mean": 2.0}, "mce": null});
+        let b = json!({"ccv": 0.5, "aaw": 0.6, "asr": 0.4, "nc": 0.7, "neuron_sensitivity": {"mean": 1.0}, "mce": 0.8});
         let t = [
             a.as_object().unwrap().clone(),
             b.as_object().unwrap().clone(),
@@ -213,6 +221,7 @@ mod tests {
         assert_eq!(get("aaw").best, Some(1));
         assert_eq!(get("asr").best, Some(1));
         assert_eq!(get("nc").best, None);
+        assert_eq!(get("ccv").best, None, "a tie has no winner");
         assert_eq!(get("neuron_sensitivity").values, vec![Some(2.0), Some(1.0)]);
         assert_eq!(get("neuron_sensitivity").best, Some(1));
         assert_eq!(get("mce").values, vec![None, Some(0.8)]);
