@@ -10,6 +10,7 @@ mod eval;
 mod finetune;
 mod list;
 mod margins;
+mod metrics;
 mod weak;
 
 use std::process::ExitCode;
@@ -54,6 +55,13 @@ enum Command {
     /// Fine-tune against the weaknesses of a `weak` run; test accuracy before and after per
     /// perturbation type
     Harden(weak::HardenArgs),
+    /// The comprehensive metric suite (Guo et al.): behaviour under white- and black-box attacks,
+    /// imperceptibility, neuron coverage, mCE, mFR, boundary distances, neuron sensitivity and
+    /// uncertainty, and with --defended the defended-vs-undefended metrics
+    Metrics(metrics::MetricsArgs),
+    /// The headline metrics of several `metrics` runs side by side (terminal, CSV, SVG), with
+    /// the better run per metric
+    Compare(metrics::CompareArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
     /// Supported attacks (with their parameters and defaults), presets, corruptions, ONNX
@@ -74,6 +82,8 @@ fn main() -> ExitCode {
         Command::Weak(a) => weak::run(a),
         Command::Harden(a) => weak::harden(a),
         Command::List(a) => list::run(a),
+        Command::Metrics(a) => metrics::run(a),
+        Command::Compare(a) => metrics::compare(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,7 +31,10 @@ pub struct CorruptionPlan {
     pub seed: u64,
 }
 
-fn names<S: serde::Serializer>(k: &[CorruptionKind], s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn names<S: serde::Serializer>(
+    k: &[CorruptionKind],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.collect_seq(k.iter().map(|k| k.name()))
 }
 
@@ -226,6 +229,23 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// The error rates of a baseline model evaluated in process.
+    pub fn from_counts(counts: &ConditionCounts) -> Baseline {
+        let err = |&(n, ok): &(usize, usize)| {
+            if n == 0 {
+                0.0
+            } else {
+                1.0 - ok as f64 / n as f64
+            }
+        };
+        Baseline {
+            clean_error: counts.get(&None).map_or(0.0, err),
+            errors: counts
+                .iter()
+                .filter_map(|(k, v)| k.clone().map(|k| (k, err(v))))
+                .collect(),
+        }
+    }
     /// Reads the corruption table of an earlier `eval --corruptions` run record.
     pub fn from_run(run: &Value) -> Result<Baseline> {
         let c = run.get("corruptions").ok_or_else(|| {
@@ -263,25 +283,49 @@ impl Baseline {
     }
 }
 
+/// Samples and correct predictions per condition (`None`: clean; `Some((family, severity))`).
+pub type ConditionCounts = BTreeMap<Option<(String, u8)>, (usize, usize)>;
+
+/// Adds one prediction to `counts`.
+pub fn count(counts: &mut ConditionCounts, condition: Option<(&str, u8)>, correct: bool) {
+    let e = counts
+        .entry(condition.map(|(n, s)| (n.to_string(), s)))
+        .or_default();
+    e.0 += 1;
+    e.1 += correct as usize;
+}
+
 /// Summarizes records of an `eval --corruptions` run.
 pub fn summarize_corruptions(
     records: &[SampleRecord],
     plan: &CorruptionPlan,
     baseline: Option<&Baseline>,
 ) -> CorruptionSummary {
-    let acc = |f: &dyn Fn(&SampleRecord) -> bool| -> (usize, f64) {
-        let sel: Vec<&SampleRecord> = records.iter().filter(|r| f(r)).collect();
-        let ok = sel.iter().filter(|r| r.label == r.prediction).count();
-        (
-            sel.len(),
-            if sel.is_empty() {
-                0.0
-            } else {
-                ok as f64 / sel.len() as f64
+    let mut counts = ConditionCounts::new();
+    for r in records {
+        let c = match &r.condition {
+            Condition::Clean => None,
+            c => match c.corruption() {
+                Some(c) => Some(c),
+                None => continue,
             },
-        )
+        };
+        count(&mut counts, c, r.label == r.prediction);
+    }
+    summarize_counts(&counts, plan, baseline)
+}
+
+/// [`summarize_corruptions`] from counts per condition (what a streaming caller keeps).
+pub fn summarize_counts(
+    counts: &ConditionCounts,
+    plan: &CorruptionPlan,
+    baseline: Option<&Baseline>,
+) -> CorruptionSummary {
+    let acc = |key: Option<(String, u8)>| -> (usize, f64) {
+        let (n, ok) = counts.get(&key).copied().unwrap_or((0, 0));
+        (n, if n == 0 { 0.0 } else { ok as f64 / n as f64 })
     };
-    let (_, clean_accuracy) = acc(&|r| r.condition == Condition::Clean);
+    let (_, clean_accuracy) = acc(None);
     let mut table = Vec::new();
     let mut families = Vec::new();
     for &kind in &plan.kinds {
@@ -290,7 +334,7 @@ pub fn summarize_corruptions(
             .severities
             .iter()
             .map(|&s| {
-                let (n, a) = acc(&|r| r.condition.corruption() == Some((name, s)));
+                let (n, a) = acc(Some((name.to_string(), s)));
                 ConditionAccuracy {
                     corruption: name.to_string(),
                     severity: s,

@@ -41,6 +41,16 @@ pub struct NormalizationCard {
     pub std: Vec<f32>,
 }
 
+impl NormalizationCard {
+    /// The engine's normalization these figures describe.
+    pub fn to_normalization(&self) -> Normalization {
+        Normalization {
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+        }
+    }
+}
+
 /// A model ready for a batch of `[c, h, w]` images, and its description.
 #[derive(Debug)]
 pub struct LoadedModel {

@@ -28,7 +28,7 @@ use std::time::Instant;
 use faultline_attacks::attack::argmax;
 use faultline_attacks::{registry, BatchRef, Goal};
 use faultline_corruptions::{CorruptionKind, ParamTable};
-use faultline_engine::{BatchNormMode, Loss, Model, Normalization, ParamRole, Tensor, TrainModel};
+use faultline_engine::{BatchNormMode, Loss, Model, ParamRole, Tensor, TrainModel};
 use faultline_seed::Stream;
 use faultline_train::{Optimizer, OptimizerParams, Schedule};
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,7 @@ use crate::corruption::{parse_kinds, parse_severities, to_chw, to_image};
 use crate::data::{Batch, Dataset};
 use crate::error::{io, setting, Error, Result};
 use crate::eval::{accuracy_under, check_batch, Perturbation};
-use crate::model::ModelCard;
+use crate::model::{ModelCard, NormalizationCard};
 use crate::plot::{xy_chart, Series};
 use crate::run::{check_batch_size, threads, write_file, DataCard, Loaded, Output, Progress};
 use crate::rundir::RunDir;
@@ -747,10 +747,7 @@ pub fn run(
         .card
         .normalization
         .as_ref()
-        .map(|n| Normalization {
-            mean: n.mean.clone(),
-            std: n.std.clone(),
-        });
+        .map(NormalizationCard::to_normalization);
     let (source, _) = faultline_onnx::load(&loaded.model_path)?;
     // Only the file's initializers can be trained and written back.
     let inits: std::collections::HashSet<String> =

@@ -15,14 +15,18 @@
 //! | `finetune` | [`finetune::run`] | [`finetune::FinetuneReport`] |
 //! | `weak` | [`weak::run`] | [`weak::WeakReport`] |
 //! | `harden` | [`weak::harden`] | [`weak::HardenReport`] |
+//! | `metrics` | [`metrics::run`] | [`metrics::MetricsReport`] |
+//! | `compare` | [`compare::run`] | [`compare::CompareReport`] |
 
 pub mod attack;
 pub mod bench;
 pub mod classwise;
+pub mod compare;
 pub mod corrupt;
 pub mod eval;
 pub mod finetune;
 pub mod margins;
+pub mod metrics;
 pub mod npy;
 pub mod weak;
 

@@ -3,7 +3,7 @@
 //! fixed header followed by raw little-endian C-order data.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{io, Result};
@@ -51,6 +51,7 @@ impl NpyRows {
         let total = h.len() as u64 + (shape[0] * row) as u64;
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .write(true)
             .truncate(!keep)
             .open(path)
@@ -66,6 +67,25 @@ impl NpyRows {
         })
     }
 
+    /// Opens an existing version-1 `.npy` file of rows of `row_bytes` bytes for reading.
+    pub fn existing(path: &Path, row_bytes: usize) -> Result<Self> {
+        let mut file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
+        let mut pre = [0u8; 10];
+        file.read_exact(&mut pre).map_err(io(path))?;
+        if &pre[..6] != b"\x93NUMPY" || pre[6] != 1 {
+            return Err(crate::Error::Invalid(format!(
+                "{}: not a version-1 .npy file",
+                path.display()
+            )));
+        }
+        Ok(NpyRows {
+            file,
+            header: 10 + u16::from_le_bytes([pre[8], pre[9]]) as u64,
+            row_bytes: row_bytes as u64,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Writes consecutive rows starting at row `first`.
     pub fn write_rows(&mut self, first: usize, bytes: &[u8]) -> Result<()> {
         let p = &self.path;
@@ -73,5 +93,16 @@ impl NpyRows {
             .seek(SeekFrom::Start(self.header + first as u64 * self.row_bytes))
             .map_err(io(p))?;
         self.file.write_all(bytes).map_err(io(p))
+    }
+
+    /// Reads `count` consecutive rows starting at row `first`.
+    pub fn read_rows(&mut self, first: usize, count: usize) -> Result<Vec<u8>> {
+        let p = &self.path;
+        self.file
+            .seek(SeekFrom::Start(self.header + first as u64 * self.row_bytes))
+            .map_err(io(p))?;
+        let mut buf = vec![0u8; count * self.row_bytes as usize];
+        self.file.read_exact(&mut buf).map_err(io(p))?;
+        Ok(buf)
     }
 }
