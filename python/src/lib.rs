@@ -24,8 +24,7 @@ use faultline::run::{Loaded, Output, Progress};
 use faultline::subset::{Selection, Subset};
 use numpy::ndarray::{Array2, ArrayD, IxDyn};
 use numpy::{
-    IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray4,
-    PyUntypedArrayMethods,
+    IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyType;
@@ -96,6 +95,9 @@ impl Failure {
 }
 
 type Fallible<T> = std::result::Result<T, Failure>;
+
+/// A float32 numpy array of any shape.
+type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 
 /// Progress reported to a Python callable `callback(event, text, a, b)`: `("start", what,
 /// total, done)`, `("advance", "", done, 0)`, `("message", msg, 0, 0)`, `("note", line, 0, 0)`,
@@ -279,7 +281,10 @@ impl PyModel {
         f: impl FnOnce(&LoadedModel) -> Fallible<T> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
-            let mut slot = self.loaded.lock().map_err(|_| invalid("model lock poisoned"))?;
+            let mut slot = self
+                .loaded
+                .lock()
+                .map_err(|_| invalid("model lock poisoned"))?;
             let slot = &mut *slot;
             self.install(|| {
                 self.ensure(slot, shape)?;
@@ -302,7 +307,10 @@ impl PyModel {
         f: impl FnOnce(&Loaded) -> Fallible<T> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
-            let mut slot = self.loaded.lock().map_err(|_| invalid("model lock poisoned"))?;
+            let mut slot = self
+                .loaded
+                .lock()
+                .map_err(|_| invalid("model lock poisoned"))?;
             let slot = &mut *slot;
             self.install(|| {
                 let info = data.data.info();
@@ -388,7 +396,10 @@ impl PyModel {
     /// The model card of run records (JSON), once bound to a shape.
     fn card_json(&self) -> PyResult<Option<String>> {
         let slot = self.loaded.lock().ok();
-        let card = slot.as_ref().and_then(|s| s.as_ref()).map(|m| m.card.clone());
+        let card = slot
+            .as_ref()
+            .and_then(|s| s.as_ref())
+            .map(|m| m.card.clone());
         Python::attach(|py| card.map(|c| json(&c)).transpose().map_err(|e| e.raise(py)))
     }
 
@@ -423,7 +434,7 @@ impl PyModel {
         x: PyReadonlyArray4<'py, f32>,
         y: PyReadonlyArray1<'py, i64>,
         loss: &str,
-    ) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArrayDyn<f32>>)> {
+    ) -> PyResult<(Array<'py>, Array<'py>)> {
         let (n, shape) = image_shape(x.shape()).map_err(|e| e.raise(py))?;
         let y = labels(&y).map_err(|e| e.raise(py))?;
         let loss = match loss {
@@ -453,7 +464,9 @@ impl PyModel {
         let xs = x.as_slice()?;
         let t = self.with(py, shape, |m| {
             let (_, mut feats) = m.model.features(xs, &[tap])?;
-            let t = feats.pop().ok_or_else(|| invalid("no activation returned"))?;
+            let t = feats
+                .pop()
+                .ok_or_else(|| invalid("no activation returned"))?;
             let dims = t.shape().to_vec();
             Ok((dims, t.into_f32()?))
         })?;
@@ -462,7 +475,11 @@ impl PyModel {
 }
 
 /// A numpy array of `dims` owning `v` (no copy).
-fn array<'py>(py: Python<'py>, dims: &[usize], v: Vec<f32>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+fn array<'py>(
+    py: Python<'py>,
+    dims: &[usize],
+    v: Vec<f32>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let a = ArrayD::from_shape_vec(IxDyn(dims), v).map_err(|e| invalid(e.to_string()).raise(py))?;
     Ok(a.into_pyarray(py))
 }
@@ -532,7 +549,8 @@ impl PyData {
         let images = x.as_slice()?.to_vec();
         let path = PathBuf::from("<numpy array>");
         py.detach(|| -> Fallible<PyData> {
-            let d = MemoryDataset::new(images, y, shape, classes.unwrap_or_default(), path.clone())?;
+            let d =
+                MemoryDataset::new(images, y, shape, classes.unwrap_or_default(), path.clone())?;
             Ok(PyData {
                 data: Arc::new(d),
                 path,
@@ -917,7 +935,10 @@ fn attack_names() -> Vec<String> {
 /// The corruption family names.
 #[pyfunction]
 fn corruption_names() -> Vec<String> {
-    faultline::corruption::ALL.iter().map(|s| s.to_string()).collect()
+    faultline::corruption::ALL
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[pymodule]

@@ -111,8 +111,14 @@ mod tests {
     #[test]
     fn batches_slice_the_arrays_and_bad_input_is_refused() {
         let images: Vec<f32> = (0..3 * 4).map(|v| v as f32 / 12.0).collect();
-        let d = MemoryDataset::new(images.clone(), vec![0, 2, 1], [1, 2, 2], vec![], "<a>".into())
-            .unwrap();
+        let d = MemoryDataset::new(
+            images.clone(),
+            vec![0, 2, 1],
+            [1, 2, 2],
+            vec![],
+            "<a>".into(),
+        )
+        .unwrap();
         assert_eq!(d.info().num_classes(), 3);
         let b: Vec<Batch> = d.batches(2, 0..3).unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(b.len(), 2);
