@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use faultline::corruption::{
-    parse_kinds, parse_severities, CorruptionPlan, CorruptionSummary, ParamTable,
-};
+use faultline::corruption::{CorruptionPlan, CorruptionSummary};
 use faultline::eval::EvalSummary;
 use faultline::run::eval::{self, EvalConfig};
 use faultline::run::Loaded;
@@ -55,15 +53,13 @@ pub fn plan(
     image: (usize, usize),
 ) -> Result<Option<CorruptionPlan>> {
     let Some(spec) = spec else { return Ok(None) };
-    Ok(Some(CorruptionPlan {
-        kinds: parse_kinds(spec)?,
-        severities: parse_severities(severities)?,
-        table: match table.as_deref() {
-            Some(t) => t.parse::<ParamTable>()?,
-            None => ParamTable::for_size(image.0, image.1),
-        },
+    Ok(Some(CorruptionPlan::parse(
+        spec,
+        severities,
+        table.as_deref(),
         seed,
-    }))
+        image,
+    )?))
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {

@@ -16,7 +16,8 @@
 //! - MNIST / Fashion-MNIST IDX files, gzipped or not, or a directory holding them;
 //! - image folders (one sub-folder of PNG/JPEG files per class, ordered like torchvision's
 //!   `ImageFolder`), with optional torchvision-compatible `Resize` + `CenterCrop`;
-//! - `.npy` / `.npz` arrays (uint8 or float32, NHWC, NCHW or `[N, H, W]`) with labels.
+//! - `.npy` / `.npz` arrays (uint8 or float32, NHWC, NCHW or `[N, H, W]`) with labels;
+//! - arrays already in memory ([`MemoryDataset`], for the Python bindings).
 //!
 //! Errors name the file and the record or sample at fault; no input, however malformed,
 //! makes the loaders panic.
@@ -31,10 +32,12 @@ mod cifar;
 mod error;
 mod folder;
 mod idx;
+mod memory;
 mod npy;
 mod resize;
 
 pub use error::{Error, Result};
+pub use memory::MemoryDataset;
 
 /// On-disk formats the loaders understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -517,36 +517,7 @@ impl NpyDataset {
     }
 
     fn check_floats(&self, px: &[f32], index: usize) -> Result<()> {
-        let bad = |reason: String| Error::BadPixel {
-            path: self.source.describe(),
-            index,
-            reason,
-        };
-        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for (i, &v) in px.iter().enumerate() {
-            if !v.is_finite() {
-                return Err(bad(format!(
-                    "non-finite pixel value {v} at element {i}; the images are corrupt"
-                )));
-            }
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-        if hi > 1.0 {
-            let hint = if hi <= 255.0 {
-                "values up to 255: save uint8 or divide by 255"
-            } else {
-                "pixels must lie in [0, 1]"
-            };
-            return Err(bad(format!("pixel value {hi} is outside [0, 1] ({hint})")));
-        }
-        if lo < 0.0 {
-            return Err(bad(format!(
-                "pixel value {lo} is outside [0, 1] (negative values suggest mean/std \
-                 normalised data: save pixels in [0, 1] and leave normalisation to the model)"
-            )));
-        }
-        Ok(())
+        check_pixels(px, || self.source.describe(), index)
     }
 }
 
@@ -693,4 +664,39 @@ impl Dataset for NpyDataset {
             |i| self.labels[i],
         )
     }
+}
+
+/// Refuses a non-finite pixel or one outside [0, 1] of sample `index` of the data set at `path`,
+/// with a hint at the usual cause (pixels on the 0–255 scale, normalised data).
+pub(crate) fn check_pixels(px: &[f32], path: impl Fn() -> PathBuf, index: usize) -> Result<()> {
+    let bad = |reason: String| Error::BadPixel {
+        path: path(),
+        index,
+        reason,
+    };
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for (i, &v) in px.iter().enumerate() {
+        if !v.is_finite() {
+            return Err(bad(format!(
+                "non-finite pixel value {v} at element {i}; the images are corrupt"
+            )));
+        }
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if hi > 1.0 {
+        let hint = if hi <= 255.0 {
+            "values up to 255: save uint8 or divide by 255"
+        } else {
+            "pixels must lie in [0, 1]"
+        };
+        return Err(bad(format!("pixel value {hi} is outside [0, 1] ({hint})")));
+    }
+    if lo < 0.0 {
+        return Err(bad(format!(
+            "pixel value {lo} is outside [0, 1] (negative values suggest mean/std \
+             normalised data: save pixels in [0, 1] and leave normalisation to the model)"
+        )));
+    }
+    Ok(())
 }

@@ -126,6 +126,28 @@ pub fn to_chw(img: &ImageU8) -> Vec<f32> {
 }
 
 impl CorruptionPlan {
+    /// The plan of a family list (see [`parse_kinds`]), severities (see [`parse_severities`]),
+    /// a parameter table name (`cifar`, `imagenet`; by default by image size, CIFAR's up to
+    /// 84 px) and a seed, for images of `image` = `(height, width)`: what `--corruptions`,
+    /// `--severities`, `--table` and `--seed` describe.
+    pub fn parse(
+        kinds: &str,
+        severities: &str,
+        table: Option<&str>,
+        seed: u64,
+        image: (usize, usize),
+    ) -> Result<CorruptionPlan> {
+        Ok(CorruptionPlan {
+            kinds: parse_kinds(kinds)?,
+            severities: parse_severities(severities)?,
+            table: match table {
+                Some(t) => t.parse::<ParamTable>()?,
+                None => ParamTable::for_size(image.0, image.1),
+            },
+            seed,
+        })
+    }
+
     /// Every (family, severity) pair, family-major.
     pub fn conditions(&self) -> Vec<(CorruptionKind, u8)> {
         self.kinds

@@ -170,45 +170,62 @@ pub fn load(src: &Source) -> Result<Loaded> {
         std: std.clone(),
     });
     let model = load_model(&src.model, [info.channels, info.height, info.width], norm)?;
-    let mut notes = Vec::new();
-    // An image folder numbers its class folders by sorted position: with a class folder missing,
-    // every later class would silently take the label of the one before it.
-    if info.format == data::Format::ImageFolder
-        && src.load.classes_file.is_none()
-        && info.num_classes() < model.card.num_classes
-    {
-        return Err(setting(
-            "--classes",
-            format!(
-                "{} has {} class folders but the model has {} outputs, so folder k would be read \
-                 as class k and every class after a missing folder would shift; pass --classes \
-                 FILE listing the model's {} class names in output order (folders are then \
-                 matched by name)",
-                src.data.display(),
-                info.num_classes(),
+    Loaded::bind(model, data, &src.model, &src.data, &src.load)
+}
+
+impl Loaded {
+    /// Binds a model already prepared for the data's image shape to the data set (read from
+    /// `data_path` with `options`), checking that they fit and noting what the user should
+    /// know. [`load`] calls it; the Python bindings call it with a model they keep loaded and
+    /// arrays held in memory.
+    pub fn bind(
+        model: LoadedModel,
+        data: Box<dyn Dataset>,
+        model_path: &Path,
+        data_path: &Path,
+        options: &LoadOptions,
+    ) -> Result<Loaded> {
+        let info = data.info();
+        let mut notes = Vec::new();
+        // An image folder numbers its class folders by sorted position: with a class folder
+        // missing, every later class would silently take the label of the one before it.
+        if info.format == data::Format::ImageFolder
+            && options.classes_file.is_none()
+            && info.num_classes() < model.card.num_classes
+        {
+            return Err(setting(
+                "--classes",
+                format!(
+                    "{} has {} class folders but the model has {} outputs, so folder k would be \
+                     read as class k and every class after a missing folder would shift; pass \
+                     --classes FILE listing the model's {} class names in output order \
+                     (folders are then matched by name)",
+                    data_path.display(),
+                    info.num_classes(),
+                    model.card.num_classes,
+                    model.card.num_classes
+                ),
+            ));
+        }
+        if model.card.num_classes != info.num_classes() {
+            notes.push(format!(
+                "the model has {} outputs and the data set {} classes",
                 model.card.num_classes,
-                model.card.num_classes
-            ),
-        ));
+                info.num_classes()
+            ));
+        }
+        if let Some(rule) = &model.card.layout {
+            notes.push(rule.clone());
+        }
+        Ok(Loaded {
+            model,
+            data,
+            model_path: model_path.to_path_buf(),
+            data_path: data_path.to_path_buf(),
+            options: options.clone(),
+            notes,
+        })
     }
-    if model.card.num_classes != info.num_classes() {
-        notes.push(format!(
-            "the model has {} outputs and the data set {} classes",
-            model.card.num_classes,
-            info.num_classes()
-        ));
-    }
-    if let Some(rule) = &model.card.layout {
-        notes.push(rule.clone());
-    }
-    Ok(Loaded {
-        model,
-        data,
-        model_path: src.model.clone(),
-        data_path: src.data.clone(),
-        options: src.load.clone(),
-        notes,
-    })
 }
 
 /// Where a run writes its records.
