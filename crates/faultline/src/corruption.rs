@@ -363,6 +363,7 @@ mod tests {
             clean_prediction: None,
             attack: None,
             margin: None,
+            flag: None,
         }
     }
 
