@@ -16,6 +16,7 @@ pub mod corruption;
 pub mod eps;
 mod error;
 pub mod eval;
+pub mod fair;
 pub mod latent_shift;
 pub mod margin;
 pub mod metrics;
