@@ -3,10 +3,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use faultline::fair::ClassRobustness;
 use anyhow::{Context, Result};
 use clap::Args;
 use faultline::eps::{eps_label, parse_eps};
+use faultline::fair::ClassRobustness;
 use faultline::run::finetune::{
     self, parse_augment, Adversarial, BatchNormChoice, FinetuneConfig, FinetuneReport, Validation,
 };
@@ -198,14 +198,21 @@ impl FinetuneArgs {
 
 /// One value per class: `cfps:DIR` (a classwise run, through `rule`), a file of numbers
 /// (commas or lines) or a comma-separated list.
-fn class_values(flag: &str, spec: &str, rule: fn(&ClassRobustness) -> Vec<f32>) -> Result<Vec<f32>> {
+fn class_values(
+    flag: &str,
+    spec: &str,
+    rule: fn(&ClassRobustness) -> Vec<f32>,
+) -> Result<Vec<f32>> {
     if let Some(dir) = spec.strip_prefix("cfps:") {
         let r = ClassRobustness::from_run(std::path::Path::new(dir))
             .with_context(|| format!("{flag} {spec}"))?;
         let v = rule(&r);
         eprintln!(
             "{flag}: {} from {} (robust accuracy per class under {})",
-            v.iter().map(|w| format!("{w:.3}")).collect::<Vec<_>>().join(","),
+            v.iter()
+                .map(|w| format!("{w:.3}"))
+                .collect::<Vec<_>>()
+                .join(","),
             dir,
             r.condition
         );

@@ -258,6 +258,35 @@ fn print_summary(r: &MarginsReport, l: &Loaded, out: &std::path::Path) -> std::i
             100.0 * e.high
         )?;
     }
+    if let Some(sw) = &rep.subset_sweep {
+        writeln!(
+            o,
+            "95 % interval width of the robust accuracy from N attacked samples (200 draws):"
+        )?;
+        for p in &sw.points {
+            writeln!(
+                o,
+                "  N = {:>4}: measured directly {:5.1} points (binomial {:5.1}){}",
+                p.size,
+                100.0 * p.direct_width,
+                100.0 * p.binomial_width,
+                p.estimate_width.map_or(String::new(), |w| format!(
+                    ", logit-margin estimate {:5.1}",
+                    100.0 * w
+                ))
+            )?;
+        }
+        let need: Vec<String> = sw
+            .samples_for_width
+            .iter()
+            .map(|[w, n]| format!("±{:.1} points: {n}", 50.0 * w))
+            .collect();
+        writeln!(
+            o,
+            "  attacked samples needed (binomial) for {}",
+            need.join(", ")
+        )?;
+    }
     writeln!(
         o,
         "\nwrote {0}/run.json, {0}/samples.jsonl, {0}/margins_scatter.svg and {0}/roc.svg",

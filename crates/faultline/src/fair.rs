@@ -51,7 +51,9 @@ impl ClassRobustness {
             .as_array()
             .and_then(|a| a.get(1))
             .filter(|r| r["condition"].as_str().is_some_and(|c| !c.contains(" s")))
-            .ok_or_else(|| bad("the classwise run has no attack condition (run it with --attack)"))?;
+            .ok_or_else(|| {
+                bad("the classwise run has no attack condition (run it with --attack)")
+            })?;
         let accuracy = r["class_accuracy"]
             .as_array()
             .ok_or_else(|| bad("no class_accuracy"))?
