@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::Args;
 use faultline::attacks::registry::Settings;
+use faultline::attacks::Norm;
 use faultline::run::attack::AttackConfig;
 use faultline::run::classwise::{self, ClasswiseConfig, ClasswiseRun};
 
@@ -22,11 +23,19 @@ pub struct ClasswiseArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Attack (any of `faultline list`), or none to skip attacks
+    /// Attack (any of `faultline list`; a minimum-norm one is read off at each --eps), or none
+    /// to skip attacks
     #[arg(short, long, default_value = "pgd", value_parser = attack_or_none())]
     pub attack: String,
-    /// Attack radius or radii (the first one is used for targeted attacks) [default: fits the
-    /// image shape, as in `faultline attack`: 0.3 for MNIST-like, 8/255 for CIFAR-sized images]
+    /// An attack ensemble instead of --attack, as in `faultline attack --preset` (standard:
+    /// AutoAttack's APGD-CE → APGD-T → FAB-T → Square); untargeted only
+    #[arg(long, value_name = "P", value_parser = crate::attack::preset_names(), conflicts_with = "attack")]
+    pub preset: Option<String>,
+    /// Threat model: linf, l2 or l1 [default: the attack's first]
+    #[arg(long, value_name = "N")]
+    pub norm: Option<Norm>,
+    /// Attack radius or radii (the first one is used for targeted attacks) [default: by image
+    /// shape and norm, as in `faultline attack`: 8/255 in L∞ for CIFAR-sized images]
     #[arg(long, value_delimiter = ',', value_name = "EPS")]
     pub eps: Option<Vec<String>>,
     /// Attack iterations [default: the attack's, as in `faultline attack`]
@@ -54,11 +63,13 @@ pub struct ClasswiseArgs {
 pub fn run(a: &ClasswiseArgs) -> Result<()> {
     let loaded = load(&a.model, &a.data)?;
     let info = loaded.data.info();
-    let attack = (a.attack != "none")
+    let attack = (a.attack != "none" || a.preset.is_some())
         .then(|| -> Result<AttackConfig> {
             let cfg = AttackConfig {
                 attack: a.attack.clone(),
+                preset: a.preset.clone(),
                 settings: Settings {
+                    norm: a.norm,
                     steps: a.steps,
                     seed: a.seed,
                     ..Settings::default()

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use faultline::corruption::{CorruptionPlan, CorruptionSummary};
 use faultline::eval::EvalSummary;
-use faultline::run::eval::{self, EvalConfig};
+use faultline::run::eval::{self, BrittleReport, EvalConfig};
 use faultline::run::Loaded;
 
 use crate::common::{load, Bar, DataArgs, ModelArgs, OutArgs};
@@ -42,6 +42,20 @@ pub struct EvalArgs {
     /// relative mCE [default: none]
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
+    /// Flag brittle samples with the threshold of this earlier `margins` run: its saved
+    /// pseudo-margin (from --pseudo-margin) or else its logit-margin threshold; samples.jsonl
+    /// marks each sample `brittle: true|false`
+    #[arg(long, value_name = "DIR")]
+    pub flag_brittle: Option<PathBuf>,
+    /// With --flag-brittle: the attack (at the margins run's norm and ε, in DIR/robust) that
+    /// measures the robust accuracy of the flagged and the unflagged samples, or none
+    #[arg(
+        long,
+        default_value = "pgd",
+        value_name = "ATTACK",
+        requires = "flag_brittle"
+    )]
+    pub robust_attack: String,
 }
 
 /// The corruption plan of `--corruptions`, `--severities`, `--table` and `--seed`.
@@ -76,6 +90,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             (info.height, info.width),
         )?,
         baseline: args.baseline.clone(),
+        flag_brittle: args.flag_brittle.clone(),
+        robust_attack: (args.robust_attack != "none").then(|| args.robust_attack.clone()),
     };
     let out = args.out.output("eval");
     let report = eval::run(&cfg, &loaded, &out, &Bar::new())
@@ -83,6 +99,46 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     print_summary(&report.results, &loaded, &out.dir).context("writing to stdout")?;
     if let Some(c) = &report.corruptions {
         print_corruptions(c).context("writing to stdout")?;
+    }
+    if let Some(b) = &report.brittle {
+        print_brittle(b).context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+fn print_brittle(b: &BrittleReport) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    writeln!(
+        o,
+        "\nbrittle ({} ≤ {:.4}, from {}): {} of {} samples ({:.1} %)",
+        b.score,
+        b.flag_below,
+        b.source.display(),
+        b.flagged,
+        b.samples,
+        100.0 * b.brittle_fraction
+    )?;
+    if let (Some(t), Some(a)) = (&b.table, &b.attack) {
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", 100.0 * v));
+        writeln!(
+            o,
+            "{:<10} {:>6} {:>8} {:>9}   ({a} {} {})",
+            "",
+            "n",
+            "clean %",
+            "robust %",
+            b.norm.name(),
+            faultline::eps::eps_label(b.eps)
+        )?;
+        for (name, g) in [("flagged", &t.flagged), ("unflagged", &t.unflagged)] {
+            writeln!(
+                o,
+                "{name:<10} {:>6} {:>8} {:>9}",
+                g.n,
+                pct(g.clean_accuracy),
+                pct(g.robust_accuracy)
+            )?;
+        }
     }
     Ok(())
 }

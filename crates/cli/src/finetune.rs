@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use faultline::eps::{eps_label, parse_eps};
+use faultline::fair::ClassRobustness;
 use faultline::run::finetune::{
     self, parse_augment, Adversarial, BatchNormChoice, FinetuneConfig, FinetuneReport, Validation,
 };
@@ -87,9 +88,15 @@ pub struct FinetuneArgs {
     /// TRADES loss with this β (needs --adversarial)
     #[arg(long, value_name = "BETA")]
     pub trades: Option<f32>,
-    /// Per-class cross-entropy weights, comma-separated, one per class
-    #[arg(long, value_name = "W")]
+    /// Per-class weights of the (adversarial) cross-entropy: W,W,… one per class, a FILE of
+    /// them (commas or lines), or cfps:DIR — FAIR-style re-weighting from a classwise run,
+    /// w_c = 0.5 + 0.5·e_c/ē with e_c the class's robust error under its attack
+    #[arg(long, value_name = "W|FILE|cfps:DIR")]
     pub class_weights: Option<String>,
+    /// Per-class adversarial radii ε_c = f_c·ε (pgd): F,F,… one per class, a FILE, or cfps:DIR —
+    /// FAIR-TAT's class-adaptive ε from a classwise run, f_c = 0.5 + robust accuracy of c
+    #[arg(long, value_name = "F|FILE|cfps:DIR", requires = "adversarial")]
+    pub class_eps: Option<String>,
     /// Validation data (clean and, with --adversarial, robust accuracy after every epoch)
     #[arg(long, value_name = "PATH")]
     pub val: Option<PathBuf>,
@@ -144,15 +151,12 @@ impl FinetuneArgs {
         let class_weights = self
             .class_weights
             .as_deref()
-            .map(|s| {
-                s.split(',')
-                    .map(|v| {
-                        v.trim()
-                            .parse::<f32>()
-                            .with_context(|| format!("--class-weights: '{v}' is not a number"))
-                    })
-                    .collect::<Result<Vec<f32>>>()
-            })
+            .map(|s| class_values("--class-weights", s, ClassRobustness::weights))
+            .transpose()?;
+        let class_eps = self
+            .class_eps
+            .as_deref()
+            .map(|s| class_values("--class-eps", s, ClassRobustness::eps_factors))
             .transpose()?;
         Ok(FinetuneConfig {
             epochs: self.epochs,
@@ -192,6 +196,7 @@ impl FinetuneArgs {
                 .transpose()?,
             trades: self.trades,
             class_weights,
+            class_eps,
             selection: self.data.selection(self.seed)?,
             extra: Vec::new(),
             val_limit: self.val_limit,
@@ -199,6 +204,43 @@ impl FinetuneArgs {
             seed: self.seed,
         })
     }
+}
+
+/// One value per class: `cfps:DIR` (a classwise run, through `rule`), a file of numbers
+/// (commas or lines) or a comma-separated list.
+fn class_values(
+    flag: &str,
+    spec: &str,
+    rule: fn(&ClassRobustness) -> Vec<f32>,
+) -> Result<Vec<f32>> {
+    if let Some(dir) = spec.strip_prefix("cfps:") {
+        let r = ClassRobustness::from_run(std::path::Path::new(dir))
+            .with_context(|| format!("{flag} {spec}"))?;
+        let v = rule(&r);
+        eprintln!(
+            "{flag}: {} from {} (robust accuracy per class under {})",
+            v.iter()
+                .map(|w| format!("{w:.3}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            dir,
+            r.condition
+        );
+        return Ok(v);
+    }
+    let text = if std::path::Path::new(spec).is_file() {
+        std::fs::read_to_string(spec).with_context(|| format!("{flag}: reading {spec}"))?
+    } else {
+        spec.to_string()
+    };
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<f32>()
+                .with_context(|| format!("{flag}: '{v}' is not a number"))
+        })
+        .collect()
 }
 
 pub fn run(args: &FinetuneArgs) -> Result<()> {

@@ -15,8 +15,9 @@ use faultline::attacks::Norm;
 use faultline::eps::{eps_label, parse_eps};
 use faultline::margin::pseudo::{PseudoInput, PseudoParams};
 use faultline::margin::report::ScoreReport;
-use faultline::run::margins::{self, MarginsConfig, MarginsReport};
+use faultline::run::margins::{self, MarginsConfig, MarginsReport, PseudoSource};
 use faultline::run::Loaded;
+use faultline::subset::Selection;
 
 use crate::common::{load, Bar, DataArgs, ModelArgs, OutArgs};
 
@@ -59,6 +60,20 @@ pub struct MarginsArgs {
     /// Share of the attacked samples the pseudo-margin is fitted on (the rest evaluate it)
     #[arg(long, default_value_t = 0.5, value_name = "F")]
     pub fit_fraction: f64,
+    /// Fit the pseudo-margin on the attacked samples of this other data set (e.g. training
+    /// images; measured in DIR/fit) and judge it on every attacked sample of --data; the network,
+    /// its input standardisation and its brittleness threshold are saved into DIR
+    #[arg(long, value_name = "PATH", requires = "pseudo_margin")]
+    pub fit_data: Option<std::path::PathBuf>,
+    /// Samples of --fit-data to attack (class-stratified) [default: 1000]
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub fit_limit: usize,
+    /// Split of --fit-data when it is a folder holding both (MNIST folder, cifar-10-batches-bin)
+    #[arg(long, default_value = "train", value_parser = ["test", "train"])]
+    pub fit_split: String,
+    /// Apply the pseudo-margin saved in this earlier margins run directory to --data (no fitting)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pseudo_margin", "fit_data"])]
+    pub pseudo_margin_from: Option<std::path::PathBuf>,
     /// Pseudo-margin training epochs (full batch, Adam)
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub epochs: usize,
@@ -116,14 +131,37 @@ pub fn run(a: &MarginsArgs) -> Result<()> {
         attack_subset: a.attack_subset,
         estimate_size: a.estimate_size,
         pseudo,
+        pseudo_source: match (&a.fit_data, &a.pseudo_margin_from) {
+            (Some(_), _) => PseudoSource::FitData(Selection {
+                limit: Some(a.fit_limit),
+                ..Selection::default()
+            }),
+            (_, Some(d)) => PseudoSource::From(d.clone()),
+            _ => PseudoSource::Split,
+        },
+        keep_features: false,
         recall: a.recall,
         bootstrap: a.bootstrap,
         selection: a.data.selection(0)?,
         batch_size: a.batch_size,
     };
     let loaded = load(&a.model, &a.data)?;
+    let fit = a
+        .fit_data
+        .as_ref()
+        .map(|p| {
+            let d = DataArgs {
+                data: Some(p.clone()),
+                split: a.fit_split.clone(),
+                limit: None,
+                indices: None,
+                ..a.data.clone()
+            };
+            load(&a.model, &d)
+        })
+        .transpose()?;
     let out = a.out.output("margins");
-    let r = margins::run(&cfg, &loaded, &out, &Bar::new())?;
+    let (r, _) = margins::run_records(&cfg, &loaded, fit.as_ref(), &out, &Bar::new())?;
     print_summary(&r, &loaded, &out.dir).context("writing to stdout")
 }
 
@@ -184,11 +222,20 @@ fn print_summary(r: &MarginsReport, l: &Loaded, out: &std::path::Path) -> std::i
     if let Some(p) = pseudo {
         writeln!(
             o,
-            "\npseudo-margin from {} ({} fitted, {} held out); on the held-out samples:",
-            p.input, p.fit_samples, p.eval_samples
+            "\npseudo-margin from {} ({}; {} fitted, {} held out); on the held-out samples:",
+            p.input, p.source, p.fit_samples, p.eval_samples
         )?;
         row(&mut o, &p.before)?;
         row(&mut o, &p.after)?;
+        if let Some(t) = p.flag_below {
+            let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1} %", 100.0 * v));
+            writeln!(
+                o,
+                "deployed threshold (fit samples): brittle when pseudo-margin ≤ {t:.4}; on the held-out samples it flags {} of the non-robust and {} of the robust",
+                f(p.held_out_flagged[0]),
+                f(p.held_out_flagged[1])
+            )?;
+        }
     }
     writeln!(o)?;
     if let Some(r) = rep.robust_accuracy {
@@ -209,6 +256,35 @@ fn print_summary(r: &MarginsReport, l: &Loaded, out: &std::path::Path) -> std::i
             100.0 * e.estimate,
             100.0 * e.low,
             100.0 * e.high
+        )?;
+    }
+    if let Some(sw) = &rep.subset_sweep {
+        writeln!(
+            o,
+            "95 % interval width of the robust accuracy from N attacked samples (200 draws):"
+        )?;
+        for p in &sw.points {
+            writeln!(
+                o,
+                "  N = {:>4}: measured directly {:5.1} points (binomial {:5.1}){}",
+                p.size,
+                100.0 * p.direct_width,
+                100.0 * p.binomial_width,
+                p.estimate_width.map_or(String::new(), |w| format!(
+                    ", logit-margin estimate {:5.1}",
+                    100.0 * w
+                ))
+            )?;
+        }
+        let need: Vec<String> = sw
+            .samples_for_width
+            .iter()
+            .map(|[w, n]| format!("±{:.1} points: {n}", 50.0 * w))
+            .collect();
+        writeln!(
+            o,
+            "  attacked samples needed (binomial) for {}",
+            need.join(", ")
         )?;
     }
     writeln!(

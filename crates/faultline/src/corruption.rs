@@ -429,6 +429,7 @@ mod tests {
             clean_prediction: None,
             attack: None,
             margin: None,
+            flag: None,
         }
     }
 

@@ -79,6 +79,7 @@ pub fn evaluate_under(
                         clean_prediction: None,
                         attack: None,
                         margin: None,
+                        flag: None,
                     }),
             );
             Ok(())

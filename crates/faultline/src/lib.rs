@@ -16,6 +16,8 @@ pub mod corruption;
 pub mod eps;
 mod error;
 pub mod eval;
+pub mod fair;
+pub mod latent_shift;
 pub mod margin;
 pub mod metrics;
 pub mod model;

@@ -147,6 +147,9 @@ pub struct SampleRecord {
     /// Clean scores and input margin (`margins`).
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub margin: Option<MarginDetail>,
+    /// Brittle-decision flag of the clean image (`eval --flag-brittle`).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<crate::margin::brittle::BrittleFlag>,
 }
 
 impl SampleRecord {
@@ -195,6 +198,7 @@ mod tests {
                 gradient_issue: None,
             }),
             margin: None,
+            flag: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["success"], true);

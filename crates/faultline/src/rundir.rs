@@ -351,6 +351,7 @@ mod tests {
             clean_prediction: Some(0),
             attack: None,
             margin: None,
+            flag: None,
         }
     }
 

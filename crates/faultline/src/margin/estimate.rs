@@ -124,9 +124,147 @@ pub fn estimate_robust_accuracy(
     })
 }
 
+/// One size of the subset-size sweep.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SweepPoint {
+    /// Attacked samples per draw.
+    pub size: usize,
+    /// Width of the 2.5–97.5 % percentile interval of the robust accuracy measured directly on
+    /// `size` attacked samples drawn without replacement (`rounds` draws).
+    pub direct_width: f64,
+    /// The normal-approximation width `2 · 1.96 · √(p(1 − p)/size)` of a binomial proportion at
+    /// the measured robust accuracy `p` (without the finite-population correction).
+    pub binomial_width: f64,
+    /// Width of the interval of [`estimate_robust_accuracy`] (logit margins of all samples,
+    /// threshold from `size` attacked ones), when some samples went unattacked.
+    pub estimate_width: Option<f64>,
+}
+
+/// The subset-size sweep of the robust-accuracy estimate: for each size, how wide its 95 %
+/// interval is (`rounds` seeded draws), and how many attacked samples each interval width
+/// needs (see [`samples_for_width`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubsetSweep {
+    /// Robust accuracy measured on all attacked samples.
+    pub robust_accuracy: f64,
+    /// Per size.
+    pub points: Vec<SweepPoint>,
+    /// `[width, samples needed]` for widths 0.10, 0.05, 0.02 and 0.01.
+    pub samples_for_width: Vec<[f64; 2]>,
+}
+
+/// Attacked samples a binomial proportion near `p` needs for a 95 % interval of total width
+/// `width`: `⌈(2 · 1.96)² p(1 − p) / width²⌉` (normal approximation, at least 1).
+pub fn samples_for_width(p: f64, width: f64) -> usize {
+    ((2.0f64 * 1.96).powi(2) * p * (1.0 - p) / (width * width))
+        .ceil()
+        .max(1.0) as usize
+}
+
+/// The sweep over `sizes` (those above the attacked count are dropped).
+pub fn subset_sweep(
+    attacked: &[Attacked],
+    all: &[(f64, bool)],
+    eps: f64,
+    sizes: &[usize],
+    rounds: usize,
+    seed: u64,
+) -> Option<SubsetSweep> {
+    if attacked.is_empty() || rounds == 0 {
+        return None;
+    }
+    let robust = |a: &Attacked| a.correct && a.input_margin > eps;
+    let p = attacked.iter().filter(|a| robust(a)).count() as f64 / attacked.len() as f64;
+    let points = sizes
+        .iter()
+        .copied()
+        .filter(|&s| s > 0 && s <= attacked.len())
+        .map(|size| {
+            let mut vals: Vec<f64> = (0..rounds)
+                .map(|r| {
+                    let mut rng = sample_rng(seed, r, "subset-sweep");
+                    let mut idx: Vec<usize> = (0..attacked.len()).collect();
+                    for i in 0..size {
+                        let j = i + (rng.next_u64() % (idx.len() - i) as u64) as usize;
+                        idx.swap(i, j);
+                    }
+                    idx[..size]
+                        .iter()
+                        .filter(|&&i| robust(&attacked[i]))
+                        .count() as f64
+                        / size as f64
+                })
+                .collect();
+            vals.sort_by(f64::total_cmp);
+            let q = |f: f64| vals[((f * (rounds - 1) as f64).round() as usize).min(rounds - 1)];
+            SweepPoint {
+                size,
+                direct_width: q(0.975) - q(0.025),
+                binomial_width: 2.0 * 1.96 * (p * (1.0 - p) / size as f64).sqrt(),
+                estimate_width: (attacked.len() < all.len())
+                    .then(|| estimate_robust_accuracy(attacked, all, eps, size, rounds, seed))
+                    .flatten()
+                    .map(|e| e.high - e.low),
+            }
+        })
+        .collect();
+    Some(SubsetSweep {
+        robust_accuracy: p,
+        points,
+        samples_for_width: [0.10, 0.05, 0.02, 0.01]
+            .iter()
+            .map(|&w| [w, samples_for_width(p, w) as f64])
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_for_width_is_the_closed_form() {
+        // (2·1.96)² · 0.25 / 0.01 = 384.16.
+        assert_eq!(samples_for_width(0.5, 0.1), 385);
+        // 15.3664 · 0.09 / 0.0004 = 3457.44.
+        assert_eq!(samples_for_width(0.1, 0.02), 3458);
+        assert_eq!(samples_for_width(1.0, 0.05), 1);
+    }
+
+    #[test]
+    fn sweep_widths_shrink_with_size_and_vanish_without_variance() {
+        let pts: Vec<Attacked> = (0..400)
+            .map(|i| Attacked {
+                input_margin: if i % 2 == 0 { 1.0 } else { 0.0 },
+                logit_margin: i as f64,
+                correct: true,
+            })
+            .collect();
+        let all: Vec<(f64, bool)> = pts.iter().map(|a| (a.logit_margin, a.correct)).collect();
+        let s = subset_sweep(&pts, &all, 0.5, &[25, 100, 400, 800], 200, 3).unwrap();
+        assert_eq!(s.robust_accuracy, 0.5);
+        assert_eq!(s.points.len(), 3);
+        assert!(s.points[0].direct_width > s.points[1].direct_width);
+        // All samples drawn: no spread left.
+        assert_eq!(s.points[2].direct_width, 0.0);
+        assert!((s.points[1].binomial_width - 2.0 * 1.96 * 0.05).abs() < 1e-12);
+        // The direct width of 100 of 400 is near the binomial one, shrunk by the finite
+        // population (√(300/399) ≈ 0.87).
+        let ratio = s.points[1].direct_width / s.points[1].binomial_width;
+        assert!((0.6..1.2).contains(&ratio), "{ratio}");
+        assert_eq!(s.samples_for_width[0], [0.1, 385.0]);
+        assert_eq!(s.samples_for_width[1], [0.05, 1537.0]);
+        let same: Vec<Attacked> = pts
+            .iter()
+            .map(|a| Attacked {
+                input_margin: 1.0,
+                ..*a
+            })
+            .collect();
+        let z = subset_sweep(&same, &all, 0.5, &[25], 50, 3).unwrap();
+        assert_eq!(z.points[0].direct_width, 0.0);
+        assert_eq!(z.points[0].binomial_width, 0.0);
+    }
 
     #[test]
     fn a_consistent_margin_recovers_the_robust_accuracy() {

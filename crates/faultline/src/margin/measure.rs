@@ -111,6 +111,7 @@ pub fn measure_batch(
                     logits: row.to_vec(),
                     features: feats.as_ref().map(|f| f[i * dim..(i + 1) * dim].to_vec()),
                 }),
+                flag: None,
             }
         })
         .collect();

@@ -12,6 +12,7 @@
 //! small attacked subset turn the logit margins of a whole set into a robust-accuracy estimate
 //! ([`estimate`]). [`report`] gathers all figures of a run.
 
+pub mod brittle;
 pub mod estimate;
 pub mod measure;
 pub mod pseudo;

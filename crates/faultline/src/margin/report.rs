@@ -9,7 +9,9 @@
 use faultline_attacks::Norm;
 use serde::Serialize;
 
-use crate::margin::estimate::{estimate_robust_accuracy, Attacked, RobustEstimate};
+use crate::margin::estimate::{
+    estimate_robust_accuracy, subset_sweep, Attacked, RobustEstimate, SubsetSweep,
+};
 use crate::margin::measure::MarginRow;
 use crate::margin::scores::SCORES;
 use crate::stats::{
@@ -107,6 +109,9 @@ pub struct MarginReport {
     /// Robust accuracy of all scored samples estimated from subsets of the attacked ones;
     /// none when every sample was attacked (then `robust_accuracy` is measured on all).
     pub estimate: Option<RobustEstimate>,
+    /// How wide the robust-accuracy interval is for 25…800 attacked samples, and how many each
+    /// width needs.
+    pub subset_sweep: Option<SubsetSweep>,
 }
 
 impl MarginReport {
@@ -156,7 +161,16 @@ pub fn report(
         .map(|r| (r.scores.logit_margin as f64, r.prediction == r.label))
         .collect();
     let correct = records.iter().filter(|r| r.prediction == r.label).count();
+    let sweep = subset_sweep(
+        &attacked,
+        &all,
+        eps,
+        &[25, 50, 100, 200, 400, 800],
+        200,
+        p.seed,
+    );
     MarginReport {
+        subset_sweep: sweep,
         n: records.len(),
         clean_accuracy: correct as f64 / records.len().max(1) as f64,
         attacked: att.len(),

@@ -184,6 +184,7 @@ pub fn attack_batch(
                 ..AttackOutcome::default()
             }),
             margin: None,
+            flag: None,
         }
     };
     let stage_names: Vec<String> = attack.stages().iter().map(|s| s.to_string()).collect();
@@ -408,6 +409,7 @@ mod tests {
                 ..AttackOutcome::default()
             }),
             margin: None,
+            flag: None,
         }
     }
 

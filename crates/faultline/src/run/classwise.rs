@@ -7,11 +7,13 @@
 
 use std::collections::HashMap;
 
+use faultline_attacks::Norm;
 use serde::Serialize;
 
 use crate::classwise::{classwise, latent, ClasswiseReport, LatentReport, TargetReport};
 use crate::corruption::CorruptionPlan;
 use crate::error::Result;
+use crate::latent_shift::{latent_shift, ShiftReport};
 use crate::model::ModelCard;
 use crate::record::{Condition, SampleRecord};
 use crate::run::attack::{self, AttackConfig};
@@ -75,6 +77,9 @@ pub struct ClasswiseRun {
     pub targeted_counters: Vec<ClasswiseReport>,
     /// Latent structure of the clean penultimate features.
     pub latent: LatentReport,
+    /// Where the attack (the ranking's ε) and each corruption move the penultimate features
+    /// of each class, against the clean class centroids.
+    pub latent_shift: Vec<ShiftReport>,
     /// Classes from most to least vulnerable.
     pub ranking: Vec<RankedClass>,
     /// The model.
@@ -153,7 +158,7 @@ pub fn run(
         selection: cfg.selection.clone(),
         batch_size: cfg.batch_size,
         corruptions: cfg.corruptions.clone(),
-        baseline: None,
+        ..EvalConfig::default()
     };
     let (_, evals) = eval::run_records(&ecfg, loaded, &out.sub("eval"), progress)?;
     let clean: Vec<&SampleRecord> = evals
@@ -168,6 +173,8 @@ pub fn run(
             selection: cfg.selection.clone(),
             batch_size: cfg.batch_size,
             target: None,
+            // The adversarial images, for the latent shift.
+            save_adv: true,
             ..acfg.clone()
         };
         progress.note(&format!(
@@ -176,6 +183,13 @@ pub fn run(
             out.sub("attack").dir.display()
         ));
         let (_, recs) = attack::run_records(&acfg, loaded, &out.sub("attack"), progress)?;
+        let built = acfg.build()?;
+        let recs = if built.is_min_norm() {
+            let eps = acfg.radii(built.norm(), [info.channels, info.height, info.width])?;
+            at_radii(&recs, built.norm(), &eps)
+        } else {
+            recs
+        };
         let mut conds: Vec<Condition> = Vec::new();
         for r in &recs {
             if !conds.contains(&r.condition) {
@@ -255,8 +269,19 @@ pub fn run(
             });
         }
     }
-    // 5. Latent space of the clean images.
-    let lat = latent_of(loaded, &indices, cfg.batch_size, &reports, attack_reports)?;
+    // 5. Latent space of the clean images, and where the perturbations move it.
+    let (lat, clean_feats, labels, dim) =
+        latent_of(loaded, &indices, cfg.batch_size, &reports, attack_reports)?;
+    let shifts = shifts_of(
+        cfg,
+        loaded,
+        &indices,
+        (&clean_feats, &labels),
+        dim,
+        &reports,
+        attack_reports,
+        out,
+    )?;
     // 6. Records, plots, ranking.
     let cfps = reports
         .iter()
@@ -286,6 +311,7 @@ pub fn run(
         targeted,
         targeted_counters: target_reports,
         latent: lat,
+        latent_shift: shifts,
         ranking,
         model: loaded.model.card.clone(),
         attack_reports,
@@ -293,6 +319,34 @@ pub fn run(
     plots::write(out, &run)?;
     rd.finish(&run)?;
     Ok(run)
+}
+
+/// The records of a minimum-norm attack read off at each radius of `eps` (the curve `attack`
+/// reports for such attacks): a sample counts as broken at ε when the attack succeeded with a
+/// perturbation of norm at most ε, and then keeps the adversarial prediction; otherwise it keeps
+/// its clean prediction.
+pub fn at_radii(recs: &[SampleRecord], norm: Norm, eps: &[f32]) -> Vec<SampleRecord> {
+    let mut out = Vec::with_capacity(recs.len() * eps.len());
+    for &e in eps {
+        for r in recs {
+            let mut r = r.clone();
+            let broken = r
+                .attack
+                .as_ref()
+                .is_some_and(|a| a.success && a.norm_in(norm) <= e);
+            if let Condition::Attack { eps, .. } = &mut r.condition {
+                *eps = Some(e);
+            }
+            if !broken {
+                r.prediction = r.clean_prediction.unwrap_or(r.prediction);
+                if let Some(a) = r.attack.as_mut() {
+                    a.success = r.prediction != r.label;
+                }
+            }
+            out.push(r);
+        }
+    }
+    out
 }
 
 /// The latent structure of the clean penultimate features of the samples `indices`, correlated
@@ -303,7 +357,7 @@ fn latent_of(
     batch_size: usize,
     reports: &[ClasswiseReport],
     attack_reports: usize,
-) -> Result<LatentReport> {
+) -> Result<(LatentReport, Vec<f32>, Vec<usize>, usize)> {
     let k = loaded.model.card.num_classes;
     let main = if attack_reports > 0 {
         &reports[1]
@@ -320,14 +374,97 @@ fn latent_of(
         feats.extend_from_slice(f[0].as_f32()?);
         labels.extend_from_slice(&b.labels);
     }
-    Ok(latent(
+    let lat = latent(
         &feats,
         dim,
         &labels,
         k,
         &reports[0].confusion,
         main.cfps.as_deref(),
-    ))
+    );
+    Ok((lat, feats, labels, dim))
+}
+
+/// The penultimate features of `images` (row-major) and their width.
+fn features(loaded: &Loaded, images: &[f32], n: usize) -> Result<(Vec<f32>, usize)> {
+    let (_, f) = loaded.model.model.features(images, &["penultimate"])?;
+    let f = f
+        .into_iter()
+        .next()
+        .map(|t| t.into_f32())
+        .transpose()?
+        .unwrap_or_default();
+    Ok((f.clone(), f.len() / n.max(1)))
+}
+
+/// The latent shift under the attack at the ranking's ε (its saved adversarial images) and under
+/// each corruption condition (recomputed from the clean images).
+#[allow(clippy::too_many_arguments)]
+fn shifts_of(
+    cfg: &ClasswiseConfig,
+    loaded: &Loaded,
+    indices: &[usize],
+    (clean, labels): (&[f32], &[usize]),
+    dim: usize,
+    reports: &[ClasswiseReport],
+    attack_reports: usize,
+    out: &Output,
+) -> Result<Vec<ShiftReport>> {
+    let k = loaded.model.card.num_classes;
+    let cfps_of = |cond: &str| {
+        reports
+            .iter()
+            .find(|r| r.condition == cond)
+            .and_then(|r| r.cfps.clone())
+    };
+    let mut shifts = Vec::new();
+    if attack_reports > 0 {
+        let info = loaded.data.info();
+        let per = info.channels * info.height * info.width;
+        let adv = crate::run::npy::read_f32(&out.sub("attack").file("adv_0.npy"))?;
+        let mut feats = Vec::with_capacity(clean.len());
+        for chunk in adv.chunks(per * cfg.batch_size.max(1)) {
+            feats.extend(features(loaded, chunk, chunk.len() / per)?.0);
+        }
+        let cond = &reports[1].condition;
+        shifts.push(latent_shift(
+            cond,
+            clean,
+            &feats,
+            dim,
+            labels,
+            k,
+            cfps_of(cond).as_deref(),
+        ));
+    }
+    if let Some(plan) = &cfg.corruptions {
+        let conds = plan.conditions();
+        let mut feats: Vec<Vec<f32>> = vec![Vec::new(); conds.len()];
+        for b in read_batches(loaded.data.as_ref(), indices, cfg.batch_size)? {
+            let b = b?;
+            for (f, &(kind, sev)) in feats.iter_mut().zip(&conds) {
+                let images = plan.corrupt(&b, kind, sev)?;
+                f.extend(features(loaded, &images, b.len())?.0);
+            }
+        }
+        for (f, (kind, sev)) in feats.iter().zip(conds) {
+            let cond = Condition::Corruption {
+                name: kind.name().into(),
+                severity: sev,
+            }
+            .label();
+            shifts.push(latent_shift(
+                &cond,
+                clean,
+                f,
+                dim,
+                labels,
+                k,
+                cfps_of(&cond).as_deref(),
+            ));
+        }
+    }
+    Ok(shifts)
 }
 
 /// Classes from most to least vulnerable: by accuracy under the attack (first ε), then CFPS
@@ -381,4 +518,56 @@ fn rank(
                 .map(|t| t.success_rate),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AttackOutcome;
+
+    fn rec(
+        index: usize,
+        label: usize,
+        clean: usize,
+        adv: usize,
+        linf: Option<f32>,
+    ) -> SampleRecord {
+        SampleRecord {
+            index,
+            label,
+            condition: Condition::Attack {
+                name: "fab".into(),
+                norm: Norm::Linf,
+                eps: None,
+            },
+            prediction: adv,
+            logit_margin: 0.0,
+            clean_prediction: Some(clean),
+            attack: Some(AttackOutcome {
+                success: linf.is_some() || clean != label,
+                linf: linf.unwrap_or(0.0),
+                ..AttackOutcome::default()
+            }),
+            margin: None,
+            flag: None,
+        }
+    }
+
+    #[test]
+    fn minimum_norm_records_are_broken_exactly_up_to_their_norm() {
+        // Sample 0 broken at 0.02 (→ class 2), sample 1 never broken, sample 2 misclassified
+        // clean (no attack needed).
+        let recs = vec![
+            rec(0, 0, 0, 2, Some(0.02)),
+            rec(1, 1, 1, 1, None),
+            rec(2, 2, 0, 0, None),
+        ];
+        let out = at_radii(&recs, Norm::Linf, &[0.01, 0.02]);
+        assert_eq!(out.len(), 6);
+        let preds: Vec<usize> = out.iter().map(|r| r.prediction).collect();
+        assert_eq!(preds, vec![0, 1, 0, 2, 1, 0]);
+        let eps: Vec<Option<f32>> = out.iter().map(|r| r.condition.eps()).collect();
+        assert_eq!(eps, [vec![Some(0.01); 3], vec![Some(0.02); 3]].concat());
+        assert!(!out[0].success() && out[3].success() && out[2].success());
+    }
 }

@@ -174,8 +174,13 @@ pub struct FinetuneConfig {
     pub adversarial: Option<Adversarial>,
     /// TRADES β (needs `adversarial`).
     pub trades: Option<f32>,
-    /// Per-class weights of the cross-entropy (weighted mean, as PyTorch's `weight=`).
+    /// Per-class weights of the cross-entropy (weighted mean, as PyTorch's `weight=`); from a
+    /// class-wise run see [`crate::fair`].
     pub class_weights: Option<Vec<f32>>,
+    /// Per-class factors of the adversarial radius, `ε_c = factor_c · ε` (FAIR-TAT's
+    /// class-adaptive ε, [`crate::fair`]; `pgd` only) [default: one ε for all].
+    #[serde(default)]
+    pub class_eps: Option<Vec<f32>>,
     /// The training samples [default: all] (`limit` class-stratified by default; `indices` a
     /// file of them; the command line seeds a random subset with `--seed` unless
     /// `--subset-seed` is given).
@@ -221,6 +226,7 @@ impl Default for FinetuneConfig {
             adversarial: None,
             trades: None,
             class_weights: None,
+            class_eps: None,
             selection: Selection::default(),
             extra: Vec::new(),
             val_limit: None,
@@ -389,6 +395,14 @@ impl FinetuneConfig {
                     "--class-weights",
                     "weights must be ≥ 0 and not all 0",
                 ));
+            }
+        }
+        if let Some(f) = &self.class_eps {
+            if self.adversarial.as_ref().is_none_or(|a| a.attack != "pgd") {
+                return Err(setting("--class-eps", "needs --adversarial pgd"));
+            }
+            if f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(setting("--class-eps", "factors must be > 0"));
             }
         }
         if self.val_limit == Some(0) {
@@ -563,20 +577,19 @@ fn pgd_train(
     x: &[f32],
     labels: &[usize],
     indices: &[usize],
-    eps: f32,
+    eps: &[f32],
     steps: usize,
     clean_probs: Option<&[f32]>,
     seed: u64,
 ) -> Result<Vec<f32>> {
     let per = x.len() / labels.len().max(1);
-    let alpha = 2.5 * eps / steps as f32;
     let mut adv: Vec<f32> = Vec::with_capacity(x.len());
     for (i, &index) in indices.iter().enumerate() {
         let mut r = Stream::new(seed, index as u64, "finetune:pgd");
         adv.extend(
             x[i * per..(i + 1) * per]
                 .iter()
-                .map(|&v| (v + eps * (2.0 * r.unit() - 1.0)).clamp(0.0, 1.0)),
+                .map(|&v| (v + eps[i] * (2.0 * r.unit() - 1.0)).clamp(0.0, 1.0)),
         );
     }
     let k = model.num_classes();
@@ -598,9 +611,9 @@ fn pgd_train(
             }
         };
         for (i, (a, gv)) in adv.iter_mut().zip(&g).enumerate() {
-            let x0 = x[i];
-            *a = (*a + alpha * gv.signum())
-                .clamp(x0 - eps, x0 + eps)
+            let (x0, e) = (x[i], eps[i / per.max(1)]);
+            *a = (*a + 2.5 * e / steps as f32 * gv.signum())
+                .clamp(x0 - e, x0 + e)
                 .clamp(0.0, 1.0);
         }
     }
@@ -706,12 +719,14 @@ pub fn run(
     let info = data.info();
     let image = [info.channels, info.height, info.width];
     let k = loaded.model.card.num_classes;
-    if let Some(w) = &cfg.class_weights {
-        if w.len() != k {
-            return Err(setting(
-                "--class-weights",
-                format!("{} weights for {k} classes", w.len()),
-            ));
+    for (flag, w) in [
+        ("--class-weights", &cfg.class_weights),
+        ("--class-eps", &cfg.class_eps),
+    ] {
+        if let Some(w) = w {
+            if w.len() != k {
+                return Err(setting(flag, format!("{} values for {k} classes", w.len())));
+            }
         }
     }
     let base = loaded.select(&cfg.selection)?;
@@ -890,12 +905,16 @@ pub fn run(
                         a.eps
                     };
                     let adv = if a.attack == "pgd" {
+                        let radii: Vec<f32> = la
+                            .iter()
+                            .map(|&y| eps * cfg.class_eps.as_ref().map_or(1.0, |f| f[y]))
+                            .collect();
                         pgd_train(
                             &model,
                             xa,
                             la,
                             ia,
-                            eps,
+                            &radii,
                             a.steps,
                             clean_probs.as_deref(),
                             attack_seed,

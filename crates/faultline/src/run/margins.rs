@@ -5,6 +5,7 @@
 //! FPR@95, a deployable threshold), the robust accuracy estimated from a small attacked subset,
 //! and optionally a learned pseudo-margin. Records are appended per batch; a killed run resumes.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use faultline_attacks::registry::{self, Settings};
@@ -16,7 +17,9 @@ use crate::eps::eps_label;
 use crate::error::{setting, Error, Result};
 use crate::eval::check_batch;
 use crate::margin::measure::{choose_subset, measure_batch, rows};
-use crate::margin::pseudo::{pseudo_margin, PseudoInput, PseudoParams, PseudoReport};
+use crate::margin::pseudo::{
+    fit, judge, pseudo_margin, PseudoInput, PseudoMargin, PseudoParams, PseudoReport,
+};
 use crate::margin::report::{input_margin, report, MarginReport, ReportParams, ScoreReport};
 use crate::margin::roc_curve;
 use crate::margin::scores::RowGaps;
@@ -45,6 +48,11 @@ pub struct MarginsConfig {
     pub estimate_size: usize,
     /// Learn a pseudo-margin from logits or penultimate features, with these parameters.
     pub pseudo: Option<PseudoParams>,
+    /// Where the pseudo-margin is fitted, or which saved one is applied.
+    pub pseudo_source: PseudoSource,
+    /// Keep the penultimate features of every sample in the records even without a
+    /// feature pseudo-margin.
+    pub keep_features: bool,
     /// Share of the non-robust samples the printed threshold must flag.
     pub recall: f64,
     /// Bootstrap resamples for the confidence intervals.
@@ -64,12 +72,27 @@ impl Default for MarginsConfig {
             attack_subset: None,
             estimate_size: 100,
             pseudo: None,
+            pseudo_source: PseudoSource::Split,
+            keep_features: false,
             recall: 0.95,
             bootstrap: 1000,
             selection: Selection::default(),
             batch_size: 128,
         }
     }
+}
+
+/// Where `margins` gets its pseudo-margin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PseudoSource {
+    /// Fitted on `fit_fraction` of this run's attacked samples, judged on the rest.
+    Split,
+    /// Fitted on every attacked sample of these samples of another data set (passed to
+    /// [`run_records`], measured in the `fit/` sub-directory), judged on all of this run's.
+    FitData(Selection),
+    /// The one saved in this earlier `margins` run directory, applied as is.
+    From(PathBuf),
 }
 
 /// The body of `margins`' `run.json`.
@@ -114,6 +137,18 @@ pub fn run(
     out: &Output,
     progress: &dyn Progress,
 ) -> Result<MarginsReport> {
+    Ok(run_records(cfg, loaded, None, out, progress)?.0)
+}
+
+/// Runs `margins` and also returns every record; `fit_data` is the data set of
+/// [`PseudoSource::FitData`] (the same model, other images).
+pub fn run_records(
+    cfg: &MarginsConfig,
+    loaded: &Loaded,
+    fit_data: Option<&Loaded>,
+    out: &Output,
+    progress: &dyn Progress,
+) -> Result<(MarginsReport, Vec<SampleRecord>)> {
     check_batch_size(cfg.batch_size)?;
     if !(cfg.recall > 0.0 && cfg.recall <= 1.0) {
         return Err(setting("--recall", "must lie in (0, 1]"));
@@ -155,10 +190,40 @@ pub fn run(
     let k = model.num_classes();
     let head = model.head();
     let gaps = head.as_ref().map(|h| RowGaps::new(h, norm));
-    let keep_features = cfg
-        .pseudo
-        .as_ref()
-        .is_some_and(|p| p.input == PseudoInput::Features);
+    let saved = match &cfg.pseudo_source {
+        PseudoSource::From(dir) => {
+            let pm = PseudoMargin::load(dir)?;
+            if pm.meta.norm != norm {
+                return Err(setting(
+                    "--pseudo-margin-from",
+                    format!(
+                        "{} was fitted on {} margins, this run measures {}",
+                        dir.display(),
+                        pm.meta.norm.name(),
+                        norm.name()
+                    ),
+                ));
+            }
+            Some(pm)
+        }
+        _ => None,
+    };
+    if matches!(cfg.pseudo_source, PseudoSource::FitData(_)) {
+        if fit_data.is_none() {
+            return Err(setting("--fit-data", "no data set to fit on was given"));
+        }
+        if cfg.pseudo.is_none() {
+            return Err(setting("--fit-data", "needs --pseudo-margin"));
+        }
+    }
+    let keep_features = cfg.keep_features
+        || cfg
+            .pseudo
+            .as_ref()
+            .is_some_and(|p| p.input == PseudoInput::Features)
+        || saved
+            .as_ref()
+            .is_some_and(|p| p.meta.input == PseudoInput::Features);
     if keep_features && model.penultimate_name().is_none() {
         return Err(Error::Invalid(format!(
             "{}: no final Gemm/MatMul found, so there are no penultimate features to learn from; use --pseudo-margin logits",
@@ -232,14 +297,45 @@ pub fn run(
     };
     let view = rows(&records);
     let rep = report(&view, &rp, gaps.as_ref().map(|g| g.range()));
-    let pseudo = match &cfg.pseudo {
-        Some(pp) => {
-            let (r, weights) = pseudo_margin(&view, pp, &rp)?;
-            let p = out.file("pseudo_margin.safetensors");
-            std::fs::write(&p, weights).map_err(crate::error::io(&p))?;
+    let refs: Vec<&crate::margin::measure::MarginRow> = view.iter().collect();
+    let pseudo = match (&cfg.pseudo_source, &cfg.pseudo, saved) {
+        (PseudoSource::From(dir), _, Some(pm)) => {
+            let pp = PseudoParams {
+                input: pm.meta.input,
+                ..cfg.pseudo.clone().unwrap_or_default()
+            };
+            let source = format!("loaded from {}", dir.display());
+            Some(judge(&pm, &source, None, &refs, &pp, &rp)?)
+        }
+        (PseudoSource::FitData(sel), Some(pp), _) => {
+            let fit_cfg = MarginsConfig {
+                selection: sel.clone(),
+                attack_subset: None,
+                pseudo: None,
+                pseudo_source: PseudoSource::Split,
+                keep_features,
+                ..cfg.clone()
+            };
+            let fit_out = out.sub("fit");
+            let fit_loaded = fit_data.ok_or_else(|| setting("--fit-data", "missing"))?;
+            progress.note(&format!(
+                "margins: input margins of the fit data {} → {}",
+                fit_loaded.data_path.display(),
+                fit_out.dir.display()
+            ));
+            let (_, fit_recs) = run_records(&fit_cfg, fit_loaded, None, &fit_out, progress)?;
+            let fit_view = rows(&fit_recs);
+            let fit_refs: Vec<_> = fit_view.iter().collect();
+            let pm = fit(&fit_refs, pp, &rp)?;
+            pm.save(&out.dir)?;
+            Some(judge(&pm, "fit data", Some(&fit_refs), &refs, pp, &rp)?)
+        }
+        (_, Some(pp), _) => {
+            let (r, pm) = pseudo_margin(&view, pp, &rp)?;
+            pm.save(&out.dir)?;
             Some(r)
         }
-        None => None,
+        _ => None,
     };
     write_plots(out, &view, &rep, pseudo.as_ref(), &rp)?;
     let logit = rep.score("logit_margin");
@@ -274,7 +370,7 @@ pub fn run(
         plots: vec!["margins_scatter.svg".into(), "roc.svg".into()],
     };
     rd.finish(&report)?;
-    Ok(report)
+    Ok((report, records))
 }
 
 /// The scatter of input margin against logit margin, and the ROC curve of each score.

@@ -28,6 +28,32 @@ pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
     h
 }
 
+/// The little-endian `f32` data of a `.npy` file written by [`NpyRows`] (`<f4`, C order).
+pub fn read_f32(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let bad = |why: &str| crate::error::Error::RunDir {
+        path: path.to_path_buf(),
+        why: why.into(),
+    };
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let head = std::str::from_utf8(
+        bytes
+            .get(10..10 + len)
+            .ok_or_else(|| bad("truncated header"))?,
+    )
+    .map_err(|_| bad("header is not text"))?;
+    if !head.contains("'<f4'") || head.contains("'fortran_order': True") {
+        return Err(bad("expected little-endian float32 in C order"));
+    }
+    Ok(bytes[10 + len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
 /// A `.npy` file of `shape` whose rows (first dimension) are written by index.
 pub struct NpyRows {
     file: File,
@@ -104,5 +130,25 @@ impl NpyRows {
         let mut buf = vec![0u8; count * self.row_bytes as usize];
         self.file.read_exact(&mut buf).map_err(io(p))?;
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_written_out_of_order_read_back_in_order() {
+        let p = std::env::temp_dir().join(format!("faultline-npy-{}.npy", std::process::id()));
+        let mut f = NpyRows::open(&p, "<f4", 4, &[3, 2], false).unwrap();
+        let row = |a: f32, b: f32| [a.to_le_bytes(), b.to_le_bytes()].concat();
+        f.write_rows(2, &row(5.0, 6.0)).unwrap();
+        f.write_rows(0, &[row(1.0, 2.0), row(3.0, 4.0)].concat())
+            .unwrap();
+        drop(f);
+        assert_eq!(read_f32(&p).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        std::fs::write(&p, b"not npy").unwrap();
+        assert!(read_f32(&p).is_err());
+        std::fs::remove_file(&p).ok();
     }
 }

@@ -127,6 +127,7 @@ pub fn write(out: &Output, run: &ClasswiseRun) -> Result<()> {
             ),
         )?;
     }
+    write_shift(out, run)?;
     let lat = &run.latent;
     write(
         "centroid_distance.svg",
@@ -150,6 +151,78 @@ pub fn write(out: &Output, run: &ClasswiseRun) -> Result<()> {
             &groups,
             names,
             &labels,
+        ),
+    )
+}
+
+/// The latent-shift charts: mean feature shift and Voronoi-crossing share per class for the
+/// attack and the corruptions at their highest severity, and where the attack's crossings land.
+fn write_shift(out: &Output, run: &ClasswiseRun) -> Result<()> {
+    let names = &run.class_names;
+    if run.latent_shift.is_empty() {
+        return Ok(());
+    }
+    let top = |c: &str| -> bool {
+        let Some((_, s)) = c.rsplit_once(" s") else {
+            return true;
+        };
+        let max = run
+            .latent_shift
+            .iter()
+            .filter_map(|r| {
+                r.condition
+                    .rsplit_once(" s")
+                    .and_then(|(_, v)| v.parse::<u8>().ok())
+            })
+            .max();
+        s.parse::<u8>().ok() == max
+    };
+    let shown: Vec<_> = run
+        .latent_shift
+        .iter()
+        .filter(|r| top(&r.condition))
+        .collect();
+    let series = |f: &dyn Fn(&crate::latent_shift::ClassShift) -> f64| -> Vec<(String, Vec<f64>)> {
+        shown
+            .iter()
+            .map(|r| (r.condition.clone(), r.classes.iter().map(f).collect()))
+            .collect()
+    };
+    write_file(
+        &out.file("latent_shift.svg"),
+        &plot::bars(
+            "latent shift: mean ‖Δ penultimate features‖ per class",
+            names,
+            &series(&|c| c.mean_shift),
+        ),
+    )?;
+    write_file(
+        &out.file("latent_crossed.svg"),
+        &plot::bars(
+            "share of each class's samples moved into another class's Voronoi cell",
+            names,
+            &series(&|c| c.crossed.unwrap_or(0.0)),
+        ),
+    )?;
+    let first = &run.latent_shift[0];
+    let m: Vec<Vec<f64>> = first
+        .classes
+        .iter()
+        .map(|c| c.crossed_to.iter().map(|&v| v as f64).collect())
+        .collect();
+    write_file(
+        &out.file("latent_crossings.svg"),
+        &plot::heatmap(
+            &format!(
+                "Voronoi crossings of the penultimate features, {}",
+                first.condition
+            ),
+            &m,
+            names,
+            names,
+            "true class",
+            "cell entered",
+            names.len() <= 12,
         ),
     )
 }
