@@ -152,8 +152,17 @@ fn classwise_report_with_attack_corruption_targets_and_latent() {
     // Each CFPS row says what it is and how many errors it rests on: the fog family pooled
     // over its severities is told apart from fog at severity 2.
     let cfps = std::fs::read_to_string(tmp.path().join("cw/cfps.svg")).unwrap();
-    assert_eq!(cfps.matches(r#"text-anchor="end">fog, all severities ("#).count(), 1, "{cfps}");
-    assert_eq!(cfps.matches(r#"text-anchor="end">fog s2 ("#).count(), 1, "{cfps}");
+    assert_eq!(
+        cfps.matches(r#"text-anchor="end">fog, all severities ("#)
+            .count(),
+        1,
+        "{cfps}"
+    );
+    assert_eq!(
+        cfps.matches(r#"text-anchor="end">fog s2 ("#).count(),
+        1,
+        "{cfps}"
+    );
     assert!(cfps.contains(" errors)</text>") || cfps.contains(" error)</text>"));
     assert!(stdout(&o).contains("most to least vulnerable"));
     // A second run reuses every sub-run: the records are unchanged.

@@ -68,7 +68,7 @@ impl Source {
             }
             Source::Npz { path, entry } => {
                 let mut r = entry_stream(path, entry)?;
-                NpyHeader::from_reader(&mut r).map_err(|e| bad_npy(&self.describe(), e))?;
+                read_header(&mut r, &self.describe())?;
                 let n = io::copy(&mut (&mut r).take(skip), &mut io::sink())
                     .map_err(|e| io_err(path, e))?;
                 if n < skip {
@@ -169,6 +169,59 @@ fn is_npz(path: &Path) -> bool {
 
 /// Opens an array (a `.npy` file, or the first of `keys` in an `.npz`) and parses its header.
 /// `Ok(None)` when an `.npz` has none of the keys.
+/// Reads a `.npy` header, leaving `r` at the array data. numpy writes a flat dict (`{'descr':
+/// …, 'fortran_order': …, 'shape': (…), }`); a header nested deeper than that is refused before
+/// it reaches npyz's parser, which backtracks exponentially on nested brackets (a fuzzed
+/// header of 100 `{` ran for minutes).
+fn read_header(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
+    let bad = |reason: String| Error::BadHeader {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut pre = [0u8; 8];
+    r.read_exact(&mut pre)
+        .map_err(|_| bad("not a .npy file (shorter than its preamble)".into()))?;
+    let mut bytes = pre.to_vec();
+    let len = if pre[6] == 1 {
+        let mut l = [0u8; 2];
+        r.read_exact(&mut l)
+            .map_err(|_| bad("truncated .npy preamble".into()))?;
+        bytes.extend_from_slice(&l);
+        u16::from_le_bytes(l) as usize
+    } else {
+        let mut l = [0u8; 4];
+        r.read_exact(&mut l)
+            .map_err(|_| bad("truncated .npy preamble".into()))?;
+        bytes.extend_from_slice(&l);
+        u32::from_le_bytes(l) as usize
+    };
+    if len > 1 << 16 {
+        return Err(bad(format!(
+            "a .npy header of {len} bytes (numpy writes under 64 KiB)"
+        )));
+    }
+    let mut text = vec![0u8; len];
+    r.read_exact(&mut text)
+        .map_err(|_| bad("file ends inside the .npy header".into()))?;
+    let (mut depth, mut deepest) = (0i32, 0i32);
+    for &b in &text {
+        match b {
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => depth -= 1,
+            _ => {}
+        }
+        deepest = deepest.max(depth);
+    }
+    if deepest > 2 {
+        return Err(bad(
+            "the .npy header nests brackets deeper than a plain array's (structured or corrupt)"
+                .into(),
+        ));
+    }
+    bytes.extend_from_slice(&text);
+    NpyHeader::from_reader(&mut io::Cursor::new(bytes)).map_err(|e| bad_npy(path, e))
+}
+
 fn open_array(path: &Path, keys: &[&str]) -> Result<Option<(Source, NpyHeader)>> {
     if is_npz(path) {
         let (Some(entry), _) = find_npz_entry(path, keys)? else {
@@ -179,12 +232,12 @@ fn open_array(path: &Path, keys: &[&str]) -> Result<Option<(Source, NpyHeader)>>
             path: path.to_path_buf(),
             entry,
         };
-        let header = NpyHeader::from_reader(&mut r).map_err(|e| bad_npy(&src.describe(), e))?;
+        let header = read_header(&mut r, &src.describe())?;
         Ok(Some((src, header)))
     } else {
         let f = File::open(path).map_err(|e| io_err(path, e))?;
         let mut r = BufReader::new(f);
-        let header = NpyHeader::from_reader(&mut r).map_err(|e| bad_npy(path, e))?;
+        let header = read_header(&mut r, path)?;
         let data_offset = r.stream_position().map_err(|e| io_err(path, e))?;
         Ok(Some((
             Source::Npy {
@@ -342,6 +395,9 @@ fn read_labels(src: &Source, header: &NpyHeader) -> Result<Vec<i64>> {
         .collect())
 }
 
+/// The most classes labels may imply without a classes file.
+const MAX_CLASSES: i64 = 1 << 20;
+
 impl NpyDataset {
     pub(crate) fn open(
         path: &Path,
@@ -439,6 +495,18 @@ impl NpyDataset {
         }
         let classes_known = classes.as_ref().map(|c| c.len());
         let max = raw.iter().copied().max().unwrap_or(-1);
+        // Without a classes file the largest label sets the class count; one so large that its
+        // names would not fit in memory is a corrupt file, not a data set (found by fuzzing).
+        if classes_known.is_none() && max >= MAX_CLASSES {
+            let i = raw.iter().position(|&l| l == max).unwrap_or(0);
+            return Err(Error::BadHeader {
+                path: lpath,
+                reason: format!(
+                    "label {max} at index {i} implies more than {MAX_CLASSES} classes; \
+                     pass --classes FILE if the data set really has that many"
+                ),
+            });
+        }
         let num_classes = classes_known.unwrap_or((max + 1).max(0) as usize);
         if let Some((i, &l)) = raw
             .iter()

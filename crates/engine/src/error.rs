@@ -55,6 +55,26 @@ impl Error {
     }
 }
 
+/// The most elements one tensor may have (2^32, 16 GiB of f32): a model whose attributes or
+/// shape constants would make an operator allocate more is refused with a shape error before
+/// anything is allocated (a fuzzed Pad asked for 13 TB).
+pub(crate) const MAX_ELEMENTS: u128 = 1 << 32;
+
+/// The element count of `shape`, or a shape error when it exceeds [`MAX_ELEMENTS`].
+pub(crate) fn checked_numel(op: &'static str, shape: &[i64]) -> Result<usize> {
+    let n = shape
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d.max(0) as u128))
+        .unwrap_or(u128::MAX);
+    if n > MAX_ELEMENTS {
+        return Err(shape_err(
+            op,
+            format!("output shape {shape:?} has more than 2^32 elements"),
+        ));
+    }
+    Ok(n as usize)
+}
+
 /// Shorthand for a shape error raised inside an operator (the node name is attached by the caller).
 pub(crate) fn shape_err(op: &'static str, msg: impl Into<String>) -> Error {
     Error::Shape {

@@ -570,7 +570,11 @@ mod tests {
                     .then(|| t.split('"').next().unwrap().parse().unwrap())
             })
             .unwrap();
-        assert!(x - text_width(&rows[0]) >= 20.0, "label starts at {}", x - text_width(&rows[0]));
+        assert!(
+            x - text_width(&rows[0]) >= 20.0,
+            "label starts at {}",
+            x - text_width(&rows[0])
+        );
         // The given cell texts replace the values.
         assert!(h.contains(">3</text>") && !h.contains(">0.75</text>"));
     }
@@ -612,7 +616,10 @@ mod tests {
             .collect();
         assert_eq!(pts.len(), 3);
         for (x, y) in pts {
-            assert!(x > x0 + 2.0 && x < x1 - 2.0 && y > y0 + 2.0 && y < y1 - 2.0, "{x},{y}");
+            assert!(
+                x > x0 + 2.0 && x < x1 - 2.0 && y > y0 + 2.0 && y < y1 - 2.0,
+                "{x},{y}"
+            );
         }
         assert_eq!(svg.matches("<polyline").count(), 2, "curve and chance line");
     }

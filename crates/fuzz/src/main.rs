@@ -224,9 +224,7 @@ fn fuzz_target(o: &Options, name: &str, seed: u64) -> Result<Summary> {
                     // The panic message (or the allocation failure) names what went wrong.
                     let tail: String = err
                         .lines()
-                        .filter(|l| {
-                            l.contains("panicked") || l.contains("memory allocation")
-                        })
+                        .filter(|l| l.contains("panicked") || l.contains("memory allocation"))
                         .take(2)
                         .collect::<Vec<_>>()
                         .join(" | ");

@@ -71,3 +71,32 @@ fn command_lines_survive_mutation() {
     }
     fuzz(&["cli"], 25);
 }
+
+/// Inputs the long fuzzing runs found (a Pad asking for 13 TB and 28 GB, labels implying 10^18
+/// classes or overflowing, a header of nested brackets that ran for minutes) are refused with
+/// an error now. Each file is named `TARGET-what.bin`.
+#[test]
+fn found_crashes_stay_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crashes");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let target = name.split('-').next().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_faultline-fuzz"))
+            .args(["replay", target])
+            .arg(&p)
+            .arg("--shared")
+            .arg(shared())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && out.starts_with("err "),
+            "{name}: {out} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        n += 1;
+    }
+    assert!(n >= 5, "{n} regression inputs");
+}

@@ -3,7 +3,7 @@
 //! the same map.
 
 use super::{impl_any, input, Op};
-use crate::error::{shape_err, Result};
+use crate::error::{checked_numel, shape_err, Result};
 use crate::tensor::{norm_axis, strides, Tensor};
 
 /// How padded positions are filled.
@@ -71,11 +71,19 @@ impl Pad {
             begin[a] = pads[k];
             end[a] = pads[k + axes.len()];
         }
+        let lens: Vec<i64> = (0..r)
+            .map(|d| {
+                (shape[d] as i64)
+                    .saturating_add(begin[d])
+                    .saturating_add(end[d])
+            })
+            .collect();
+        checked_numel("Pad", &lens)?;
         let mut maps = Vec::with_capacity(r);
         let mut out = Vec::with_capacity(r);
         for d in 0..r {
             let n = shape[d] as i64;
-            let len = n + begin[d] + end[d];
+            let len = lens[d];
             if len < 0 {
                 return Err(shape_err(
                     "Pad",
