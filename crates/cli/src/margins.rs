@@ -80,9 +80,10 @@ pub struct MarginsArgs {
     /// Pseudo-margin learning rate
     #[arg(long, default_value_t = 1e-4, value_name = "LR")]
     pub lr: f32,
-    /// Pseudo-margin loss: mse (on √d_in) or ranking (pairwise)
+    /// Pseudo-margin training loss: mse (on √d_in) or ranking (pairwise). Named apart from
+    /// `attack --loss`, which is the attack's loss
     #[arg(long, default_value = "mse", value_parser = ["mse", "ranking"])]
-    pub loss: String,
+    pub pseudo_loss: String,
     /// Share of the non-robust samples the printed threshold must flag
     #[arg(long, default_value_t = 0.95, value_name = "R")]
     pub recall: f64,
@@ -113,7 +114,7 @@ pub fn run(a: &MarginsArgs) -> Result<()> {
         fit_fraction: a.fit_fraction,
         epochs: a.epochs,
         lr: a.lr,
-        ranking: a.loss == "ranking",
+        ranking: a.pseudo_loss == "ranking",
         seed: a.seed,
         ..PseudoParams::default()
     });

@@ -265,6 +265,13 @@ fn margins_misuse_is_a_clear_error() {
         &["fab", "0 restarts"],
     );
     assert_clear_error(&with(&["--batch-size", "0"]), &["--batch-size"]);
+    // The pseudo-margin's loss is --pseudo-loss: `--loss` is the attack loss elsewhere, and
+    // the same flag with another meaning here misled (issue 24, item 10).
+    assert_clear_error(&with(&["--loss", "ranking"]), &["--loss"]);
+    assert_clear_error(
+        &with(&["--pseudo-margin", "--pseudo-loss", "hinge"]),
+        &["hinge"],
+    );
     assert!(
         !tmp.path().join("m").exists(),
         "a refused run wrote its directory"

@@ -251,7 +251,18 @@ pub fn run_records(
         // completed batches plus this batch's samples still robust after the stage.
         let done = records.len() / per_sample;
         let before = summarize(&records, &attack, &eps);
+        let (batch_len, last_eps) = (batch.labels.len(), eps.last().copied());
         let mut show = |p: StageProgress| {
+            // Per-sample progress within the batch: at the last radius a sample is done once a
+            // stage broke it (or it was wrong clean); after the last stage all of them are.
+            if Some(p.eps) == last_eps {
+                let decided = if p.position.0 + 1 == p.position.1 {
+                    batch_len
+                } else {
+                    batch_len - p.robust.min(batch_len)
+                };
+                progress.advance(done + decided);
+            }
             let prev = before
                 .curve
                 .iter()
