@@ -646,6 +646,9 @@ fn eval_run(
                 .map(|k| CorruptionPlan::parse(k, severities, table.as_deref(), seed, image))
                 .transpose()?,
             baseline,
+            // Brittleness flags (`faultline eval --flag-brittle`) are not exposed in Python yet.
+            flag_brittle: None,
+            robust_attack: None,
         };
         let r = faultline::run::eval::run(&cfg, loaded, &output(out, overwrite), &progress)?;
         json(&r)
@@ -881,6 +884,9 @@ fn margins_run(
             bootstrap,
             selection: selection(limit, subset, subset_seed, indices)?,
             batch_size,
+            // Fitting on other data or applying a saved pseudo-margin (`--fit-data`,
+            // `--pseudo-margin-from`) is not exposed in Python yet.
+            ..MarginsConfig::default()
         })
     })()
     .map_err(|e| e.raise(py))?;

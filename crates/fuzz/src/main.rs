@@ -14,6 +14,7 @@
 //! `OUT/TARGET/crashes/`), no hang (no line within the time limit), and bounded memory (the
 //! worker's address space is capped at 4 GiB, so a file that makes a parser allocate what its
 //! header declares, without checking it against the file, aborts and is kept as a crash).
+//! `OUT/TARGET/status.txt` holds the counts so far, rewritten every 30 s.
 //! Inputs reaching a new outcome (a new kind of error) join the corpus, a cheap stand-in for
 //! coverage feedback.
 
@@ -172,6 +173,7 @@ fn fuzz_target(o: &Options, name: &str, seed: u64) -> Result<Summary> {
     };
     let mut outcomes = HashSet::new();
     let mut worker_seed = seed;
+    let mut last_status = Instant::now();
     'workers: loop {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["worker", name, "--seed", &worker_seed.to_string()])
@@ -206,6 +208,22 @@ fn fuzz_target(o: &Options, name: &str, seed: u64) -> Result<Summary> {
                 let _ = child.kill();
                 let _ = child.wait();
                 break 'workers;
+            }
+            if last_status.elapsed() >= Duration::from_secs(30) {
+                // A run stopped from outside still leaves its counts.
+                last_status = Instant::now();
+                let secs = start.elapsed().as_secs_f64();
+                std::fs::write(
+                    dir.join("status.txt"),
+                    format!(
+                        "{name}: {} execs in {secs:.0} s ({:.1}/s), {} outcomes, {} crashes, {} slow\n",
+                        summary.execs,
+                        summary.execs as f64 / secs.max(1e-9),
+                        outcomes.len(),
+                        summary.crashes.len(),
+                        summary.slow
+                    ),
+                )?;
             }
             match rx.recv_timeout(limit) {
                 Ok(Event::Line(l)) => {
