@@ -5,8 +5,9 @@
 //! a run resumed from); every other file (samples.jsonl, .npy, .svg, .png, model.onnx,
 //! checkpoints) byte for byte.
 //!
-//! `FAULTLINE_SOAK_KILLS` sets the kills per command (default 3, for CI); the kill moments are
-//! seeded (`FAULTLINE_SOAK_SEED`, default 0) and spread over the uninterrupted run's duration.
+//! `FAULTLINE_SOAK_KILLS` sets the kills per command (default 3, for CI); the kills are seeded
+//! (`FAULTLINE_SOAK_SEED`, default 0): half at a moment spread over the uninterrupted run's
+//! duration, half after a random number of further records.
 
 mod util;
 use util::*;
@@ -81,6 +82,11 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Complete lines of a records file (0 while it does not exist).
+fn records(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -114,13 +120,17 @@ fn soak(name: &str, args: &[String]) {
     let t_full = t0.elapsed();
     assert!(o.status.success(), "{name}: {}", stderr(&o));
 
+    let total = records(&whole.path().join("r/samples.jsonl"));
+    let expected = snapshot(&whole.path().join("r"));
     let killed = tempfile::tempdir().unwrap();
-    let mut landed = 0;
-    // A run that ends before its kill moment (the machine got faster) is no test: when that
-    // happens before any kill landed, start over with earlier moments.
+    let dir = killed.path().join("r");
+    // Chains of kill → resume in a fresh directory, each compared with the uninterrupted run
+    // once it ends, until `kills` kills have landed. A chain that ends before its first kill
+    // (the machine got faster) starts over with earlier moments.
+    let (mut landed, mut chain_landed, mut chains) = (0, 0, 0);
     let mut scale = 1.0;
     let mut attempts = 0;
-    while landed < kills && attempts < kills + 8 {
+    while landed < kills && attempts < 4 * kills + 8 {
         attempts += 1;
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args(&argv)
@@ -129,57 +139,76 @@ fn soak(name: &str, args: &[String]) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Anywhere from just after start to the whole uninterrupted duration.
+        // Half the kills come at a random moment (they also land in start-up and in writes of
+        // run.json, plots and models); half once a random number of further records is
+        // written, so they land mid-run even when resumed runs are short.
         let at = t_full.mul_f64(scale * (0.02 + 0.98 * uniform()));
+        let now = records(&dir.join("samples.jsonl"));
+        let by_records = uniform() < 0.5 && total > now + 1;
+        let target = now + 1 + (uniform() * total.saturating_sub(now + 1) as f64) as usize;
         let start = Instant::now();
         let finished = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 assert!(status.success(), "{name}: a resumed run failed");
                 break true;
             }
-            if start.elapsed() >= at {
+            let due = if by_records {
+                records(&dir.join("samples.jsonl")) >= target
+            } else {
+                start.elapsed() >= at
+            };
+            if due {
                 break false;
             }
             std::thread::sleep(Duration::from_millis(2));
         };
-        if finished && landed > 0 {
-            break;
-        }
-        if finished {
-            std::fs::remove_dir_all(killed.path().join("r")).unwrap();
-            scale *= 0.5;
+        if !finished {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            landed += 1;
+            chain_landed += 1;
             continue;
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        landed += 1;
+        if chain_landed > 0 {
+            compare(name, &expected, &dir, chain_landed);
+            chains += 1;
+        } else {
+            scale *= 0.5;
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        chain_landed = 0;
     }
-    let o = run(killed.path(), &argv);
-    assert!(
-        o.status.success(),
-        "{name} after {landed} kills: {}",
-        stderr(&o)
-    );
+    if chain_landed > 0 {
+        let o = run(killed.path(), &argv);
+        assert!(
+            o.status.success(),
+            "{name} after {chain_landed} kills: {}",
+            stderr(&o)
+        );
+        compare(name, &expected, &dir, chain_landed);
+        chains += 1;
+    }
     assert!(
         kills == 0 || landed > 0,
         "{name}: no kill landed before the run ended"
     );
-    eprintln!("{name}: {landed} kills landed, then resumed to the end");
-    let (a, b) = (
-        snapshot(&whole.path().join("r")),
-        snapshot(&killed.path().join("r")),
-    );
+    eprintln!("{name}: {landed} kills landed over {chains} resumed runs, each equal to the uninterrupted one");
+}
+
+/// Asserts that the records in `dir` equal the uninterrupted run's `expected` snapshot.
+fn compare(name: &str, expected: &BTreeMap<String, Vec<u8>>, dir: &Path, landed: usize) {
+    let got = snapshot(dir);
     assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
         "{name}: files differ after {landed} kills"
     );
-    for (file, bytes) in &a {
+    for (file, bytes) in expected {
         assert!(
-            *bytes == b[file],
+            *bytes == got[file],
             "{name}: {file} differs after {landed} kills:\n{}\n---\n{}",
             String::from_utf8_lossy(bytes),
-            String::from_utf8_lossy(&b[file])
+            String::from_utf8_lossy(&got[file])
         );
     }
 }
