@@ -687,6 +687,24 @@ fn save_checkpoint(dir: &Path, e: usize, tm: &TrainModel, opt: &Optimizer) -> Re
     Ok(())
 }
 
+/// Removes every checkpoint file but epoch `keep`'s, stale ones included, and the temporary
+/// files safetensors writes before renaming (`.tmp…`): a run killed between writing one
+/// checkpoint and removing the previous, or inside a write, leaves files the resumed run must
+/// not keep (both found by the soak test).
+fn prune_checkpoints(dir: &Path, keep: usize) {
+    let (tp, op) = checkpoint_paths(dir, keep);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if (name.starts_with("checkpoint-") || name.starts_with(".tmp")) && p != tp && p != op {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 fn load_checkpoint(dir: &Path, e: usize, tm: &mut TrainModel) -> Result<Optimizer> {
     let (tp, op) = checkpoint_paths(dir, e);
     let bytes = std::fs::read(&tp).map_err(io(&tp))?;
@@ -819,7 +837,9 @@ pub fn run(
             out.dir.display(),
             cfg.epochs
         ));
-        load_checkpoint(&out.dir, start_epoch, &mut tm)?
+        let opt = load_checkpoint(&out.dir, start_epoch, &mut tm)?;
+        prune_checkpoints(&out.dir, start_epoch);
+        opt
     } else {
         Optimizer::new(cfg.optimizer, &sizes).map_err(|e| setting("--optimizer", e.to_string()))?
     };
@@ -1077,14 +1097,7 @@ pub fn run(
         };
         save_checkpoint(&out.dir, epoch + 1, &tm, &opt)?;
         rd.append(std::slice::from_ref(&rec))?;
-        if epoch > 0 {
-            for p in [
-                checkpoint_paths(&out.dir, epoch).0,
-                checkpoint_paths(&out.dir, epoch).1,
-            ] {
-                let _ = std::fs::remove_file(p);
-            }
-        }
+        prune_checkpoints(&out.dir, epoch + 1);
         progress.note(&format!(
             "epoch {}: loss {:.4}, train accuracy {:.2} %{}",
             rec.epoch,
