@@ -94,22 +94,14 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Runs `args` (writing to `-o r`) once uninterrupted and once killed at random moments and
-/// resumed; asserts equal records and that at least one kill landed mid-run.
+/// Runs `args` (writing to `-o r`) once uninterrupted, then in chains of kills and resumptions
+/// until `FAULTLINE_SOAK_KILLS` kills have landed; asserts that every chain ends with the
+/// uninterrupted run's records.
 fn soak(name: &str, args: &[String]) {
     let kills = env_or("FAULTLINE_SOAK_KILLS", 3);
-    // SplitMix64 over the seed and the command's name: each command its own kill moments.
-    let mut state = env_or("FAULTLINE_SOAK_SEED", 0)
-        ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-    let mut uniform = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    // The project's seeded stream, one per command: each command its own kill moments.
+    let mut stream = faultline_seed::Stream::new(env_or("FAULTLINE_SOAK_SEED", 0), 0, name);
+    let mut uniform = move || stream.unit() as f64;
     let mut full_args: Vec<String> = args.to_vec();
     full_args.extend(["-o".into(), "r".into()]);
     let argv: Vec<&str> = full_args.iter().map(String::as_str).collect();

@@ -5,25 +5,21 @@
 //! are the classic ones of AFL's havoc stage, plus overwrites with boundary integers of every
 //! width and endianness, which is what reaches the length and shape fields of binary headers.
 
-/// SplitMix64: small, seeded, and good enough to choose mutations.
-pub struct Rng(u64);
+/// The project's seeded stream (SplitMix64), with a coin for rare mutations.
+pub struct Rng(faultline_seed::Stream);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x6a09_e667_f3bc_c909)
+        Rng(faultline_seed::Stream::new(seed, 0, "fuzz"))
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n)
     }
 
     pub fn chance(&mut self, one_in: usize) -> bool {

@@ -675,10 +675,9 @@ fn save_checkpoint(dir: &Path, e: usize, tm: &TrainModel, opt: &Optimizer) -> Re
                 .map_err(|e| Error::Invalid(format!("checkpoint tensor '{n}': {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let tmp = tp.with_extension("tmp");
-    safetensors::serialize_to_file(views, None, &tmp)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, &tp).map_err(io(&tp))?;
+    // safetensors writes a sibling temporary file and renames it: the write is atomic.
+    safetensors::serialize_to_file(views, None, &tp)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", tp.display())))?;
     let json =
         serde_json::to_vec(opt).map_err(|e| Error::Invalid(format!("optimizer state: {e}")))?;
     let tmp = op.with_extension("tmp");
