@@ -674,6 +674,7 @@ fn attack_settings(
         random_start,
         loss: parse::<AttackLoss>("loss", loss)?,
         seed,
+        params: Vec::new(),
     })
 }
 

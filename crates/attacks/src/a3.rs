@@ -52,8 +52,8 @@
 //! fires. ADI: `adi_prior = 4` successes before the learned direction gets half its weight,
 //! `adi_weight = 0.5` (a start is never more than half learned, keeping A3's diversity). OSD:
 //! `osd_min_evidence = 3`, `osd_slack = 1`. These follow the reasoning above, not a fit to
-//! one model ([U] in the sense of methods.md); the registry's `--steps` and `--restarts` reach
-//! the APGD runs, the A3 fields are set in code.
+//! one model ([U] in the sense of methods.md); `--steps` and `--restarts` reach the APGD runs
+//! and `--param KEY=VALUE` every field here (`--param osd_keep=0.3`).
 //!
 //! # Cost
 //! As APGD, minus the iterations after the checkpoint of discarded samples.
@@ -61,7 +61,7 @@
 use std::collections::HashMap;
 
 use faultline_engine::Model;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::apgd::{apgd, apgd_start, start_direction, Adapt, ApgdParams, Checkpoint};
 use crate::attack::{AttackOutput, BatchRef, BoundedAttack, Described, Goal};
@@ -69,7 +69,7 @@ use crate::norm::Norm;
 use crate::Result;
 
 /// Parameters of A3-style adaptive APGD.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct A3Params {
     /// The APGD runs (norm, iterations, restarts, loss, target classes, ρ, momentum, seed).
     #[serde(flatten)]

@@ -71,22 +71,38 @@ pub struct Ensemble {
 }
 
 impl Ensemble {
-    /// The stages `names` from the registry, each in `norm` with `seed` and its defaults.
-    pub fn of(names: &[&str], norm: Norm, seed: u64) -> Result<Self> {
+    /// The stages `names` from the registry, each in `s`'s norm (L∞ when none) with its seed and
+    /// its defaults, except the `--param` fields of `s`: each is set in the stages that have it
+    /// and refused when none has.
+    pub fn of(names: &[&str], s: &Settings) -> Result<Self> {
         if names.is_empty() {
             return Err(Error::Invalid(
                 "an ensemble needs at least one stage".into(),
             ));
         }
-        let s = Settings {
-            norm: Some(norm),
-            seed,
-            ..Settings::default()
-        };
+        let norm = s.norm.unwrap_or(Norm::Linf);
+        let mut used = vec![false; s.params.len()];
         let stages = names
             .iter()
             .map(|&n| {
-                let a = registry::build(n, &s)?;
+                let defaults = registry::entry(n)?.defaults();
+                let params = s
+                    .params
+                    .iter()
+                    .zip(&mut used)
+                    .filter(|((k, _), _)| defaults.get(k).is_some())
+                    .map(|(kv, u)| {
+                        *u = true;
+                        kv.clone()
+                    })
+                    .collect();
+                let stage = Settings {
+                    norm: Some(norm),
+                    seed: s.seed,
+                    params,
+                    ..Settings::default()
+                };
+                let a = registry::build(n, &stage)?;
                 match a.method {
                     Method::Bounded(attack) => Ok(Stage {
                         name: a.name,
@@ -98,11 +114,17 @@ impl Ensemble {
                 }
             })
             .collect::<Result<_>>()?;
+        if let Some(((k, _), _)) = s.params.iter().zip(&used).find(|(_, u)| !**u) {
+            return Err(Error::Invalid(format!(
+                "--param {k}: no stage of {} has it",
+                names.join(" → ")
+            )));
+        }
         Ok(Ensemble { stages })
     }
 
-    /// The preset called `name` in `norm` with `seed`.
-    pub fn preset(name: &str, norm: Norm, seed: u64) -> Result<Self> {
+    /// The preset called `name`, built as [`Ensemble::of`] its stages.
+    pub fn preset(name: &str, s: &Settings) -> Result<Self> {
         let p = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
             Error::Invalid(format!(
                 "unknown preset '{name}': use {}",
@@ -113,7 +135,7 @@ impl Ensemble {
                     .join(", ")
             ))
         })?;
-        Self::of(p.stages, norm, seed)
+        Self::of(p.stages, s)
     }
 }
 

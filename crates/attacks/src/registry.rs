@@ -6,7 +6,9 @@
 //! never silently does nothing. Everything else keeps the defaults of the attack's parameter
 //! struct (documented there, with their source).
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::a3::A3Params;
 use crate::apgd::ApgdParams;
@@ -37,6 +39,10 @@ pub struct Settings {
     pub loss: Option<AttackLoss>,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Any field of the attack's parameter struct by its name in `faultline list` (`--param
+    /// KEY=VALUE`), set after the settings above; an ensemble sets each in the stages that
+    /// have it.
+    pub params: Vec<(String, Value)>,
 }
 
 impl Settings {
@@ -172,7 +178,7 @@ pub struct Entry {
     pub takes: &'static [Setting],
     /// One line for `faultline list`.
     pub about: &'static str,
-    build: fn(Norm, &Settings) -> Method,
+    build: fn(Norm, &Settings) -> Result<Method>,
 }
 
 impl Entry {
@@ -235,15 +241,21 @@ impl Entry {
         }
         Ok(Attack {
             name: self.name.to_string(),
-            method: (self.build)(norm, s),
+            method: (self.build)(norm, s).map_err(|e| match e {
+                Error::Unsupported { what, .. } => Error::Unsupported {
+                    attack: self.name,
+                    what,
+                },
+                e => e,
+            })?,
         })
     }
     /// The parameters, with their defaults, in the default norm.
     pub fn defaults(&self) -> serde_json::Value {
-        let s = Settings::default();
-        match (self.build)(self.default_norm(), &s) {
-            Method::Bounded(a) => a.params(),
-            Method::MinNorm(a) => a.params(),
+        match (self.build)(self.default_norm(), &Settings::default()) {
+            Ok(Method::Bounded(a)) => a.params(),
+            Ok(Method::MinNorm(a)) => a.params(),
+            Err(_) => Value::Null,
         }
     }
 }
@@ -260,13 +272,55 @@ fn names<'a>(v: impl Iterator<Item = &'a str>) -> String {
     v.collect::<Vec<_>>().join(", ")
 }
 
+/// `p` with the fields named in `params` replaced, each checked on its own so that an error
+/// names the key (the attack's name is filled in by [`Entry::build`]).
+fn tuned<T: Serialize + DeserializeOwned>(p: T, params: &[(String, Value)]) -> Result<T> {
+    if params.is_empty() {
+        return Ok(p);
+    }
+    let refuse = |what: String| Error::Unsupported { attack: "", what };
+    let mut v = serde_json::to_value(&p).map_err(|e| refuse(e.to_string()))?;
+    for (key, value) in params {
+        let fields = v.as_object().map(|o| names(o.keys().map(String::as_str)));
+        match v.get_mut(key) {
+            Some(slot) => *slot = value.clone(),
+            None => {
+                return Err(refuse(format!(
+                    "--param {key} (its parameters: {})",
+                    fields.unwrap_or_default()
+                )))
+            }
+        }
+        if let Err(e) = serde_json::from_value::<T>(v.clone()) {
+            return Err(refuse(format!("--param {key}={value} ({e})")));
+        }
+    }
+    serde_json::from_value(v).map_err(|e| refuse(e.to_string()))
+}
+
+/// A bounded attack with the `--param` fields of `s` set.
+fn bounded<T>(p: T, s: &Settings) -> Result<Method>
+where
+    T: BoundedAttack + Serialize + DeserializeOwned + 'static,
+{
+    Ok(Method::Bounded(Box::new(tuned(p, &s.params)?)))
+}
+
+/// A minimum-norm attack with the `--param` fields of `s` set.
+fn min_norm<T>(p: T, s: &Settings) -> Result<Method>
+where
+    T: MinNormAttack + Serialize + DeserializeOwned + 'static,
+{
+    Ok(Method::MinNorm(Box::new(tuned(p, &s.params)?)))
+}
+
 use Norm::{Linf, L1, L2};
 use Setting::{Loss, RandomStart, Restarts, StepSize, Steps};
 
 const PGD_SETTINGS: &[Setting] = &[Steps, StepSize, Restarts, RandomStart, Loss];
 
-fn pgd_like(base: PgdParams, s: &Settings) -> Method {
-    Method::Bounded(Box::new(PgdParams {
+fn pgd_like(base: PgdParams, s: &Settings) -> Result<Method> {
+    let p = PgdParams {
         steps: s.steps.unwrap_or(base.steps),
         step_size: s.step_size,
         restarts: s.restarts.unwrap_or(base.restarts),
@@ -274,28 +328,25 @@ fn pgd_like(base: PgdParams, s: &Settings) -> Method {
         loss: s.loss.unwrap_or(base.loss),
         seed: s.seed,
         ..base
-    }))
+    };
+    bounded(p, s)
 }
 
-fn apgd_like(base: ApgdParams, s: &Settings) -> Method {
-    Method::Bounded(Box::new(ApgdParams {
+fn apgd_of(base: ApgdParams, s: &Settings) -> ApgdParams {
+    ApgdParams {
         steps: s.steps.unwrap_or(base.steps),
         restarts: s.restarts.unwrap_or(base.restarts),
         seed: s.seed,
         ..base
-    }))
+    }
 }
 
-fn a3_like(base: A3Params, s: &Settings) -> Method {
-    Method::Bounded(Box::new(A3Params {
-        apgd: ApgdParams {
-            steps: s.steps.unwrap_or(base.apgd.steps),
-            restarts: s.restarts.unwrap_or(base.apgd.restarts),
-            seed: s.seed,
-            ..base.apgd.clone()
-        },
+fn a3_like(base: A3Params, s: &Settings) -> Result<Method> {
+    let p = A3Params {
+        apgd: apgd_of(base.apgd.clone(), s),
         ..base
-    }))
+    };
+    bounded(p, s)
 }
 
 fn fab_like(base: FabParams, s: &Settings) -> FabParams {
@@ -316,11 +367,12 @@ pub static ATTACKS: &[Entry] = &[
         takes: &[Loss],
         about: "one gradient step of size ε (Goodfellow et al. 2015)",
         build: |n, s| {
-            Method::Bounded(Box::new(PgdParams {
+            let p = PgdParams {
                 loss: s.loss.unwrap_or_default(),
                 seed: s.seed,
                 ..PgdParams::fgsm(n)
-            }))
+            };
+            bounded(p, s)
         },
     },
     Entry {
@@ -353,7 +405,7 @@ pub static ATTACKS: &[Entry] = &[
         norms: &[Linf, L2],
         takes: &[Steps, Restarts],
         about: "Auto-PGD on cross-entropy, 100 iterations (Croce & Hein 2020)",
-        build: |n, s| apgd_like(ApgdParams::autoattack_ce(n), s),
+        build: |n, s| bounded(apgd_of(ApgdParams::autoattack_ce(n), s), s),
     },
     Entry {
         name: "apgd-dlr",
@@ -362,13 +414,11 @@ pub static ATTACKS: &[Entry] = &[
         takes: &[Steps, Restarts],
         about: "Auto-PGD on the DLR loss",
         build: |n, s| {
-            apgd_like(
-                ApgdParams {
-                    loss: AttackLoss::Dlr,
-                    ..ApgdParams::autoattack_ce(n)
-                },
-                s,
-            )
+            let base = ApgdParams {
+                loss: AttackLoss::Dlr,
+                ..ApgdParams::autoattack_ce(n)
+            };
+            bounded(apgd_of(base, s), s)
         },
     },
     Entry {
@@ -377,7 +427,7 @@ pub static ATTACKS: &[Entry] = &[
         norms: &[Linf, L2],
         takes: &[Steps, Restarts],
         about: "targeted Auto-PGD on the targeted DLR loss, 9 target classes",
-        build: |n, s| apgd_like(ApgdParams::autoattack_t(n), s),
+        build: |n, s| bounded(apgd_of(ApgdParams::autoattack_t(n), s), s),
     },
     Entry {
         name: "a3-ce",
@@ -401,7 +451,7 @@ pub static ATTACKS: &[Entry] = &[
         norms: &[Linf, L2, L1],
         takes: &[Steps, Restarts],
         about: "targeted FAB within ε, 9 target classes (Croce & Hein 2020)",
-        build: |n, s| Method::Bounded(Box::new(fab_like(FabParams::autoattack_t(n), s))),
+        build: |n, s| bounded(fab_like(FabParams::autoattack_t(n), s), s),
     },
     Entry {
         name: "square",
@@ -411,13 +461,14 @@ pub static ATTACKS: &[Entry] = &[
         about: "gradient-free random search, 5,000 queries (--steps) (Andriushchenko et al. 2020)",
         build: |n, s| {
             let base = SquareParams::default();
-            Method::Bounded(Box::new(SquareParams {
+            let p = SquareParams {
                 norm: n,
                 queries: s.steps.unwrap_or(base.queries),
                 restarts: s.restarts.unwrap_or(base.restarts),
                 seed: s.seed,
                 ..base
-            }))
+            };
+            bounded(p, s)
         },
     },
     Entry {
@@ -428,11 +479,12 @@ pub static ATTACKS: &[Entry] = &[
         about: "smallest perturbation by linearised steps, 50 iterations (Moosavi-Dezfooli et al. 2016)",
         build: |n, s| {
             let base = DeepFoolParams::default();
-            Method::MinNorm(Box::new(DeepFoolParams {
+            let p = DeepFoolParams {
                 norm: n,
                 steps: s.steps.unwrap_or(base.steps),
                 ..base
-            }))
+            };
+            min_norm(p, s)
         },
     },
     Entry {
@@ -442,13 +494,11 @@ pub static ATTACKS: &[Entry] = &[
         takes: &[Steps, Restarts],
         about: "smallest perturbation by fast adaptive boundary steps, 5 × 100 (Croce & Hein 2020)",
         build: |n, s| {
-            Method::MinNorm(Box::new(fab_like(
-                FabParams {
-                    norm: n,
-                    ..FabParams::default()
-                },
-                s,
-            )))
+            let base = FabParams {
+                norm: n,
+                ..FabParams::default()
+            };
+            min_norm(fab_like(base, s), s)
         },
     },
     Entry {
@@ -459,10 +509,11 @@ pub static ATTACKS: &[Entry] = &[
         about: "Carlini & Wagner L2, 9 binary-search steps × 300 (--steps) (2017)",
         build: |_, s| {
             let base = CwParams::default();
-            Method::MinNorm(Box::new(CwParams {
+            let p = CwParams {
                 steps: s.steps.unwrap_or(base.steps),
                 ..base
-            }))
+            };
+            min_norm(p, s)
         },
     },
 ];
@@ -549,5 +600,50 @@ mod tests {
         assert_eq!(p["name"], "apgd-t");
         let q = build("square", &s).unwrap().describe();
         assert_eq!(q["params"]["queries"], 7);
+    }
+
+    #[test]
+    fn params_set_any_field_by_name_and_refuse_unknown_or_ill_typed_ones() {
+        let with = |kv: &[(&str, Value)]| Settings {
+            params: kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            ..Settings::default()
+        };
+        let a = build(
+            "a3-t",
+            &with(&[("osd_keep", 0.3.into()), ("rho", 0.8.into())]),
+        )
+        .unwrap();
+        let p = a.describe();
+        assert!((p["params"]["osd_keep"].as_f64().unwrap() - 0.3).abs() < 1e-6);
+        assert!((p["params"]["rho"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+        assert_eq!(
+            p["params"]["target_classes"], 9,
+            "untouched fields keep their defaults"
+        );
+        // --param steps=5 is --steps 5.
+        let by_param = build("pgd", &with(&[("steps", 5.into())]))
+            .unwrap()
+            .describe();
+        let by_flag = build(
+            "pgd",
+            &Settings {
+                steps: Some(5),
+                ..Settings::default()
+            },
+        )
+        .unwrap()
+        .describe();
+        assert_eq!(by_param, by_flag);
+        let e = build("pgd", &with(&[("osd_keep", 0.5.into())]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pgd") && e.contains("osd_keep") && e.contains("steps"),
+            "{e}"
+        );
+        let e = build("a3-ce", &with(&[("adi_prior", "many".into())]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a3-ce") && e.contains("adi_prior"), "{e}");
     }
 }

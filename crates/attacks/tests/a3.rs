@@ -15,6 +15,7 @@ use common::{exact, linear_image};
 
 use faultline_attacks::a3::Memory;
 use faultline_attacks::attack::argmax;
+use faultline_attacks::registry::Settings;
 use faultline_attacks::{A3Params, ApgdParams, BatchRef, BoundedAttack, Ensemble, Goal, Norm};
 
 const SHAPE: [usize; 3] = [3, 8, 8];
@@ -47,7 +48,7 @@ fn fast_reports_broken_every_sample_a_stage_broke_and_verifies_each() {
         labels: &labels,
         targets: None,
     };
-    let fast = Ensemble::preset("fast", Norm::Linf, 0).unwrap();
+    let fast = Ensemble::preset("fast", &Settings::default()).unwrap();
     let out = fast
         .run_staged(&m, BatchRef::new(&x, &idx), goal, eps, &mut |_| {})
         .unwrap();
@@ -137,4 +138,38 @@ fn discarded_samples_stop_at_the_checkpoint() {
         }
     }
     assert_eq!(full, 1, "exactly one sample runs all 10 iterations");
+}
+
+#[test]
+fn preset_params_reach_every_stage_that_has_them() {
+    let s = Settings {
+        params: vec![
+            ("osd_keep".into(), 0.25.into()),
+            ("adi_weight".into(), 0.0.into()),
+        ],
+        ..Settings::default()
+    };
+    let fast = Ensemble::preset("fast", &s).unwrap();
+    for st in &fast.stages {
+        let p = st.attack.params();
+        assert_eq!(p["osd_keep"], 0.25, "{}", st.name);
+        assert_eq!(p["adi_weight"], 0.0, "{}", st.name);
+    }
+    // A key only some stages have goes to those; one no stage has is refused.
+    let s = Settings {
+        params: vec![("queries".into(), 50.into())],
+        ..Settings::default()
+    };
+    let standard = Ensemble::preset("standard", &s).unwrap();
+    let square = standard
+        .stages
+        .iter()
+        .find(|st| st.name == "square")
+        .unwrap();
+    assert_eq!(square.attack.params()["queries"], 50);
+    let Err(e) = Ensemble::preset("fast", &s) else {
+        panic!("a key no stage of fast has is accepted");
+    };
+    let e = e.to_string();
+    assert!(e.contains("queries") && e.contains("a3-ce"), "{e}");
 }

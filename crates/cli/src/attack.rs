@@ -60,6 +60,10 @@ pub struct AttackArgs {
     /// Loss ascended by pgd/mifgsm/fgsm: ce, dlr or margin [default: ce]
     #[arg(long, value_name = "L")]
     pub loss: Option<AttackLoss>,
+    /// Any parameter of the attack (or of the preset's stages that have it) by the name
+    /// `faultline list` prints, e.g. --param osd_keep=0.3 --param rho=0.8; repeatable
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub param: Vec<(String, serde_json::Value)>,
     /// Seed of all random choices
     #[arg(long, default_value_t = 0, value_name = "SEED")]
     pub seed: u64,
@@ -95,6 +99,7 @@ impl AttackArgs {
                 random_start: self.random_start,
                 loss: self.loss,
                 seed: self.seed,
+                params: self.param.clone(),
             },
             eps: parse_radii(&self.eps)?,
             target: self.target,
@@ -114,6 +119,15 @@ pub fn run(a: &AttackArgs) -> Result<()> {
     let out = a.out.output("attack");
     let report = attack::run(&cfg, &loaded, &out, &Bar::new())?;
     print_summary(&report, &loaded, &out.dir).context("writing to stdout")
+}
+
+/// `KEY=VALUE`, the value read as JSON when it is (numbers, booleans) and as text otherwise.
+pub fn parse_param(s: &str) -> std::result::Result<(String, serde_json::Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let value = serde_json::from_str(v.trim()).unwrap_or_else(|_| v.trim().into());
+    Ok((k.trim().to_string(), value))
 }
 
 /// The registered attack names, for clap.

@@ -13,7 +13,7 @@ use faultline::corruption::{parse_kinds, parse_severities};
 use faultline::eps::parse_eps;
 use faultline::metrics::boundary::BoundaryParams;
 use faultline::metrics::flip::FlipParams;
-use faultline::metrics::{Better, SUITE};
+use faultline::metrics::{Better, Suite, SUITE};
 use faultline::run::compare::{self, CompareReport};
 use faultline::run::metrics::{self, MetricsConfig, MetricsReport};
 use serde_json::Value;
@@ -54,6 +54,12 @@ pub struct MetricsArgs {
     /// a run directory (`eval --corruptions` for mce, `metrics` for both)
     #[arg(long, value_name = "ONNX|DIR")]
     pub baseline: Option<PathBuf>,
+    /// Metrics to compute: all, paper (the paper's list as reconstructed in methods.md §3.3, not
+    /// verified against its table), or a comma-separated list of keys and modules (behaviour,
+    /// imperceptibility, coverage, corruption, flip, boundary, neuron, defended); work only the
+    /// others need is skipped and their keys are null
+    #[arg(long, default_value = "all", value_name = "all|paper|LIST")]
+    pub suite: String,
     /// Layers for coverage and neuron metrics: auto (every Conv and Gemm/MatMul output) or a
     /// comma-separated list of activation (value) names of the ONNX graph
     #[arg(long, default_value = "auto", value_name = "auto|NAMES")]
@@ -121,6 +127,7 @@ impl MetricsArgs {
             corruptions: parse_kinds(&self.corruptions)?,
             severities: parse_severities(&self.severities)?,
             corruption_seed: self.seed,
+            suite: Suite::parse(&self.suite).map_err(|e| anyhow::anyhow!("--suite: {e}"))?,
             selection: self.data.selection(self.seed)?,
             batch_size: self.batch_size,
             ..MetricsConfig::default()

@@ -1,9 +1,9 @@
-//! Kill-at-random soak test: every command that records per-sample (or per-epoch) results is
-//! killed with SIGKILL at random moments, several times in a row, then run to the end; its
-//! final records must equal an uninterrupted run's. JSON records are compared after removing
-//! the fields that measure time (seconds, rates, start and update stamps, peak memory, how far
-//! a run resumed from); every other file (samples.jsonl, .npy, .svg, .png, model.onnx,
-//! checkpoints) byte for byte.
+//! Kill-at-random soak test: every command that records per-sample results (per epoch for
+//! finetune, per batch for metrics) is killed with SIGKILL at random moments, several times in a
+//! row, then run to the end; its final records must equal an uninterrupted run's. JSON records
+//! are compared after removing the fields that measure time (seconds, rates, start and update
+//! stamps, peak memory, how far a run resumed from); every other file (samples.jsonl, .npy,
+//! .svg, .png, model.onnx, checkpoints) byte for byte.
 //!
 //! `FAULTLINE_SOAK_KILLS` sets the kills per command (default 3, for CI); the kills are seeded
 //! (`FAULTLINE_SOAK_SEED`, default 0): half at a moment spread over the uninterrupted run's
@@ -381,6 +381,48 @@ fn finetune_survives_random_kills() {
             "3",
             "--batch-size",
             "32",
+        ]),
+    );
+}
+
+#[test]
+fn metrics_survive_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    let defended = shared("models/mnist/mnist-lenet5-advtrained.onnx")
+        .display()
+        .to_string();
+    soak(
+        "metrics",
+        &args(&[
+            "metrics",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "30",
+            "--batch-size",
+            "6",
+            "--steps",
+            "5",
+            "--black-box-queries",
+            "20",
+            "--defended",
+            &defended,
+            "--baseline",
+            &defended,
+            "--corruptions",
+            "gaussian_noise,contrast",
+            "--severities",
+            "2",
+            "--mfr-frames",
+            "3",
+            "--boundary-directions",
+            "2",
+            "--boundary-limit",
+            "12",
+            "--ebd2-steps",
+            "40",
         ]),
     );
 }

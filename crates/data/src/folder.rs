@@ -82,10 +82,17 @@ fn walk_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 /// dropping alpha as PIL's `convert` does.
 fn decode(path: &Path) -> Result<Image8> {
     let bytes = fs::read(path).map_err(|e| io_err(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::Decode {
+    let failed = |reason: String| Error::Decode {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let img = contain_panics(|| image::load_from_memory(&bytes))
+        .map_err(|why| {
+            failed(format!(
+                "the decoder failed on it ({why}); is the file corrupt?"
+            ))
+        })?
+        .map_err(|e| failed(e.to_string()))?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     let (channels, data) = if img.color().has_color() {
         (3, img.into_rgb8().into_raw())
@@ -97,6 +104,38 @@ fn decode(path: &Path) -> Result<Image8> {
         height,
         channels,
         data,
+    })
+}
+
+thread_local! {
+    /// Whether this thread is inside [`contain_panics`].
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a third-party decoder, turning a panic inside it into an error. zune-jpeg 0.5.15 (the
+/// `image` crate's JPEG decoder, its latest release) panics on some malformed files (an
+/// `unwrap` in its AVX2 IDCT, found by `faultline-fuzz`); such a file must be a one-line error
+/// naming it, not a crash. The panic's own message is kept off stderr: the hook installed here
+/// stays silent for panics on a thread inside this function and hands every other panic to the
+/// previous hook.
+fn contain_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINED.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+    CONTAINED.with(|c| c.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(false));
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
     })
 }
 

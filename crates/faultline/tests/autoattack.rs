@@ -18,7 +18,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use faultline::attacks::{Attack, BatchRef, Ensemble, Norm};
+use faultline::attacks::registry::Settings;
+use faultline::attacks::{Attack, BatchRef, Ensemble};
 use faultline::data::{self, LoadOptions};
 use faultline::model::load_model;
 use faultline::robust::{attack_batch, summarize, Options};
@@ -59,7 +60,7 @@ fn ensemble(model: &str, data: &str, pick: &[usize], eps: &[f32]) -> Vec<(Vec<us
     let y: Vec<usize> = pick.iter().map(|&j| b.labels[j]).collect();
     let spec = Attack::bounded(
         "standard",
-        Ensemble::preset("standard", Norm::Linf, 0).unwrap(),
+        Ensemble::preset("standard", &Settings::default()).unwrap(),
     );
     let t = Instant::now();
     let (recs, _) = attack_batch(

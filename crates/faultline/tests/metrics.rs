@@ -1,6 +1,7 @@
 //! `metrics` end to end on a few demo images with tiny budgets: every key of the suite is
 //! written, a model used as its own baseline has mCE = 1 and mFR = 1, and reading the white-box
-//! images of an `attack --save-adv` run gives the attack's robust accuracy as aaw.
+//! images of an `attack --save-adv` run gives the attack's robust accuracy as aaw; a partial
+//! `--suite` computes the same numbers for the keys it keeps.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use faultline::corruption::CorruptionKind;
 use faultline::data::LoadOptions;
 use faultline::metrics::boundary::BoundaryParams;
 use faultline::metrics::flip::FlipParams;
-use faultline::metrics::SUITE;
+use faultline::metrics::{Suite, SUITE};
 use faultline::run::attack::{self, AttackConfig};
 use faultline::run::metrics::{self, MetricsConfig};
 use faultline::run::{load, Output, Silent, Source};
@@ -111,4 +112,46 @@ fn every_key_is_written_and_self_comparisons_are_one() {
     let robust = ar.robust_accuracy.as_f64().unwrap();
     assert!((r2.metrics["aaw"].as_f64().unwrap() - robust).abs() < 1e-12);
     assert_eq!(r2.metrics["ca"], r.metrics["ca"]);
+
+    // A partial suite: the keys it selects equal the full run's, the others are null with a
+    // note, and a defended model it would not use is refused.
+    let partial = MetricsConfig {
+        suite: Suite::parse("behaviour,ebd").unwrap(),
+        defended: None,
+        baseline: None,
+        ..config(5)
+    };
+    let r3 = metrics::run(&partial, &loaded, &out("m3"), &Silent).unwrap();
+    for m in SUITE.iter().filter(|m| m.module != "defended") {
+        let selected = m.module == "behaviour" || m.key == "ebd";
+        if selected {
+            assert_eq!(r3.metrics[m.key], r.metrics[m.key], "{}", m.key);
+        } else {
+            assert!(r3.metrics[m.key].is_null(), "{} computed", m.key);
+            assert!(r3.notes[m.key].contains("--suite"), "{}", m.key);
+        }
+    }
+    assert!(
+        r3.layers.is_empty(),
+        "no layer is tapped without coverage or neuron keys"
+    );
+    let refused = MetricsConfig {
+        suite: Suite::parse("coverage").unwrap(),
+        ..config(5)
+    };
+    let e = metrics::run(&refused, &loaded, &out("m4"), &Silent).unwrap_err();
+    assert!(e.to_string().contains("--defended"), "{e}");
+}
+
+#[test]
+fn suites_parse_keys_modules_and_the_paper_list() {
+    let paper = Suite::parse("paper").unwrap();
+    assert!(paper.has("kmnc") && paper.has("mfr") && !paper.has("nc") && !paper.has("wbd"));
+    let all = Suite::parse("all").unwrap();
+    assert!(SUITE.iter().all(|m| all.has(m.key)));
+    let s = Suite::parse("boundary, aaw").unwrap();
+    assert!(s.has("ebd") && s.has("ebd2") && s.has("wbd") && s.has("eni") && s.has("aaw"));
+    assert!(!s.has("ca") && s.module("behaviour") && !s.module("coverage"));
+    let e = Suite::parse("aaw,coverge").unwrap_err();
+    assert!(e.contains("coverge") && e.contains("coverage"), "{e}");
 }

@@ -40,7 +40,7 @@ pub fn argmax64(p: &[f64]) -> usize {
 }
 
 /// Streaming counters for ca, aaw (or aab), asr, acac, actc and nte.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Behaviour {
     n: u64,
     clean_correct: u64,
@@ -110,7 +110,7 @@ impl Behaviour {
 }
 
 /// Counters of a ratio `#{F(T(x^a)) ≠ y} / #{F(x^a) ≠ y}` (rgb, ric).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Ratio {
     num: u64,
     den: u64,

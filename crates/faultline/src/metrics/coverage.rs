@@ -89,10 +89,37 @@ impl<'a> Act<'a> {
 }
 
 /// Clean per-neuron bounds, one vector per layer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Bounds {
     /// Per layer, per neuron: (min, max) of the neuron's value over the clean inputs.
+    #[serde(with = "bits")]
     pub layers: Vec<Vec<(f64, f64)>>,
+}
+
+/// (min, max) pairs as their bit patterns: bounds start at ±∞, which JSON cannot hold.
+mod bits {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Pairs = Vec<Vec<(f64, f64)>>;
+
+    pub fn serialize<S: Serializer>(v: &Pairs, s: S) -> Result<S::Ok, S::Error> {
+        let b: Vec<Vec<(u64, u64)>> = v
+            .iter()
+            .map(|l| l.iter().map(|&(a, b)| (a.to_bits(), b.to_bits())).collect())
+            .collect();
+        b.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Pairs, D::Error> {
+        let b = Vec::<Vec<(u64, u64)>>::deserialize(d)?;
+        Ok(b.into_iter()
+            .map(|l| {
+                l.into_iter()
+                    .map(|(a, b)| (f64::from_bits(a), f64::from_bits(b)))
+                    .collect()
+            })
+            .collect())
+    }
 }
 
 impl Bounds {

@@ -13,7 +13,7 @@
 use super::behaviour::{argmax64, softmax};
 
 /// Streaming counters of the defended-vs-undefended metrics.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Defended {
     n: u64,
     right: u64,

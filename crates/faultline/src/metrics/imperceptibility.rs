@@ -21,7 +21,7 @@ use faultline_corruptions::ops::border::Border;
 pub const PSD_STD_FLOOR: f64 = 1.0 / 255.0;
 
 /// Streaming sums of the imperceptibility metrics over successful examples.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Imperceptibility {
     n: u64,
     l0: f64,

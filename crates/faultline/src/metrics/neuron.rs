@@ -37,7 +37,7 @@ pub struct PerLayer {
 }
 
 /// Streaming neuron sensitivity.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sensitivity {
     sums: Vec<Vec<f64>>,
     n: u64,
@@ -92,7 +92,7 @@ impl Sensitivity {
 }
 
 /// Streaming neuron uncertainty (Welford per neuron).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Uncertainty {
     /// Per layer, per neuron: (count, mean, M2).
     stats: Vec<Vec<(f64, f64, f64)>>,

@@ -417,7 +417,7 @@ mod tests {
     fn stages_and_sanity_follow_the_records() {
         let attack = Attack::bounded(
             "standard",
-            Ensemble::preset("standard", Norm::Linf, 0).unwrap(),
+            Ensemble::preset("standard", &Settings::default()).unwrap(),
         );
         let eps = [0.1, 0.2];
         let mut recs = vec![

@@ -113,8 +113,7 @@ impl AttackConfig {
                 ),
             ));
         }
-        let norm = s.norm.unwrap_or(Norm::Linf);
-        Ok(Attack::bounded(p, Ensemble::preset(p, norm, s.seed)?))
+        Ok(Attack::bounded(p, Ensemble::preset(p, s)?))
     }
 
     /// The radii: given ones without repeats, ascending, checked against the pixel range; or

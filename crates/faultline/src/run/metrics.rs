@@ -10,9 +10,12 @@
 //!    boundary scans (ebd, wbd, ebd2) on the first [`MetricsConfig::boundary_limit`] samples;
 //! 2. the adversarial images read back batch by batch for coverage against the clean bounds.
 //!
+//! A partial [`MetricsConfig::suite`] skips the work only the keys it leaves out need (the
+//! black-box attack, taps and coverage, corruptions, sequences, boundary scans, blur and JPEG).
+//!
 //! Memory is bounded by one batch plus per-neuron counters. `samples.jsonl` holds the white-box
-//! attack's records; the run is recomputed, not resumed, when interrupted (its state is not a
-//! per-sample record).
+//! attack's records; the counters of the first pass are saved after every batch (`state.json`),
+//! so a killed run resumes from its last whole batch; the coverage pass is short and reruns.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use faultline_attacks::registry::{self, Settings};
 use faultline_attacks::{Attack, BatchRef};
 use faultline_data::Batch;
 use faultline_engine::{Model, Normalization};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::corruption::{
@@ -43,13 +46,13 @@ use crate::metrics::defended::Defended;
 use crate::metrics::flip::{self, against_first, flips, FlipParams, FAMILIES};
 use crate::metrics::imperceptibility::Imperceptibility;
 use crate::metrics::neuron::{Sensitivity, Uncertainty};
-use crate::metrics::SUITE;
+use crate::metrics::{Suite, SUITE};
 use crate::model::{load_model, ModelCard, NormalizationCard};
 use crate::robust::{attack_batch, Options};
 use crate::run::attack::{default_eps, default_eps_note};
 use crate::run::npy::NpyRows;
 use crate::run::{check_batch_size, threads, DataCard, Loaded, Output, Progress, Runtime};
-use crate::rundir::RunDir;
+use crate::rundir::{settings_hash, RunDir};
 use crate::subset::{read_batches, Selection};
 
 /// Settings of `metrics`.
@@ -90,6 +93,8 @@ pub struct MetricsConfig {
     pub severities: Vec<u8>,
     /// Seed of the random corruptions.
     pub corruption_seed: u64,
+    /// The metrics computed [default: all]; work no selected key needs is skipped.
+    pub suite: Suite,
     /// The samples measured.
     pub selection: Selection,
     /// Images per batch.
@@ -119,6 +124,7 @@ impl Default for MetricsConfig {
                 .collect(),
             severities: vec![1, 2, 3, 4, 5],
             corruption_seed: 0,
+            suite: Suite::default(),
             selection: Selection::default(),
             batch_size: 128,
         }
@@ -145,6 +151,91 @@ impl MetricsConfig {
             },
         )?;
         Ok((white, black))
+    }
+}
+
+/// What the first pass has accumulated over the samples before `position`. It is written to
+/// `DIR/state.json` after every batch, so a killed run resumes from its last whole batch (the
+/// white-box records and `adv.npy` rows after it are recomputed), and removed when the run ends.
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    settings_hash: String,
+    position: usize,
+    neurons: Vec<usize>,
+    bounds: Bounds,
+    behaviour: Behaviour,
+    black_right: usize,
+    imperc: Imperceptibility,
+    rgb: Ratio,
+    ric: Ratio,
+    defended: Defended,
+    sensitivity: Sensitivity,
+    uncertainty: Uncertainty,
+    eni_sum: f64,
+    eni_n: u64,
+    #[serde(with = "pairs")]
+    counts: ConditionCounts,
+    #[serde(with = "pairs")]
+    base_counts: ConditionCounts,
+    fcounts: BTreeMap<String, (u64, u64)>,
+    base_fcounts: BTreeMap<String, (u64, u64)>,
+    ebd: Vec<f64>,
+    wbd: Vec<f64>,
+    ebd2: Vec<Option<usize>>,
+}
+
+impl State {
+    /// The state of an interrupted run in `dir` with settings `hash`, when its `run.json` is
+    /// that run's too; any other state file is removed.
+    fn resumable(dir: &std::path::Path, hash: &str, overwrite: bool) -> Option<State> {
+        let path = dir.join("state.json");
+        let run: Option<Value> = std::fs::read(dir.join("run.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let same_run = run
+            .as_ref()
+            .and_then(|r| r.get("settings_hash")?.as_str().map(|h| h == hash))
+            .unwrap_or(false);
+        let state = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| !overwrite && same_run && s.settings_hash == hash);
+        if state.is_none() {
+            let _ = std::fs::remove_file(&path);
+        }
+        state
+    }
+}
+
+/// Writes `state` atomically (a temporary file renamed over the old one).
+fn save_state(path: &std::path::Path, state: &State) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(state)
+        .map_err(|e| Error::Invalid(format!("serializing the metrics state: {e}")))?;
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// A map with non-string keys as a list of pairs (JSON objects need string keys).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }
 
@@ -403,6 +494,30 @@ pub fn run(
             default_eps(norm, image)
         }
     };
+    let suite = &cfg.suite;
+    if cfg.defended.is_some() && !suite.module("defended") {
+        return Err(setting(
+            "--defended",
+            format!(
+                "--suite {} selects none of cav, crr, csr, ccv, cos",
+                suite.name()
+            ),
+        ));
+    }
+    if cfg.baseline.is_some() && !suite.any(&["mce", "relative_mce", "mfr"]) {
+        return Err(setting(
+            "--baseline",
+            format!(
+                "--suite {} selects none of mce, relative_mce, mfr",
+                suite.name()
+            ),
+        ));
+    }
+    let need_cov = suite.module("coverage");
+    let need_corr = suite.module("corruption");
+    let need_flip = suite.module("flip");
+    let need_scan = suite.any(&["ebd", "wbd"]);
+    let need_ebd2 = suite.has("ebd2");
     let model = &loaded.model.model;
     let k = model.num_classes();
     let norm_of = loaded
@@ -433,6 +548,7 @@ pub fn run(
         .map(|p| open_baseline(p, image, norm_of.clone()))
         .transpose()?;
     let layers = match &cfg.layers {
+        _ if !need_cov && !suite.module("neuron") => Vec::new(),
         Some(l) => l.clone(),
         None => auto_layers(model),
     };
@@ -453,59 +569,63 @@ pub fn run(
     settings["white_box"] = white.describe();
     settings["black_box"] = black.describe();
     settings["eps"] = json!(eps);
-    // Nothing of an interrupted run is kept: its state is not a per-sample record.
-    let (mut rd, _) =
-        RunDir::open_with(&out.dir, "metrics", settings, out.mode(), |_: &[Value]| 0)?;
+    // An interrupted run resumes from the state saved after its last whole batch; the records
+    // and adversarial rows written after it are recomputed.
+    let hash = settings_hash("metrics", &settings);
+    let from_run = from.is_some();
+    let state_path = out.file("state.json");
+    let mut st = State::resumable(&out.dir, &hash, out.overwrite).unwrap_or(State {
+        settings_hash: hash,
+        ..State::default()
+    });
+    let resumed = st.position.min(total);
+    let (mut rd, _) = RunDir::open_with(
+        &out.dir,
+        "metrics",
+        settings,
+        out.mode(),
+        |r: &[Value]| if from_run { 0 } else { resumed.min(r.len()) },
+    )?;
     if let Some(line) = rd.replaced() {
         progress.note(line);
     }
     let adv_path = out.file("adv.npy");
-    let mut adv_file = NpyRows::open(&adv_path, "<f4", 4, &[total, c, h, w], false)?;
+    let mut adv_file = NpyRows::open(&adv_path, "<f4", 4, &[total, c, h, w], resumed > 0)?;
 
     let t0 = Instant::now();
-    let mut bounds = Bounds::default();
-    let mut behaviour = Behaviour::default();
-    let mut black_right = 0usize;
-    let mut imperc = Imperceptibility::default();
-    let (mut rgb, mut ric) = (Ratio::default(), Ratio::default());
-    let mut defended_acc = Defended::default();
-    let mut sensitivity = Sensitivity::default();
-    let mut uncertainty = Uncertainty::default();
-    let (mut eni_sum, mut eni_n) = (0.0f64, 0u64);
-    let mut counts = ConditionCounts::new();
-    let mut base_counts = ConditionCounts::new();
-    let mut fcounts = BTreeMap::new();
-    let mut base_fcounts = BTreeMap::new();
-    let (mut ebd, mut wbd, mut ebd2) = (Vec::new(), Vec::new(), Vec::new());
     let dirs = directions(d, cfg.boundary.directions, cfg.boundary.seed);
-    let mut neurons = Vec::new();
-    let mut position = 0usize;
     let source = loaded.data_path.display().to_string();
-    progress.start("metrics", total, 0);
+    if resumed > 0 {
+        progress.note(&format!(
+            "resuming {}: {resumed} of {total} samples done",
+            out.dir.display()
+        ));
+    }
+    progress.start("metrics", total, resumed);
     let opts = || Options {
         target: None,
         sanity: false,
         unbounded_left: 0,
         progress: None,
     };
-    for batch in read_batches(loaded.data.as_ref(), &indices, cfg.batch_size)? {
+    for batch in read_batches(loaded.data.as_ref(), &indices[resumed..], cfg.batch_size)? {
         let batch = batch?;
         check_batch(&batch, k, &source)?;
         let n = batch.len();
         let (z, clean_acts) = model.features(&batch.images, &taps)?;
-        if neurons.is_empty() {
-            neurons = clean_acts
+        if st.neurons.is_empty() {
+            st.neurons = clean_acts
                 .iter()
                 .map(|t| t.shape().get(1).copied().unwrap_or(1))
                 .collect();
         }
         let clean_a = acts(&clean_acts)?;
         for (l, a) in clean_a.iter().enumerate() {
-            bounds.observe(l, *a);
+            st.bounds.observe(l, *a);
         }
         let b = BatchRef::new(&batch.images, &batch.indices);
         let adv = match &mut from {
-            Some(f) => f32s(&f.adv.read_rows(position, n)?),
+            Some(f) => f32s(&f.adv.read_rows(st.position, n)?),
             None => {
                 let (recs, mut advs) =
                     attack_batch(model, b, &batch.labels, &white, &[eps], &mut opts())?;
@@ -514,90 +634,122 @@ pub fn run(
             }
         };
         let bytes: Vec<u8> = adv.iter().flat_map(|v| v.to_le_bytes()).collect();
-        adv_file.write_rows(position, &bytes)?;
+        adv_file.write_rows(st.position, &bytes)?;
         let (za, adv_acts) = model.features(&adv, &taps)?;
         let adv_a = acts(&adv_acts)?;
-        sensitivity.add(&clean_a, &adv_a);
-        uncertainty.add(&adv_a);
+        st.sensitivity.add(&clean_a, &adv_a);
+        st.uncertainty.add(&adv_a);
         let adv_pred: Vec<usize> = za.chunks(k).map(argmax).collect();
-        let blurred = predict(model, &blur_images(&adv, h, w, RGB_RADIUS))?;
-        let jpeg = predict(model, &jpeg_images(&adv, c, h, w, RIC_QUALITY))?;
+        let blurred = match suite.has("rgb") {
+            true => predict(model, &blur_images(&adv, h, w, RGB_RADIUS))?,
+            false => Vec::new(),
+        };
+        let jpeg = match suite.has("ric") {
+            true => predict(model, &jpeg_images(&adv, c, h, w, RIC_QUALITY))?,
+            false => Vec::new(),
+        };
         for i in 0..n {
             let y = batch.labels[i];
             let (zi, zai) = (&z[i * k..(i + 1) * k], &za[i * k..(i + 1) * k]);
             let (xi, xai) = (&batch.images[i * d..(i + 1) * d], &adv[i * d..(i + 1) * d]);
-            behaviour.add(y, zi, zai);
+            st.behaviour.add(y, zi, zai);
             if adv_pred[i] != y {
-                imperc.add(xi, xai, c, h, w);
+                st.imperc.add(xi, xai, c, h, w);
             }
-            rgb.add(y, adv_pred[i], blurred[i]);
-            ric.add(y, adv_pred[i], jpeg[i]);
+            if let Some(&p) = blurred.get(i) {
+                st.rgb.add(y, adv_pred[i], p);
+            }
+            if let Some(&p) = jpeg.get(i) {
+                st.ric.add(y, adv_pred[i], p);
+            }
             let linf = xi
                 .iter()
                 .zip(xai)
                 .map(|(a, b)| (a - b).abs() as f64)
                 .fold(0.0, f64::max);
             if let Some(e) = eni_sample(zi, y, zai, linf) {
-                eni_sum += e;
-                eni_n += 1;
+                st.eni_sum += e;
+                st.eni_n += 1;
             }
         }
-        let (brecs, _) = attack_batch(model, b, &batch.labels, &black, &[eps], &mut opts())?;
-        black_right += brecs.iter().filter(|r| r.prediction == r.label).count();
+        if suite.has("aab") {
+            let (brecs, _) = attack_batch(model, b, &batch.labels, &black, &[eps], &mut opts())?;
+            st.black_right += brecs.iter().filter(|r| r.prediction == r.label).count();
+        }
         if let Some(dm) = &defended {
             let zd = dm.model.logits(&batch.images)?;
             for i in 0..n {
-                defended_acc.add(
+                st.defended.add(
                     batch.labels[i],
                     &z[i * k..(i + 1) * k],
                     &zd[i * k..(i + 1) * k],
                 );
             }
         }
-        corruption_counts(model, &batch, &plan, &mut counts)?;
-        flip_counts(model, &batch, &cfg.flip, &mut fcounts)?;
-        if let Some(BaselineSource::Model(bm)) = &baseline {
-            corruption_counts(bm, &batch, &plan, &mut base_counts)?;
-            flip_counts(bm, &batch, &cfg.flip, &mut base_fcounts)?;
+        let base_model = match &baseline {
+            Some(BaselineSource::Model(bm)) => Some(bm),
+            _ => None,
+        };
+        if need_corr {
+            corruption_counts(model, &batch, &plan, &mut st.counts)?;
+            if let Some(bm) = base_model {
+                corruption_counts(bm, &batch, &plan, &mut st.base_counts)?;
+            }
         }
-        let scan = cfg.boundary_limit.saturating_sub(position).min(n);
+        if need_flip {
+            flip_counts(model, &batch, &cfg.flip, &mut st.fcounts)?;
+            if let Some(bm) = base_model {
+                flip_counts(bm, &batch, &cfg.flip, &mut st.base_fcounts)?;
+            }
+        }
+        let scan = match need_scan || need_ebd2 {
+            true => cfg.boundary_limit.saturating_sub(st.position).min(n),
+            false => 0,
+        };
         if scan > 0 {
             let preds: Vec<usize> = z[..scan * k].chunks(k).map(argmax).collect();
             let imgs = &batch.images[..scan * d];
             let bp = &cfg.boundary;
-            for f in first_flips(model, imgs, &preds, &dirs, bp.max_level, bp.level_step)? {
-                ebd.push(ebd_of(&f, bp.max_level));
-                wbd.push(wbd_of(&f));
+            if need_scan {
+                for f in first_flips(model, imgs, &preds, &dirs, bp.max_level, bp.level_step)? {
+                    st.ebd.push(ebd_of(&f, bp.max_level));
+                    st.wbd.push(wbd_of(&f));
+                }
             }
-            ebd2.extend(sign_steps(
-                model,
-                imgs,
-                &preds,
-                bp.ebd2_step,
-                bp.ebd2_max_steps,
-            )?);
+            if need_ebd2 {
+                st.ebd2.extend(sign_steps(
+                    model,
+                    imgs,
+                    &preds,
+                    bp.ebd2_step,
+                    bp.ebd2_max_steps,
+                )?);
+            }
         }
-        position += n;
-        progress.advance(position);
-        if let Some(f) = behaviour.figures() {
+        st.position += n;
+        save_state(&state_path, &st)?;
+        progress.advance(st.position);
+        if let Some(f) = st.behaviour.figures() {
             progress.message(&format!("aaw {:.1} %", 100.0 * f.adv_accuracy));
         }
     }
     progress.finish();
 
     // Pass 2: coverage of the adversarial images against the clean bounds.
-    let mut coverage = Coverage::new(cfg.coverage.clone(), bounds);
-    progress.start("coverage", total, 0);
-    let mut first = 0;
-    while first < total {
-        let m = cfg.batch_size.min(total - first);
-        let adv = f32s(&adv_file.read_rows(first, m)?);
-        let (_, tensors) = model.features(&adv, &taps)?;
-        coverage.add(&acts(&tensors)?);
-        first += m;
-        progress.advance(first);
+    let mut coverage = Coverage::new(cfg.coverage.clone(), st.bounds);
+    if need_cov {
+        progress.start("coverage", total, 0);
+        let mut first = 0;
+        while first < total {
+            let m = cfg.batch_size.min(total - first);
+            let adv = f32s(&adv_file.read_rows(first, m)?);
+            let (_, tensors) = model.features(&adv, &taps)?;
+            coverage.add(&acts(&tensors)?);
+            first += m;
+            progress.advance(first);
+        }
+        progress.finish();
     }
-    progress.finish();
 
     // Assemble.
     let mut metrics = Map::new();
@@ -610,7 +762,7 @@ pub fn run(
     };
     let num = |v: f64| Some(json!(v));
     let no_s = "no adversarial example succeeded (the successful set S is empty)";
-    let bf = behaviour.figures();
+    let bf = st.behaviour.figures();
     put("ca", bf.as_ref().and_then(|f| num(f.ca)), "no samples");
     put(
         "aaw",
@@ -635,10 +787,10 @@ pub fn run(
     );
     put(
         "aab",
-        (total > 0).then(|| json!(black_right as f64 / total as f64)),
+        (total > 0).then(|| json!(st.black_right as f64 / total as f64)),
         "no samples",
     );
-    let im = imperc.figures();
+    let im = st.imperc.figures();
     put("ald_l0", im.ald_l0.map(|v| json!(v)), no_s);
     put("ald_l2", im.ald_l2.map(|v| json!(v)), no_s);
     put("ald_linf", im.ald_linf.map(|v| json!(v)), no_s);
@@ -675,14 +827,14 @@ pub fn run(
         cf.as_ref().map(|f| json!(f.tknp)),
         "no layer tapped",
     );
-    put("rgb", rgb.value().map(|v| json!(v)), no_s);
-    put("ric", ric.value().map(|v| json!(v)), no_s);
+    put("rgb", st.rgb.value().map(|v| json!(v)), no_s);
+    put("ric", st.ric.value().map(|v| json!(v)), no_s);
     let base_corr = match &baseline {
-        Some(BaselineSource::Model(_)) => Some(Baseline::from_counts(&base_counts)),
+        Some(BaselineSource::Model(_)) => Some(Baseline::from_counts(&st.base_counts)),
         Some(BaselineSource::Run(b, _)) => b.clone(),
         None => None,
     };
-    let corruptions = summarize_counts(&counts, &plan, base_corr.as_ref());
+    let corruptions = summarize_counts(&st.counts, &plan, base_corr.as_ref());
     let no_base = "no baseline (pass --baseline MODEL.onnx or a run directory)";
     let why_mce = if base_corr.is_some() {
         "the baseline loses no accuracy under these corruptions, or shares no standard family"
@@ -695,9 +847,9 @@ pub fn run(
         corruptions.relative_mce.map(|v| json!(v)),
         why_mce,
     );
-    let fp = probabilities(&fcounts);
+    let fp = probabilities(&st.fcounts);
     let base_fp = match &baseline {
-        Some(BaselineSource::Model(_)) => Some(probabilities(&base_fcounts)),
+        Some(BaselineSource::Model(_)) => Some(probabilities(&st.base_fcounts)),
         Some(BaselineSource::Run(_, f)) => f.clone(),
         None => None,
     };
@@ -718,9 +870,17 @@ pub fn run(
         },
     );
     let mean = |v: &[f64]| (!v.is_empty()).then(|| json!(v.iter().sum::<f64>() / v.len() as f64));
-    put("ebd", mean(&ebd), "no sample scanned (--boundary-limit 0)");
-    put("wbd", mean(&wbd), "no sample scanned (--boundary-limit 0)");
-    let steps: Vec<f64> = ebd2.iter().flatten().map(|&s| s as f64).collect();
+    put(
+        "ebd",
+        mean(&st.ebd),
+        "no sample scanned (--boundary-limit 0)",
+    );
+    put(
+        "wbd",
+        mean(&st.wbd),
+        "no sample scanned (--boundary-limit 0)",
+    );
+    let steps: Vec<f64> = st.ebd2.iter().flatten().map(|&s| s as f64).collect();
     put(
         "ebd2",
         mean(&steps),
@@ -728,26 +888,32 @@ pub fn run(
     );
     put(
         "eni",
-        (eni_n > 0).then(|| json!(eni_sum / eni_n as f64)),
+        (st.eni_n > 0).then(|| json!(st.eni_sum / st.eni_n as f64)),
         "every perturbation is zero",
     );
     put(
         "neuron_sensitivity",
-        sensitivity.figures(&layers).map(|f| json!(f)),
+        st.sensitivity.figures(&layers).map(|f| json!(f)),
         "no layer tapped",
     );
     put(
         "neuron_uncertainty",
-        uncertainty.figures(&layers).map(|f| json!(f)),
+        st.uncertainty.figures(&layers).map(|f| json!(f)),
         "no layer tapped",
     );
-    if let Some(f) = defended_acc.figures() {
+    if let Some(f) = st.defended.figures() {
         put("cav", num(f.cav), "");
         put("crr", num(f.crr), "");
         put("csr", num(f.csr), "");
         let none = "no sample is classified correctly by both models";
         put("ccv", f.ccv.map(|v| json!(v)), none);
         put("cos", f.cos.map(|v| json!(v)), none);
+    }
+    for (key, v) in metrics.iter_mut() {
+        if !suite.has(key) {
+            *v = Value::Null;
+            notes.insert(key.clone(), format!("not in --suite {}", suite.name()));
+        }
     }
     debug_assert!(metrics.keys().all(|k| SUITE.iter().any(|m| m.key == k)));
     let report = MetricsReport {
@@ -757,10 +923,10 @@ pub fn run(
             "white_box": from.as_ref().map_or(white.name.clone(), |f| f.name.clone()),
             "from": cfg.from, "norm": norm, "eps": eps,
             "black_box": black.name, "black_box_queries": cfg.black_box_queries,
-            "boundary_samples": ebd.len(),
+            "boundary_samples": st.ebd.len(),
             "ebd2_flipped": steps.len(),
         }),
-        layers: layers.iter().cloned().zip(neurons).collect(),
+        layers: layers.iter().cloned().zip(st.neurons).collect(),
         corruptions,
         flip_probability: fp,
         baseline_flip_probability: base_fp,
@@ -779,6 +945,7 @@ pub fn run(
         },
     };
     rd.finish(&report)?;
+    let _ = std::fs::remove_file(&state_path);
     Ok(report)
 }
 
