@@ -9,18 +9,6 @@ use util::*;
 
 use std::path::Path;
 
-fn lenet() -> String {
-    shared("models/mnist/mnist-lenet5-clean.onnx")
-        .display()
-        .to_string()
-}
-
-fn mnist() -> String {
-    shared("data/mnist/t10k-images-idx3-ubyte.gz")
-        .display()
-        .to_string()
-}
-
 fn with(args: &[&str], extra: &[&str]) -> Vec<String> {
     args.iter().chain(extra).map(|s| s.to_string()).collect()
 }
@@ -32,9 +20,14 @@ fn ok(dir: &Path, args: &[String]) -> std::process::Output {
     o
 }
 
-/// Runs `args` unsharded (`whole`), as shards 1/2 and 2/2 (`s1`, `s2`), merges them (`m`) and
-/// asserts that `m` equals `whole`. Returns the temporary directory.
-fn sharded_equals_unsharded(args: &[&str]) -> tempfile::TempDir {
+/// Runs `command` on LeNet-5 and MNIST with `rest` unsharded (`whole`), as shards 1/2 and 2/2
+/// (`s1`, `s2`), merges them (`m`) and asserts that `m` equals `whole`. Returns the temporary
+/// directory.
+fn sharded_equals_unsharded(command: &str, rest: &[&str]) -> tempfile::TempDir {
+    let (m, d) = (lenet(), mnist());
+    let args = &with(&[command, "-m", &m, "-d", &d], rest);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = &args[..];
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     ok(t, &with(args, &["-o", "whole"]));
@@ -60,44 +53,40 @@ fn sharded_equals_unsharded(args: &[&str]) -> tempfile::TempDir {
 
 #[test]
 fn eval_with_corruptions_merges_to_the_unsharded_run() {
-    sharded_equals_unsharded(&[
+    sharded_equals_unsharded(
         "eval",
-        "-m",
-        &lenet(),
-        "-d",
-        &mnist(),
-        "--limit",
-        "30",
-        "--batch-size",
-        "8",
-        "--corruptions",
-        "gaussian_noise,fog",
-        "--severities",
-        "1,3",
-    ]);
+        &[
+            "--limit",
+            "30",
+            "--batch-size",
+            "8",
+            "--corruptions",
+            "gaussian_noise,fog",
+            "--severities",
+            "1,3",
+        ],
+    );
 }
 
 #[test]
 fn attack_merges_to_the_unsharded_run() {
     // Sanity checks on (their unbounded-attack budget crosses shards) and saved images.
-    let tmp = sharded_equals_unsharded(&[
+    let tmp = sharded_equals_unsharded(
         "attack",
-        "-m",
-        &lenet(),
-        "-d",
-        &mnist(),
-        "--limit",
-        "40",
-        "-a",
-        "pgd",
-        "--steps",
-        "5",
-        "--eps",
-        "0.05,0.1",
-        "--batch-size",
-        "6",
-        "--save-adv",
-    ]);
+        &[
+            "--limit",
+            "40",
+            "-a",
+            "pgd",
+            "--steps",
+            "5",
+            "--eps",
+            "0.05,0.1",
+            "--batch-size",
+            "6",
+            "--save-adv",
+        ],
+    );
     // The unbounded check ran on more samples across the shards than the run's budget, and
     // the merge kept the run's own.
     let checked = |dir: &str| {
@@ -115,65 +104,59 @@ fn attack_merges_to_the_unsharded_run() {
 
 #[test]
 fn classwise_merges_to_the_unsharded_run() {
-    sharded_equals_unsharded(&[
+    sharded_equals_unsharded(
         "classwise",
-        "-m",
-        &lenet(),
-        "-d",
-        &mnist(),
-        "--limit",
-        "30",
-        "-a",
-        "pgd",
-        "--steps",
-        "3",
-        "--batch-size",
-        "8",
-        "--corruptions",
-        "gaussian_noise",
-        "--severities",
-        "2",
-    ]);
+        &[
+            "--limit",
+            "30",
+            "-a",
+            "pgd",
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--corruptions",
+            "gaussian_noise",
+            "--severities",
+            "2",
+        ],
+    );
 }
 
 #[test]
 fn margins_merge_to_the_unsharded_run() {
     // --attack-subset: the attacked samples are drawn from the whole selection.
-    sharded_equals_unsharded(&[
+    sharded_equals_unsharded(
         "margins",
-        "-m",
-        &lenet(),
-        "-d",
-        &mnist(),
-        "--limit",
-        "16",
-        "-a",
-        "deepfool",
-        "--attack-subset",
-        "9",
-        "--batch-size",
-        "4",
-    ]);
+        &[
+            "--limit",
+            "16",
+            "-a",
+            "deepfool",
+            "--attack-subset",
+            "9",
+            "--batch-size",
+            "4",
+        ],
+    );
 }
 
 #[test]
 fn weak_merges_to_the_unsharded_run() {
     let d = mnist();
-    sharded_equals_unsharded(&[
+    sharded_equals_unsharded(
         "weak",
-        "-m",
-        &lenet(),
-        "-d",
-        &d,
-        "--limit",
-        "40",
-        "--q",
-        "4",
-        "--test",
-        &d,
-        "--test-limit",
-        "20",
-    ]);
+        &[
+            "--limit",
+            "40",
+            "--q",
+            "4",
+            "--test",
+            &d,
+            "--test-limit",
+            "20",
+        ],
+    );
 }
 
 #[test]
@@ -181,14 +164,15 @@ fn merge_refuses_shards_that_do_not_belong_together() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let (m, d) = (lenet(), mnist());
-    let eval = |extra: &[&str]| {
-        ok(
-            t,
-            &with(&["eval", "-m", &m, "-d", &d, "--limit", "12"], extra),
-        )
+    // `eval` of `model` on `limit` samples as shard `spec` into `out`.
+    let shard = |model: &str, limit: &str, spec: &str, out: &str| {
+        let args = [
+            "eval", "-m", model, "-d", &d, "--limit", limit, "--shard", spec, "-o", out,
+        ];
+        ok(t, &with(&args, &[]));
     };
-    eval(&["--shard", "1/2", "-o", "a1"]);
-    eval(&["--shard", "2/2", "-o", "a2"]);
+    shard(&m, "12", "1/2", "a1");
+    shard(&m, "12", "2/2", "a2");
     // A missing shard, a shard given twice.
     assert_clear_error(&run(t, &["merge", "a1", "-o", "x"]), &["shard 2/2 missing"]);
     assert_clear_error(
@@ -196,27 +180,13 @@ fn merge_refuses_shards_that_do_not_belong_together() {
         &["shard 1/2 is given twice"],
     );
     // Other settings: another limit, another model.
-    ok(
-        t,
-        &with(
-            &["eval", "-m", &m, "-d", &d, "--limit", "14"],
-            &["--shard", "2/2", "-o", "b2"],
-        ),
-    );
+    shard(&m, "14", "2/2", "b2");
     assert_clear_error(
         &run(t, &["merge", "a1", "b2", "-o", "x"]),
         &["not shards of the same run", "limit: 12 → 14"],
     );
-    let other = shared("models/mnist/mnist-lenet5-advtrained.onnx")
-        .display()
-        .to_string();
-    ok(
-        t,
-        &with(
-            &["eval", "-m", &other, "-d", &d, "--limit", "12"],
-            &["--shard", "2/2", "-o", "c2"],
-        ),
-    );
+    let other = shared("models/mnist/mnist-lenet5-advtrained.onnx");
+    shard(&other.display().to_string(), "12", "2/2", "c2");
     assert_clear_error(
         &run(t, &["merge", "a1", "c2", "-o", "x"]),
         &["SHA-256", "advtrained"],
@@ -235,7 +205,13 @@ fn merge_refuses_shards_that_do_not_belong_together() {
         &run(t, &["merge", "a1", "d2", "-o", "x"]),
         &["`margins` run"],
     );
-    eval(&["-o", "whole"]);
+    ok(
+        t,
+        &with(
+            &["eval", "-m", &m, "-d", &d, "--limit", "12"],
+            &["-o", "whole"],
+        ),
+    );
     assert_clear_error(
         &run(t, &["merge", "a1", "whole", "-o", "x"]),
         &["not a shard"],

@@ -58,9 +58,7 @@ fn a_slurm_array_and_its_merge_job_equal_the_unsharded_run() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let model = shared("models/mnist/mnist-lenet5-clean.onnx");
-    let data = shared("data/mnist/t10k-images-idx3-ubyte.gz");
-    let (m, d) = (model.display().to_string(), data.display().to_string());
+    let (m, d) = (lenet(), mnist());
     let args = [
         "attack",
         "-m",

@@ -133,18 +133,6 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn lenet() -> String {
-    shared("models/mnist/mnist-lenet5-clean.onnx")
-        .display()
-        .to_string()
-}
-
-fn mnist() -> String {
-    shared("data/mnist/t10k-images-idx3-ubyte.gz")
-        .display()
-        .to_string()
-}
-
 fn cifar() -> String {
     shared("data/cifar10/test_batch_first100.bin")
         .display()

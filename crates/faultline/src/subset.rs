@@ -687,57 +687,72 @@ mod tests {
             e.contains("SLURM_ARRAY_TASK_ID") && e.contains("JOB_COMPLETION_INDEX"),
             "{e}"
         );
-        let vars = |list: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                list.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        // --array=1-4, task 3; --array=0-3, task 0; --array=10-16:2, task 14.
-        let e = vars(&[
+        // (environment, spec, expected shard): --array=1-4 task 3, --array=0-3 task 0,
+        // --array=10-16:2 task 14; a Kubernetes pod (0-based index, the count from the flag or
+        // the manifest's variable).
+        type Env = &'static [(&'static str, &'static str)];
+        let slurm: Env = &[
             ("SLURM_ARRAY_TASK_ID", "3"),
             ("SLURM_ARRAY_TASK_COUNT", "4"),
             ("SLURM_ARRAY_TASK_MIN", "1"),
-        ]);
-        assert_eq!(Shard::parse("auto", &e).unwrap(), Shard::new(3, 4).unwrap());
-        assert!(
-            Shard::parse("auto/3", &e).is_err(),
-            "count differs from the array's"
-        );
-        let e = vars(&[
-            ("SLURM_ARRAY_TASK_ID", "0"),
-            ("SLURM_ARRAY_TASK_COUNT", "4"),
-            ("SLURM_ARRAY_TASK_MIN", "0"),
-        ]);
-        assert_eq!(Shard::parse("auto", &e).unwrap(), Shard::new(1, 4).unwrap());
-        let e = vars(&[
-            ("SLURM_ARRAY_TASK_ID", "14"),
-            ("SLURM_ARRAY_TASK_COUNT", "4"),
-            ("SLURM_ARRAY_TASK_MIN", "10"),
-            ("SLURM_ARRAY_TASK_STEP", "2"),
-        ]);
-        assert_eq!(Shard::parse("auto", &e).unwrap(), Shard::new(3, 4).unwrap());
-        // Kubernetes: 0-based index, the count from the flag or the manifest's variable.
-        let e = vars(&[("JOB_COMPLETION_INDEX", "1")]);
-        assert_eq!(
-            Shard::parse("auto/2", &e).unwrap(),
-            Shard::new(2, 2).unwrap()
-        );
-        assert!(Shard::parse("auto", &e)
-            .unwrap_err()
-            .to_string()
-            .contains("FAULTLINE_SHARD_COUNT"));
-        let e = vars(&[
-            ("JOB_COMPLETION_INDEX", "2"),
-            ("FAULTLINE_SHARD_COUNT", "3"),
-        ]);
-        assert_eq!(Shard::parse("auto", &e).unwrap(), Shard::new(3, 3).unwrap());
-        let e = vars(&[
-            ("JOB_COMPLETION_INDEX", "3"),
-            ("FAULTLINE_SHARD_COUNT", "3"),
-        ]);
-        assert!(Shard::parse("auto", &e).is_err());
+        ];
+        let cases: [(Env, &str, Option<(usize, usize)>); 9] = [
+            (slurm, "auto", Some((3, 4))),
+            (slurm, "auto/3", None),
+            (
+                &[
+                    ("SLURM_ARRAY_TASK_ID", "0"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4"),
+                    ("SLURM_ARRAY_TASK_MIN", "0"),
+                ],
+                "auto",
+                Some((1, 4)),
+            ),
+            (
+                &[
+                    ("SLURM_ARRAY_TASK_ID", "14"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4"),
+                    ("SLURM_ARRAY_TASK_MIN", "10"),
+                    ("SLURM_ARRAY_TASK_STEP", "2"),
+                ],
+                "auto",
+                Some((3, 4)),
+            ),
+            (&[("SLURM_ARRAY_TASK_ID", "1")], "auto", None),
+            (&[("JOB_COMPLETION_INDEX", "1")], "auto/2", Some((2, 2))),
+            (&[("JOB_COMPLETION_INDEX", "1")], "auto", None),
+            (
+                &[
+                    ("JOB_COMPLETION_INDEX", "2"),
+                    ("FAULTLINE_SHARD_COUNT", "3"),
+                ],
+                "auto",
+                Some((3, 3)),
+            ),
+            (
+                &[
+                    ("JOB_COMPLETION_INDEX", "3"),
+                    ("FAULTLINE_SHARD_COUNT", "3"),
+                ],
+                "auto",
+                None,
+            ),
+        ];
+        for (env, spec, want) in cases {
+            let get = |k: &str| {
+                env.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            let got = Shard::parse(spec, &get);
+            match want {
+                Some((i, n)) => assert_eq!(got.unwrap(), Shard::new(i, n).unwrap(), "{env:?}"),
+                None => assert!(got.is_err(), "{env:?} {spec}"),
+            }
+        }
+        let get = |k: &str| (k == "JOB_COMPLETION_INDEX").then(|| "1".to_string());
+        let e = Shard::parse("auto", &get).unwrap_err().to_string();
+        assert!(e.contains("FAULTLINE_SHARD_COUNT"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,20 @@ pub fn demo(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// The clean LeNet-5 for MNIST (small and fast: the tests' default model).
+pub fn lenet() -> String {
+    shared("models/mnist/mnist-lenet5-clean.onnx")
+        .display()
+        .to_string()
+}
+
+/// The MNIST test images.
+pub fn mnist() -> String {
+    shared("data/mnist/t10k-images-idx3-ubyte.gz")
+        .display()
+        .to_string()
+}
+
 /// Runs `faultline args…` with `dir` as working directory.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_faultline"))
