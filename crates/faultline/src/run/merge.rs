@@ -27,6 +27,10 @@ use crate::robust::SANITY_SAMPLES;
 use crate::rundir::{differences, settings_hash, RunDir};
 use crate::subset::{indices_sha256, Shard};
 
+/// A change to the joined records (one list of record lines per sample, in the unsharded
+/// order) that makes them what the unsharded run would have recorded.
+pub type Fixup = fn(&mut [Vec<String>]) -> Result<()>;
+
 /// How `merge` joins the records of a command's shards, before the command runs again on
 /// them. A command not listed here cannot be merged.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +38,7 @@ pub struct Joiner {
     /// The command writes `samples.jsonl` (one or more records per sample).
     pub records: bool,
     /// What the unsharded run would have recorded differently, fixed on the joined records.
-    pub fixup: Option<fn(&mut [Vec<String>]) -> Result<()>>,
+    pub fixup: Option<Fixup>,
 }
 
 /// The commands `merge` joins: command name → how. A composite command's steps are nested run
