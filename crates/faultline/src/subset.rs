@@ -696,7 +696,8 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "4"),
             ("SLURM_ARRAY_TASK_MIN", "1"),
         ];
-        let cases: [(Env, &str, Option<(usize, usize)>); 9] = [
+        type Case = (Env, &'static str, Option<(usize, usize)>);
+        let cases: [Case; 9] = [
             (slurm, "auto", Some((3, 4))),
             (slurm, "auto/3", None),
             (
