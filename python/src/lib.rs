@@ -218,6 +218,7 @@ fn selection(
         subset: Subset::parse(subset)?,
         seed,
         indices,
+        shard: None,
     })
 }
 

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use faultline::data::{Format, LoadOptions, Split};
 use faultline::run::{Loaded, Output, Progress, Source};
-use faultline::subset::{Selection, Subset};
+use faultline::subset::{Selection, Shard, Subset};
 
 /// The demo folder of the source tree this binary was built from.
 pub fn demo_dir() -> PathBuf {
@@ -79,6 +79,12 @@ pub struct DataArgs {
     /// --limit then picks among them [default: every sample]
     #[arg(long, value_name = "FILE")]
     pub indices: Option<PathBuf>,
+    /// Process part I of N of the selected samples (every N-th, from the I-th; 1-based), for
+    /// cluster array jobs joined by `faultline merge`; `auto` reads the part from a Slurm array
+    /// (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT) or a Kubernetes Indexed Job
+    /// (JOB_COMPLETION_INDEX, with N from auto/N or FAULTLINE_SHARD_COUNT) [default: all]
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
 }
 
 impl DataArgs {
@@ -89,6 +95,11 @@ impl DataArgs {
             subset: Subset::parse(&self.subset)?,
             seed: self.subset_seed.unwrap_or(seed),
             indices: self.indices.clone(),
+            shard: self
+                .shard
+                .as_deref()
+                .map(|s| Shard::parse(s, &|k| std::env::var(k).ok()))
+                .transpose()?,
         })
     }
     /// How the library should read the data.

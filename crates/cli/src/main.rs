@@ -10,6 +10,7 @@ mod eval;
 mod finetune;
 mod list;
 mod margins;
+mod merge;
 mod metrics;
 mod weak;
 
@@ -62,6 +63,10 @@ enum Command {
     /// The headline metrics of several `metrics` runs side by side (terminal, CSV, SVG), with
     /// the better run per metric
     Compare(metrics::CompareArgs),
+    /// Join the run directories of a sharded run (--shard 1/N … N/N) into the directory the
+    /// unsharded run writes: checks the shards, joins their per-sample records and recomputes
+    /// every aggregate from them
+    Merge(merge::MergeArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
     /// Supported attacks (with their parameters and defaults), presets, corruptions, ONNX
@@ -70,8 +75,26 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Recorded in the run.json of shards, for `merge` to run the command again.
+    faultline::rundir::set_invocation(
+        std::env::args().collect(),
+        std::env::current_dir().unwrap_or_default(),
+    );
     let cli = Cli::parse();
-    let result = common::set_threads(cli.threads).and_then(|_| match &cli.command {
+    let result = common::set_threads(cli.threads).and_then(|_| dispatch(&cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a parsed command (`merge` runs the shards' command again through it).
+fn dispatch(command: &Command) -> anyhow::Result<()> {
+    match command {
         Command::Eval(a) => eval::run(a),
         Command::Attack(a) => attack::run(a),
         Command::Classwise(a) => classwise::run(a),
@@ -84,15 +107,21 @@ fn main() -> ExitCode {
         Command::List(a) => list::run(a),
         Command::Metrics(a) => metrics::run(a),
         Command::Compare(a) => metrics::compare(a),
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Command::Merge(a) => merge::run(a),
     }
+}
+
+/// Parses a recorded command line (arguments after the program name) and runs it.
+fn run_args(args: &[String]) -> anyhow::Result<()> {
+    let cli =
+        Cli::try_parse_from(std::iter::once("faultline".to_string()).chain(args.iter().cloned()))
+            .map_err(|e| {
+            anyhow::anyhow!(
+                "the shards' recorded command line: {}",
+                e.to_string().lines().next().unwrap_or("")
+            )
+        })?;
+    dispatch(&cli.command)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -12,75 +12,9 @@
 mod util;
 use util::*;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Keys whose values measure time or memory, or say how a run got to its end.
-const VOLATILE: &[&str] = &[
-    "runtime",
-    "started_unix",
-    "updated_unix",
-    "seconds",
-    "img_per_s",
-    "images_per_second",
-    "samples_per_second",
-    "corrupted_img_per_s",
-    "peak_memory_mib",
-    "resumed_from",
-];
-
-fn strip(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for k in VOLATILE {
-                m.remove(*k);
-            }
-            m.values_mut().for_each(strip);
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
-        _ => {}
-    }
-}
-
-/// Every file under `dir`, by relative path: JSON and JSON lines with the volatile fields
-/// removed, everything else as bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-                continue;
-            }
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let bytes = std::fs::read(&p).unwrap();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let norm = |text: &str| {
-                let mut v: serde_json::Value = serde_json::from_str(text)
-                    .unwrap_or_else(|e| panic!("{rel}: not JSON ({e}): {text}"));
-                strip(&mut v);
-                serde_json::to_string(&v).unwrap()
-            };
-            let kept = if name.ends_with(".jsonl") {
-                let text = String::from_utf8(bytes).unwrap();
-                text.lines()
-                    .map(|l| norm(l) + "\n")
-                    .collect::<String>()
-                    .into_bytes()
-            } else if name.ends_with(".json") {
-                norm(&String::from_utf8(bytes).unwrap()).into_bytes()
-            } else {
-                bytes
-            };
-            out.insert(rel, kept);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
 
 /// Complete lines of a records file (0 while it does not exist).
 fn records(path: &Path) -> usize {
@@ -162,7 +96,11 @@ fn soak(name: &str, args: &[String]) {
             continue;
         }
         if chain_landed > 0 {
-            compare(name, &expected, &dir, chain_landed);
+            compare(
+                &expected,
+                &dir,
+                &format!("{name} after {chain_landed} kills"),
+            );
             chains += 1;
         } else {
             scale *= 0.5;
@@ -177,7 +115,11 @@ fn soak(name: &str, args: &[String]) {
             "{name} after {chain_landed} kills: {}",
             stderr(&o)
         );
-        compare(name, &expected, &dir, chain_landed);
+        compare(
+            &expected,
+            &dir,
+            &format!("{name} after {chain_landed} kills"),
+        );
         chains += 1;
     }
     assert!(
@@ -187,38 +129,8 @@ fn soak(name: &str, args: &[String]) {
     eprintln!("{name}: {landed} kills landed over {chains} resumed runs, each equal to the uninterrupted one");
 }
 
-/// Asserts that the records in `dir` equal the uninterrupted run's `expected` snapshot.
-fn compare(name: &str, expected: &BTreeMap<String, Vec<u8>>, dir: &Path, landed: usize) {
-    let got = snapshot(dir);
-    assert_eq!(
-        expected.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "{name}: files differ after {landed} kills"
-    );
-    for (file, bytes) in expected {
-        assert!(
-            *bytes == got[file],
-            "{name}: {file} differs after {landed} kills:\n{}\n---\n{}",
-            String::from_utf8_lossy(bytes),
-            String::from_utf8_lossy(&got[file])
-        );
-    }
-}
-
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
-}
-
-fn lenet() -> String {
-    shared("models/mnist/mnist-lenet5-clean.onnx")
-        .display()
-        .to_string()
-}
-
-fn mnist() -> String {
-    shared("data/mnist/t10k-images-idx3-ubyte.gz")
-        .display()
-        .to_string()
 }
 
 fn cifar() -> String {

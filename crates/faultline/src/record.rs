@@ -93,6 +93,11 @@ pub struct AttackOutcome {
     /// Sanity check (largest ε, a few samples still robust): an unbounded attack broke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unbounded_success: Option<bool>,
+    /// Sanity check: the `[forward, backward]` passes of the unbounded attack (included in
+    /// `forward` and `backward`), so that `merge` can undo the checks of a shard that the
+    /// unsharded run would not have made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unbounded_passes: Option<[u32; 2]>,
     /// Sanity check: the cross-entropy gradient at the clean image is `zero` or `non-finite`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradient_issue: Option<String>,
@@ -195,6 +200,7 @@ mod tests {
                 stage_passes: Vec::new(),
                 carried_from: None,
                 unbounded_success: None,
+                unbounded_passes: None,
                 gradient_issue: None,
             }),
             margin: None,

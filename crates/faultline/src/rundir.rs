@@ -54,6 +54,17 @@ pub fn whole_samples(records: &[SampleRecord], per_sample: usize, indices: &[usi
     keep
 }
 
+/// The command line of this process and its working directory, recorded in the `run.json` of
+/// a shard (`--shard`) so that `faultline merge` can run the same command again over the joined
+/// records ([`set_invocation`]; absent from unsharded runs, whose records stay as they were).
+static INVOCATION: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+
+/// Records this process's command line `argv` (program name first) and working directory for
+/// the run records of shards; the binary calls it once at start.
+pub fn set_invocation(argv: Vec<String>, cwd: PathBuf) {
+    let _ = INVOCATION.set(json!({ "argv": argv, "cwd": cwd }));
+}
+
 /// Version of the `run.json` / `samples.jsonl` layout.
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -321,6 +332,9 @@ impl RunDir {
             "started_unix": self.started,
             "updated_unix": now(),
         });
+        if let (Some(inv), true) = (INVOCATION.get(), self.settings.get("shard").is_some()) {
+            run["invocation"] = inv.clone();
+        }
         if let (Some(m), Value::Object(b)) = (run.as_object_mut(), body) {
             m.extend(b);
         }

@@ -2,7 +2,8 @@
 //! first N samples of one are a few classes only; a representative subset takes the same number
 //! from every class. A [`Selection`] (`--limit`, `--subset`, `--subset-seed`, `--indices`)
 //! resolves to the ascending list of data-set indices every per-sample command walks through,
-//! in batches read by [`read_batches`].
+//! in batches read by [`read_batches`]. A [`Shard`] (`--shard i/n`) keeps every n-th of them,
+//! so that n jobs of a cluster array split one run (`faultline merge` joins them).
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,164 @@ pub struct Selection {
     /// `limit` then picks among them.
     #[serde(default)]
     pub indices: Option<PathBuf>,
+    /// The part of the selected samples this run covers (`--shard i/n`) [default: all of
+    /// them].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Part `index` (1-based) of `count` of a run's selected samples: the selected (ascending) list
+/// cut into blocks of `block` samples — the run's batches — and the blocks dealt round-robin,
+/// block `j` to shard `j mod count + 1`. Whole batches, because a batch's results can depend on
+/// which samples share it (the engine's summation order, an attack's shared iteration and pass
+/// counts): a shard's batches are the unsharded run's, so its records are too, and `merge`
+/// joins them into exactly the unsharded run's. Round-robin keeps the shards balanced: their
+/// sizes differ by at most one block, and each holds about 1/count of every class (a class's
+/// samples, consecutive or interleaved in the list, span its blocks in turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// Which part, from 1.
+    pub index: usize,
+    /// Of how many.
+    pub count: usize,
+    /// Samples per block: the batch size of the command ([`Selection::batched`]).
+    #[serde(default = "one")]
+    pub block: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Shard {
+    /// Checks `index` in 1..=count and `count` ≥ 1.
+    pub fn new(index: usize, count: usize) -> Result<Shard> {
+        if count == 0 {
+            return Err(setting(
+                "--shard",
+                "the number of shards must be at least 1",
+            ));
+        }
+        if index == 0 || index > count {
+            return Err(setting(
+                "--shard",
+                format!("shard {index} of {count}: the shard number runs from 1 to {count}"),
+            ));
+        }
+        Ok(Shard {
+            index,
+            count,
+            block: 1,
+        })
+    }
+
+    /// Parses `i/n` (1-based), or `auto` / `auto/n`, which read the shard from the scheduler's
+    /// environment through `env` (see [`Shard::from_env`]).
+    pub fn parse(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
+        let bad = || {
+            setting(
+                "--shard",
+                format!("'{spec}' is not I/N (e.g. 2/4), auto or auto/N"),
+            )
+        };
+        let (a, n) = match spec.split_once('/') {
+            Some((a, n)) => (
+                a.trim(),
+                Some(n.trim().parse::<usize>().map_err(|_| bad())?),
+            ),
+            None => (spec.trim(), None),
+        };
+        if a == "auto" {
+            return Shard::from_env(n, env);
+        }
+        let i = a.parse::<usize>().map_err(|_| bad())?;
+        Shard::new(i, n.ok_or_else(bad)?)
+    }
+
+    /// The shard of this task of a cluster array job, from the environment (`env` reads a
+    /// variable): a Slurm array task (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_COUNT`,
+    /// `SLURM_ARRAY_TASK_MIN` and `SLURM_ARRAY_TASK_STEP`, so `--array=0-3`, `1-4` and `0-6:2`
+    /// all give shards 1..=4), else a Kubernetes Indexed Job pod (`JOB_COMPLETION_INDEX` from 0,
+    /// with the count `count` of `--shard auto/N` or the `FAULTLINE_SHARD_COUNT` variable the
+    /// manifest sets). `count` given with Slurm must match the array's size.
+    pub fn from_env(count: Option<usize>, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
+        let num = |name: &str| -> Result<Option<usize>> {
+            match env(name) {
+                None => Ok(None),
+                Some(v) if v.trim().is_empty() => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                    setting("--shard auto", format!("{name}={v} is not a whole number"))
+                }),
+            }
+        };
+        if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+            let n = num("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                setting(
+                    "--shard auto",
+                    "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not",
+                )
+            })?;
+            let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+            if id < min || (id - min) % step != 0 {
+                return Err(setting(
+                    "--shard auto",
+                    format!("SLURM_ARRAY_TASK_ID={id} is not in the array {min}-…:{step}"),
+                ));
+            }
+            if let Some(c) = count.filter(|&c| c != n) {
+                return Err(setting(
+                    "--shard auto",
+                    format!("auto/{c} but the Slurm array has {n} tasks"),
+                ));
+            }
+            return Shard::new((id - min) / step + 1, n);
+        }
+        if let Some(i) = num("JOB_COMPLETION_INDEX")? {
+            let n = match count {
+                Some(c) => c,
+                None => num("FAULTLINE_SHARD_COUNT")?.ok_or_else(|| {
+                    setting(
+                        "--shard auto",
+                        "JOB_COMPLETION_INDEX is set but not the number of shards: pass \
+                         --shard auto/N or set FAULTLINE_SHARD_COUNT (the Job's completions)",
+                    )
+                })?,
+            };
+            return Shard::new(i + 1, n);
+        }
+        Err(setting(
+            "--shard auto",
+            "neither SLURM_ARRAY_TASK_ID (a Slurm array job) nor JOB_COMPLETION_INDEX (a \
+             Kubernetes Indexed Job) is set; pass --shard I/N",
+        ))
+    }
+
+    /// This shard's part of `all` (the selected list, in its order).
+    pub fn pick(&self, all: &[usize]) -> Vec<usize> {
+        self.positions(all.len()).map(|p| all[p]).collect()
+    }
+
+    /// The positions in the selected list (of `len` samples) of this shard's samples, in order.
+    pub fn positions(&self, len: usize) -> impl Iterator<Item = usize> {
+        let b = self.block.max(1);
+        (self.index - 1..len.div_ceil(b))
+            .step_by(self.count)
+            .flat_map(move |j| j * b..((j + 1) * b).min(len))
+    }
+
+    /// The shard and the row in it of position `q` of the selected list: (shard index from 0,
+    /// row).
+    pub fn locate(count: usize, block: usize, q: usize) -> (usize, usize) {
+        let b = block.max(1);
+        let j = q / b;
+        (j % count, j / count * b + q % b)
+    }
+
+    /// `i/n`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.index, self.count)
+    }
 }
 
 impl Selection {
@@ -93,10 +252,40 @@ impl Selection {
         }
     }
 
-    /// The data-set indices selected, ascending and distinct. Refuses a limit of 0, an empty
-    /// data set and an indices file with a line that is not an index of `data`, or that
-    /// repeats one (the error names the file and the line).
+    /// The data-set indices this run covers: those selected ([`Selection::resolve_all`]), then
+    /// its shard's part of them (ascending).
     pub fn resolve(&self, data: &dyn Dataset) -> Result<Vec<usize>> {
+        let all = self.resolve_all(data)?;
+        Ok(match &self.shard {
+            Some(s) => s.pick(&all),
+            None => all,
+        })
+    }
+
+    /// The same selection with its shard (if any) in blocks of `batch_size` samples: the
+    /// commands' batches (see [`Shard`]).
+    pub fn batched(&self, batch_size: usize) -> Selection {
+        Selection {
+            shard: self.shard.map(|s| Shard {
+                block: batch_size.max(1),
+                ..s
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// The same selection without its shard.
+    pub fn unsharded(&self) -> Selection {
+        Selection {
+            shard: None,
+            ..self.clone()
+        }
+    }
+
+    /// The data-set indices selected, whatever the shard: ascending and distinct. Refuses a
+    /// limit of 0, an empty data set and an indices file with a line that is not an index of
+    /// `data`, or that repeats one (the error names the file and the line).
+    pub fn resolve_all(&self, data: &dyn Dataset) -> Result<Vec<usize>> {
         let len = crate::run::total(data, None)?;
         let candidates = match &self.indices {
             Some(path) => read_indices(path, len)?,
@@ -105,18 +294,28 @@ impl Selection {
         pick(candidates, data, self.limit, self.subset, self.seed)
     }
 
-    /// What the run record says about the selection of `indices` (the list
-    /// [`Selection::resolve`] returned): the settings and the list's SHA-256, so that a changed
-    /// indices file, data set or subset is a different run, never a silent resume.
-    pub fn describe(&self, indices: &[usize]) -> serde_json::Value {
-        serde_json::json!({
+    /// What the run record says about the selection of `all` (the list
+    /// [`Selection::resolve_all`] returned): the settings and the list's SHA-256, so that a
+    /// changed indices file, data set or subset is a different run, never a silent resume.
+    /// A shard adds `shard` and its own part's count and SHA-256 (`shard_samples`,
+    /// `shard_sha256`); without those keys the description is the unsharded run's, which is
+    /// how `merge` finds it.
+    pub fn describe(&self, all: &[usize]) -> serde_json::Value {
+        let mut d = serde_json::json!({
             "limit": self.limit,
             "subset": self.subset,
             "subset_seed": (self.subset == Subset::Random).then_some(self.seed),
             "indices": self.indices,
-            "samples": indices.len(),
-            "samples_sha256": indices_sha256(indices),
-        })
+            "samples": all.len(),
+            "samples_sha256": indices_sha256(all),
+        });
+        if let Some(s) = &self.shard {
+            let part = s.pick(all);
+            d["shard"] = serde_json::json!(s);
+            d["shard_samples"] = serde_json::json!(part.len());
+            d["shard_sha256"] = serde_json::json!(indices_sha256(&part));
+        }
+        d
     }
 }
 
@@ -357,6 +556,7 @@ mod tests {
                 subset,
                 seed: 0,
                 indices: Some(f.clone()),
+                shard: None,
             }
             .resolve(&d)
         };
@@ -415,6 +615,145 @@ mod tests {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
+    }
+
+    #[test]
+    fn shards_partition_the_selection_round_robin() {
+        let d = fake();
+        let all = Selection::limit(6).resolve(&d).unwrap();
+        let mut union = Vec::new();
+        for i in 1..=4 {
+            let s = Selection {
+                shard: Some(Shard::new(i, 4).unwrap()),
+                ..Selection::limit(6)
+            };
+            let part = s.resolve(&d).unwrap();
+            assert_eq!(
+                part,
+                Shard::new(i, 4)
+                    .unwrap()
+                    .positions(all.len())
+                    .map(|p| all[p])
+                    .collect::<Vec<_>>()
+            );
+            let desc = s.describe(&all);
+            assert_eq!(desc["samples"], 6);
+            assert_eq!(desc["shard_samples"], part.len());
+            assert_eq!(desc["shard"]["index"], i);
+            union.extend(part);
+        }
+        union.sort_unstable();
+        assert_eq!(union, all, "every sample in exactly one shard");
+        // In blocks (batches) of 3 over 10 positions: blocks 0..3, 3..6, 6..9, 9..10 dealt to
+        // shards 1, 2, 1, 2.
+        let s = |i| Shard {
+            block: 3,
+            ..Shard::new(i, 2).unwrap()
+        };
+        assert_eq!(s(1).positions(10).collect::<Vec<_>>(), [0, 1, 2, 6, 7, 8]);
+        assert_eq!(s(2).positions(10).collect::<Vec<_>>(), [3, 4, 5, 9]);
+        for q in 0..10 {
+            let (k, row) = Shard::locate(2, 3, q);
+            assert_eq!(s(k + 1).positions(10).nth(row), Some(q));
+        }
+        let b = Selection {
+            shard: Some(Shard::new(2, 2).unwrap()),
+            ..Selection::all()
+        };
+        assert_eq!(b.batched(4).shard.unwrap().block, 4);
+        assert!(Selection::all().batched(4).shard.is_none());
+        // Without a shard the description has no shard keys (an unsharded run's hash).
+        assert!(Selection::limit(6).describe(&all).get("shard").is_none());
+        assert!(Shard::new(0, 2).is_err() && Shard::new(3, 2).is_err());
+        assert!(Shard::new(1, 0).is_err());
+    }
+
+    #[test]
+    fn shard_specs_and_scheduler_environments() {
+        let none = |_: &str| None;
+        assert_eq!(
+            Shard::parse("2/4", &none).unwrap(),
+            Shard {
+                index: 2,
+                count: 4,
+                block: 1
+            }
+        );
+        for bad in ["2", "x/4", "5/4", "0/4", "1/0", "auto/x"] {
+            assert!(Shard::parse(bad, &none).is_err(), "{bad}");
+        }
+        let e = Shard::parse("auto", &none).unwrap_err().to_string();
+        assert!(
+            e.contains("SLURM_ARRAY_TASK_ID") && e.contains("JOB_COMPLETION_INDEX"),
+            "{e}"
+        );
+        // (environment, spec, expected shard): --array=1-4 task 3, --array=0-3 task 0,
+        // --array=10-16:2 task 14; a Kubernetes pod (0-based index, the count from the flag or
+        // the manifest's variable).
+        type Env = &'static [(&'static str, &'static str)];
+        let slurm: Env = &[
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ];
+        type Case = (Env, &'static str, Option<(usize, usize)>);
+        let cases: [Case; 9] = [
+            (slurm, "auto", Some((3, 4))),
+            (slurm, "auto/3", None),
+            (
+                &[
+                    ("SLURM_ARRAY_TASK_ID", "0"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4"),
+                    ("SLURM_ARRAY_TASK_MIN", "0"),
+                ],
+                "auto",
+                Some((1, 4)),
+            ),
+            (
+                &[
+                    ("SLURM_ARRAY_TASK_ID", "14"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4"),
+                    ("SLURM_ARRAY_TASK_MIN", "10"),
+                    ("SLURM_ARRAY_TASK_STEP", "2"),
+                ],
+                "auto",
+                Some((3, 4)),
+            ),
+            (&[("SLURM_ARRAY_TASK_ID", "1")], "auto", None),
+            (&[("JOB_COMPLETION_INDEX", "1")], "auto/2", Some((2, 2))),
+            (&[("JOB_COMPLETION_INDEX", "1")], "auto", None),
+            (
+                &[
+                    ("JOB_COMPLETION_INDEX", "2"),
+                    ("FAULTLINE_SHARD_COUNT", "3"),
+                ],
+                "auto",
+                Some((3, 3)),
+            ),
+            (
+                &[
+                    ("JOB_COMPLETION_INDEX", "3"),
+                    ("FAULTLINE_SHARD_COUNT", "3"),
+                ],
+                "auto",
+                None,
+            ),
+        ];
+        for (env, spec, want) in cases {
+            let get = |k: &str| {
+                env.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            let got = Shard::parse(spec, &get);
+            match want {
+                Some((i, n)) => assert_eq!(got.unwrap(), Shard::new(i, n).unwrap(), "{env:?}"),
+                None => assert!(got.is_err(), "{env:?} {spec}"),
+            }
+        }
+        let get = |k: &str| (k == "JOB_COMPLETION_INDEX").then(|| "1".to_string());
+        let e = Shard::parse("auto", &get).unwrap_err().to_string();
+        assert!(e.contains("FAULTLINE_SHARD_COUNT"), "{e}");
     }
 
     #[test]

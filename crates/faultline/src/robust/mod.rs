@@ -377,6 +377,7 @@ fn unbounded_check(
         let r = &out.results[j];
         if let Some(a) = recs[i].attack.as_mut() {
             a.unbounded_success = Some(r.success);
+            a.unbounded_passes = Some([r.forward, r.backward]);
             a.forward += r.forward;
             a.backward += r.backward;
         }

@@ -206,9 +206,11 @@ pub fn run_records(
         check_target(&attack, t, k)?;
     }
     let sanity = cfg.sanity && !attack.is_min_norm();
-    let indices = loaded.select(&cfg.selection)?;
+    // A shard covers whole batches (see `Shard`).
+    let selection = cfg.selection.batched(cfg.batch_size);
+    let indices = loaded.select(&selection)?;
     let total = indices.len();
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    let mut settings = loaded.settings(&selection, &indices)?;
     settings["attack"] = attack.describe();
     settings["eps"] = json!(eps);
     settings["target"] = json!(cfg.target);

@@ -133,12 +133,14 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<ClasswiseRun> {
     check_batch_size(cfg.batch_size)?;
-    let indices = loaded.select(&cfg.selection)?;
+    // A shard covers whole batches (see `Shard`).
+    let selection = cfg.selection.batched(cfg.batch_size);
+    let indices = loaded.select(&selection)?;
     let k = loaded.model.card.num_classes;
     let info = loaded.data.info();
     cfg.check(k, [info.channels, info.height, info.width])?;
     let names = loaded.class_names();
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    let mut settings = loaded.settings(&selection, &indices)?;
     settings["config"] = serde_json::to_value(cfg).unwrap_or_default();
     let (rd, _) = RunDir::open::<SampleRecord>(&out.dir, "classwise", settings, out.mode())?;
     if let Some(line) = rd.replaced() {

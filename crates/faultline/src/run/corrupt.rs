@@ -81,6 +81,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<CorruptReport> {
     check_batch_size(cfg.batch_size)?;
+    crate::run::refuse_shard(&cfg.selection, "corrupt")?;
     let info = data.info().clone();
     let indices = cfg.selection.resolve(data)?;
     let n = indices.len();

@@ -129,11 +129,13 @@ pub fn run_records(
 ) -> Result<(EvalReport, Vec<SampleRecord>)> {
     check_batch_size(cfg.batch_size)?;
     let baseline = cfg.baseline.as_deref().map(read_baseline).transpose()?;
-    let indices = loaded.select(&cfg.selection)?;
+    // A shard covers whole batches (see `Shard`).
+    let selection = cfg.selection.batched(cfg.batch_size);
+    let indices = loaded.select(&selection)?;
     let total = indices.len();
     let plan = cfg.corruptions.as_ref();
     let per_sample = 1 + plan.map_or(0, |p| p.conditions().len());
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    let mut settings = loaded.settings(&selection, &indices)?;
     settings["corruptions"] = serde_json::to_value(plan).unwrap_or_default();
     let flagger = cfg
         .flag_brittle

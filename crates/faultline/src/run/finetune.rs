@@ -731,6 +731,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<FinetuneReport> {
     cfg.check()?;
+    crate::run::refuse_shard(&cfg.selection, "finetune")?;
     let t_start = Instant::now();
     let data = loaded.data.as_ref();
     let info = data.info();
@@ -760,7 +761,7 @@ pub fn run(
         Some(v) => Some(select(v.data, cfg.val_limit, Subset::Stratified, cfg.seed)?),
         None => None,
     };
-    let mut settings = loaded.settings(&cfg.selection, &base);
+    let mut settings = loaded.settings(&cfg.selection, &base)?;
     settings["finetune"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["val"] = serde_json::json!(val.map(|v| v.card.path.clone()));
     let (mut rd, mut epochs): (RunDir, Vec<EpochRecord>) =

@@ -184,7 +184,9 @@ pub fn run_records(
     if cfg.eps.is_none() {
         progress.note(&crate::run::attack::default_eps_note(norm, image));
     }
-    let indices = loaded.select(&cfg.selection)?;
+    // A shard covers whole batches (see `Shard`).
+    let selection = cfg.selection.batched(cfg.batch_size);
+    let indices = loaded.select(&selection)?;
     let total = indices.len();
     let model = &loaded.model.model;
     let k = model.num_classes();
@@ -231,7 +233,7 @@ pub fn run_records(
         )));
     }
     let seed = cfg.settings.seed;
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    let mut settings = loaded.settings(&selection, &indices)?;
     settings["attack"] = attack.describe();
     settings["attack_subset"] = json!(cfg.attack_subset);
     settings["keep_features"] = json!(keep_features);
@@ -239,8 +241,16 @@ pub fn run_records(
     let (mut rd, mut records, start) =
         open_records(out, "margins", settings, 1, &indices, progress)?;
     // Which samples are attacked (by position in the selection): all, or the first
-    // `attack_subset` of a seeded permutation.
-    let chosen = choose_subset(total, cfg.attack_subset, seed);
+    // `attack_subset` of a seeded permutation — of the whole selection, so that a shard
+    // attacks the samples the unsharded run would.
+    let chosen = match &selection.shard {
+        Some(s) => {
+            let all = selection.resolve_all(loaded.data.as_ref())?.len();
+            let whole = choose_subset(all, cfg.attack_subset, seed);
+            s.positions(all).map(|p| whole[p]).collect()
+        }
+        None => choose_subset(total, cfg.attack_subset, seed),
+    };
     progress.start("margins", total, start);
     let t0 = Instant::now();
     let non_robust = |r: &SampleRecord| {

@@ -471,6 +471,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<MetricsReport> {
     check_batch_size(cfg.batch_size)?;
+    crate::run::refuse_shard(&cfg.selection, "metrics")?;
     if cfg.flip.frames < 2 {
         return Err(setting("--mfr-frames", "needs at least 2 frames"));
     }
@@ -564,7 +565,7 @@ pub fn run(
         None => loaded.select(&cfg.selection)?,
     };
     let total = indices.len();
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    let mut settings = loaded.settings(&cfg.selection, &indices)?;
     settings["metrics"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["white_box"] = white.describe();
     settings["black_box"] = black.describe();

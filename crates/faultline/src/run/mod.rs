@@ -17,6 +17,7 @@
 //! | `harden` | [`weak::harden`] | [`weak::HardenReport`] |
 //! | `metrics` | [`metrics::run`] | [`metrics::MetricsReport`] |
 //! | `compare` | [`compare::run`] | [`compare::CompareReport`] |
+//! | `merge` | [`merge::run`] (then the shards' command, resumed) | [`merge::Merged`] |
 
 pub mod attack;
 pub mod bench;
@@ -26,6 +27,7 @@ pub mod corrupt;
 pub mod eval;
 pub mod finetune;
 pub mod margins;
+pub mod merge;
 pub mod metrics;
 pub mod npy;
 pub mod weak;
@@ -89,18 +91,23 @@ impl Loaded {
         DataCard::of(self.data.as_ref(), &self.data_path)
     }
     /// The settings every run's hash includes: model and data, how they were read, and the
-    /// selection of samples `indices` ([`Selection::describe`]).
-    pub fn settings(&self, selection: &Selection, indices: &[usize]) -> serde_json::Value {
+    /// selection of samples ([`Selection::describe`]); `indices` is the list
+    /// [`Loaded::select`] returned (a shard's part, whose whole selection is resolved again).
+    pub fn settings(&self, selection: &Selection, indices: &[usize]) -> Result<serde_json::Value> {
         let mut s = data_settings(self.data.as_ref(), &self.data_path, &self.options);
         s["model"] = serde_json::json!(self.model_path);
         s["model_sha256"] = serde_json::json!(self.model.card.sha256);
         s["normalization"] = serde_json::json!(self.model.card.normalization);
+        let all = match selection.shard {
+            Some(_) => selection.resolve_all(self.data.as_ref())?,
+            None => indices.to_vec(),
+        };
         if let (Some(m), serde_json::Value::Object(d)) =
-            (s.as_object_mut(), selection.describe(indices))
+            (s.as_object_mut(), selection.describe(&all))
         {
             m.extend(d);
         }
-        s
+        Ok(s)
     }
     /// The data-set indices `selection` covers (ascending); see [`Selection::resolve`].
     pub fn select(&self, selection: &Selection) -> Result<Vec<usize>> {
@@ -338,6 +345,22 @@ pub fn open_records(
         ));
     }
     Ok((rd, records, start))
+}
+
+/// Refuses a shard for `command`, whose results are not per-sample records that `merge` could
+/// join.
+pub fn refuse_shard(selection: &Selection, command: &str) -> Result<()> {
+    match &selection.shard {
+        Some(s) => Err(setting(
+            "--shard",
+            format!(
+                "{command} cannot be sharded (shard {}): its results are not per-sample records \
+                 that merge could join; shard eval, attack, classwise, margins or weak",
+                s.label()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a batch size of 0.

@@ -543,8 +543,10 @@ pub fn run(
     let data = loaded.data.as_ref();
     let model = &loaded.model.model;
     let k = loaded.model.card.num_classes;
-    let indices = loaded.select(&cfg.selection)?;
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    // A shard covers whole batches (see `Shard`).
+    let selection = cfg.selection.batched(cfg.batch_size);
+    let indices = loaded.select(&selection)?;
+    let mut settings = loaded.settings(&selection, &indices)?;
     settings["weak"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["test"] = serde_json::json!(test.map(|t| t.card.path.clone()));
     let (mut rd, mut records): (RunDir, Vec<WeakRecord>) =
@@ -967,7 +969,7 @@ pub fn harden(
         finetune: report_ft,
     };
     let base = loaded.select(&cfg.finetune.selection)?;
-    let mut settings = loaded.settings(&cfg.finetune.selection, &base);
+    let mut settings = loaded.settings(&cfg.finetune.selection, &base)?;
     settings["harden"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["weak_dir"] = serde_json::json!(weak_dir);
     settings["test"] = serde_json::json!(test.card.path);
