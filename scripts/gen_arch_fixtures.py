@@ -98,13 +98,13 @@ def tv_models():
                                         batch_norm=True), num_classes=NC)
         m.avgpool = nn.AdaptiveAvgPool2d(2)  # 32 px → 2x2 after four pools (7x7 at 224 px)
         m.classifier[0] = nn.Linear(512 * 4, 4096)
-        return slim(m, 16)
+        return slim(m, 32)
 
     def small_alexnet():
         m = tvm.AlexNet(num_classes=NC)
         m.avgpool = nn.AdaptiveAvgPool2d(1)  # 64 px → 1x1 (6x6 at 224 px)
         m.classifier[1] = nn.Linear(256, 4096)
-        return slim(m, 16)
+        return slim(m, 32)
 
     def small_googlenet():
         m = tvm.GoogLeNet(num_classes=NC, aux_logits=False, init_weights=True)
@@ -196,6 +196,16 @@ def timm_models():
     from functools import partial
     from timm.layers.norm_act import BatchNormAct2d, GroupNormAct
 
+    def narrow_head(m, bn=False):
+        """timm's EfficientNet/MobileNetV3 heads widen to 1280 channels whatever the
+        multiplier; 64 keeps the same layers at a fraction of the bytes."""
+        cin = m.conv_head.in_channels
+        m.conv_head = nn.Conv2d(cin, 64, 1, bias=m.conv_head.bias is not None)
+        if bn:
+            m.bn2 = BatchNormAct2d(64, act_layer=nn.SiLU)
+        m.classifier = nn.Linear(64, NC)
+        return m
+
     vit = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=NC)
     return {
         "timm_vit": (32, lambda: timm.create_model("vit_tiny_patch16_224", **vit)),
@@ -205,25 +215,25 @@ def timm_models():
             depths=(1, 1, 1), num_heads=(1, 2, 2), window_size=4, num_classes=NC)),
         "timm_convnext": (32, lambda: timm.create_model(
             "convnext_atto", dims=(8, 16, 32, 64), depths=(1, 1, 1, 1), num_classes=NC)),
-        "timm_efficientnet": (32, lambda: E._gen_efficientnet(
+        "timm_efficientnet": (32, lambda: narrow_head(E._gen_efficientnet(
             "efficientnet_b0", channel_multiplier=0.25, depth_multiplier=0.25,
-            num_classes=NC)),
-        "timm_mobilenetv3": (32, lambda: M._gen_mobilenet_v3(
-            "mobilenetv3_large_100", 0.25, depth_multiplier=0.5, num_classes=NC)),
+            num_classes=NC), bn=True)),
+        "timm_mobilenetv3": (32, lambda: narrow_head(M._gen_mobilenet_v3(
+            "mobilenetv3_large_100", 0.25, depth_multiplier=0.5, num_classes=NC))),
         "timm_regnet": (32, lambda: RG.RegNet(RG.RegNetCfg(depth=6, w0=8, wa=8.0, wm=2.0,
                                                             group_size=8, se_ratio=0.25,
                                                             stem_width=8), num_classes=NC)),
-        "timm_resnet_d": (32, lambda: R.ResNet(R.Bottleneck, (1, 1, 1, 1), stem_width=8,
+        "timm_resnet_d": (32, lambda: R.ResNet(R.BasicBlock, (1, 1, 1, 1), stem_width=8,
                                                stem_type="deep", avg_down=True,
                                                channels=(8, 16, 32, 64), num_classes=NC)),
         "timm_wide_resnet": (32, lambda: R.ResNet(R.Bottleneck, (1, 1, 1, 1), stem_width=8,
-                                                  base_width=128, channels=(4, 8, 16, 32),
+                                                  base_width=128, channels=(2, 4, 8, 16),
                                                   num_classes=NC)),
         "timm_preact_resnet": (32, lambda: R2.ResNetV2(
             [1, 1, 1, 1], channels=(16, 32, 64, 128), stem_chs=8, num_classes=NC,
             norm_layer=BatchNormAct2d, conv_layer=create_conv2d)),
         "timm_bit_resnet": (32, lambda: R2.ResNetV2(
-            [1, 1, 1, 1], channels=(32, 64, 128, 256), stem_chs=16, num_classes=NC,
+            [1, 1, 1, 1], channels=(16, 32, 64, 128), stem_chs=16, num_classes=NC,
             stem_type="fixed", norm_layer=partial(GroupNormAct, num_groups=4))),
     }
 

@@ -15,7 +15,11 @@ fn node(b: &mut GraphBuilder, op: impl Op + 'static, ins: &[&str], out: &str) ->
 }
 
 fn ints(b: &mut GraphBuilder, name: &str, v: &[i64]) -> String {
-    konst(b, name, Tensor::from_i64(vec![v.len()], v.to_vec()).unwrap())
+    konst(
+        b,
+        name,
+        Tensor::from_i64(vec![v.len()], v.to_vec()).unwrap(),
+    )
 }
 
 fn scaled(b: &mut GraphBuilder, x: &str, k: f32) -> String {
@@ -26,7 +30,13 @@ fn scaled(b: &mut GraphBuilder, x: &str, k: f32) -> String {
 #[test]
 fn new_activations() {
     for (kind, scale) in [
-        (UnaryKind::HardSigmoid { alpha: 1.0 / 6.0, beta: 0.5 }, 7.0),
+        (
+            UnaryKind::HardSigmoid {
+                alpha: 1.0 / 6.0,
+                beta: 0.5,
+            },
+            7.0,
+        ),
         (UnaryKind::HardSwish, 7.0),
         (UnaryKind::Mish, 4.0),
         (UnaryKind::Softplus, 4.0),
@@ -112,7 +122,11 @@ fn pow_max_min_mod_where() {
         let zero = konst(b, "z", Tensor::scalar(0.0));
         let c = node(b, Binary::new(BinaryKind::Greater), &[x, &zero], "c");
         let e = node(b, Unary::new(UnaryKind::Exp), &[x], "e");
-        let half = konst(b, "h", Tensor::from_f32(vec![4], vec![0.1, 0.2, 0.3, 0.4]).unwrap());
+        let half = konst(
+            b,
+            "h",
+            Tensor::from_f32(vec![4], vec![0.1, 0.2, 0.3, 0.4]).unwrap(),
+        );
         let w1 = node(b, Where, &[&c, &e, &half], "w1");
         let nc = node(b, Unary::new(UnaryKind::Not), &[&c], "nc");
         let w2 = node(b, Where, &[&nc, x, &e], "w2");
@@ -132,19 +146,23 @@ fn new_reductions() {
         ReduceKind::LogSumExp,
     ] {
         for (axes, keepdims) in [(vec![1, -1], true), (vec![2], false)] {
-            check(&format!("{kind:?}_{axes:?}_{keepdims}"), [3, 2, 4], |b, _, x| {
-                node(
-                    b,
-                    Reduce {
-                        kind,
-                        axes: Some(axes.clone()),
-                        keepdims,
-                        noop_with_empty_axes: false,
-                    },
-                    &[x],
-                    "y",
-                )
-            });
+            check(
+                &format!("{kind:?}_{axes:?}_{keepdims}"),
+                [3, 2, 4],
+                |b, _, x| {
+                    node(
+                        b,
+                        Reduce {
+                            kind,
+                            axes: Some(axes.clone()),
+                            keepdims,
+                            noop_with_empty_axes: false,
+                        },
+                        &[x],
+                        "y",
+                    )
+                },
+            );
         }
     }
 }
@@ -186,11 +204,15 @@ fn split_tile_cumsum_trilu() {
         node(b, Unary::new(UnaryKind::Tanh), &[&t], "y")
     });
     for (exclusive, reverse) in [(false, false), (true, false), (false, true), (true, true)] {
-        check(&format!("cumsum_{exclusive}_{reverse}"), [2, 3, 4], |b, _, x| {
-            let a = konst(b, "a", Tensor::from_i64(vec![], vec![-1]).unwrap());
-            let c = node(b, CumSum { exclusive, reverse }, &[x, &a], "c");
-            node(b, Unary::new(UnaryKind::Tanh), &[&c], "y")
-        });
+        check(
+            &format!("cumsum_{exclusive}_{reverse}"),
+            [2, 3, 4],
+            |b, _, x| {
+                let a = konst(b, "a", Tensor::from_i64(vec![], vec![-1]).unwrap());
+                let c = node(b, CumSum { exclusive, reverse }, &[x, &a], "c");
+                node(b, Unary::new(UnaryKind::Tanh), &[&c], "y")
+            },
+        );
     }
     for upper in [false, true] {
         check(&format!("trilu_{upper}"), [2, 4, 4], |b, _, x| {
@@ -276,11 +298,46 @@ fn einsum_patterns() {
 #[test]
 fn resize_modes() {
     let cases = [
-        ("nearest_up2", false, CoordMode::Asymmetric, NearestMode::Floor, None, Some([1.0, 1.0, 2.0, 2.0])),
-        ("nearest_half_pixel_sizes", false, CoordMode::HalfPixel, NearestMode::RoundPreferFloor, Some([7, 3]), None),
-        ("linear_half_pixel_up", true, CoordMode::HalfPixel, NearestMode::Floor, None, Some([1.0, 1.0, 1.5, 2.5])),
-        ("linear_align_corners_down", true, CoordMode::AlignCorners, NearestMode::Floor, Some([3, 2]), None),
-        ("linear_pytorch_half_pixel", true, CoordMode::PytorchHalfPixel, NearestMode::Floor, Some([5, 1]), None),
+        (
+            "nearest_up2",
+            false,
+            CoordMode::Asymmetric,
+            NearestMode::Floor,
+            None,
+            Some([1.0, 1.0, 2.0, 2.0]),
+        ),
+        (
+            "nearest_half_pixel_sizes",
+            false,
+            CoordMode::HalfPixel,
+            NearestMode::RoundPreferFloor,
+            Some([7, 3]),
+            None,
+        ),
+        (
+            "linear_half_pixel_up",
+            true,
+            CoordMode::HalfPixel,
+            NearestMode::Floor,
+            None,
+            Some([1.0, 1.0, 1.5, 2.5]),
+        ),
+        (
+            "linear_align_corners_down",
+            true,
+            CoordMode::AlignCorners,
+            NearestMode::Floor,
+            Some([3, 2]),
+            None,
+        ),
+        (
+            "linear_pytorch_half_pixel",
+            true,
+            CoordMode::PytorchHalfPixel,
+            NearestMode::Floor,
+            Some([5, 1]),
+            None,
+        ),
     ];
     for (name, linear, coord, nearest, sizes, scales) in cases {
         check(name, [2, 4, 5], |b, _, x| {

@@ -102,10 +102,8 @@ pub(crate) const OPS: &[(&str, Builder)] = &[
 ];
 
 /// Operators with several outputs: one engine node per output the graph uses.
-pub(crate) const MULTI_OUTPUT_OPS: &[(&str, MultiBuilder)] = &[
-    ("Split", array::split),
-    ("TopK", array::top_k),
-];
+pub(crate) const MULTI_OUTPUT_OPS: &[(&str, MultiBuilder)] =
+    &[("Split", array::split), ("TopK", array::top_k)];
 
 /// The per-output builder for `op_type`, if it is a supported multi-output operator.
 pub(crate) fn lookup_multi(op_type: &str) -> Option<MultiBuilder> {

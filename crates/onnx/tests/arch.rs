@@ -29,7 +29,11 @@ fn errors(a: &[f32], b: &[f32]) -> (f64, f64) {
         .iter()
         .zip(b)
         .fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
-    let num: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
     let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
     (worst / scale.max(1e-30), (num / den.max(1e-60)).sqrt())
 }
@@ -65,7 +69,10 @@ fn every_architecture_matches_onnx_runtime_and_pytorch() {
     let text = std::fs::read_to_string(dir().join("manifest.json")).unwrap();
     let man: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
     let mut failures = Vec::new();
-    println!("{:<28} {:>8} {:>12} {:>12}", "fixture", "opset", "logit err", "grad err");
+    println!(
+        "{:<28} {:>8} {:>12} {:>12}",
+        "fixture", "opset", "logit err", "grad err"
+    );
     for (key, e) in &man {
         if e["status"] != "ok" {
             println!("{key:<28} not exported: {}", e["status"]);
@@ -75,7 +82,9 @@ fn every_architecture_matches_onnx_runtime_and_pytorch() {
             Ok((l, g)) => {
                 println!("{key:<28} {:>8} {l:>12.2e} {g:>12.2e}", e["opset"]);
                 if !(l <= LOGIT_TOL && g <= GRAD_TOL) {
-                    failures.push(format!("{key}: logit error {l:.2e}, gradient error {g:.2e}"));
+                    failures.push(format!(
+                        "{key}: logit error {l:.2e}, gradient error {g:.2e}"
+                    ));
                 }
             }
             Err(msg) => {

@@ -29,9 +29,9 @@ fn parse_term(term: &str, rank: usize, ell: &mut Option<usize>) -> Result<Vec<ch
     let t = term.trim();
     let letters = t.replace("...", "").chars().count();
     if t.contains("...") {
-        let n = rank.checked_sub(letters).ok_or_else(|| {
-            shape_err("Einsum", format!("term '{t}' does not fit rank {rank}"))
-        })?;
+        let n = rank
+            .checked_sub(letters)
+            .ok_or_else(|| shape_err("Einsum", format!("term '{t}' does not fit rank {rank}")))?;
         if ell.is_some_and(|e| e != n) {
             return Err(shape_err("Einsum", "ellipses of different ranks"));
         }
@@ -42,12 +42,17 @@ fn parse_term(term: &str, rank: usize, ell: &mut Option<usize>) -> Result<Vec<ch
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix("...") {
             // Ellipsis axes get private letters from the Unicode private-use area.
-            out.extend((0..ell.unwrap_or(0)).map(|i| char::from_u32(0xE000 + i as u32).unwrap_or('?')));
+            out.extend(
+                (0..ell.unwrap_or(0)).map(|i| char::from_u32(0xE000 + i as u32).unwrap_or('?')),
+            );
             rest = r;
         } else {
             let c = rest.chars().next().unwrap_or(' ');
             if !c.is_ascii_alphabetic() {
-                return Err(shape_err("Einsum", format!("unexpected '{c}' in the equation")));
+                return Err(shape_err(
+                    "Einsum",
+                    format!("unexpected '{c}' in the equation"),
+                ));
             }
             out.push(c);
             rest = &rest[c.len_utf8()..];
@@ -67,7 +72,11 @@ impl Einsum {
         if terms.len() != shapes.len() {
             return Err(shape_err(
                 "Einsum",
-                format!("equation has {} operands, node has {}", terms.len(), shapes.len()),
+                format!(
+                    "equation has {} operands, node has {}",
+                    terms.len(),
+                    shapes.len()
+                ),
             ));
         }
         let mut ell = None;
@@ -79,7 +88,11 @@ impl Einsum {
         let out: Vec<char> = match rhs {
             Some(r) => {
                 let rank = r.replace("...", "").chars().count()
-                    + if r.contains("...") { ell.unwrap_or(0) } else { 0 };
+                    + if r.contains("...") {
+                        ell.unwrap_or(0)
+                    } else {
+                        0
+                    };
                 let mut e = ell;
                 parse_term(&r, rank, &mut e)?
             }
@@ -121,11 +134,17 @@ impl Einsum {
             for (axis, c) in o.iter().enumerate() {
                 let l = letters.iter().position(|x| x == c).unwrap_or(0);
                 if ls[l] != 0 {
-                    return Err(shape_err("Einsum", "repeated letters within one operand (diagonals) are not supported"));
+                    return Err(shape_err(
+                        "Einsum",
+                        "repeated letters within one operand (diagonals) are not supported",
+                    ));
                 }
                 let d = s[axis];
                 if seen[l] && dims[l] != d && d != 1 && dims[l] != 1 {
-                    return Err(shape_err("Einsum", format!("letter '{c}' has sizes {} and {d}", dims[l])));
+                    return Err(shape_err(
+                        "Einsum",
+                        format!("letter '{c}' has sizes {} and {d}", dims[l]),
+                    ));
                 }
                 if !seen[l] || dims[l] == 1 {
                     dims[l] = d;
@@ -135,13 +154,24 @@ impl Einsum {
             }
             op_strides.push(ls);
         }
-        let out_shape: Vec<usize> = out.iter().map(|c| dims[letters.iter().position(|x| x == c).unwrap_or(0)]).collect();
+        let out_shape: Vec<usize> = out
+            .iter()
+            .map(|c| dims[letters.iter().position(|x| x == c).unwrap_or(0)])
+            .collect();
         let ost = strides(&out_shape);
         // Output letters come first in `letters`; the others have stride 0 in the output.
         let mut out_strides = vec![0usize; letters.len()];
         out_strides[..ost.len()].copy_from_slice(&ost);
-        checked_numel("Einsum", &dims.iter().map(|&d| d as i64).collect::<Vec<_>>())?;
-        Ok(Plan { dims, op_strides, out_strides, out_shape })
+        checked_numel(
+            "Einsum",
+            &dims.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+        )?;
+        Ok(Plan {
+            dims,
+            op_strides,
+            out_strides,
+            out_shape,
+        })
     }
 }
 

@@ -122,15 +122,14 @@ impl Normalize {
         match inputs.get(i).copied().flatten() {
             None => Ok(vec![fill; plan.affine_len]),
             Some(t) => {
-                let v = t.as_f32().map_err(|_| {
-                    shape_err(self.name_(), format!("input {i} must be float32"))
-                })?;
+                let v = t
+                    .as_f32()
+                    .map_err(|_| shape_err(self.name_(), format!("input {i} must be float32")))?;
                 if v.len() == plan.affine_len {
                     Ok(v.to_vec())
                 } else if v.len() == 1 {
                     Ok(vec![v[0]; plan.affine_len])
-                } else if plan.group.is_none() && !v.is_empty() && plan.affine_len % v.len() == 0
-                {
+                } else if plan.group.is_none() && !v.is_empty() && plan.affine_len % v.len() == 0 {
                     // γ broadcast over the leading normalized dimensions.
                     Ok((0..plan.affine_len).map(|j| v[j % v.len()]).collect())
                 } else {

@@ -162,7 +162,14 @@ impl Op for Reduce {
         let out: Vec<f32> = match self.kind {
             ReduceKind::Max | ReduceKind::Min => {
                 let max = self.kind == ReduceKind::Max;
-                let mut out = vec![if max { f32::NEG_INFINITY } else { f32::INFINITY }; m];
+                let mut out = vec![
+                    if max {
+                        f32::NEG_INFINITY
+                    } else {
+                        f32::INFINITY
+                    };
+                    m
+                ];
                 for (&o, &x) in offs.iter().zip(xs) {
                     if (max && x > out[o]) || (!max && x < out[o]) || x.is_nan() {
                         out[o] = x;

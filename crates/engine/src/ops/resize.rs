@@ -138,7 +138,11 @@ impl Resize {
                 }
                 checked_numel("Resize", &v)?;
                 let out: Vec<usize> = v.iter().map(|&d| d.max(0) as usize).collect();
-                let sc = out.iter().zip(s).map(|(&o, &i)| o as f32 / i.max(1) as f32).collect();
+                let sc = out
+                    .iter()
+                    .zip(s)
+                    .map(|(&o, &i)| o as f32 / i.max(1) as f32)
+                    .collect();
                 (out, sc)
             }
             (None, Some(sc)) => {
@@ -146,7 +150,11 @@ impl Resize {
                 if v.len() != r || v.iter().any(|f| f.is_nan() || *f <= 0.0) {
                     return Err(shape_err("Resize", format!("scales {v:?} for input {s:?}")));
                 }
-                let o: Vec<i64> = s.iter().zip(&v).map(|(&d, &f)| (d as f32 * f).floor() as i64).collect();
+                let o: Vec<i64> = s
+                    .iter()
+                    .zip(&v)
+                    .map(|(&d, &f)| (d as f32 * f).floor() as i64)
+                    .collect();
                 checked_numel("Resize", &o)?;
                 (o.iter().map(|&d| d as usize).collect(), v)
             }

@@ -50,7 +50,10 @@ fn plan(data: &[usize], idx: &Tensor, upd: &[usize]) -> Result<(Vec<usize>, usiz
             if i < 0 || i >= data[d] as i64 {
                 return Err(shape_err(
                     "ScatterND",
-                    format!("index {} out of range for axis {d} of {data:?}", iv[c * k + d]),
+                    format!(
+                        "index {} out of range for axis {d} of {data:?}",
+                        iv[c * k + d]
+                    ),
                 ));
             }
             off += i as usize * st[d];
@@ -95,7 +98,10 @@ impl Op for ScatterNd {
                 apply(&mut out, uv, &offs, slice, self.add);
                 Ok(Tensor::i64(d.shape().to_vec(), out))
             }
-            _ => Err(shape_err("ScatterND", "data and updates differ in element type")),
+            _ => Err(shape_err(
+                "ScatterND",
+                "data and updates differ in element type",
+            )),
         }
     }
     fn backward(
@@ -125,7 +131,11 @@ impl Op for ScatterNd {
             let mut du = Vec::with_capacity(u.len());
             for (c, &off) in offs.iter().enumerate() {
                 let last = self.add || !offs[c + 1..].contains(&off);
-                du.extend(g[off..off + slice].iter().map(|&v| if last { v } else { 0.0 }));
+                du.extend(
+                    g[off..off + slice]
+                        .iter()
+                        .map(|&v| if last { v } else { 0.0 }),
+                );
             }
             out[2] = Some(Tensor::f32(u.shape().to_vec(), du));
         }

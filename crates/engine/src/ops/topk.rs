@@ -26,7 +26,10 @@ impl TopK {
         let a = norm_axis("TopK", self.axis, s.len())?;
         let k = k.first().copied().unwrap_or(0);
         if k < 0 || k as usize > s[a] {
-            return Err(shape_err("TopK", format!("k = {k} for axis of size {}", s[a])));
+            return Err(shape_err(
+                "TopK",
+                format!("k = {k} for axis of size {}", s[a]),
+            ));
         }
         let k = k as usize;
         let (dim, inner) = (s[a], s[a + 1..].iter().product::<usize>());

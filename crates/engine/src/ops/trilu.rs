@@ -16,7 +16,10 @@ impl Trilu {
     fn keep(&self, inputs: &[Option<&Tensor>], shape: &[usize]) -> Result<Vec<bool>> {
         let r = shape.len();
         if r < 2 {
-            return Err(shape_err("Trilu", format!("input {shape:?} has rank below 2")));
+            return Err(shape_err(
+                "Trilu",
+                format!("input {shape:?} has rank below 2"),
+            ));
         }
         let k = inputs
             .get(1)
@@ -50,11 +53,17 @@ impl Op for Trilu {
         Ok(match x.data() {
             Data::F32(v) => Tensor::f32(
                 s,
-                v.iter().zip(&m).map(|(&v, &k)| if k { v } else { 0.0 }).collect(),
+                v.iter()
+                    .zip(&m)
+                    .map(|(&v, &k)| if k { v } else { 0.0 })
+                    .collect(),
             ),
             Data::I64(v) => Tensor::i64(
                 s,
-                v.iter().zip(&m).map(|(&v, &k)| if k { v } else { 0 }).collect(),
+                v.iter()
+                    .zip(&m)
+                    .map(|(&v, &k)| if k { v } else { 0 })
+                    .collect(),
             ),
         })
     }

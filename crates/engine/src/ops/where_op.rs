@@ -23,7 +23,10 @@ fn spread<T: Copy>(v: &[T], from: &[usize], shape: &[usize]) -> Vec<T> {
 /// The condition broadcast to `shape`, as booleans.
 fn mask(c: &Tensor, shape: &[usize]) -> Vec<bool> {
     match c.data() {
-        Data::I64(v) => spread(v, c.shape(), shape).iter().map(|&x| x != 0).collect(),
+        Data::I64(v) => spread(v, c.shape(), shape)
+            .iter()
+            .map(|&x| x != 0)
+            .collect(),
         Data::F32(v) => spread(v, c.shape(), shape)
             .iter()
             .map(|&x| x != 0.0)

@@ -69,7 +69,8 @@ pub(crate) fn fuse_gelu(g: &mut Graph) {
                 return None;
             }
             let o2 = other(m2, g.nodes[m1].output)?;
-            let ok = (o1 == Some(x) && near(scalar(o2), 0.5)) || (near(scalar(o1), 0.5) && o2 == Some(x));
+            let ok = (o1 == Some(x) && near(scalar(o2), 0.5))
+                || (near(scalar(o1), 0.5) && o2 == Some(x));
             ok.then_some((m2, x))
         })();
         if let Some(r) = found {

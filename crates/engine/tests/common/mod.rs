@@ -119,7 +119,11 @@ pub fn directional_error(fd: f64, g: &[f32], d: &[f32]) -> (f64, f64) {
 }
 
 /// Builds `x → Sub(0.5) → body → Flatten`, then compares gradients with finite differences.
-pub fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut Lcg, &str) -> String) {
+pub fn check(
+    name: &str,
+    chw: [usize; 3],
+    body: impl Fn(&mut GraphBuilder, &mut Lcg, &str) -> String,
+) {
     let mut model = shifted_model(name, 0x5eed, &body);
     let mut rng = Lcg(0x5eed ^ name.len() as u64);
     model
@@ -157,4 +161,3 @@ pub fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut 
         );
     }
 }
-

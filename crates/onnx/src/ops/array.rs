@@ -3,8 +3,8 @@
 //! CumSum, Trilu, and the multi-output Split and TopK (one engine node per output).
 
 use faultline_engine::ops::{
-    Cast, Concat, ConstantOfShape, CumSum, Expand, Flatten, Gather, GatherNd, Op, Pad, PadMode, Range,
-    Reshape, ScatterNd, Shape, Slice, SplitPart, Squeeze, Tile, TopK, Transpose, Trilu,
+    Cast, Concat, ConstantOfShape, CumSum, Expand, Flatten, Gather, GatherNd, Op, Pad, PadMode,
+    Range, Reshape, ScatterNd, Shape, Slice, SplitPart, Squeeze, Tile, TopK, Transpose, Trilu,
     Unsqueeze, Where,
 };
 use faultline_engine::Tensor;

@@ -211,7 +211,11 @@ pub(crate) fn resize(c: &Ctx) -> BuildResult<Box<dyn Op>> {
     let linear = match c.string("mode").as_deref() {
         None | Some("nearest") => false,
         Some("linear") | Some("bilinear") => true,
-        Some(o) => return Err(format!("Resize mode '{o}' is not supported (nearest, linear)")),
+        Some(o) => {
+            return Err(format!(
+                "Resize mode '{o}' is not supported (nearest, linear)"
+            ))
+        }
     };
     let coord = match c.string("coordinate_transformation_mode").as_deref() {
         // Opset 10 had no attribute and behaved as `asymmetric`.
@@ -221,7 +225,11 @@ pub(crate) fn resize(c: &Ctx) -> BuildResult<Box<dyn Op>> {
         Some("align_corners") => CoordMode::AlignCorners,
         Some("asymmetric") => CoordMode::Asymmetric,
         Some("tf_half_pixel_for_nn") => CoordMode::TfHalfPixelForNn,
-        Some(o) => return Err(format!("coordinate_transformation_mode '{o}' is not supported")),
+        Some(o) => {
+            return Err(format!(
+                "coordinate_transformation_mode '{o}' is not supported"
+            ))
+        }
     };
     let nearest = match c.string("nearest_mode").as_deref() {
         None | Some("round_prefer_floor") => NearestMode::RoundPreferFloor,
