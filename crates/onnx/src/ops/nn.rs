@@ -3,8 +3,8 @@
 
 use faultline_engine::ops::conv::{AutoPad, Window};
 use faultline_engine::ops::{
-    BatchNorm, Conv, CoordMode, GlobalAveragePool, NearestMode, NormKind, Normalize, Op, Pool,
-    PoolKind, Resize, Softmax, Unary, UnaryKind,
+    BatchNorm, BatchNormTrain, Conv, CoordMode, GlobalAveragePool, NearestMode, NormKind,
+    Normalize, Op, Pool, PoolKind, Resize, Softmax, Unary, UnaryKind,
 };
 
 use crate::attrs::{BuildResult, Ctx};
@@ -66,15 +66,19 @@ pub(crate) fn global_average_pool(_: &Ctx) -> BuildResult<Box<dyn Op>> {
 }
 
 pub(crate) fn batch_norm(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    if c.int_or("training_mode", 0) != 0 || c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+    if c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err(
             "training-mode BatchNormalization is not supported (export the model in eval mode)"
                 .into(),
         );
     }
-    Ok(Box::new(BatchNorm {
-        epsilon: c.float_or("epsilon", 1e-5),
-    }))
+    let epsilon = c.float_or("epsilon", 1e-5);
+    if c.int_or("training_mode", 0) != 0 {
+        // Batch statistics, no running-statistics outputs: what timm's weight-standardised
+        // convolutions (StdConv2d) export to, applied to a constant weight, so folded at load.
+        return Ok(Box::new(BatchNormTrain { epsilon }));
+    }
+    Ok(Box::new(BatchNorm { epsilon }))
 }
 
 fn unary(kind: UnaryKind) -> BuildResult<Box<dyn Op>> {
