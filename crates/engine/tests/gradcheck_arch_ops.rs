@@ -254,7 +254,16 @@ fn scatter_gather_nd_topk() {
             "i",
             Tensor::from_i64(vec![3, 2, 1], vec![0, 3, 2, 2, 1, 0]).unwrap(),
         );
-        node(b, GatherNd { batch_dims: 1 }, &[&t, &idx], "y")
+        let g = node(b, GatherNd { batch_dims: 1 }, &[&t, &idx], "g");
+        // [C, 2, N, W] → [N, C, 2, W]: the batch first again.
+        node(
+            b,
+            Transpose {
+                perm: Some(vec![2, 0, 1, 3]),
+            },
+            &[&g],
+            "y",
+        )
     });
     for largest in [true, false] {
         check(&format!("topk_{largest}"), [2, 3, 5], |b, _, x| {
