@@ -66,17 +66,19 @@ pub(crate) fn global_average_pool(_: &Ctx) -> BuildResult<Box<dyn Op>> {
 }
 
 pub(crate) fn batch_norm(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    let epsilon = c.float_or("epsilon", 1e-5);
+    if c.int_or("training_mode", 0) != 0 {
+        // Batch statistics: what timm's weight-standardised convolutions (StdConv2d) export
+        // to, applied to a constant weight, so folded at load. The updated running statistics
+        // (outputs 1 and 2) are not computed; a node that reads them fails the graph check
+        // with its name.
+        return Ok(Box::new(BatchNormTrain { epsilon }));
+    }
     if c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err(
             "training-mode BatchNormalization is not supported (export the model in eval mode)"
                 .into(),
         );
-    }
-    let epsilon = c.float_or("epsilon", 1e-5);
-    if c.int_or("training_mode", 0) != 0 {
-        // Batch statistics, no running-statistics outputs: what timm's weight-standardised
-        // convolutions (StdConv2d) export to, applied to a constant weight, so folded at load.
-        return Ok(Box::new(BatchNormTrain { epsilon }));
     }
     Ok(Box::new(BatchNorm { epsilon }))
 }
