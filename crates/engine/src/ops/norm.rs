@@ -69,7 +69,7 @@ impl Normalize {
                 let a = norm_axis(name, axis, shape.len())?;
                 let n: usize = shape[a..].iter().product();
                 Ok(Plan {
-                    rows: if n == 0 { 0 } else { total / n },
+                    rows: total.checked_div(n).unwrap_or(0),
                     n,
                     group: None,
                     affine_len: n,
@@ -85,7 +85,7 @@ impl Normalize {
                     _ => c,
                 };
                 let per_group = groups != c && gamma_len == Some(groups);
-                if groups == 0 || c % groups != 0 {
+                if groups == 0 || !c.is_multiple_of(groups) {
                     return Err(shape_err(
                         name,
                         format!("{c} channels do not split into {groups} groups"),
@@ -129,7 +129,10 @@ impl Normalize {
                     Ok(v.to_vec())
                 } else if v.len() == 1 {
                     Ok(vec![v[0]; plan.affine_len])
-                } else if plan.group.is_none() && !v.is_empty() && plan.affine_len % v.len() == 0 {
+                } else if plan.group.is_none()
+                    && !v.is_empty()
+                    && plan.affine_len.is_multiple_of(v.len())
+                {
                     // γ broadcast over the leading normalized dimensions.
                     Ok((0..plan.affine_len).map(|j| v[j % v.len()]).collect())
                 } else {
