@@ -3,7 +3,8 @@
 //!
 //! [`TrainModel`] takes a [`Model`] as loaded (before [`Model::prepare`]) and finds its
 //! parameters: the float constants that are Conv weights and biases, Gemm and MatMul weights
-//! (the constant operand), bias adds after those, and BatchNormalization scales and shifts.
+//! (the constant operand), bias adds after those, and the scales and shifts of Batch-, Layer-,
+//! Group- and InstanceNormalization.
 //! Everything else (shape constants, an in-graph normalization) stays constant. Of the
 //! load-time passes it runs constant folding, pruning and the Conv epilogue fusion; folding
 //! BatchNormalization into its Conv would tie the graph to statistics that training changes,
@@ -53,9 +54,9 @@ pub enum ParamRole {
     Weight,
     /// A Conv or Gemm bias, or a bias added after a Conv, Gemm or MatMul.
     Bias,
-    /// A batch norm's scale γ.
+    /// A normalization's scale γ (batch, layer, group or instance norm).
     Scale,
-    /// A batch norm's shift β.
+    /// A normalization's shift β.
     Shift,
 }
 
@@ -503,7 +504,10 @@ fn find_params(g: &Graph, learnable: &dyn Fn(&str) -> bool) -> Vec<Param> {
                 (None, Some(v)) | (Some(v), None) => mine.push((v, ParamRole::Weight)),
                 _ => {}
             },
-            "BatchNormalization" => {
+            "BatchNormalization"
+            | "LayerNormalization"
+            | "GroupNormalization"
+            | "InstanceNormalization" => {
                 mine.extend(at(1).map(|v| (v, ParamRole::Scale)));
                 mine.extend(at(2).map(|v| (v, ParamRole::Shift)));
             }

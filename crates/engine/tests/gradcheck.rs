@@ -8,46 +8,6 @@ use faultline_engine::ops::conv::Window;
 use faultline_engine::ops::*;
 use faultline_engine::{GraphBuilder, Loss, Model, Tensor};
 
-/// Builds `x → Sub(0.5) → body → Flatten`, then compares gradients with finite differences.
-fn check(name: &str, chw: [usize; 3], body: impl Fn(&mut GraphBuilder, &mut Lcg, &str) -> String) {
-    let mut model = shifted_model(name, 0x5eed, &body);
-    let mut rng = Lcg(0x5eed ^ name.len() as u64);
-    model
-        .prepare(chw, None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let n = 2;
-    let per: usize = chw.iter().product();
-    // Inputs stay at least 0.05 away from the shift, so that piecewise-linear operators (ReLU,
-    // Clip, Abs) sit away from their kinks; max-pool windows get distinct values.
-    let x: Vec<f32> = rng
-        .vec(n * per)
-        .iter()
-        .map(|v| 0.5 + v.signum() * (0.05 + 0.4 * v.abs()))
-        .collect();
-    let k = model.num_classes();
-    let w = rng.vec(n * k);
-    let g = model.loss_grad(&x, &Loss::Weights(&w)).unwrap().grad;
-    let f = |x: &[f32]| -> f64 {
-        let z = model.logits(x).unwrap();
-        z.iter()
-            .zip(&w)
-            .map(|(a, b)| (*a as f64) * (*b as f64))
-            .sum()
-    };
-    for trial in 0..3 {
-        let d = rng.vec(n * per);
-        let h = 1e-4f32;
-        let xp: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a + h * b).collect();
-        let xm: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a - h * b).collect();
-        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
-        let (err, an) = directional_error(fd, &g, &d);
-        assert!(
-            err < 2e-3,
-            "{name} trial {trial}: finite difference {fd} vs analytic {an} (relative {err:.2e})"
-        );
-    }
-}
-
 #[test]
 fn conv_plain_strided_dilated_grouped_same() {
     let cases = conv_cases();

@@ -198,6 +198,24 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
             b.constant(out, t);
             continue;
         }
+        if let Some(builder) = registry::lookup_multi(&op_type) {
+            let ins: Vec<Option<&str>> = node
+                .input
+                .iter()
+                .map(|i| (!i.is_empty()).then_some(i.as_str()))
+                .collect();
+            let ops = node
+                .output
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| !o.is_empty())
+                .map(|(k, o)| Ok((k, o, builder(&ctx, k).map_err(node_err)?)))
+                .collect::<Result<Vec<_>>>()?;
+            for (k, o, op) in ops {
+                b.node(&format!("{name}:{k}"), op, &ins, o);
+            }
+            continue;
+        }
         let Some(builder) = registry::lookup(&op_type) else {
             unsupported.push(UnsupportedOp {
                 node: name.clone(),

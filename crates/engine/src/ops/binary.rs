@@ -1,4 +1,7 @@
-//! Add, Sub, Mul, Div with numpy broadcasting, on floats and (for shape arithmetic) integers.
+//! Add, Sub, Mul, Div, Pow, Mod, Max, Min, the comparisons Equal/Less/Greater/LessOrEqual/
+//! GreaterOrEqual and the logical And/Or/Xor, with numpy broadcasting, on floats and (for shape
+//! arithmetic) integers. Comparisons and logical operators give booleans as integers 0/1; their
+//! gradient is zero.
 
 use super::{impl_any, input, unbroadcast, Op};
 use crate::error::{shape_err, Result};
@@ -15,6 +18,135 @@ pub enum BinaryKind {
     Mul,
     /// a / b (integer division truncates, as ONNX specifies)
     Div,
+    /// aᵇ; ∂a = b·aᵇ⁻¹, ∂b = ln a·aᵇ (0 where a ≤ 0).
+    Pow,
+    /// Remainder with the sign of the divisor (`fmod = false`, Python's %) or of the dividend
+    /// (`fmod = true`, C's fmod); ∂a = 1, ∂b = −⌊a/b⌋ (truncated for fmod).
+    Mod {
+        /// C semantics.
+        fmod: bool,
+    },
+    /// max(a, b); the gradient goes to the larger operand (to a on ties).
+    Max,
+    /// min(a, b); the gradient goes to the smaller operand (to a on ties).
+    Min,
+    /// a = b
+    Equal,
+    /// a < b
+    Less,
+    /// a > b
+    Greater,
+    /// a ≤ b
+    LessOrEqual,
+    /// a ≥ b
+    GreaterOrEqual,
+    /// a ∧ b (booleans)
+    And,
+    /// a ∨ b (booleans)
+    Or,
+    /// a ⊕ b (booleans)
+    Xor,
+}
+
+impl BinaryKind {
+    /// True for the operators whose result is a boolean (comparisons, logic).
+    pub fn is_boolean(self) -> bool {
+        matches!(
+            self,
+            BinaryKind::Equal
+                | BinaryKind::Less
+                | BinaryKind::Greater
+                | BinaryKind::LessOrEqual
+                | BinaryKind::GreaterOrEqual
+                | BinaryKind::And
+                | BinaryKind::Or
+                | BinaryKind::Xor
+        )
+    }
+}
+
+/// Float result of `k` (booleans as 0/1).
+#[inline]
+fn apply_f32(k: BinaryKind, p: f32, q: f32) -> f32 {
+    let b = |c: bool| c as u8 as f32;
+    match k {
+        BinaryKind::Add => p + q,
+        BinaryKind::Sub => p - q,
+        BinaryKind::Mul => p * q,
+        BinaryKind::Div => p / q,
+        BinaryKind::Pow => pow_f32(p, q),
+        BinaryKind::Mod { fmod: true } => p % q,
+        BinaryKind::Mod { fmod: false } => {
+            let r = p % q;
+            if r != 0.0 && (r < 0.0) != (q < 0.0) {
+                r + q
+            } else {
+                r
+            }
+        }
+        BinaryKind::Max => p.max(q),
+        BinaryKind::Min => p.min(q),
+        BinaryKind::Equal => b(p == q),
+        BinaryKind::Less => b(p < q),
+        BinaryKind::Greater => b(p > q),
+        BinaryKind::LessOrEqual => b(p <= q),
+        BinaryKind::GreaterOrEqual => b(p >= q),
+        BinaryKind::And => b(p != 0.0 && q != 0.0),
+        BinaryKind::Or => b(p != 0.0 || q != 0.0),
+        BinaryKind::Xor => b((p != 0.0) != (q != 0.0)),
+    }
+}
+
+/// aᵇ with the common exponents exact and fast (x², √x).
+#[inline]
+fn pow_f32(p: f32, q: f32) -> f32 {
+    if q == 2.0 {
+        p * p
+    } else if q == 0.5 {
+        p.sqrt()
+    } else if q == 1.0 {
+        p
+    } else {
+        p.powf(q)
+    }
+}
+
+/// Integer result of `k`; None for division by zero.
+#[inline]
+fn apply_i64(k: BinaryKind, p: i64, q: i64) -> Option<i64> {
+    let b = |c: bool| c as i64;
+    Some(match k {
+        BinaryKind::Add => p.wrapping_add(q),
+        BinaryKind::Sub => p.wrapping_sub(q),
+        BinaryKind::Mul => p.wrapping_mul(q),
+        BinaryKind::Div => p.checked_div(q)?,
+        BinaryKind::Pow => {
+            if q < 0 {
+                (p as f64).powf(q as f64) as i64
+            } else {
+                p.wrapping_pow(q.min(u32::MAX as i64) as u32)
+            }
+        }
+        BinaryKind::Mod { fmod: true } => p.checked_rem(q)?,
+        BinaryKind::Mod { fmod: false } => {
+            let r = p.checked_rem(q)?;
+            if r != 0 && (r < 0) != (q < 0) {
+                r + q
+            } else {
+                r
+            }
+        }
+        BinaryKind::Max => p.max(q),
+        BinaryKind::Min => p.min(q),
+        BinaryKind::Equal => b(p == q),
+        BinaryKind::Less => b(p < q),
+        BinaryKind::Greater => b(p > q),
+        BinaryKind::LessOrEqual => b(p <= q),
+        BinaryKind::GreaterOrEqual => b(p >= q),
+        BinaryKind::And => b(p != 0 && q != 0),
+        BinaryKind::Or => b(p != 0 || q != 0),
+        BinaryKind::Xor => b((p != 0) != (q != 0)),
+    })
 }
 
 /// An elementwise binary operator.
@@ -131,6 +263,18 @@ impl Op for Binary {
             BinaryKind::Sub => "Sub",
             BinaryKind::Mul => "Mul",
             BinaryKind::Div => "Div",
+            BinaryKind::Pow => "Pow",
+            BinaryKind::Mod { .. } => "Mod",
+            BinaryKind::Max => "Max",
+            BinaryKind::Min => "Min",
+            BinaryKind::Equal => "Equal",
+            BinaryKind::Less => "Less",
+            BinaryKind::Greater => "Greater",
+            BinaryKind::LessOrEqual => "LessOrEqual",
+            BinaryKind::GreaterOrEqual => "GreaterOrEqual",
+            BinaryKind::And => "And",
+            BinaryKind::Or => "Or",
+            BinaryKind::Xor => "Xor",
         }
     }
     fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
@@ -138,27 +282,38 @@ impl Op for Binary {
         let b = input(self.name(), inputs, 1)?;
         let shape = broadcast_shape(self.name(), a.shape(), b.shape())?;
         let k = self.kind;
+        // Pow may raise floats to integer exponents; comparisons may meet a float constant.
+        let (ca, cb);
+        let (a, b) = if a.is_f32() != b.is_f32() && (k == BinaryKind::Pow || k.is_boolean()) {
+            ca = a.cast(true);
+            cb = b.cast(true);
+            (&ca, &cb)
+        } else {
+            (a, b)
+        };
         match (a.data(), b.data()) {
             (Data::F32(x), Data::F32(y)) => {
-                // One instantiation per kind, so the elementwise loops vectorize.
+                // One instantiation per hot kind, so the elementwise loops vectorize.
                 let (ash, bsh) = (a.shape(), b.shape());
                 let v = match k {
                     BinaryKind::Add => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p + q),
                     BinaryKind::Sub => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p - q),
                     BinaryKind::Mul => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p * q),
                     BinaryKind::Div => zip_broadcast(x, ash, y, bsh, &shape, |p, q| p / q),
+                    k => zip_broadcast(x, ash, y, bsh, &shape, |p, q| apply_f32(k, p, q)),
                 };
-                Ok(Tensor::f32(shape, v))
+                if k.is_boolean() {
+                    Ok(Tensor::f32(shape, v).cast(false))
+                } else {
+                    Ok(Tensor::f32(shape, v))
+                }
             }
             (Data::I64(x), Data::I64(y)) => {
-                if k == BinaryKind::Div && y.contains(&0) {
-                    return Err(shape_err("Div", "integer division by zero"));
+                if matches!(k, BinaryKind::Div | BinaryKind::Mod { .. }) && y.contains(&0) {
+                    return Err(shape_err(self.name(), "integer division by zero"));
                 }
-                let v = zip_broadcast(x, a.shape(), y, b.shape(), &shape, |p, q| match k {
-                    BinaryKind::Add => p.wrapping_add(q),
-                    BinaryKind::Sub => p.wrapping_sub(q),
-                    BinaryKind::Mul => p.wrapping_mul(q),
-                    BinaryKind::Div => p / q,
+                let v = zip_broadcast(x, a.shape(), y, b.shape(), &shape, |p, q| {
+                    apply_i64(k, p, q).unwrap_or(0)
                 });
                 Ok(Tensor::i64(shape, v))
             }
@@ -175,8 +330,25 @@ impl Op for Binary {
         grad: &Tensor,
         need: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
+        if self.kind.is_boolean() {
+            return Ok(vec![None; need.len()]);
+        }
         let a = input(self.name(), inputs, 0)?;
         let b = input(self.name(), inputs, 1)?;
+        // An integer operand (a Pow exponent) gets no gradient; work on a float copy of it.
+        let (ca, cb);
+        let a = if a.is_f32() {
+            a
+        } else {
+            ca = a.cast(true);
+            &ca
+        };
+        let b = if b.is_f32() {
+            b
+        } else {
+            cb = b.cast(true);
+            &cb
+        };
         let os = grad.shape().to_vec();
         let g = grad.fs();
         let mut out = vec![None, None];
@@ -229,6 +401,48 @@ impl Op for Binary {
                     out[1] = Some(gb(&|x, y| -x / (y * y)));
                 }
             }
+            BinaryKind::Pow => {
+                if need[0] {
+                    out[0] = Some(ga(Some(&|x, y| {
+                        if y == 0.0 {
+                            0.0
+                        } else {
+                            y * pow_f32(x, y - 1.0)
+                        }
+                    })));
+                }
+                if need[1] {
+                    out[1] = Some(gb(&|x, y| if x > 0.0 { x.ln() * x.powf(y) } else { 0.0 }));
+                }
+            }
+            BinaryKind::Mod { fmod } => {
+                if need[0] {
+                    out[0] = Some(ga(None));
+                }
+                if need[1] {
+                    out[1] = Some(gb(&|x, y| {
+                        let q = x / y;
+                        -(if fmod { q.trunc() } else { q.floor() })
+                    }));
+                }
+            }
+            BinaryKind::Max | BinaryKind::Min => {
+                let first = |x: f32, y: f32| {
+                    let take = if self.kind == BinaryKind::Max {
+                        x >= y
+                    } else {
+                        x <= y
+                    };
+                    take as u8 as f32
+                };
+                if need[0] {
+                    out[0] = Some(ga(Some(&first)));
+                }
+                if need[1] {
+                    out[1] = Some(gb(&|x, y| 1.0 - first(x, y)));
+                }
+            }
+            _ => {}
         }
         Ok(out)
     }

@@ -1,5 +1,7 @@
-//! Elementwise activations: Relu, LeakyRelu, Sigmoid, Tanh, Erf, Gelu, Clip, Neg, Exp, Sqrt,
-//! Abs, and the pass-through Identity/Dropout (inference). One struct with a kind keeps the
+//! Elementwise activations: Relu, LeakyRelu, Sigmoid, Tanh, Erf, Gelu, Clip, HardSigmoid,
+//! HardSwish, Mish, Softplus, Elu, Neg, Exp, Log, Sqrt, Reciprocal, Abs, Sign, Floor, Ceil,
+//! Round, Not, and the pass-through Identity/Dropout (inference). Neg, Abs, Sign, Floor, Ceil,
+//! Round, Not and Identity also take integers (shape arithmetic). One struct with a kind keeps the
 //! forward map and its derivative side by side.
 
 use super::{impl_any, input_f32, Op};
@@ -36,6 +38,35 @@ pub enum UnaryKind {
     Abs,
     /// x (Identity, Dropout in inference).
     Identity,
+    /// max(0, min(1, αx + β)); gradient α inside (0, 1).
+    HardSigmoid {
+        /// Slope (ONNX default 0.2; PyTorch exports 1/6).
+        alpha: f32,
+        /// Offset (default 0.5).
+        beta: f32,
+    },
+    /// x·max(0, min(1, x/6 + 1/2)).
+    HardSwish,
+    /// x·tanh(softplus(x)).
+    Mish,
+    /// ln(1 + eˣ), computed stably.
+    Softplus,
+    /// x for x > 0, α(eˣ − 1) otherwise.
+    Elu(f32),
+    /// ln x.
+    Log,
+    /// 1/x.
+    Reciprocal,
+    /// −1, 0 or 1; gradient 0.
+    Sign,
+    /// ⌊x⌋; gradient 0.
+    Floor,
+    /// ⌈x⌉; gradient 0.
+    Ceil,
+    /// Round half to even; gradient 0.
+    Round,
+    /// Logical not of a boolean (stored as integers 0/1).
+    Not,
 }
 
 /// An elementwise operator.
@@ -97,7 +128,55 @@ fn f(kind: UnaryKind, x: f32) -> f32 {
         UnaryKind::Sqrt => x.sqrt(),
         UnaryKind::Abs => x.abs(),
         UnaryKind::Identity => x,
+        UnaryKind::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+        UnaryKind::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        UnaryKind::Mish => x * softplus(x).tanh(),
+        UnaryKind::Softplus => softplus(x),
+        UnaryKind::Elu(a) => {
+            if x > 0.0 {
+                x
+            } else {
+                a * x.exp_m1()
+            }
+        }
+        UnaryKind::Log => x.ln(),
+        UnaryKind::Reciprocal => 1.0 / x,
+        UnaryKind::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }
+        UnaryKind::Floor => x.floor(),
+        UnaryKind::Ceil => x.ceil(),
+        UnaryKind::Round => x.round_ties_even(),
+        UnaryKind::Not => (x == 0.0) as u8 as f32,
     }
+}
+
+/// ln(1 + eˣ) without overflow for large x.
+fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// The integer version, for the kinds that accept integers.
+fn f_int(kind: UnaryKind, x: i64) -> Option<i64> {
+    Some(match kind {
+        UnaryKind::Neg => x.wrapping_neg(),
+        UnaryKind::Abs => x.wrapping_abs(),
+        UnaryKind::Sign => x.signum(),
+        UnaryKind::Floor | UnaryKind::Ceil | UnaryKind::Round | UnaryKind::Identity => x,
+        UnaryKind::Not => (x == 0) as i64,
+        UnaryKind::Relu => x.max(0),
+        _ => return None,
+    })
 }
 
 /// Derivative at input `x` with output `y`.
@@ -139,6 +218,44 @@ fn df(kind: UnaryKind, x: f32, y: f32) -> f32 {
             }
         }
         UnaryKind::Identity => 1.0,
+        UnaryKind::HardSigmoid { alpha, beta } => {
+            let u = alpha * x + beta;
+            if u > 0.0 && u < 1.0 {
+                alpha
+            } else {
+                0.0
+            }
+        }
+        UnaryKind::HardSwish => {
+            if x < -3.0 {
+                0.0
+            } else if x > 3.0 {
+                1.0
+            } else {
+                x / 3.0 + 0.5
+            }
+        }
+        UnaryKind::Mish => {
+            let sp = softplus(x);
+            let t = sp.tanh();
+            let sig = 1.0 / (1.0 + (-x).exp());
+            t + x * (1.0 - t * t) * sig
+        }
+        UnaryKind::Softplus => 1.0 / (1.0 + (-x).exp()),
+        UnaryKind::Elu(a) => {
+            if x > 0.0 {
+                1.0
+            } else {
+                y + a
+            }
+        }
+        UnaryKind::Log => 1.0 / x,
+        UnaryKind::Reciprocal => -y * y,
+        UnaryKind::Sign
+        | UnaryKind::Floor
+        | UnaryKind::Ceil
+        | UnaryKind::Round
+        | UnaryKind::Not => 0.0,
     }
 }
 
@@ -157,12 +274,30 @@ impl Op for Unary {
             UnaryKind::Sqrt => "Sqrt",
             UnaryKind::Abs => "Abs",
             UnaryKind::Identity => "Identity",
+            UnaryKind::HardSigmoid { .. } => "HardSigmoid",
+            UnaryKind::HardSwish => "HardSwish",
+            UnaryKind::Mish => "Mish",
+            UnaryKind::Softplus => "Softplus",
+            UnaryKind::Elu(_) => "Elu",
+            UnaryKind::Log => "Log",
+            UnaryKind::Reciprocal => "Reciprocal",
+            UnaryKind::Sign => "Sign",
+            UnaryKind::Floor => "Floor",
+            UnaryKind::Ceil => "Ceil",
+            UnaryKind::Round => "Round",
+            UnaryKind::Not => "Not",
         }
     }
     fn forward(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         let x = super::input(self.name(), inputs, 0)?;
         if self.kind == UnaryKind::Identity {
             return Ok(x.clone());
+        }
+        if let crate::tensor::Data::I64(v) = x.data() {
+            let k = self.kind;
+            if let Some(out) = v.iter().map(|&a| f_int(k, a)).collect::<Option<Vec<_>>>() {
+                return Ok(Tensor::i64(x.shape().to_vec(), out));
+            }
         }
         let x = input_f32(self.name(), inputs, 0)?;
         // The hot activations get their own loop so the compiler can vectorize them.

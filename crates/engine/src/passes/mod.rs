@@ -1,6 +1,7 @@
 //! Load-time graph passes: constant folding (shape arithmetic and anything else computable
 //! without the input), folding BatchNormalization into a preceding Conv, and pruning nodes the
-//! output does not need, fusing a Conv with the residual Add and ReLU that follow it, and
+//! output does not need, fusing the elementwise spelling of GELU into one node, fusing a Conv
+//! with the residual Add and ReLU that follow it, and
 //! rearranging constant convolution weights for the kernels.
 //!
 //! The passes read and rewrite a [`Graph`]; the graph module knows nothing of them. Their one
@@ -9,6 +10,7 @@
 mod fold_batch_norm;
 mod fold_constants;
 mod fuse_activation;
+mod fuse_gelu;
 mod prepare_weights;
 mod prune;
 
@@ -18,6 +20,7 @@ use crate::graph::Graph;
 use fold_batch_norm::fold_batch_norm;
 use fold_constants::fold_constants;
 use fuse_activation::fuse_activation;
+use fuse_gelu::fuse_gelu;
 pub(crate) use prepare_weights::prepare_weights;
 use prune::prune;
 
@@ -27,6 +30,7 @@ use prune::prune;
 /// that training changes; weights are packed by the training step itself, after each update.
 pub(crate) fn for_training(g: &mut Graph) -> Result<()> {
     fold_constants(g)?;
+    fuse_gelu(g);
     prune(g);
     fuse_activation(g);
     Ok(())
@@ -41,6 +45,7 @@ pub(crate) fn for_training(g: &mut Graph) -> Result<()> {
 pub(crate) fn optimise(g: &mut Graph) -> Result<()> {
     fold_constants(g)?;
     fold_batch_norm(g);
+    fuse_gelu(g);
     prune(g);
     fuse_activation(g);
     prepare_weights(g);

@@ -3,7 +3,7 @@
 
 use faultline_engine::ops::conv::{AutoPad, Window};
 use faultline_engine::ops::{Binary, BinaryKind, Flatten};
-use faultline_engine::{GraphBuilder, Model, Tensor};
+use faultline_engine::{GraphBuilder, Loss, Model, Tensor};
 
 /// Deterministic pseudo-random numbers in [-1, 1) (64-bit LCG, high bits).
 pub struct Lcg(pub u64);
@@ -116,4 +116,48 @@ pub fn directional_error(fd: f64, g: &[f32], d: &[f32]) -> (f64, f64) {
     let gnorm: f64 = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
     let dnorm: f64 = d.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
     ((fd - an).abs() / (gnorm * dnorm).max(1e-6), an)
+}
+
+/// Builds `x → Sub(0.5) → body → Flatten`, then compares gradients with finite differences.
+pub fn check(
+    name: &str,
+    chw: [usize; 3],
+    body: impl Fn(&mut GraphBuilder, &mut Lcg, &str) -> String,
+) {
+    let mut model = shifted_model(name, 0x5eed, &body);
+    let mut rng = Lcg(0x5eed ^ name.len() as u64);
+    model
+        .prepare(chw, None)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let n = 2;
+    let per: usize = chw.iter().product();
+    // Inputs stay at least 0.05 away from the shift, so that piecewise-linear operators (ReLU,
+    // Clip, Abs) sit away from their kinks; max-pool windows get distinct values.
+    let x: Vec<f32> = rng
+        .vec(n * per)
+        .iter()
+        .map(|v| 0.5 + v.signum() * (0.05 + 0.4 * v.abs()))
+        .collect();
+    let k = model.num_classes();
+    let w = rng.vec(n * k);
+    let g = model.loss_grad(&x, &Loss::Weights(&w)).unwrap().grad;
+    let f = |x: &[f32]| -> f64 {
+        let z = model.logits(x).unwrap();
+        z.iter()
+            .zip(&w)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
+    };
+    for trial in 0..3 {
+        let d = rng.vec(n * per);
+        let h = 1e-4f32;
+        let xp: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a + h * b).collect();
+        let xm: Vec<f32> = x.iter().zip(&d).map(|(a, b)| a - h * b).collect();
+        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
+        let (err, an) = directional_error(fd, &g, &d);
+        assert!(
+            err < 2e-3,
+            "{name} trial {trial}: finite difference {fd} vs analytic {an} (relative {err:.2e})"
+        );
+    }
 }

@@ -1,9 +1,11 @@
 //! Shape and data-movement operators: Reshape, Flatten, Transpose, Concat, Slice, Pad, Shape,
-//! Gather, Squeeze/Unsqueeze, ConstantOfShape, Cast, Expand.
+//! Gather, GatherND, Squeeze/Unsqueeze, ConstantOfShape, Cast, Expand, Where, Range, Tile, ScatterND,
+//! CumSum, Trilu, and the multi-output Split and TopK (one engine node per output).
 
 use faultline_engine::ops::{
-    Cast, Concat, ConstantOfShape, Expand, Flatten, Gather, Op, Pad, PadMode, Reshape, Shape,
-    Slice, Squeeze, Transpose, Unsqueeze,
+    Cast, Concat, ConstantOfShape, CumSum, Expand, Flatten, Gather, GatherNd, Op, Pad, PadMode,
+    Range, Reshape, ScatterNd, Shape, Slice, SplitPart, Squeeze, Tile, TopK, Transpose, Trilu,
+    Unsqueeze, Where,
 };
 use faultline_engine::Tensor;
 
@@ -130,4 +132,75 @@ pub(crate) fn cast(c: &Ctx) -> BuildResult<Box<dyn Op>> {
 
 pub(crate) fn expand(_: &Ctx) -> BuildResult<Box<dyn Op>> {
     Ok(Box::new(Expand))
+}
+
+pub(crate) fn where_(_: &Ctx) -> BuildResult<Box<dyn Op>> {
+    Ok(Box::new(Where))
+}
+
+pub(crate) fn range(_: &Ctx) -> BuildResult<Box<dyn Op>> {
+    Ok(Box::new(Range))
+}
+
+pub(crate) fn tile(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    if c.opset < 6 {
+        return Err("Tile before opset 6 is not supported".into());
+    }
+    Ok(Box::new(Tile))
+}
+
+pub(crate) fn scatter_nd(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    let add = match c.string("reduction").as_deref() {
+        None | Some("none") => false,
+        Some("add") => true,
+        Some(o) => return Err(format!("ScatterND reduction '{o}' is not supported")),
+    };
+    Ok(Box::new(ScatterNd { add }))
+}
+
+pub(crate) fn cum_sum(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    Ok(Box::new(CumSum {
+        exclusive: c.int_or("exclusive", 0) != 0,
+        reverse: c.int_or("reverse", 0) != 0,
+    }))
+}
+
+pub(crate) fn trilu(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    Ok(Box::new(Trilu {
+        upper: c.int_or("upper", 1) != 0,
+    }))
+}
+
+/// Output `index` of a Split.
+pub(crate) fn split(c: &Ctx, index: usize) -> BuildResult<Box<dyn Op>> {
+    let parts = c.node.output.len();
+    let sizes = if c.opset < 13 { c.ints("split") } else { None };
+    if c.opset >= 18 && !c.has_input(1) && c.int("num_outputs").is_none() && parts == 0 {
+        return Err("Split needs 'split' sizes or 'num_outputs'".into());
+    }
+    Ok(Box::new(SplitPart {
+        axis: c.int_or("axis", 0),
+        sizes,
+        parts: c.int("num_outputs").map_or(parts, |n| n.max(0) as usize),
+        index,
+    }))
+}
+
+/// Output `index` of a TopK (0: values, 1: indices).
+pub(crate) fn top_k(c: &Ctx, index: usize) -> BuildResult<Box<dyn Op>> {
+    if c.opset < 10 {
+        return Err("TopK before opset 10 (k as an attribute) is not supported".into());
+    }
+    Ok(Box::new(TopK {
+        axis: c.int_or("axis", -1),
+        largest: c.int_or("largest", 1) != 0,
+        indices: index == 1,
+    }))
+}
+
+pub(crate) fn gather_nd(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    let b = c.int_or("batch_dims", 0);
+    Ok(Box::new(GatherNd {
+        batch_dims: usize::try_from(b).map_err(|_| format!("negative batch_dims {b}"))?,
+    }))
 }

@@ -1,8 +1,10 @@
-//! Neural-network operators: Conv, pools, BatchNormalization, activations, Softmax, Dropout.
+//! Neural-network operators: Conv, pools, BatchNormalization, Layer/Group/Instance
+//! normalization, activations, Softmax, Dropout, Resize.
 
 use faultline_engine::ops::conv::{AutoPad, Window};
 use faultline_engine::ops::{
-    BatchNorm, Conv, GlobalAveragePool, Op, Pool, PoolKind, Softmax, Unary, UnaryKind,
+    BatchNorm, BatchNormTrain, Conv, CoordMode, GlobalAveragePool, NearestMode, NormKind,
+    Normalize, Op, Pool, PoolKind, Resize, Softmax, Unary, UnaryKind,
 };
 
 use crate::attrs::{BuildResult, Ctx};
@@ -64,15 +66,21 @@ pub(crate) fn global_average_pool(_: &Ctx) -> BuildResult<Box<dyn Op>> {
 }
 
 pub(crate) fn batch_norm(c: &Ctx) -> BuildResult<Box<dyn Op>> {
-    if c.int_or("training_mode", 0) != 0 || c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+    let epsilon = c.float_or("epsilon", 1e-5);
+    if c.int_or("training_mode", 0) != 0 {
+        // Batch statistics: what timm's weight-standardised convolutions (StdConv2d) export
+        // to, applied to a constant weight, so folded at load. The updated running statistics
+        // (outputs 1 and 2) are not computed; a node that reads them fails the graph check
+        // with its name.
+        return Ok(Box::new(BatchNormTrain { epsilon }));
+    }
+    if c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err(
             "training-mode BatchNormalization is not supported (export the model in eval mode)"
                 .into(),
         );
     }
-    Ok(Box::new(BatchNorm {
-        epsilon: c.float_or("epsilon", 1e-5),
-    }))
+    Ok(Box::new(BatchNorm { epsilon }))
 }
 
 fn unary(kind: UnaryKind) -> BuildResult<Box<dyn Op>> {
@@ -146,4 +154,108 @@ pub(crate) fn softmax(c: &Ctx) -> BuildResult<Box<dyn Op>> {
 }
 pub(crate) fn log_softmax(c: &Ctx) -> BuildResult<Box<dyn Op>> {
     softmax_like(c, true)
+}
+
+pub(crate) fn hard_sigmoid(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    unary(UnaryKind::HardSigmoid {
+        alpha: c.float_or("alpha", 0.2),
+        beta: c.float_or("beta", 0.5),
+    })
+}
+pub(crate) fn hard_swish(_: &Ctx) -> BuildResult<Box<dyn Op>> {
+    unary(UnaryKind::HardSwish)
+}
+pub(crate) fn mish(_: &Ctx) -> BuildResult<Box<dyn Op>> {
+    unary(UnaryKind::Mish)
+}
+pub(crate) fn softplus(_: &Ctx) -> BuildResult<Box<dyn Op>> {
+    unary(UnaryKind::Softplus)
+}
+pub(crate) fn elu(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    unary(UnaryKind::Elu(c.float_or("alpha", 1.0)))
+}
+
+/// The optional statistics outputs of LayerNormalization are refused (inference never uses
+/// them).
+fn single_output(c: &Ctx, what: &str) -> BuildResult<()> {
+    if c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err(format!("the {what} outputs are not supported"));
+    }
+    Ok(())
+}
+
+pub(crate) fn layer_norm(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    single_output(c, "Mean and InvStdDev")?;
+    Ok(Box::new(Normalize {
+        kind: NormKind::Layer {
+            axis: c.int_or("axis", -1),
+        },
+        epsilon: c.float_or("epsilon", 1e-5),
+    }))
+}
+
+pub(crate) fn group_norm(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    let groups = c
+        .int("num_groups")
+        .ok_or("GroupNormalization needs 'num_groups'")?;
+    Ok(Box::new(Normalize {
+        kind: NormKind::Group {
+            groups: usize::try_from(groups).map_err(|_| format!("num_groups {groups}"))?,
+        },
+        epsilon: c.float_or("epsilon", 1e-5),
+    }))
+}
+
+pub(crate) fn instance_norm(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    Ok(Box::new(Normalize {
+        kind: NormKind::Instance,
+        epsilon: c.float_or("epsilon", 1e-5),
+    }))
+}
+
+pub(crate) fn resize(c: &Ctx) -> BuildResult<Box<dyn Op>> {
+    let linear = match c.string("mode").as_deref() {
+        None | Some("nearest") => false,
+        Some("linear") | Some("bilinear") => true,
+        Some(o) => {
+            return Err(format!(
+                "Resize mode '{o}' is not supported (nearest, linear)"
+            ))
+        }
+    };
+    let coord = match c.string("coordinate_transformation_mode").as_deref() {
+        // Opset 10 had no attribute and behaved as `asymmetric`.
+        None if c.opset < 11 => CoordMode::Asymmetric,
+        None | Some("half_pixel") => CoordMode::HalfPixel,
+        Some("pytorch_half_pixel") => CoordMode::PytorchHalfPixel,
+        Some("align_corners") => CoordMode::AlignCorners,
+        Some("asymmetric") => CoordMode::Asymmetric,
+        Some("tf_half_pixel_for_nn") => CoordMode::TfHalfPixelForNn,
+        Some(o) => {
+            return Err(format!(
+                "coordinate_transformation_mode '{o}' is not supported"
+            ))
+        }
+    };
+    let nearest = match c.string("nearest_mode").as_deref() {
+        None | Some("round_prefer_floor") => NearestMode::RoundPreferFloor,
+        Some("round_prefer_ceil") => NearestMode::RoundPreferCeil,
+        Some("floor") => NearestMode::Floor,
+        Some("ceil") => NearestMode::Ceil,
+        Some(o) => return Err(format!("nearest_mode '{o}' is not supported")),
+    };
+    if c.int_or("antialias", 0) != 0 || c.has("axes") {
+        return Err("Resize with 'antialias' or 'axes' is not supported".into());
+    }
+    if c.string("keep_aspect_ratio_policy")
+        .is_some_and(|p| p != "stretch")
+    {
+        return Err("Resize keep_aspect_ratio_policy other than 'stretch' is not supported".into());
+    }
+    Ok(Box::new(Resize {
+        linear,
+        coord,
+        nearest,
+        scales_input: if c.opset < 11 { 1 } else { 2 },
+    }))
 }
