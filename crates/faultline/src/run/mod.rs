@@ -17,8 +17,10 @@
 //! | `harden` | [`weak::harden`] | [`weak::HardenReport`] |
 //! | `metrics` | [`metrics::run`] | [`metrics::MetricsReport`] |
 //! | `compare` | [`compare::run`] | [`compare::CompareReport`] |
+//! | `audit` | [`audit::run`] | [`audit::AuditReport`] |
 
 pub mod attack;
+pub mod audit;
 pub mod bench;
 pub mod classwise;
 pub mod compare;
