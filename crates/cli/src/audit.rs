@@ -14,7 +14,7 @@ use crate::common::{load, parse_radii, source, Bar, DataArgs, ModelArgs, OutArgs
 
 /// Samples the demo audits when neither --model, --data nor --limit is given (class-stratified):
 /// the quick preset then takes about a minute on 2 cores (README).
-pub const DEMO_LIMIT: usize = 200;
+pub const DEMO_LIMIT: usize = 100;
 
 /// Arguments of `faultline audit`.
 #[derive(Args, Debug)]

@@ -110,7 +110,7 @@ pub fn render(s: &Sources, f: &Findings) -> String {
         let _ = write!(h, "<a href=\"#{id}\">{id}</a>");
     }
     h.push_str("</nav>\n");
-    summary(&mut h, s, f);
+    summary(&mut h, f);
     robustness(&mut h, s, f);
     stages(&mut h, s);
     corruptions(&mut h, s);
@@ -132,7 +132,7 @@ fn close(h: &mut String) {
     h.push_str("</section>\n");
 }
 
-fn summary(h: &mut String, s: &Sources, f: &Findings) {
+fn summary(h: &mut String, f: &Findings) {
     open(h, "summary", "Summary");
     h.push_str("<div class=\"headline\">");
     let mut card = |label: &str, value: String| {
@@ -150,8 +150,8 @@ fn summary(h: &mut String, s: &Sources, f: &Findings) {
     if f.mean_corruption_accuracy.is_some() {
         card("mean corruption accuracy", pct(f.mean_corruption_accuracy));
     }
-    if let Some(t) = &f.threshold {
-        card("logit-margin AUROC", t.auroc.map_or("–".into(), |a| format!("{a:.3}")));
+    if let Some(a) = f.threshold.as_ref().and_then(|t| t.auroc) {
+        card("logit-margin AUROC", format!("{a:.3}"));
     }
     h.push_str("</div>\n");
     if let Some(a) = &f.attack {
@@ -175,14 +175,15 @@ fn summary(h: &mut String, s: &Sources, f: &Findings) {
         h.push_str("</ol>");
     }
     if !f.weakest_classes.is_empty() {
-        h.push_str("<h3>Most vulnerable classes</h3><table><tr><th class=\"l\">class</th><th>clean</th><th>under attack</th><th>under corruptions</th></tr>");
+        h.push_str("<h3>Most vulnerable classes</h3><table><tr><th class=\"l\">class</th><th>clean</th><th>under attack</th><th>under corruptions (mean)</th></tr>");
         for c in &f.weakest_classes {
             let _ = write!(
                 h,
-                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
                 esc(&c.name),
                 pct(c.clean_accuracy),
                 pct(c.attack_accuracy),
+                c.attack.as_ref().map_or(String::new(), |a| format!(" ({})", esc(a))),
                 pct(c.corruption_accuracy)
             );
         }
@@ -201,7 +202,6 @@ fn summary(h: &mut String, s: &Sources, f: &Findings) {
         }
         h.push_str("</table>");
     }
-    let _ = s;
     close(h);
 }
 

@@ -205,6 +205,8 @@ pub struct WeakClass {
     pub name: String,
     /// Clean accuracy.
     pub clean_accuracy: Option<f64>,
+    /// The attack condition of the ranking (its smallest radius).
+    pub attack: Option<String>,
     /// Accuracy under the attack at the ranking's radius.
     pub attack_accuracy: Option<f64>,
     /// Mean accuracy over the corruption families.
@@ -356,6 +358,7 @@ impl Findings {
                 .map(|r| WeakClass {
                     name: r["name"].as_str().unwrap_or("?").to_string(),
                     clean_accuracy: r["clean_accuracy"].as_f64(),
+                    attack: r["attack"].as_str().map(String::from),
                     attack_accuracy: r["attack_accuracy"].as_f64(),
                     corruption_accuracy: r["corruption_accuracy"].as_f64(),
                 })
@@ -515,9 +518,9 @@ fn recommendations(s: &Sources, f: &Findings) -> Vec<String> {
         let names: Vec<String> = f
             .weakest_classes
             .iter()
-            .map(|c| match c.attack_accuracy {
-                Some(a) => format!("{} ({} under attack)", c.name, pct(a)),
-                None => c.name.clone(),
+            .map(|c| match (c.attack_accuracy, &c.attack) {
+                (Some(a), Some(at)) => format!("{} ({} under {at})", c.name, pct(a)),
+                _ => c.name.clone(),
             })
             .collect();
         let dir = s
@@ -543,7 +546,16 @@ fn recommendations(s: &Sources, f: &Findings) -> Vec<String> {
         ));
     }
     if let Some(t) = &f.threshold {
-        if let (Some(p), Some(r)) = (t.precision, t.recall) {
+        if t.samples > 0 && (t.non_robust == 0 || t.non_robust == t.samples) {
+            v.push(format!(
+                "{} of the {} attacked samples have an input margin at most ε = {} ({}): no                  margin threshold separates brittle from robust inputs at this radius; audit a                  {} radius (`--eps`) to choose one.",
+                t.non_robust,
+                t.samples,
+                eps_label(t.eps),
+                t.norm,
+                if t.non_robust == 0 { "larger" } else { "smaller" }
+            ));
+        } else if let (Some(p), Some(r)) = (t.precision, t.recall) {
             v.push(format!(
                 "Deployable check: flag inputs whose logit margin (top-1 − top-2 logit) is at \
                  most {:.3}. On these {} samples it flags {} and catches {} of the {} \

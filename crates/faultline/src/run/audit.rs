@@ -693,14 +693,22 @@ fn escape(
     progress: &dyn Progress,
 ) -> Result<()> {
     let recs = read_records(&attack_dir.file("samples.jsonl"))?;
+    let zero: std::collections::HashSet<usize> = recs
+        .iter()
+        .filter(|r| {
+            r.attack
+                .as_ref()
+                .is_some_and(|a| a.gradient_issue.as_deref() == Some("zero"))
+        })
+        .map(|r| r.index)
+        .collect();
     let stuck: Vec<usize> = recs
         .iter()
         .filter(|r| {
             r.condition.eps() == Some(plan.main_eps)
                 && r.correct()
-                && r.attack
-                    .as_ref()
-                    .is_some_and(|a| !a.success && a.gradient_issue.as_deref() == Some("zero"))
+                && !r.success()
+                && zero.contains(&r.index)
         })
         .map(|r| r.index)
         .collect();
