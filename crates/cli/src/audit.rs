@@ -93,9 +93,18 @@ pub fn run(a: &AuditArgs) -> Result<()> {
     let pct = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1} %", 100.0 * v));
     writeln!(o, "clean accuracy            {}", pct(f.clean_accuracy))?;
     for p in &f.robust {
-        writeln!(o, "robust accuracy ε={:<7} {}", p.label, pct(Some(p.robust_accuracy)))?;
+        writeln!(
+            o,
+            "robust accuracy ε={:<7} {}",
+            p.label,
+            pct(Some(p.robust_accuracy))
+        )?;
     }
-    writeln!(o, "mean corruption accuracy  {}", pct(f.mean_corruption_accuracy))?;
+    writeln!(
+        o,
+        "mean corruption accuracy  {}",
+        pct(f.mean_corruption_accuracy)
+    )?;
     writeln!(o, "\nrecommendations:")?;
     for (i, rec) in f.recommendations.iter().enumerate() {
         writeln!(o, "{:>2}. {rec}", i + 1)?;

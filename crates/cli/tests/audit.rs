@@ -49,7 +49,10 @@ fn audit_writes_every_section_resumes_and_report_rebuilds_the_page() {
     let o = run(tmp.path(), &args(m, d, &["--dry-run", "-o", "a"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let est = stdout(&o);
-    assert!(est.contains("warm-up at batch 20") && est.contains("estimate: at most"), "{est}");
+    assert!(
+        est.contains("warm-up at batch 20") && est.contains("estimate: at most"),
+        "{est}"
+    );
     for s in SECTIONS {
         assert!(est.contains(s), "{est}");
     }
@@ -87,7 +90,10 @@ fn audit_writes_every_section_resumes_and_report_rebuilds_the_page() {
     // The headline figures are the sections' own.
     let f = &r["findings"];
     assert_eq!(f["clean_accuracy"], eval["clean_accuracy"]);
-    assert_eq!(f["robust"][1]["robust_accuracy"], curve[1]["robust_accuracy"]);
+    assert_eq!(
+        f["robust"][1]["robust_accuracy"],
+        curve[1]["robust_accuracy"]
+    );
 
     let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
     for id in PAGE_IDS {
@@ -98,7 +104,10 @@ fn audit_writes_every_section_resumes_and_report_rebuilds_the_page() {
     }
     assert!(page.contains("<svg") && page.contains("data:image/png;base64,"));
     let clean = format!("{:.1} %", 100.0 * eval["clean_accuracy"].as_f64().unwrap());
-    assert!(page.contains(&clean), "clean accuracy {clean} not on the page");
+    assert!(
+        page.contains(&clean),
+        "clean accuracy {clean} not on the page"
+    );
     assert!(page.contains("Recommendations"));
 
     // The same flags again: every section is read back, nothing recomputed.
@@ -124,14 +133,20 @@ fn audit_writes_every_section_resumes_and_report_rebuilds_the_page() {
     assert!(again == page2, "report rebuilt a different page");
 
     // From single runs: the sections it has, the others marked absent.
-    let o = run(tmp.path(), &["report", "a/margins", "a/eval", "--out", "part.html"]);
+    let o = run(
+        tmp.path(),
+        &["report", "a/margins", "a/eval", "--out", "part.html"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let part = std::fs::read_to_string(tmp.path().join("part.html")).unwrap();
     assert!(part.contains("No attack run among the runs reported on"));
     assert!(part.contains("accuracy % under each corruption"));
 
     // Other settings in the same directory are refused, naming what differs.
-    let o = run(tmp.path(), &args(m, d, &["-o", "a", "--preset", "standard"]));
+    let o = run(
+        tmp.path(),
+        &args(m, d, &["-o", "a", "--preset", "standard"]),
+    );
     assert_clear_error(&o, &["a", "different run", "preset"]);
     // Not a run directory.
     std::fs::create_dir(tmp.path().join("empty")).unwrap();

@@ -97,19 +97,34 @@ fn report_page_renders_in_headless_chromium() {
         ],
         &page,
     );
-    assert!(o.status.success(), "chromium --screenshot failed: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "chromium --screenshot failed: {}",
+        stderr(&o)
+    );
     let png = std::fs::read(&shot).expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 
     let o = headless(
         &browser,
         &["--enable-logging=stderr", "--v=0", "--dump-dom"],
         &page,
     );
-    assert!(o.status.success(), "chromium --dump-dom failed: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "chromium --dump-dom failed: {}",
+        stderr(&o)
+    );
     let dom = String::from_utf8_lossy(&o.stdout);
     for id in PAGE_IDS {
-        assert!(dom.contains(&format!("id=\"{id}\"")), "section {id} missing from the DOM");
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "section {id} missing from the DOM"
+        );
     }
     assert!(dom.contains("<svg") && dom.contains("data:image/png;base64,"));
     // Page problems Chromium logs: console messages (there is no script, so any is an error),

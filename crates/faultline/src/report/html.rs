@@ -78,11 +78,18 @@ pub fn write(s: &Sources, f: &Findings, path: &Path) -> Result<()> {
 /// The page.
 pub fn render(s: &Sources, f: &Findings) -> String {
     let mut h = String::new();
-    let model = [&s.eval, &s.attack, &s.classwise, &s.margins, &s.metrics, &s.weak]
-        .iter()
-        .filter_map(|r| r.as_ref())
-        .find_map(|r| r.json["model"]["path"].as_str().map(String::from))
-        .unwrap_or_default();
+    let model = [
+        &s.eval,
+        &s.attack,
+        &s.classwise,
+        &s.margins,
+        &s.metrics,
+        &s.weak,
+    ]
+    .iter()
+    .filter_map(|r| r.as_ref())
+    .find_map(|r| r.json["model"]["path"].as_str().map(String::from))
+    .unwrap_or_default();
     let data = [&s.eval, &s.attack, &s.classwise, &s.margins]
         .iter()
         .filter_map(|r| r.as_ref())
@@ -136,13 +143,21 @@ fn summary(h: &mut String, f: &Findings) {
     open(h, "summary", "Summary");
     h.push_str("<div class=\"headline\">");
     let mut card = |label: &str, value: String| {
-        let _ = write!(h, "<div class=\"card\">{}<b>{}</b></div>", esc(label), esc(&value));
+        let _ = write!(
+            h,
+            "<div class=\"card\">{}<b>{}</b></div>",
+            esc(label),
+            esc(&value)
+        );
     };
     if f.clean_accuracy.is_some() {
         card("clean accuracy", pct(f.clean_accuracy));
     }
     for p in &f.robust {
-        card(&format!("robust accuracy, ε = {}", p.label), pct(Some(p.robust_accuracy)));
+        card(
+            &format!("robust accuracy, ε = {}", p.label),
+            pct(Some(p.robust_accuracy)),
+        );
     }
     if let Some(r) = f.robust_after_escape {
         card("robust after the escape", pct(Some(r)));
@@ -183,7 +198,9 @@ fn summary(h: &mut String, f: &Findings) {
                 esc(&c.name),
                 pct(c.clean_accuracy),
                 pct(c.attack_accuracy),
-                c.attack.as_ref().map_or(String::new(), |a| format!(" ({})", esc(a))),
+                c.attack
+                    .as_ref()
+                    .map_or(String::new(), |a| format!(" ({})", esc(a))),
                 pct(c.corruption_accuracy)
             );
         }
@@ -245,7 +262,9 @@ fn robustness(h: &mut String, s: &Sources, f: &Findings) {
     for p in a.json["results"]["curve"].as_array().into_iter().flatten() {
         let eps = p["eps"].as_f64().unwrap_or(0.0) as f32;
         let sum = |k: &str| -> Option<u64> {
-            p["stages"].as_array().map(|st| st.iter().filter_map(|x| x[k].as_u64()).sum())
+            p["stages"]
+                .as_array()
+                .map(|st| st.iter().filter_map(|x| x[k].as_u64()).sum())
         };
         let _ = write!(
             h,
@@ -259,7 +278,8 @@ fn robustness(h: &mut String, s: &Sources, f: &Findings) {
     h.push_str("</table>");
     if let Some(sane) = a.json.get("sanity").filter(|v| !v.is_null()) {
         let g = &sane["gradients"];
-        let _ = write!(
+        let _ =
+            write!(
             h,
             "<p>Sanity checks: {} monotonicity violation(s); the unbounded attack left {} of {} \
              checked sample(s) robust; {} zero and {} non-finite gradient(s) among {} checked.</p>",
@@ -292,7 +312,11 @@ fn stages(h: &mut String, s: &Sources) {
     let names: Vec<String> = curve
         .first()
         .and_then(|p| p["stages"].as_array())
-        .map(|st| st.iter().map(|x| x["attack"].as_str().unwrap_or("?").to_string()).collect())
+        .map(|st| {
+            st.iter()
+                .map(|x| x["attack"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
         .unwrap_or_default();
     if names.is_empty() {
         h.push_str(&missing("ensemble attack run"));
@@ -320,7 +344,11 @@ fn stages(h: &mut String, s: &Sources) {
     }
     h.push_str("</tr>");
     for p in &curve {
-        let _ = write!(h, "<tr><td>{}</td>", eps_label(p["eps"].as_f64().unwrap_or(0.0) as f32));
+        let _ = write!(
+            h,
+            "<tr><td>{}</td>",
+            eps_label(p["eps"].as_f64().unwrap_or(0.0) as f32)
+        );
         for x in p["stages"].as_array().into_iter().flatten() {
             let _ = write!(h, "<td>{}</td>", pct(x["robust_accuracy"].as_f64()));
         }
@@ -362,7 +390,11 @@ fn corruptions(h: &mut String, s: &Sources) {
     };
     let err: Vec<Vec<f64>> = fams
         .iter()
-        .map(|f| sevs.iter().map(|&sv| acc(f, sv).map_or(0.0, |a| 1.0 - a)).collect())
+        .map(|f| {
+            sevs.iter()
+                .map(|&sv| acc(f, sv).map_or(0.0, |a| 1.0 - a))
+                .collect()
+        })
         .collect();
     let text: Vec<Vec<String>> = fams
         .iter()
@@ -396,7 +428,11 @@ fn corruptions(h: &mut String, s: &Sources) {
 }
 
 fn classes(h: &mut String, s: &Sources) {
-    open(h, "classes", "Per class: accuracy, CFPS, targeted reachability");
+    open(
+        h,
+        "classes",
+        "Per class: accuracy, CFPS, targeted reachability",
+    );
     let Some(c) = &s.classwise else {
         h.push_str(&missing("classwise run"));
         return close(h);
@@ -407,7 +443,10 @@ fn classes(h: &mut String, s: &Sources) {
     let mut m: Vec<Vec<f64>> = Vec::new();
     let mut text: Vec<Vec<String>> = Vec::new();
     let conds = c.json["classwise"].as_array().into_iter().flatten();
-    let fams = c.json["corruption_families"].as_array().into_iter().flatten();
+    let fams = c.json["corruption_families"]
+        .as_array()
+        .into_iter()
+        .flatten();
     for r in conds
         .filter(|r| !r["condition"].as_str().unwrap_or("").contains(" s"))
         .chain(fams)
@@ -420,7 +459,11 @@ fn classes(h: &mut String, s: &Sources) {
             .collect();
         rows.push(r["condition"].as_str().unwrap_or("?").to_string());
         m.push(acc.iter().map(|a| a.map_or(0.0, |a| 1.0 - a)).collect());
-        text.push(acc.iter().map(|a| a.map_or(String::new(), |a| format!("{:.0}", 100.0 * a))).collect());
+        text.push(
+            acc.iter()
+                .map(|a| a.map_or(String::new(), |a| format!("{:.0}", 100.0 * a)))
+                .collect(),
+        );
     }
     if !rows.is_empty() {
         let chart = plot::heatmap_text(
@@ -461,7 +504,11 @@ fn classes(h: &mut String, s: &Sources) {
 }
 
 fn margins(h: &mut String, s: &Sources, f: &Findings) {
-    open(h, "margins", "Margins: brittle inputs and a deployable threshold");
+    open(
+        h,
+        "margins",
+        "Margins: brittle inputs and a deployable threshold",
+    );
     let Some(m) = &s.margins else {
         h.push_str(&missing("margins run"));
         return close(h);
@@ -522,7 +569,12 @@ fn gallery(h: &mut String, s: &Sources) {
     };
     h.push_str("<div class=\"gallery\">");
     for it in &items {
-        let _ = write!(h, "<div><p>sample {} ({})</p><div class=\"row\">", it["index"], name(&it["label"]));
+        let _ = write!(
+            h,
+            "<div><p>sample {} ({})</p><div class=\"row\">",
+            it["index"],
+            name(&it["label"])
+        );
         let mut fig = |file: &Value, caption: String| {
             if let Some(src) = file.as_str().and_then(img) {
                 let _ = write!(
@@ -531,13 +583,20 @@ fn gallery(h: &mut String, s: &Sources) {
                 );
             }
         };
-        fig(&it["clean"], format!("clean → {}", name(&it["clean_prediction"])));
+        fig(
+            &it["clean"],
+            format!("clean → {}", name(&it["clean_prediction"])),
+        );
         for key in ["adversarial", "corrupted"] {
             let x = &it[key];
             if !x.is_null() {
                 fig(
                     &x["file"],
-                    format!("{} → {}", esc(x["condition"].as_str().unwrap_or("")), name(&x["prediction"])),
+                    format!(
+                        "{} → {}",
+                        esc(x["condition"].as_str().unwrap_or("")),
+                        name(&x["prediction"])
+                    ),
                 );
             }
         }
@@ -558,9 +617,15 @@ fn metrics(h: &mut String, s: &Sources) {
         let val = v.as_f64().or(v["mean"].as_f64());
         let shown = match val {
             Some(x) => format!("{x:.4}"),
-            None => m.json["notes"][k].as_str().map_or("–".into(), |n| format!("– ({})", esc(n))),
+            None => m.json["notes"][k]
+                .as_str()
+                .map_or("–".into(), |n| format!("– ({})", esc(n))),
         };
-        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{shown}</td></tr>", esc(k));
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{shown}</td></tr>",
+            esc(k)
+        );
     }
     h.push_str("</table>");
     close(h);
@@ -598,7 +663,15 @@ fn weak(h: &mut String, s: &Sources) {
 fn runs(h: &mut String, s: &Sources) {
     open(h, "runs", "Runs and cost");
     h.push_str("<table><tr><th class=\"l\">run</th><th class=\"l\">command</th><th>seconds</th><th>forward passes</th><th>backward passes</th></tr>");
-    let all: [&Option<Run>; 7] = [&s.eval, &s.attack, &s.escape, &s.classwise, &s.margins, &s.metrics, &s.weak];
+    let all: [&Option<Run>; 7] = [
+        &s.eval,
+        &s.attack,
+        &s.escape,
+        &s.classwise,
+        &s.margins,
+        &s.metrics,
+        &s.weak,
+    ];
     for r in all.iter().filter_map(|r| r.as_ref()) {
         let rt = &r.json["runtime"];
         let num = |v: &Value| v.as_u64().map_or("–".into(), |x| x.to_string());

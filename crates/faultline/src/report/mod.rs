@@ -133,9 +133,24 @@ impl Sources {
                     .join(", ")
             )));
         }
-        s.attack_records = s.attack.as_ref().map(Run::records).transpose()?.unwrap_or_default();
-        s.escape_records = s.escape.as_ref().map(Run::records).transpose()?.unwrap_or_default();
-        s.margin_records = s.margins.as_ref().map(Run::records).transpose()?.unwrap_or_default();
+        s.attack_records = s
+            .attack
+            .as_ref()
+            .map(Run::records)
+            .transpose()?
+            .unwrap_or_default();
+        s.escape_records = s
+            .escape
+            .as_ref()
+            .map(Run::records)
+            .transpose()?
+            .unwrap_or_default();
+        s.margin_records = s
+            .margins
+            .as_ref()
+            .map(Run::records)
+            .transpose()?
+            .unwrap_or_default();
         Ok(s)
     }
 
@@ -163,18 +178,27 @@ impl Sources {
     pub fn class_names(&self) -> Vec<String> {
         let from = |v: &Value| -> Option<Vec<String>> {
             let a = v.as_array()?;
-            (!a.is_empty()).then(|| a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+            (!a.is_empty()).then(|| {
+                a.iter()
+                    .map(|x| x.as_str().unwrap_or("").to_string())
+                    .collect()
+            })
         };
         let runs = [&self.classwise, &self.eval, &self.attack, &self.margins];
         runs.iter()
             .filter_map(|r| r.as_ref())
-            .find_map(|r| from(&r.json["class_names"]).or_else(|| from(&r.json["data"]["class_names"])))
+            .find_map(|r| {
+                from(&r.json["class_names"]).or_else(|| from(&r.json["data"]["class_names"]))
+            })
             .unwrap_or_default()
     }
 
     /// The name of class `c`.
     pub fn class_name(&self, c: usize) -> String {
-        self.class_names().get(c).cloned().unwrap_or_else(|| c.to_string())
+        self.class_names()
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
     }
 }
 
@@ -428,14 +452,21 @@ fn look_at(s: &Sources, f: &Findings) -> Vec<LookAt> {
             .map(|r| r.index)
             .collect();
         push(
-            format!("correct when clean, broken already at the smallest ε = {}", first.label),
+            format!(
+                "correct when clean, broken already at the smallest ε = {}",
+                first.label
+            ),
             ids,
         );
     }
     let zero: Vec<usize> = s
         .attack_records
         .iter()
-        .filter(|r| r.attack.as_ref().is_some_and(|a| a.gradient_issue.is_some()))
+        .filter(|r| {
+            r.attack
+                .as_ref()
+                .is_some_and(|a| a.gradient_issue.is_some())
+        })
         .map(|r| r.index)
         .collect();
     push(
@@ -445,7 +476,11 @@ fn look_at(s: &Sources, f: &Findings) -> Vec<LookAt> {
     let unbroken: Vec<usize> = s
         .attack_records
         .iter()
-        .filter(|r| r.attack.as_ref().is_some_and(|a| a.unbounded_success == Some(false)))
+        .filter(|r| {
+            r.attack
+                .as_ref()
+                .is_some_and(|a| a.unbounded_success == Some(false))
+        })
         .map(|r| r.index)
         .collect();
     push(
@@ -502,11 +537,7 @@ fn recommendations(s: &Sources, f: &Findings) -> Vec<String> {
             .iter()
             .map(|n| format!("{} ({})", n.name, pct(n.value)))
             .collect();
-        let aug: Vec<String> = f
-            .weakest_families
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        let aug: Vec<String> = f.weakest_families.iter().map(|n| n.name.clone()).collect();
         v.push(format!(
             "Weakest corruption families: {}. Train with them as augmentation \
              (`faultline finetune --augment {}`).",
@@ -548,7 +579,7 @@ fn recommendations(s: &Sources, f: &Findings) -> Vec<String> {
     if let Some(t) = &f.threshold {
         if t.samples > 0 && (t.non_robust == 0 || t.non_robust == t.samples) {
             v.push(format!(
-                "{} of the {} attacked samples have an input margin at most ε = {} ({}): no                  margin threshold separates brittle from robust inputs at this radius; audit a                  {} radius (`--eps`) to choose one.",
+                "{} of the {} attacked samples have an input margin at most ε = {} ({}): no margin threshold separates brittle from robust inputs at this radius; audit a {} radius (`--eps`) to choose one.",
                 t.non_robust,
                 t.samples,
                 eps_label(t.eps),

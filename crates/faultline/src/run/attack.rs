@@ -145,10 +145,12 @@ impl AttackConfig {
                         ..Settings::default()
                     };
                     match registry::build(&st.name, &s)?.method {
-                        registry::Method::Bounded(attack) => Ok(faultline_attacks::ensemble::Stage {
-                            name: st.name.clone(),
-                            attack,
-                        }),
+                        registry::Method::Bounded(attack) => {
+                            Ok(faultline_attacks::ensemble::Stage {
+                                name: st.name.clone(),
+                                attack,
+                            })
+                        }
                         registry::Method::MinNorm(_) => Err(setting(
                             "stages",
                             format!("ensemble stage '{}' must be a bounded attack", st.name),

@@ -379,7 +379,13 @@ fn ensemble_passes(stages: &[StageSpec], k: usize) -> [u64; 2] {
 }
 
 /// Passes per sample of each section of `plan`, for `n` samples (and `train` training samples).
-fn costs(plan: &Plan, cfg: &AuditConfig, k: usize, n: usize, train: usize) -> Vec<(String, usize, [u64; 2])> {
+fn costs(
+    plan: &Plan,
+    cfg: &AuditConfig,
+    k: usize,
+    n: usize,
+    train: usize,
+) -> Vec<(String, usize, [u64; 2])> {
     let conditions = plan.corruptions.conditions().len() as u64;
     let radii = plan.eps.len() as u64;
     let e = ensemble_passes(cfg.preset.stages().as_slice(), k);
@@ -394,11 +400,7 @@ fn costs(plan: &Plan, cfg: &AuditConfig, k: usize, n: usize, train: usize) -> Ve
     }
     // Latent features: clean, adversarial and every corruption; targeted PGD toward each class.
     let steps = cfg.preset.targeted_steps() as u64;
-    v.push((
-        "classwise".into(),
-        n,
-        [2 + conditions, k as u64 * steps],
-    ));
+    v.push(("classwise".into(), n, [2 + conditions, k as u64 * steps]));
     // DeepFool: 50 steps, FAB: 5 restarts × 100 steps; both take the gradient of every class.
     let m = match cfg.preset {
         Preset::Quick => 50 * k as u64,
@@ -434,11 +436,7 @@ fn escape_stages() -> Vec<StageSpec> {
 
 /// Times a few forward and forward + input-gradient passes at the run's batch size on the
 /// first selected images and turns the preset's pass counts into seconds.
-pub fn estimate(
-    cfg: &AuditConfig,
-    loaded: &Loaded,
-    train: Option<&Loaded>,
-) -> Result<Estimate> {
+pub fn estimate(cfg: &AuditConfig, loaded: &Loaded, train: Option<&Loaded>) -> Result<Estimate> {
     let plan = cfg.plan(loaded, train.is_some())?;
     let indices = loaded.select(&cfg.selection)?;
     let n_train = match (train, &plan.weak) {
@@ -545,7 +543,8 @@ fn finished(resuming: bool, dir: &Path) -> Option<Value> {
     if !resuming {
         return None;
     }
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).ok()?).ok()?;
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).ok()?).ok()?;
     (v.get("status").and_then(Value::as_str) == Some("complete")).then_some(v)
 }
 
@@ -571,46 +570,54 @@ pub fn run(
     let old_hash = std::fs::read_to_string(out.file("run.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.get("settings_hash").and_then(Value::as_str).map(String::from));
-    let resuming = !out.overwrite && old_hash.as_deref() == Some(&settings_hash("audit", &settings));
+        .and_then(|v| {
+            v.get("settings_hash")
+                .and_then(Value::as_str)
+                .map(String::from)
+        });
+    let resuming =
+        !out.overwrite && old_hash.as_deref() == Some(&settings_hash("audit", &settings));
     let (rd, _) = RunDir::open::<SampleRecord>(&out.dir, "audit", settings, out.mode())?;
     if let Some(line) = rd.replaced() {
         progress.note(line);
     }
     let mut sections = Vec::new();
-    let mut step = |name: &str,
-                    command: &str,
-                    f: &mut dyn FnMut(&Output) -> Result<()>|
-     -> Result<()> {
-        let sub = out.sub(name);
-        let t = Instant::now();
-        let read_back = finished(resuming, &sub.dir).is_some();
-        if read_back {
-            progress.note(&format!("audit: {name} finished earlier, read back from {}", sub.dir.display()));
-        } else {
-            progress.note(&format!("audit: {name} → {}", sub.dir.display()));
-            f(&sub)?;
-        }
-        let rec = finished(true, &sub.dir);
-        let passes = |k: &str| rec.as_ref().and_then(|v| v["runtime"][k].as_u64());
-        sections.push(Section {
-            name: name.into(),
-            command: command.into(),
-            dir: name.into(),
-            read_back,
-            seconds: t.elapsed().as_secs_f64(),
-            forward_passes: passes("forward_passes"),
-            backward_passes: passes("backward_passes"),
-        });
-        Ok(())
-    };
+    let mut step =
+        |name: &str, command: &str, f: &mut dyn FnMut(&Output) -> Result<()>| -> Result<()> {
+            let sub = out.sub(name);
+            let t = Instant::now();
+            let read_back = finished(resuming, &sub.dir).is_some();
+            if read_back {
+                progress.note(&format!(
+                    "audit: {name} finished earlier, read back from {}",
+                    sub.dir.display()
+                ));
+            } else {
+                progress.note(&format!("audit: {name} → {}", sub.dir.display()));
+                f(&sub)?;
+            }
+            let rec = finished(true, &sub.dir);
+            let passes = |k: &str| rec.as_ref().and_then(|v| v["runtime"][k].as_u64());
+            sections.push(Section {
+                name: name.into(),
+                command: command.into(),
+                dir: name.into(),
+                read_back,
+                seconds: t.elapsed().as_secs_f64(),
+                forward_passes: passes("forward_passes"),
+                backward_passes: passes("backward_passes"),
+            });
+            Ok(())
+        };
     let ecfg = EvalConfig {
         selection: cfg.selection.clone(),
         batch_size: cfg.batch_size,
         corruptions: Some(plan.corruptions.clone()),
         ..EvalConfig::default()
     };
-    step("eval", "eval", &mut |o| eval::run(&ecfg, loaded, o, progress).map(drop))?;
+    step("eval", "eval", &mut |o| {
+        eval::run(&ecfg, loaded, o, progress).map(drop)
+    })?;
     step("attack", "attack", &mut |o| {
         attack::run(&plan.attack, loaded, o, progress).map(drop)
     })?;
@@ -856,13 +863,21 @@ fn gallery(plan: &Plan, loaded: &Loaded, indices: &[usize], out: &Output) -> Res
             let clean = &batch.images[j * per..(j + 1) * per];
             let write = |name: &str, img: &[f32]| -> Result<String> {
                 let file = format!("{index}-{name}.png");
-                write_png(&dir.join(&file), img, [info.channels, info.height, info.width])?;
+                write_png(
+                    &dir.join(&file),
+                    img,
+                    [info.channels, info.height, info.width],
+                )?;
                 Ok(file)
             };
             let row = indices.iter().position(|&i| i == index);
             let adversarial = match row {
                 Some(row) if advs[k].len() >= (row + 1) * per => Some(GalleryImage {
-                    condition: format!("{} {}", plan.attack.settings.norm.unwrap_or(Norm::Linf).name(), eps_label(plan.eps[k])),
+                    condition: format!(
+                        "{} {}",
+                        plan.attack.settings.norm.unwrap_or(Norm::Linf).name(),
+                        eps_label(plan.eps[k])
+                    ),
                     prediction: pred,
                     file: write("adv", &advs[k][row * per..(row + 1) * per])?,
                 }),
@@ -881,7 +896,10 @@ fn gallery(plan: &Plan, loaded: &Loaded, indices: &[usize], out: &Output) -> Res
                             Ok(GalleryImage {
                                 condition: cond.label(),
                                 prediction: r.prediction,
-                                file: write(&format!("{}-s3", kind.name()), &imgs[j * per..(j + 1) * per])?,
+                                file: write(
+                                    &format!("{}-s3", kind.name()),
+                                    &imgs[j * per..(j + 1) * per],
+                                )?,
                             })
                         })
                         .transpose()?
@@ -906,9 +924,14 @@ fn gallery(plan: &Plan, loaded: &Loaded, indices: &[usize], out: &Output) -> Res
 /// Writes a CHW image with values in [0, 1] as an 8-bit PNG (grey for one channel, RGB for
 /// three).
 fn write_png(path: &Path, chw: &[f32], [c, h, w]: [usize; 3]) -> Result<()> {
-    let px = |ch: usize, y: usize, x: usize| (chw[ch * h * w + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
+    let px = |ch: usize, y: usize, x: usize| {
+        (chw[ch * h * w + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8
+    };
     let (bytes, color): (Vec<u8>, image::ExtendedColorType) = if c == 1 {
-        ((0..h * w).map(|i| px(0, i / w, i % w)).collect(), image::ExtendedColorType::L8)
+        (
+            (0..h * w).map(|i| px(0, i / w, i % w)).collect(),
+            image::ExtendedColorType::L8,
+        )
     } else {
         (
             (0..h * w)
@@ -924,9 +947,17 @@ fn write_png(path: &Path, chw: &[f32], [c, h, w]: [usize; 3]) -> Result<()> {
 
 /// The audit directory's sections present on disk, for readers that are given the directory.
 pub fn section_dirs(dir: &Path) -> Vec<PathBuf> {
-    ["eval", "attack", "escape", "classwise", "margins", "metrics", "weak"]
-        .iter()
-        .map(|s| dir.join(s))
-        .filter(|d| d.join("run.json").exists())
-        .collect()
+    [
+        "eval",
+        "attack",
+        "escape",
+        "classwise",
+        "margins",
+        "metrics",
+        "weak",
+    ]
+    .iter()
+    .map(|s| dir.join(s))
+    .filter(|d| d.join("run.json").exists())
+    .collect()
 }

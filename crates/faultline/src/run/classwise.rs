@@ -137,7 +137,13 @@ pub fn run(
     out: &Output,
     progress: &dyn Progress,
 ) -> Result<ClasswiseRun> {
-    run_with(cfg, loaded, out, (&out.sub("eval"), &out.sub("attack")), progress)
+    run_with(
+        cfg,
+        loaded,
+        out,
+        (&out.sub("eval"), &out.sub("attack")),
+        progress,
+    )
 }
 
 /// Runs `classwise` with its evaluation and untargeted attack in the run directories
