@@ -7,18 +7,8 @@ mod util;
 use util::{assert_clear_error, json, run, shared, stderr, stdout};
 
 const SECTIONS: &[&str] = &["eval", "attack", "classwise", "margins"];
-const PAGE_IDS: &[&str] = &[
-    "summary",
-    "robustness",
-    "stages",
-    "corruptions",
-    "classes",
-    "margins",
-    "gallery",
-    "metrics",
-    "weak",
-    "runs",
-];
+/// Every section of the page, as the library lists them.
+const PAGE_IDS: &[&str] = faultline::report::html::SECTION_IDS;
 
 fn args<'a>(model: &'a str, data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![

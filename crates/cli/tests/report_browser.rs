@@ -11,18 +11,8 @@ use std::process::Command;
 
 use util::{run, shared, stderr};
 
-const PAGE_IDS: &[&str] = &[
-    "summary",
-    "robustness",
-    "stages",
-    "corruptions",
-    "classes",
-    "margins",
-    "gallery",
-    "metrics",
-    "weak",
-    "runs",
-];
+/// Every section of the page, as the library lists them.
+const PAGE_IDS: &[&str] = faultline::report::html::SECTION_IDS;
 
 /// The Chromium binary on PATH, if any.
 fn chromium() -> Option<PathBuf> {

@@ -132,7 +132,7 @@ pub fn render(s: &Sources, f: &Findings) -> String {
 }
 
 fn open(h: &mut String, id: &str, title: &str) {
-    let _ = write!(h, "<section id=\"{id}\"><h2>{}</h2>\n", esc(title));
+    let _ = writeln!(h, "<section id=\"{id}\"><h2>{}</h2>", esc(title));
 }
 
 fn close(h: &mut String) {
