@@ -732,6 +732,7 @@ fn attack_run(
             selection: selection(limit, subset, subset_seed, indices)?,
             batch_size,
             save_adv: true,
+            stages: None,
         };
         // Refuse a misconfigured attack before loading anything, as the CLI does.
         cfg.build()?;
@@ -793,6 +794,7 @@ fn classwise_run(
         let cfg = ClasswiseConfig {
             attack,
             targeted,
+            targeted_attack: None,
             corruptions: corruptions
                 .as_deref()
                 .map(|k| CorruptionPlan::parse(k, severities, None, seed, image))

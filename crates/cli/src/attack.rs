@@ -107,6 +107,7 @@ impl AttackArgs {
             selection: self.data.selection(0)?,
             batch_size: self.batch_size,
             save_adv: self.save_adv,
+            stages: None,
         })
     }
 }

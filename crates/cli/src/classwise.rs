@@ -84,6 +84,7 @@ pub fn run(a: &ClasswiseArgs) -> Result<()> {
     let cfg = ClasswiseConfig {
         attack,
         targeted: a.targeted,
+        targeted_attack: None,
         corruptions: crate::eval::plan(
             &a.corruptions,
             &a.severities,

@@ -2,6 +2,7 @@
 //! library. Exit status: 0 on success, 2 on error (a one-line message on stderr).
 
 mod attack;
+mod audit;
 mod bench;
 mod classwise;
 mod common;
@@ -69,6 +70,12 @@ enum Command {
     Merge(merge::MergeArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
+    /// Every analysis in one process (clean, corruptions, attack ensemble over ε, class-wise,
+    /// margins, metrics, weak samples) with a cost estimate first; writes DIR/run.json and the
+    /// self-contained DIR/report.html
+    Audit(audit::AuditArgs),
+    /// Rebuild the HTML report from earlier run directories (an audit directory or single runs)
+    Report(audit::ReportArgs),
     /// Supported attacks (with their parameters and defaults), presets, corruptions, ONNX
     /// operators and data formats
     List(list::ListArgs),
@@ -108,6 +115,8 @@ fn dispatch(command: &Command) -> anyhow::Result<()> {
         Command::Metrics(a) => metrics::run(a),
         Command::Compare(a) => metrics::compare(a),
         Command::Merge(a) => merge::run(a),
+        Command::Audit(a) => audit::run(a),
+        Command::Report(a) => audit::report(a),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod record;
+pub mod report;
 pub mod robust;
 pub mod run;
 pub mod rundir;

@@ -45,6 +45,41 @@ pub struct AttackConfig {
     pub batch_size: usize,
     /// Write the returned images as `adv_<k>.npy` (row j: the j-th selected sample).
     pub save_adv: bool,
+    /// An ensemble of registered attacks with their own steps and restarts, run under the
+    /// name `attack` (the audit presets) instead of one attack or a named preset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageSpec>>,
+}
+
+/// One stage of a custom ensemble ([`AttackConfig::stages`]): a registered bounded attack with
+/// its iterations (Square: queries) and restarts [default: the attack's own].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageSpec {
+    /// Registry name.
+    pub name: String,
+    /// Iterations (Square: queries).
+    pub steps: Option<usize>,
+    /// Runs per sample (later runs start at random).
+    pub restarts: Option<usize>,
+}
+
+impl StageSpec {
+    /// A stage with the attack's default budget.
+    pub fn new(name: &str) -> StageSpec {
+        StageSpec {
+            name: name.into(),
+            steps: None,
+            restarts: None,
+        }
+    }
+    /// This stage with `steps` iterations and `restarts` runs.
+    pub fn budget(self, steps: usize, restarts: usize) -> StageSpec {
+        StageSpec {
+            steps: Some(steps),
+            restarts: Some(restarts),
+            ..self
+        }
+    }
 }
 
 impl Default for AttackConfig {
@@ -59,6 +94,7 @@ impl Default for AttackConfig {
             selection: Selection::default(),
             batch_size: 128,
             save_adv: false,
+            stages: None,
         }
     }
 }
@@ -96,6 +132,37 @@ pub fn default_eps_note(norm: Norm, image: [usize; 3]) -> String {
 impl AttackConfig {
     /// The attack the configuration names, built and checked before anything runs.
     pub fn build(&self) -> Result<Attack> {
+        if let Some(stages) = &self.stages {
+            let norm = self.settings.norm.unwrap_or(Norm::Linf);
+            let stages = stages
+                .iter()
+                .map(|st| {
+                    let s = Settings {
+                        norm: Some(norm),
+                        steps: st.steps,
+                        restarts: st.restarts,
+                        seed: self.settings.seed,
+                        ..Settings::default()
+                    };
+                    match registry::build(&st.name, &s)?.method {
+                        registry::Method::Bounded(attack) => {
+                            Ok(faultline_attacks::ensemble::Stage {
+                                name: st.name.clone(),
+                                attack,
+                            })
+                        }
+                        registry::Method::MinNorm(_) => Err(setting(
+                            "stages",
+                            format!("ensemble stage '{}' must be a bounded attack", st.name),
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if stages.is_empty() {
+                return Err(setting("stages", "an ensemble needs at least one stage"));
+            }
+            return Ok(Attack::bounded(&self.attack, Ensemble { stages }));
+        }
         let Some(p) = &self.preset else {
             return Ok(registry::build(&self.attack, &self.settings)?);
         };

@@ -31,6 +31,10 @@ pub struct ClasswiseConfig {
     pub attack: Option<AttackConfig>,
     /// Also attack toward every class.
     pub targeted: bool,
+    /// The attack of the targeted runs (a single registered attack that takes a target)
+    /// [default: `attack`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targeted_attack: Option<AttackConfig>,
     /// Corruptions to include [default: none].
     pub corruptions: Option<CorruptionPlan>,
     /// The samples analysed [default: all] (by every step).
@@ -97,7 +101,8 @@ impl ClasswiseConfig {
             let attack = a.build()?;
             a.radii(attack.norm(), image)?;
             if self.targeted {
-                crate::robust::check_target(&attack, 0, classes)?;
+                let t = self.targeted_attack.as_ref().unwrap_or(a).build()?;
+                crate::robust::check_target(&t, 0, classes)?;
             }
         }
         Ok(())
@@ -125,11 +130,30 @@ fn report_of(
     classwise(name, &pairs, k, cp.as_deref())
 }
 
-/// Runs `classwise`.
+/// Runs `classwise`, its evaluation and attack in the `eval/` and `attack/` sub-directories.
 pub fn run(
     cfg: &ClasswiseConfig,
     loaded: &Loaded,
     out: &Output,
+    progress: &dyn Progress,
+) -> Result<ClasswiseRun> {
+    run_with(
+        cfg,
+        loaded,
+        out,
+        (&out.sub("eval"), &out.sub("attack")),
+        progress,
+    )
+}
+
+/// Runs `classwise` with its evaluation and untargeted attack in the run directories
+/// `eval_out` and `attack_out` (a composite command that ran them already passes their
+/// directories, and their records are read back instead of recomputed).
+pub fn run_with(
+    cfg: &ClasswiseConfig,
+    loaded: &Loaded,
+    out: &Output,
+    (eval_out, attack_out): (&Output, &Output),
     progress: &dyn Progress,
 ) -> Result<ClasswiseRun> {
     check_batch_size(cfg.batch_size)?;
@@ -154,7 +178,7 @@ pub fn run(
         } else {
             ""
         },
-        out.sub("eval").dir.display()
+        eval_out.dir.display()
     ));
     let ecfg = EvalConfig {
         selection: cfg.selection.clone(),
@@ -162,7 +186,7 @@ pub fn run(
         corruptions: cfg.corruptions.clone(),
         ..EvalConfig::default()
     };
-    let (_, evals) = eval::run_records(&ecfg, loaded, &out.sub("eval"), progress)?;
+    let (_, evals) = eval::run_records(&ecfg, loaded, eval_out, progress)?;
     let clean: Vec<&SampleRecord> = evals
         .iter()
         .filter(|r| r.condition == Condition::Clean)
@@ -182,9 +206,9 @@ pub fn run(
         progress.note(&format!(
             "classwise: {} attack → {}",
             acfg.preset.as_deref().unwrap_or(&acfg.attack),
-            out.sub("attack").dir.display()
+            attack_out.dir.display()
         ));
-        let (_, recs) = attack::run_records(&acfg, loaded, &out.sub("attack"), progress)?;
+        let (_, recs) = attack::run_records(&acfg, loaded, attack_out, progress)?;
         let built = acfg.build()?;
         let recs = if built.is_min_norm() {
             let eps = acfg.radii(built.norm(), [info.channels, info.height, info.width])?;
@@ -231,7 +255,10 @@ pub fn run(
     // 4. Targeted attacks toward each class.
     let mut targeted = Vec::new();
     let mut target_reports = Vec::new();
-    if let (true, Some(acfg)) = (cfg.targeted, &cfg.attack) {
+    if let (true, Some(acfg)) = (
+        cfg.targeted,
+        cfg.targeted_attack.as_ref().or(cfg.attack.as_ref()),
+    ) {
         for (t, name) in names.iter().enumerate().take(k) {
             let sub = out.sub(&format!("targeted-{t}"));
             progress.note(&format!(
@@ -282,7 +309,7 @@ pub fn run(
         dim,
         &reports,
         attack_reports,
-        out,
+        attack_out,
     )?;
     // 6. Records, plots, ranking.
     let cfps = reports
@@ -400,7 +427,8 @@ fn features(loaded: &Loaded, images: &[f32], n: usize) -> Result<(Vec<f32>, usiz
 }
 
 /// The latent shift under the attack at the ranking's ε (its saved adversarial images) and under
-/// each corruption condition (recomputed from the clean images).
+/// each corruption condition (recomputed from the clean images); `attack_out` holds the attack
+/// run.
 #[allow(clippy::too_many_arguments)]
 fn shifts_of(
     cfg: &ClasswiseConfig,
@@ -410,7 +438,7 @@ fn shifts_of(
     dim: usize,
     reports: &[ClasswiseReport],
     attack_reports: usize,
-    out: &Output,
+    attack_out: &Output,
 ) -> Result<Vec<ShiftReport>> {
     let k = loaded.model.card.num_classes;
     let cfps_of = |cond: &str| {
@@ -423,7 +451,7 @@ fn shifts_of(
     if attack_reports > 0 {
         let info = loaded.data.info();
         let per = info.channels * info.height * info.width;
-        let adv = crate::run::npy::read_f32(&out.sub("attack").file("adv_0.npy"))?;
+        let adv = crate::run::npy::read_f32(&attack_out.file("adv_0.npy"))?;
         let mut feats = Vec::with_capacity(clean.len());
         for chunk in adv.chunks(per * cfg.batch_size.max(1)) {
             feats.extend(features(loaded, chunk, chunk.len() / per)?.0);

@@ -79,6 +79,13 @@ pub const JOINERS: &[(&str, Joiner)] = &[
             fixup: None,
         },
     ),
+    (
+        "audit",
+        Joiner {
+            records: false,
+            fixup: None,
+        },
+    ),
 ];
 
 /// The joiner of `command`.

@@ -18,8 +18,10 @@
 //! | `metrics` | [`metrics::run`] | [`metrics::MetricsReport`] |
 //! | `compare` | [`compare::run`] | [`compare::CompareReport`] |
 //! | `merge` | [`merge::run`] (then the shards' command, resumed) | [`merge::Merged`] |
+//! | `audit` | [`audit::run`] | [`audit::AuditReport`] |
 
 pub mod attack;
+pub mod audit;
 pub mod bench;
 pub mod classwise;
 pub mod compare;
