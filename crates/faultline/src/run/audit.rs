@@ -563,7 +563,7 @@ pub fn run(
         progress.note(&l);
     }
     let indices = loaded.select(&cfg.selection)?;
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    let mut settings = loaded.settings(&cfg.selection, &indices)?;
     settings["audit"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["train"] = json!(train.map(|t| t.data_path.clone()));
     // A re-run with the same settings reads the finished sections back.
