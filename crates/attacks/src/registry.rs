@@ -37,6 +37,9 @@ pub struct Settings {
     pub loss: Option<AttackLoss>,
     /// Seed of every random choice.
     pub seed: u64,
+    /// PGD family: stop a sample at its goal (None: the attack's default). Not a command-line
+    /// setting: reverse attacks ([`crate::reverse`]) turn it off to keep descending.
+    pub early_stop: Option<bool>,
 }
 
 impl Settings {
@@ -272,6 +275,7 @@ fn pgd_like(base: PgdParams, s: &Settings) -> Method {
         restarts: s.restarts.unwrap_or(base.restarts),
         random_start: s.random_start,
         loss: s.loss.unwrap_or(base.loss),
+        early_stop: s.early_stop.unwrap_or(base.early_stop),
         seed: s.seed,
         ..base
     }))

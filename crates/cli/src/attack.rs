@@ -95,6 +95,7 @@ impl AttackArgs {
                 random_start: self.random_start,
                 loss: self.loss,
                 seed: self.seed,
+                early_stop: None,
             },
             eps: parse_radii(&self.eps)?,
             target: self.target,

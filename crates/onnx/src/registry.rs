@@ -4,7 +4,7 @@
 use faultline_engine::ops::Op;
 
 use crate::attrs::{BuildResult, Ctx};
-use crate::ops::{array, math, nn};
+use crate::ops::{array, math, nn, quant};
 
 type Builder = fn(&Ctx) -> BuildResult<Box<dyn Op>>;
 
@@ -54,6 +54,13 @@ pub(crate) const OPS: &[(&str, Builder)] = &[
     ("ConstantOfShape", array::constant_of_shape),
     ("Cast", array::cast),
     ("Expand", array::expand),
+    // quantization (QDQ and QOperator formats)
+    ("QuantizeLinear", quant::quantize_linear),
+    ("DequantizeLinear", quant::dequantize_linear),
+    ("QLinearConv", quant::qlinear_conv),
+    ("QLinearMatMul", quant::qlinear_matmul),
+    ("MatMulInteger", quant::matmul_integer),
+    ("ConvInteger", quant::conv_integer),
 ];
 
 /// The builder for `op_type`, if supported.
