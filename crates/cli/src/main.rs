@@ -11,6 +11,8 @@ mod finetune;
 mod list;
 mod margins;
 mod metrics;
+mod quantize;
+mod reverse;
 mod weak;
 
 use std::process::ExitCode;
@@ -62,6 +64,12 @@ enum Command {
     /// The headline metrics of several `metrics` runs side by side (terminal, CSV, SVG), with
     /// the better run per metric
     Compare(metrics::CompareArgs),
+    /// Reverse adversarial examples: a bounded attack run as loss descent toward the true or the
+    /// predicted label, on clean and corrupted images; accuracy before and after
+    Reverse(reverse::ReverseArgs),
+    /// Post-training static quantization (int8, or 4-bit fake quantization) into an ONNX QDQ
+    /// model DIR/model.onnx, with float and quantized accuracy in DIR/run.json
+    Quantize(quantize::QuantizeArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
     /// Supported attacks (with their parameters and defaults), presets, corruptions, ONNX
@@ -84,6 +92,8 @@ fn main() -> ExitCode {
         Command::List(a) => list::run(a),
         Command::Metrics(a) => metrics::run(a),
         Command::Compare(a) => metrics::compare(a),
+        Command::Reverse(a) => reverse::run(a),
+        Command::Quantize(a) => quantize::run(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

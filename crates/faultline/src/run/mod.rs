@@ -28,6 +28,8 @@ pub mod finetune;
 pub mod margins;
 pub mod metrics;
 pub mod npy;
+pub mod quantize;
+pub mod reverse;
 pub mod weak;
 
 use std::path::{Path, PathBuf};
