@@ -388,6 +388,6 @@ pub fn activation_quant(name: &str, lo: f32, hi: f32, bits: u8) -> ActivationQua
         name: name.into(),
         scale,
         zero_point: zp as i8,
-        clip: (bits == 4).then(|| ((qmin - zp) * scale, (qmax - zp) * scale)),
+        clip: (bits == 4).then_some(((qmin - zp) * scale, (qmax - zp) * scale)),
     }
 }

@@ -9,6 +9,7 @@
 //! - QLinearMatMul / QLinearConv: the same accumulation (plus QLinearConv's int32 bias), then
 //!   `y = saturate(round_half_even(acc·(s_a·s_b / s_y)) + y_zp)` with the multiplier computed in
 //!   f32 as ORT's `MlasRequantizeOutput` does.
+//!
 //! Scales and zero points are per tensor (one value) or per axis (one per index of `axis`;
 //! QLinearConv's weights along the output channels, QLinearMatMul's B along its columns).
 //! Integer values travel as float32 tensors holding whole numbers (the engine's two element
