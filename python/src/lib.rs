@@ -676,6 +676,7 @@ fn attack_settings(
         loss: parse::<AttackLoss>("loss", loss)?,
         seed,
         params: Vec::new(),
+        early_stop: None,
     })
 }
 

@@ -22,6 +22,7 @@ pub mod minnorm;
 pub mod norm;
 pub mod pgd;
 pub mod registry;
+pub mod reverse;
 pub mod square;
 
 pub use a3::A3Params;

@@ -13,6 +13,8 @@ mod list;
 mod margins;
 mod merge;
 mod metrics;
+mod quantize;
+mod reverse;
 mod weak;
 
 use std::process::ExitCode;
@@ -68,6 +70,12 @@ enum Command {
     /// unsharded run writes: checks the shards, joins their per-sample records and recomputes
     /// every aggregate from them
     Merge(merge::MergeArgs),
+    /// Reverse adversarial examples: a bounded attack run as loss descent toward the true or the
+    /// predicted label, on clean and corrupted images; accuracy before and after
+    Reverse(reverse::ReverseArgs),
+    /// Post-training static quantization (int8, or 4-bit fake quantization) into an ONNX QDQ
+    /// model DIR/model.onnx, with float and quantized accuracy in DIR/run.json
+    Quantize(quantize::QuantizeArgs),
     /// Forward and forward + input-gradient throughput (img/s) on random images
     Bench(bench::BenchArgs),
     /// Every analysis in one process (clean, corruptions, attack ensemble over ε, class-wise,
@@ -117,6 +125,8 @@ fn dispatch(command: &Command) -> anyhow::Result<()> {
         Command::Merge(a) => merge::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Report(a) => audit::report(a),
+        Command::Reverse(a) => reverse::run(a),
+        Command::Quantize(a) => quantize::run(a),
     }
 }
 

@@ -32,6 +32,21 @@ pub enum Condition {
         /// 1–5.
         severity: u8,
     },
+    /// A reverse attack (loss descent toward a label, `faultline reverse`) on the clean image
+    /// or on a corrupted copy.
+    Reverse {
+        /// Registry name of the attack.
+        name: String,
+        /// Threat model.
+        norm: Norm,
+        /// Radius on the [0, 1] scale.
+        eps: f32,
+        /// The label descended toward: `true` or `predicted`.
+        toward: String,
+        /// The corruption applied first (family, severity); None: the clean image.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on: Option<(String, u8)>,
+    },
 }
 
 impl Condition {
@@ -44,6 +59,22 @@ impl Condition {
                 None => format!("{name} {}", norm.name()),
             },
             Condition::Corruption { name, severity } => format!("{name} s{severity}"),
+            Condition::Reverse {
+                name,
+                norm,
+                eps,
+                toward,
+                on,
+            } => {
+                let on = on
+                    .as_ref()
+                    .map_or("clean".into(), |(c, s)| format!("{c} s{s}"));
+                format!(
+                    "reverse {name} {} {} toward {toward} on {on}",
+                    norm.name(),
+                    eps_label(*eps)
+                )
+            }
         }
     }
     /// The radius of an attack condition.

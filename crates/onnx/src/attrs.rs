@@ -14,6 +14,9 @@ pub(crate) struct Ctx<'a> {
     /// The model's fixed batch size, when its input declares one.
     pub fixed_batch: Option<usize>,
     pub dir: &'a std::path::Path,
+    /// Element types (`TensorProto.DataType`) of the constants defined so far, by name: the
+    /// engine keeps int8/uint8 as i64, so quantization operators read their types here.
+    pub types: &'a std::collections::HashMap<String, i32>,
 }
 
 /// A builder's failure, turned into `Error::Node` by the caller.
@@ -59,6 +62,11 @@ impl Ctx<'_> {
     pub fn const_input(&self, i: usize) -> Option<&Tensor> {
         let name = self.node.input.get(i).filter(|n| !n.is_empty())?;
         self.graph.constant_value(name)
+    }
+    /// The ONNX element type of input `i`, when it is a constant.
+    pub fn elem_type(&self, i: usize) -> Option<i32> {
+        let name = self.node.input.get(i).filter(|n| !n.is_empty())?;
+        self.types.get(name).copied()
     }
     /// True when input `i` is given (not absent, not the empty name).
     pub fn has_input(&self, i: usize) -> bool {

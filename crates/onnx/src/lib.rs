@@ -14,6 +14,7 @@ mod error;
 mod export;
 mod ops;
 mod proto;
+pub mod qdq;
 mod registry;
 mod tensor;
 
@@ -101,8 +102,10 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
         });
     }
     let mut b = GraphBuilder::new();
+    let mut types = std::collections::HashMap::new();
     for init in &graph.initializer {
         let name = init.name.clone().unwrap_or_default();
+        types.insert(name.clone(), init.data_type.unwrap_or(0));
         let t = tensor::to_tensor(init, dir).map_err(|msg| Error::Model {
             path: p(),
             msg: format!("initializer '{name}': {msg}"),
@@ -192,9 +195,19 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
             graph: &b,
             fixed_batch,
             dir,
+            types: &types,
         };
         if op_type == "Constant" {
             let t = constant_value(&ctx).map_err(node_err)?;
+            let ty = node
+                .attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some("value"))
+                .and_then(|a| a.t.as_ref())
+                .and_then(|t| t.data_type);
+            if let Some(ty) = ty {
+                types.insert(out.clone(), ty);
+            }
             b.constant(out, t);
             continue;
         }

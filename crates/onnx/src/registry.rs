@@ -4,7 +4,7 @@
 use faultline_engine::ops::Op;
 
 use crate::attrs::{BuildResult, Ctx};
-use crate::ops::{array, math, nn};
+use crate::ops::{array, math, nn, quant};
 
 type Builder = fn(&Ctx) -> BuildResult<Box<dyn Op>>;
 /// A builder for one output of a multi-output operator (the output's index).
@@ -99,6 +99,13 @@ pub(crate) const OPS: &[(&str, Builder)] = &[
     ("ScatterND", array::scatter_nd),
     ("CumSum", array::cum_sum),
     ("Trilu", array::trilu),
+    // quantization (QDQ and QOperator formats)
+    ("QuantizeLinear", quant::quantize_linear),
+    ("DequantizeLinear", quant::dequantize_linear),
+    ("QLinearConv", quant::qlinear_conv),
+    ("QLinearMatMul", quant::qlinear_matmul),
+    ("MatMulInteger", quant::matmul_integer),
+    ("ConvInteger", quant::conv_integer),
 ];
 
 /// Operators with several outputs: one engine node per output the graph uses.

@@ -24,6 +24,28 @@ pub(crate) fn to_tensor(t: &TensorProto, dir: &Path) -> Result<Tensor, String> {
     } else {
         t.raw_data.as_deref()
     };
+    if ty == dt::INT4 || ty == dt::UINT4 {
+        // Two values per byte, the first in the low nibble (ONNX's packing of 4-bit types).
+        let raw = raw.ok_or("4-bit tensors must be stored as raw data")?;
+        if raw.len() != n.div_ceil(2) {
+            return Err(format!(
+                "holds {} bytes, expected {} for 4-bit shape {shape:?}",
+                raw.len(),
+                n.div_ceil(2)
+            ));
+        }
+        let v = (0..n)
+            .map(|e| {
+                let nib = (raw[e / 2] >> (4 * (e % 2))) & 0xf;
+                if ty == dt::INT4 && nib >= 8 {
+                    nib as i64 - 16
+                } else {
+                    nib as i64
+                }
+            })
+            .collect();
+        return Tensor::from_i64(shape, v).map_err(|e| e.to_string());
+    }
     let width = match ty {
         dt::FLOAT | dt::INT32 | dt::UINT32 => 4,
         dt::DOUBLE | dt::INT64 | dt::UINT64 => 8,

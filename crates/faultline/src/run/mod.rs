@@ -32,6 +32,8 @@ pub mod margins;
 pub mod merge;
 pub mod metrics;
 pub mod npy;
+pub mod quantize;
+pub mod reverse;
 pub mod weak;
 
 use std::path::{Path, PathBuf};

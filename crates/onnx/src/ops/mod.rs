@@ -4,3 +4,4 @@
 pub(crate) mod array;
 pub(crate) mod math;
 pub(crate) mod nn;
+pub(crate) mod quant;

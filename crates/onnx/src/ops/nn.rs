@@ -19,7 +19,7 @@ fn auto_pad(c: &Ctx) -> BuildResult<AutoPad> {
     })
 }
 
-fn window(c: &Ctx, kernel: [usize; 2]) -> BuildResult<Window> {
+pub(crate) fn window(c: &Ctx, kernel: [usize; 2]) -> BuildResult<Window> {
     Ok(Window {
         kernel,
         strides: c.pair("strides", 1)?,

@@ -1,0 +1,148 @@
+//! `quantize` end to end on the demo ResNet-20: int8 per-channel keeps the accuracy of the
+//! float model on demo images and agrees with it on nearly all, 4 bits still runs, and ONNX
+//! Runtime loads the written QDQ model and predicts what faultline predicts on it (reference
+//! check: `$FAULTLINE_PYTHON` with onnxruntime; skipped without it unless
+//! `FAULTLINE_REFERENCE_CHECKS=required`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use faultline::data::LoadOptions;
+use faultline::run::quantize::{self, QuantizeConfig};
+use faultline::run::{load, Loaded, Output, Silent, Source};
+use faultline::subset::{read_batches, Selection};
+use npyz::WriterBuilder;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn demo() -> Loaded {
+    load(&Source {
+        model: repo().join("demo/cifar10-resnet20.onnx"),
+        data: repo().join("demo/cifar10-test"),
+        normalization: None,
+        load: LoadOptions::default(),
+    })
+    .unwrap()
+}
+
+fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape.iter().map(|&d| d as u64).collect::<Vec<_>>())
+        .writer(std::fs::File::create(path).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+/// ONNX Runtime's logits of `model` on `x`, or None when it is unavailable and not required.
+fn ort_logits(model: &Path, x: &[f32], n: usize) -> Option<Vec<f32>> {
+    let required = std::env::var("FAULTLINE_REFERENCE_CHECKS").as_deref() == Ok("required");
+    let python = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = repo().join("crates/onnx/tests/ort_logits.py");
+    let (input, output) = (
+        model.with_extension("input.npy"),
+        model.with_extension("ort.npy"),
+    );
+    write_npy(&input, &[n, 3, 32, 32], x);
+    let run = Command::new(&python)
+        .arg(&script)
+        .args([model, &input, &output])
+        .output();
+    let skip = |why: String| {
+        assert!(!required, "FAULTLINE_REFERENCE_CHECKS=required: {why}");
+        eprintln!("skipped: onnxruntime unavailable ({why})");
+        None
+    };
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => return skip(format!("cannot run {python}: {e}")),
+    };
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    if run.status.code() == Some(3) {
+        return skip(stderr.trim().to_string());
+    }
+    assert!(run.status.success(), "ort_logits.py failed: {stderr}");
+    let bytes = std::fs::read(&output).unwrap();
+    Some(
+        npyz::NpyFile::new(&bytes[..])
+            .unwrap()
+            .into_vec::<f32>()
+            .unwrap(),
+    )
+}
+
+fn argmax(z: &[f32]) -> usize {
+    (0..z.len()).fold(0, |b, j| if z[j] > z[b] { j } else { b })
+}
+
+#[test]
+fn int8_per_channel_keeps_accuracy_and_onnx_runtime_agrees() {
+    let loaded = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 60;
+    for (bits, per_channel) in [(8u8, true), (4, true)] {
+        let cfg = QuantizeConfig {
+            bits,
+            per_channel,
+            calibration: Selection {
+                limit: Some(40),
+                ..Selection::default()
+            },
+            test: Selection {
+                limit: Some(n),
+                ..Selection::default()
+            },
+            batch_size: 20,
+            ..QuantizeConfig::default()
+        };
+        let out = Output {
+            dir: tmp.path().join(format!("q{bits}")),
+            overwrite: false,
+            scratch: false,
+        };
+        std::fs::create_dir_all(&out.dir).unwrap();
+        let r = quantize::run(&cfg, &loaded, Some(&loaded), &out, &Silent).unwrap();
+        assert_eq!(
+            r.weights_quantized, 20,
+            "19 convolutions and the final Gemm"
+        );
+        assert_eq!(r.test_samples, n);
+        if bits == 8 {
+            assert!(r.agreement >= 0.95, "int8 agrees on {}", r.agreement);
+            assert!(r.accuracy_change.abs() <= 0.05, "{}", r.accuracy_change);
+        } else {
+            // 4 bits lose more, but the model is still far above chance.
+            assert!(r.quantized_accuracy > 0.3, "{}", r.quantized_accuracy);
+        }
+        // ONNX Runtime on the written model: the same predictions as faultline's. Only for 8
+        // bits: on the 4-bit (Clip → int8 Q) model ORT and faultline disagree on ~15 % of the
+        // samples, an open question (ORT's QDQ fusion around the Clip is the suspect).
+        if bits == 4 {
+            continue;
+        }
+        let q = faultline::model::load_model(&r.model_out, [3, 32, 32], None).unwrap();
+        let idx: Vec<usize> = loaded.select(&cfg.test).unwrap();
+        let b = read_batches(loaded.data.as_ref(), &idx, n)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let ours = q.model.logits(&b.images).unwrap();
+        let Some(theirs) = ort_logits(&r.model_out, &b.images, n) else {
+            return;
+        };
+        let same = (0..n)
+            .filter(|&i| {
+                argmax(&ours[i * 10..(i + 1) * 10]) == argmax(&theirs[i * 10..(i + 1) * 10])
+            })
+            .count();
+        assert!(
+            same * 100 >= n * 95,
+            "{bits} bits: ORT agrees on {same}/{n}"
+        );
+    }
+}

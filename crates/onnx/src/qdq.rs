@@ -1,0 +1,393 @@
+//! Writing a QDQ-quantized copy of a float model (`faultline quantize`): weights of Conv, Gemm
+//! and MatMul become int8 initializers behind a DequantizeLinear (symmetric, zero point 0, per
+//! tensor or per output channel), and the activation each of them reads gets a
+//! QuantizeLinear → DequantizeLinear pair (asymmetric int8, scale and zero point from
+//! calibration) — the QDQ format of ONNX Runtime's `quantize_static`, loadable by ORT (which
+//! fuses the pairs into integer kernels) and by faultline.
+//!
+//! 4-bit quantization is fake quantization in the int8 format: weights take values in
+//! [−7, 7], activations are clipped (a Clip node) to the 16 levels of their 4-bit grid before
+//! an int8 QuantizeLinear, so every value lies on the 4-bit grid while the file stays int8 QDQ.
+//!
+//! Unlike [`crate::export`], the model is decoded with the importer's subset schema and encoded
+//! again: fields it does not declare (doc strings, value_info, metadata, functions) are dropped,
+//! which a new, derived model can afford. Models with external data are refused.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::proto::{
+    data_type, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+};
+
+/// A node whose weights and input activation are quantized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The node's name (or its first output).
+    pub node: String,
+    /// Conv, Gemm or MatMul.
+    pub op_type: String,
+    /// The activation it reads (input 0).
+    pub activation: String,
+    /// Its float weight initializer (input 1).
+    pub weight: String,
+    /// The weight axis of the output channels (Conv 0; Gemm 0 with transB, else 1; MatMul 1).
+    pub channel_axis: usize,
+}
+
+/// How one activation is quantized: `q = saturate(round(x/scale) + zero_point)` in int8, after
+/// clipping to `clip` (4-bit fake quantization).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationQuant {
+    /// The activation tensor's name.
+    pub name: String,
+    /// Scale.
+    pub scale: f32,
+    /// int8 zero point.
+    pub zero_point: i8,
+    /// Clip to this range first.
+    pub clip: Option<(f32, f32)>,
+}
+
+/// What [`write_qdq`] quantizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QdqPlan {
+    /// The nodes (from [`targets`]).
+    pub targets: Vec<Target>,
+    /// Bits of the weights: 8, or 4 (values in [−7, 7], stored as int8).
+    pub weight_bits: u8,
+    /// One scale per output channel instead of one per tensor.
+    pub per_channel: bool,
+    /// The activations read by the targets.
+    pub activations: Vec<ActivationQuant>,
+}
+
+fn decode(source: &Path) -> Result<ModelProto> {
+    let bytes = std::fs::read(source).map_err(|error| Error::Io {
+        path: source.to_path_buf(),
+        error,
+    })?;
+    ModelProto::decode(&bytes[..]).map_err(|e| Error::Model {
+        path: source.to_path_buf(),
+        msg: format!("not an ONNX model: {e}"),
+    })
+}
+
+fn opset(m: &ModelProto) -> i64 {
+    m.opset_import
+        .iter()
+        .find(|o| {
+            o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx")
+        })
+        .and_then(|o| o.version)
+        .unwrap_or(1)
+}
+
+/// The Conv, Gemm and MatMul nodes of `source` whose weights (input 1) are float initializers.
+pub fn targets(source: &Path) -> Result<Vec<Target>> {
+    let m = decode(source)?;
+    let g = m.graph.unwrap_or_default();
+    let floats: HashSet<&str> = g
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == Some(data_type::FLOAT))
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    let mut out = Vec::new();
+    for n in &g.node {
+        let op = n.op_type.as_deref().unwrap_or("");
+        let (Some(x), Some(w)) = (n.input.first(), n.input.get(1)) else {
+            continue;
+        };
+        if !floats.contains(w.as_str()) || floats.contains(x.as_str()) {
+            continue;
+        }
+        let int = |a: &str| {
+            n.attribute
+                .iter()
+                .find(|t| t.name.as_deref() == Some(a))
+                .and_then(|t| t.i)
+                .unwrap_or(0)
+        };
+        let axis = match op {
+            "Conv" => 0,
+            "Gemm" if int("transA") != 0 => continue,
+            "Gemm" => usize::from(int("transB") == 0),
+            "MatMul" => 1,
+            _ => continue,
+        };
+        out.push(Target {
+            node: n
+                .name
+                .clone()
+                .filter(|s| !s.is_empty())
+                .or_else(|| n.output.first().cloned())
+                .unwrap_or_default(),
+            op_type: op.to_string(),
+            activation: x.clone(),
+            weight: w.clone(),
+            channel_axis: axis,
+        });
+    }
+    Ok(out)
+}
+
+/// Symmetric quantization of `w` (shape `dims`) to `[−qmax, qmax]`, per tensor or per index of
+/// `axis`: returns the integers and the scales (`max|w| / qmax`; 1 for an all-zero slice).
+pub fn quantize_weights(
+    w: &[f32],
+    dims: &[usize],
+    axis: Option<usize>,
+    qmax: i8,
+) -> (Vec<i8>, Vec<f32>) {
+    let (count, inner) = match axis {
+        Some(a) => (dims[a], dims[a + 1..].iter().product::<usize>()),
+        None => (1, w.len().max(1)),
+    };
+    let chan = |e: usize| (e / inner) % count;
+    let mut amax = vec![0.0f32; count];
+    for (e, v) in w.iter().enumerate() {
+        let c = chan(e);
+        amax[c] = amax[c].max(v.abs());
+    }
+    let scales: Vec<f32> = amax
+        .iter()
+        .map(|&m| if m > 0.0 { m / qmax as f32 } else { 1.0 })
+        .collect();
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(e, &v)| {
+            (v / scales[chan(e)])
+                .round_ties_even()
+                .clamp(-(qmax as f32), qmax as f32) as i8
+        })
+        .collect();
+    (q, scales)
+}
+
+fn float_tensor(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(data_type::FLOAT),
+        name: Some(name.into()),
+        raw_data: Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+fn int8_tensor(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(data_type::INT8),
+        name: Some(name.into()),
+        raw_data: Some(v.iter().map(|&x| x as u8).collect()),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], output: &str, axis: Option<i64>) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        domain: None,
+        attribute: axis
+            .map(|a| AttributeProto {
+                name: Some("axis".into()),
+                r#type: Some(2), // INT
+                i: Some(a),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Writes the QDQ model of `plan` for `source` to `out`; returns the number of weights and
+/// activations quantized.
+pub fn write_qdq(source: &Path, plan: &QdqPlan, out: &Path) -> Result<(usize, usize)> {
+    let err = |msg: String| Error::Model {
+        path: source.to_path_buf(),
+        msg,
+    };
+    let mut m = decode(source)?;
+    if plan.per_channel && opset(&m) < 13 {
+        return Err(err(format!(
+            "per-channel quantization needs opset 13 or later; the model has opset {}",
+            opset(&m)
+        )));
+    }
+    if opset(&m) < 10 {
+        return Err(err("QuantizeLinear needs opset 10 or later".into()));
+    }
+    let qmax: i8 = match plan.weight_bits {
+        8 => 127,
+        4 => 7,
+        b => return Err(err(format!("{b}-bit weights: use 8 or 4"))),
+    };
+    let mut g: GraphProto = m.graph.take().unwrap_or_default();
+    if g.initializer.iter().any(|t| t.data_location == Some(1)) {
+        return Err(err(
+            "models with external data cannot be quantized yet".into()
+        ));
+    }
+    let mut prologue = Vec::new();
+    let mut new_inits = Vec::new();
+    let weights: HashMap<&str, &Target> = plan
+        .targets
+        .iter()
+        .map(|t| (t.weight.as_str(), t))
+        .collect();
+    let mut done = HashSet::new();
+    for init in &mut g.initializer {
+        let name = init.name.clone().unwrap_or_default();
+        let Some(t) = weights.get(name.as_str()) else {
+            continue;
+        };
+        if !done.insert(name.clone()) {
+            continue;
+        }
+        let w = crate::tensor::to_tensor(init, Path::new(""))
+            .and_then(|t| t.into_f32().map_err(|e| e.to_string()))
+            .map_err(|e| err(format!("initializer '{name}': {e}")))?;
+        let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
+        let axis = plan.per_channel.then_some(t.channel_axis);
+        if axis.is_some_and(|a| a >= dims.len()) {
+            return Err(err(format!(
+                "weight '{name}' has no axis {}",
+                t.channel_axis
+            )));
+        }
+        let (q, s) = quantize_weights(&w, &dims, axis, qmax);
+        let sdims: Vec<usize> = if axis.is_some() {
+            vec![s.len()]
+        } else {
+            vec![]
+        };
+        let (qn, sn, zn) = (
+            format!("{name}_quantized"),
+            format!("{name}_scale"),
+            format!("{name}_zero_point"),
+        );
+        *init = int8_tensor(&qn, &dims, &q);
+        new_inits.push(float_tensor(&sn, &sdims, &s));
+        new_inits.push(int8_tensor(&zn, &sdims, &vec![0; s.len()]));
+        // The dequantized weights keep the initializer's name, so consumers are unchanged.
+        prologue.push(node(
+            "DequantizeLinear",
+            &format!("{name}_DequantizeLinear"),
+            &[&qn, &sn, &zn],
+            &name,
+            axis.map(|a| a as i64),
+        ));
+    }
+    let acts: HashMap<&str, &ActivationQuant> = plan
+        .activations
+        .iter()
+        .map(|a| (a.name.as_str(), a))
+        .collect();
+    let readers: HashSet<&str> = plan.targets.iter().map(|t| t.node.as_str()).collect();
+    let mut nodes = prologue;
+    let mut emitted: HashSet<String> = HashSet::new();
+    for mut n in std::mem::take(&mut g.node) {
+        let id = n
+            .name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| n.output.first().cloned())
+            .unwrap_or_default();
+        if readers.contains(id.as_str()) {
+            if let Some(a) = n.input.first().and_then(|x| acts.get(x.as_str())) {
+                let x = a.name.as_str();
+                let dq = format!("{x}_DequantizeLinear_Output");
+                if emitted.insert(x.to_string()) {
+                    let (sn, zn) = (format!("{x}_scale"), format!("{x}_zero_point"));
+                    new_inits.push(float_tensor(&sn, &[], &[a.scale]));
+                    new_inits.push(int8_tensor(&zn, &[], &[a.zero_point]));
+                    let mut src = x.to_string();
+                    if let Some((lo, hi)) = a.clip {
+                        let (ln, hn, c) = (
+                            format!("{x}_clip_min"),
+                            format!("{x}_clip_max"),
+                            format!("{x}_clipped"),
+                        );
+                        new_inits.push(float_tensor(&ln, &[], &[lo]));
+                        new_inits.push(float_tensor(&hn, &[], &[hi]));
+                        if opset(&m) < 11 {
+                            return Err(err(
+                                "4-bit activations need opset 11 (Clip with inputs)".into()
+                            ));
+                        }
+                        nodes.push(node("Clip", &format!("{x}_Clip"), &[x, &ln, &hn], &c, None));
+                        src = c;
+                    }
+                    let q = format!("{x}_QuantizeLinear_Output");
+                    nodes.push(node(
+                        "QuantizeLinear",
+                        &format!("{x}_QuantizeLinear"),
+                        &[&src, &sn, &zn],
+                        &q,
+                        None,
+                    ));
+                    nodes.push(node(
+                        "DequantizeLinear",
+                        &format!("{x}_DequantizeLinear"),
+                        &[&q, &sn, &zn],
+                        &dq,
+                        None,
+                    ));
+                }
+                n.input[0] = dq;
+            }
+        }
+        nodes.push(n);
+    }
+    g.node = nodes;
+    g.initializer.extend(new_inits);
+    m.graph = Some(g);
+    if !m
+        .opset_import
+        .iter()
+        .any(|o| o.domain.as_deref().unwrap_or("").is_empty())
+    {
+        m.opset_import.push(OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        });
+    }
+    std::fs::write(out, m.encode_to_vec()).map_err(|error| Error::Io {
+        path: out.to_path_buf(),
+        error,
+    })?;
+    Ok((done.len(), emitted.len()))
+}
+
+/// Asymmetric int8 parameters of a calibrated range `[lo, hi]` (widened to contain 0) with
+/// `levels` levels (256 for 8 bits, 16 for 4 bits), and for 4 bits the clip range of the grid:
+/// `scale = (hi − lo)/(levels − 1)`, `zero_point = round(qmin − lo/scale)` clamped, qmin = −128
+/// or −8.
+pub fn activation_quant(name: &str, lo: f32, hi: f32, bits: u8) -> ActivationQuant {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let (qmin, qmax) = if bits == 4 {
+        (-8.0f32, 7.0f32)
+    } else {
+        (-128.0, 127.0)
+    };
+    let scale = if hi > lo {
+        (hi - lo) / (qmax - qmin)
+    } else {
+        1.0
+    };
+    let zp = (qmin - lo / scale).round_ties_even().clamp(qmin, qmax);
+    ActivationQuant {
+        name: name.into(),
+        scale,
+        zero_point: zp as i8,
+        clip: (bits == 4).then_some(((qmin - zp) * scale, (qmax - zp) * scale)),
+    }
+}
