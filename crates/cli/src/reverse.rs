@@ -82,6 +82,7 @@ pub fn run(a: &ReverseArgs) -> Result<()> {
         loss: a.loss,
         seed: a.seed,
         early_stop: None,
+        params: Vec::new(),
     };
     // Refuse a misconfigured attack before loading anything.
     faultline::attacks::reverse::build(&a.attack, &settings)?;

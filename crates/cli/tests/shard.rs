@@ -1,6 +1,7 @@
 //! Sharded runs: `--shard 1/2` and `--shard 2/2` joined by `merge` give the unsharded run's
 //! directory — every file, JSON compared without the fields that measure time (as the soak test
-//! compares), everything else byte for byte — for each command that can be sharded; `merge`
+//! compares), everything else byte for byte — for each command that can be sharded, `audit`
+//! included (each of its sections is a sharded run directory); `merge`
 //! refuses shards that do not belong together with a one-line error; a shard that did not
 //! finish is re-run alone and resumes.
 
@@ -288,4 +289,39 @@ fn an_unfinished_shard_is_refused_then_rerun_alone_and_resumes() {
         &t.join("m"),
         "attack after a resumed shard",
     );
+}
+
+#[test]
+fn audit_merges_to_the_unsharded_audit() {
+    let (m, d) = (lenet(), mnist());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = |name: &str| t.join(name).display().to_string();
+    let args = |extra: &[&str]| {
+        with(
+            &[
+                "audit",
+                "-m",
+                &m,
+                "-d",
+                &d,
+                "--limit",
+                "24",
+                "--batch-size",
+                "6",
+            ],
+            extra,
+        )
+    };
+    ok(t, &args(&["-o", &dir("whole")]));
+    ok(t, &args(&["--shard", "1/2", "-o", &dir("s1")]));
+    ok(t, &args(&["--shard", "2/2", "-o", &dir("s2")]));
+    let o = ok(
+        t,
+        &with(&["merge", &dir("s1"), &dir("s2")], &["-o", &dir("m")]),
+    );
+    assert!(stderr(&o).contains("2 shards"), "{}", stderr(&o));
+    let s1 = json(&t.join("s1/attack/run.json"));
+    assert_eq!(s1["settings"]["shard"]["index"], 1, "sections are sharded");
+    compare(&snapshot(&t.join("whole")), &t.join("m"), "audit");
 }

@@ -1,6 +1,6 @@
-//! The Slurm deployment on a real scheduler: `deploy/slurm/submit.sh` submits a 2-task array
-//! (`faultline.sbatch`, `--shard auto`) and the merge job (`--dependency=afterok`); the merged
-//! run must equal the unsharded one (compared as the soak test compares). Needs a running
+//! The Slurm deployment on a real scheduler: `deploy/slurm/submit.sh` submits a 2-task array of
+//! `faultline audit` (`faultline.sbatch`, `--shard auto`) and the merge job
+//! (`--dependency=afterok`); the merged audit must equal the unsharded one (compared as the soak test compares). Needs a running
 //! cluster (`deploy/slurm/ci-cluster.sh` starts a single-node one); without `sbatch` the test
 //! is skipped with a note, unless `FAULTLINE_SLURM_CHECKS=required` (CI), which makes it fail.
 
@@ -59,24 +59,27 @@ fn a_slurm_array_and_its_merge_job_equal_the_unsharded_run() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let (m, d) = (lenet(), mnist());
+    // The audit (quick preset): every section is a sharded run directory.
     let args = [
-        "attack",
+        "audit",
         "-m",
         &m,
         "-d",
         &d,
         "--limit",
         "24",
-        "-a",
-        "pgd",
-        "--steps",
-        "5",
-        "--eps",
-        "0.1",
         "--batch-size",
         "6",
     ];
-    let whole = run(t, &[&args[..], &["-o", "whole"]].concat());
+    // Absolute directories: the audit's advice names them, and the comparison replaces each
+    // run's own path.
+    let whole_dir = t.join("whole").display().to_string();
+    // One thread, as each Slurm task has one CPU (`--cpus-per-task=1` below): the audit
+    // records the thread count.
+    let whole = run(
+        t,
+        &[&args[..], &["--threads", "1", "-o", &whole_dir]].concat(),
+    );
     assert!(whole.status.success(), "{}", stderr(&whole));
 
     let submit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/slurm/submit.sh");
@@ -84,7 +87,7 @@ fn a_slurm_array_and_its_merge_job_equal_the_unsharded_run() {
         .args(["ci", "2"])
         .args(args)
         .env("FAULTLINE", env!("CARGO_BIN_EXE_faultline"))
-        .env("FAULTLINE_RUNS", "runs")
+        .env("FAULTLINE_RUNS", t.join("runs"))
         .env("FAULTLINE_SBATCH", "--cpus-per-task=1")
         .current_dir(t)
         .output()

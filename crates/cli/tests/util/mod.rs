@@ -86,6 +86,8 @@ pub const VOLATILE: &[&str] = &[
     "corrupted_img_per_s",
     "peak_memory_mib",
     "resumed_from",
+    "forward_img_per_s",
+    "backward_img_per_s",
 ];
 
 pub fn strip(v: &mut serde_json::Value) {
@@ -102,7 +104,8 @@ pub fn strip(v: &mut serde_json::Value) {
 }
 
 /// Every file under `dir`, by relative path: JSON and JSON lines with the volatile fields
-/// removed, everything else as bytes.
+/// removed, HTML up to its `runs` section (wall times), both with the run directory's own path
+/// replaced by `RUN_DIR` (an audit's advice names its directories), everything else as bytes.
 pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -114,7 +117,9 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             let rel = p.strip_prefix(root).unwrap().display().to_string();
             let bytes = std::fs::read(&p).unwrap();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let root_path = root.display().to_string();
             let norm = |text: &str| {
+                let text = &text.replace(&root_path, "RUN_DIR");
                 let mut v: serde_json::Value = serde_json::from_str(text)
                     .unwrap_or_else(|e| panic!("{rel}: not JSON ({e}): {text}"));
                 strip(&mut v);
@@ -128,6 +133,11 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                     .into_bytes()
             } else if name.ends_with(".json") {
                 norm(&String::from_utf8(bytes).unwrap()).into_bytes()
+            } else if name.ends_with(".html") {
+                // The report's last section, `runs`, gives wall times.
+                let text = String::from_utf8(bytes).unwrap();
+                let end = text.find("<section id=\"runs\"").unwrap_or(text.len());
+                text[..end].replace(&root_path, "RUN_DIR").into_bytes()
             } else {
                 bytes
             };

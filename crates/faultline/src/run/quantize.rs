@@ -148,8 +148,10 @@ pub fn run(
             src.display()
         )));
     }
+    crate::run::refuse_shard(&cfg.calibration, "quantize")?;
+    crate::run::refuse_shard(&cfg.test, "quantize")?;
     let cal_idx = calibration.select(&cfg.calibration)?;
-    let mut settings = calibration.settings(&cfg.calibration, &cal_idx);
+    let mut settings = calibration.settings(&cfg.calibration, &cal_idx)?;
     settings["quantize"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["test"] = serde_json::json!(test.map(|t| t.data_path.clone()));
     let (rd, _): (RunDir, Vec<serde_json::Value>) =

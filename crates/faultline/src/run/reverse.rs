@@ -186,9 +186,10 @@ pub fn run(
                 .flat_map(|p| p.conditions().into_iter().map(Some)),
         )
         .collect();
+    crate::run::refuse_shard(&cfg.selection, "reverse")?;
     let indices = loaded.select(&cfg.selection)?;
     let total = indices.len();
-    let mut settings = loaded.settings(&cfg.selection, &indices);
+    let mut settings = loaded.settings(&cfg.selection, &indices)?;
     settings["attack"] = attack.describe();
     settings["eps"] = json!(eps);
     settings["label"] = json!(cfg.label);
