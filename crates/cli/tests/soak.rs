@@ -338,3 +338,45 @@ fn metrics_survive_random_kills() {
         ]),
     );
 }
+
+#[test]
+fn reverse_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "reverse",
+        &args(&[
+            "reverse",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "30",
+            "--batch-size",
+            "6",
+            "--corruptions",
+            "gaussian_noise",
+            "--severities",
+            "3",
+        ]),
+    );
+}
+
+#[test]
+fn audit_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "audit",
+        &args(&[
+            "audit",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "24",
+            "--batch-size",
+            "6",
+        ]),
+    );
+}

@@ -86,6 +86,7 @@ pub const VOLATILE: &[&str] = &[
     "corrupted_img_per_s",
     "peak_memory_mib",
     "resumed_from",
+    "read_back",
     "forward_img_per_s",
     "backward_img_per_s",
 ];
