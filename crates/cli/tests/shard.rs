@@ -291,6 +291,8 @@ fn an_unfinished_shard_is_refused_then_rerun_alone_and_resumes() {
     );
 }
 
+/// The standard preset: its metric suite is not sharded but left to the unsharded run that
+/// `merge` resumes (the Slurm test covers the quick preset).
 #[test]
 fn audit_merges_to_the_unsharded_audit() {
     let (m, d) = (lenet(), mnist());
@@ -305,8 +307,10 @@ fn audit_merges_to_the_unsharded_audit() {
                 &m,
                 "-d",
                 &d,
+                "--preset",
+                "standard",
                 "--limit",
-                "24",
+                "12",
                 "--batch-size",
                 "6",
             ],
@@ -323,5 +327,10 @@ fn audit_merges_to_the_unsharded_audit() {
     assert!(stderr(&o).contains("2 shards"), "{}", stderr(&o));
     let s1 = json(&t.join("s1/attack/run.json"));
     assert_eq!(s1["settings"]["shard"]["index"], 1, "sections are sharded");
+    assert!(
+        !t.join("s1/metrics").exists(),
+        "a shard leaves the metrics to the merge"
+    );
+    assert!(t.join("m/metrics/run.json").exists());
     compare(&snapshot(&t.join("whole")), &t.join("m"), "audit");
 }

@@ -621,7 +621,18 @@ pub fn run(
     step("attack", "attack", &mut |o| {
         attack::run(&plan.attack, loaded, o, progress).map(drop)
     })?;
-    if cfg.preset == Preset::Thorough {
+    // The escape (which samples every stage left stuck) and the metric suite (counters, not
+    // per-sample records) need every sample: a shard leaves them to the unsharded run that
+    // `merge` resumes, which finds the other sections finished and runs only these.
+    let sharded = cfg.selection.shard.is_some();
+    let deferred = |name: &str| {
+        progress.note(&format!(
+            "audit: {name} is left to `faultline merge` (it needs every shard's samples)"
+        ))
+    };
+    if cfg.preset == Preset::Thorough && sharded {
+        deferred("escape");
+    } else if cfg.preset == Preset::Thorough {
         step("escape", "attack", &mut |o| {
             escape(&plan, loaded, &out.sub("attack"), o, progress)
         })?;
@@ -639,7 +650,9 @@ pub fn run(
     step("margins", "margins", &mut |o| {
         margins::run(&plan.margins, loaded, o, progress).map(drop)
     })?;
-    if let Some(mc) = &plan.metrics {
+    if plan.metrics.is_some() && sharded {
+        deferred("metrics");
+    } else if let Some(mc) = &plan.metrics {
         step("metrics", "metrics", &mut |o| {
             metrics::run(mc, loaded, o, progress).map(drop)
         })?;
