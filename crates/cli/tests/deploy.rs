@@ -86,7 +86,10 @@ fn the_kubernetes_manifests_fit_together() {
     let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
     assert_eq!(after("--shard"), "auto");
     let run = env(c, "RUN")["value"].as_str().unwrap();
-    assert_eq!(after("--out"), "/work/runs/$(RUN)/shard-$(SHARD_INDEX)");
+    assert_eq!(
+        after("--out"),
+        "/faultline/runs/$(RUN)/shard-$(SHARD_INDEX)"
+    );
     let mount = text(c, "volumeMounts.0.mountPath");
     assert!(after("--out").starts_with(mount));
     let vol = at(&job, "spec.template.spec.volumes.0");
@@ -100,7 +103,7 @@ fn the_kubernetes_manifests_fit_together() {
         .map(|a| {
             a.replace("$(RUN)", run)
                 .replace("$(SHARD_INDEX)", "0")
-                .replace("/work/", &format!("{}/", tmp.path().display()))
+                .replace("/faultline/", &format!("{}/", tmp.path().display()))
         })
         .collect();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
@@ -126,10 +129,13 @@ fn the_kubernetes_manifests_fit_together() {
     assert_eq!(env(mc, "RUN")["value"].as_str(), Some(run), "the same run");
     let line = mc["args"][0].as_str().unwrap();
     assert!(
-        line.contains("faultline merge /work/runs/\"$RUN\"/shard-*"),
+        line.contains("faultline merge /faultline/runs/\"$RUN\"/shard-*"),
         "{line}"
     );
-    assert!(line.contains("--out /work/runs/\"$RUN\"/merged"), "{line}");
+    assert!(
+        line.contains("--out /faultline/runs/\"$RUN\"/merged"),
+        "{line}"
+    );
     assert_eq!(text(mc, "volumeMounts.0.mountPath"), mount);
     assert_eq!(
         text(
