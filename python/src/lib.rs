@@ -676,7 +676,6 @@ fn attack_settings(
         loss: parse::<AttackLoss>("loss", loss)?,
         seed,
         params: Vec::new(),
-        early_stop: None,
     })
 }
 

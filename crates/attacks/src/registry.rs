@@ -43,9 +43,6 @@ pub struct Settings {
     /// KEY=VALUE`), set after the settings above; an ensemble sets each in the stages that
     /// have it.
     pub params: Vec<(String, Value)>,
-    /// PGD family: stop a sample at its goal (None: the attack's default). Not a command-line
-    /// setting: reverse attacks ([`crate::reverse`]) turn it off to keep descending.
-    pub early_stop: Option<bool>,
 }
 
 impl Settings {
@@ -329,7 +326,6 @@ fn pgd_like(base: PgdParams, s: &Settings) -> Result<Method> {
         restarts: s.restarts.unwrap_or(base.restarts),
         random_start: s.random_start,
         loss: s.loss.unwrap_or(base.loss),
-        early_stop: s.early_stop.unwrap_or(base.early_stop),
         seed: s.seed,
         ..base
     };

@@ -11,7 +11,7 @@
 //! model's own prediction at test time). A targeted attack ascends `−CE(f(x), t)` (PGD family,
 //! APGD-CE, A3-CE; `margin` loss: `z_t − max_{j≠t} z_j`) or lowers Square's targeted CE, so with
 //! `t = y` it descends the label's loss, and its success flag means "the label is predicted".
-//! The PGD family runs with early stop off ([`Settings::early_stop`]): every sample takes all
+//! The PGD family runs with early stop off (its `early_stop` parameter): every sample takes all
 //! its steps, so one already predicted as its label gains margin. APGD, A3 and Square stop a
 //! sample once its label is predicted (their own rule). The returned image is kept only when
 //! its cross-entropy of the label is not above the clean image's; otherwise the clean image is
@@ -63,9 +63,15 @@ pub fn build(name: &str, settings: &Settings) -> Result<Attack> {
     }
     // methods.md §4.3 A: 10 steps of ε/4 (2/255 at 8/255) for PGD [U, the project's choice].
     let steps = settings.steps.or((name == "pgd").then_some(PGD_STEPS));
+    // The PGD family's early stop goes off through the attack's own parameter (the `--param`
+    // mechanism); the attacks without it keep their rule.
+    let mut params = settings.params.clone();
+    if entry.defaults().get("early_stop").is_some() {
+        params.push(("early_stop".into(), false.into()));
+    }
     entry.build(&Settings {
-        early_stop: Some(false),
         steps,
+        params,
         ..settings.clone()
     })
 }

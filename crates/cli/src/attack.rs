@@ -100,7 +100,6 @@ impl AttackArgs {
                 loss: self.loss,
                 seed: self.seed,
                 params: self.param.clone(),
-                early_stop: None,
             },
             eps: parse_radii(&self.eps)?,
             target: self.target,

@@ -81,7 +81,6 @@ pub fn run(a: &ReverseArgs) -> Result<()> {
         random_start: a.random_start,
         loss: a.loss,
         seed: a.seed,
-        early_stop: None,
         params: Vec::new(),
     };
     // Refuse a misconfigured attack before loading anything.
