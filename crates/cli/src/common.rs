@@ -117,6 +117,16 @@ impl DataArgs {
             },
         }
     }
+    /// How to read a held-out set (`--test`, `--val`) beside the training data: the format
+    /// options of --data, but the test split of a folder holding both, and its own labels
+    /// (--labels names the training array's).
+    pub fn held_out_options(&self) -> LoadOptions {
+        LoadOptions {
+            split: Split::Test,
+            labels: None,
+            ..self.options()
+        }
+    }
 }
 
 /// Where a run writes, with the default `runs/<command>` (scratch space, replaced).

@@ -172,6 +172,7 @@ impl FinetuneArgs {
                 },
             },
             train_last: self.train_last,
+            train_prefix: None,
             clip_grad_norm: self.clip_grad_norm,
             augment: match &self.augment {
                 Some(a) => parse_augment(a)?,
@@ -265,7 +266,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         .val
         .as_ref()
         .map(|p| {
-            faultline::data::open(p, &args.data.options())
+            faultline::data::open(p, &args.data.held_out_options())
                 .with_context(|| format!("opening --val {}", p.display()))
         })
         .transpose()?;

@@ -120,7 +120,7 @@ fn open_test(
     args.test
         .as_ref()
         .map(|p| {
-            faultline::data::open(p, &data.options())
+            faultline::data::open(p, &data.held_out_options())
                 .with_context(|| format!("opening --test {}", p.display()))
                 .map(|d| (d, p.clone()))
         })

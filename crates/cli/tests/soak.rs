@@ -340,6 +340,41 @@ fn metrics_survive_random_kills() {
 }
 
 #[test]
+fn calibrate_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "calibrate",
+        &args(&[
+            "calibrate",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--limit",
+            "256",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--test",
+            &d,
+            "--test-limit",
+            "200",
+            "--seen",
+            "gaussian_blur",
+            "--unseen",
+            "contrast,fog",
+            "--severities",
+            "1,5",
+            "--width",
+            "4",
+            "--blocks",
+            "1",
+        ]),
+    );
+}
+
+#[test]
 fn reverse_survives_random_kills() {
     let (m, d) = (lenet(), mnist());
     soak(

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod attrs;
+pub mod calibrator;
 mod error;
 mod export;
 mod ops;

@@ -160,6 +160,10 @@ pub struct FinetuneConfig {
     pub batch_norm: BatchNormChoice,
     /// Train only the parameters of the last k operators with parameters [default: all].
     pub train_last: Option<usize>,
+    /// Train only the initializers whose names start with this (`calibrate` trains its
+    /// calibrator in front of a frozen model so) [default: all].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_prefix: Option<String>,
     /// Scale the gradient down to this global L2 norm when it is larger (PyTorch's
     /// `clip_grad_norm_`) [default: no clipping].
     pub clip_grad_norm: Option<f32>,
@@ -220,6 +224,7 @@ impl Default for FinetuneConfig {
             schedule: Schedule::Cosine { min_factor: 0.0 },
             batch_norm: BatchNormChoice::Train { momentum: 0.1 },
             train_last: None,
+            train_prefix: None,
             clip_grad_norm: None,
             augment: vec![Augment::Flip],
             corrupt_prob: 0.5,
@@ -791,8 +796,9 @@ pub fn run(
         BatchNormChoice::Train { momentum } => BatchNormMode::Train { momentum },
         BatchNormChoice::Frozen => BatchNormMode::Frozen,
     };
-    let mut tm =
-        TrainModel::new(source, image, norm, bn, &|n| inits.contains(n)).map_err(Error::Engine)?;
+    let learnable =
+        |n: &str| inits.contains(n) && cfg.train_prefix.as_deref().is_none_or(|p| n.starts_with(p));
+    let mut tm = TrainModel::new(source, image, norm, bn, &learnable).map_err(Error::Engine)?;
     if tm.params().is_empty() {
         return Err(Error::Invalid(format!(
             "{}: no trainable parameters found (Conv/Gemm/MatMul weights, biases, batch-norm scales as initializers)",

@@ -23,6 +23,7 @@
 pub mod attack;
 pub mod audit;
 pub mod bench;
+pub mod calibrate;
 pub mod classwise;
 pub mod compare;
 pub mod corrupt;
