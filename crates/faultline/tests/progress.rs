@@ -1,11 +1,13 @@
-//! Progress inside a batch: an ensemble reports samples as done when a stage breaks them, not
-//! only when the whole batch ends (a 20-image ensemble showed `0/20` for 107 s; issue 24).
+//! Progress inside a batch: an ensemble reports samples as done when a stage breaks them, and a
+//! single attack as its samples break and its iterations pass, not only when the whole batch
+//! ends (a 20-image ensemble showed `0/20` for 107 s; issue 24).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use faultline::data::LoadOptions;
 use faultline::run::attack::{run, AttackConfig};
+use faultline::run::Loaded;
 use faultline::run::{load, Output, Progress, Source};
 use faultline::subset::{Selection, Subset};
 
@@ -29,15 +31,19 @@ impl Progress for Record {
     }
 }
 
-#[test]
-fn an_ensemble_advances_per_sample_within_its_batch() {
-    let loaded = load(&Source {
+fn lenet() -> Loaded {
+    load(&Source {
         model: shared("models/mnist/mnist-lenet5-clean.onnx"),
         data: shared("data/mnist/t10k-images-idx3-ubyte.gz"),
         normalization: None,
         load: LoadOptions::default(),
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn an_ensemble_advances_per_sample_within_its_batch() {
+    let loaded = lenet();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = AttackConfig {
         preset: Some("standard".into()),
@@ -65,4 +71,57 @@ fn an_ensemble_advances_per_sample_within_its_batch() {
     let first_stage = events.iter().position(|e| e == "stage").unwrap();
     assert!(first_stage > 0, "{events:?}");
     assert_eq!(events[first_stage - 1], "advance 8", "{events:?}");
+}
+
+/// The `advance` counts of a single attack `name` (with `steps` iterations) on one batch of 8
+/// LeNet-5 images at radius `eps` (the attack's default norm).
+fn advances(loaded: &Loaded, name: &str, steps: Option<usize>, eps: Vec<f32>) -> Vec<usize> {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = AttackConfig {
+        attack: name.into(),
+        eps,
+        selection: Selection {
+            limit: Some(8),
+            subset: Subset::First,
+            ..Selection::default()
+        },
+        batch_size: 8,
+        sanity: false,
+        ..AttackConfig::default()
+    };
+    cfg.settings.steps = steps;
+    let out = Output {
+        dir: tmp.path().join("a"),
+        overwrite: false,
+        scratch: false,
+    };
+    let p = Record::default();
+    run(&cfg, &loaded, &out, &p).unwrap();
+    let events = p.0.into_inner().unwrap();
+    events
+        .iter()
+        .filter_map(|e| e.strip_prefix("advance ")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_single_attack_advances_within_its_batch() {
+    let loaded = lenet();
+    // At ε = 0.1 the clean LeNet-5's samples break at different iterations and some hold: the
+    // bar moves through intermediate counts before the batch's end reports all 8.
+    for (name, steps, eps) in [
+        ("apgd-t", Some(20), vec![0.1]),
+        ("pgd", Some(20), vec![0.1]),
+        ("square", Some(200), vec![0.1]),
+        ("fab-t", Some(20), vec![0.1]),
+        ("deepfool", None, vec![]),
+        ("cw", Some(20), vec![]),
+    ] {
+        let a = advances(&loaded, name, steps, eps);
+        let mut within: Vec<usize> = a.iter().copied().filter(|&d| d < 8).collect();
+        assert!(within.windows(2).all(|w| w[0] < w[1]), "{name}: {a:?}");
+        within.dedup();
+        assert!(within.len() >= 2, "{name}: {a:?}");
+        assert_eq!(a.last(), Some(&8), "{name}: {a:?}");
+    }
 }
