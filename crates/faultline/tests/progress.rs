@@ -96,7 +96,7 @@ fn advances(loaded: &Loaded, name: &str, steps: Option<usize>, eps: Vec<f32>) ->
         scratch: false,
     };
     let p = Record::default();
-    run(&cfg, &loaded, &out, &p).unwrap();
+    run(&cfg, loaded, &out, &p).unwrap();
     let events = p.0.into_inner().unwrap();
     events
         .iter()
