@@ -41,13 +41,10 @@ fn lenet() -> Loaded {
     .unwrap()
 }
 
-#[test]
-fn an_ensemble_advances_per_sample_within_its_batch() {
-    let loaded = lenet();
+/// The progress events of `cfg` on one batch of the first 8 LeNet-5 images.
+fn events(loaded: &Loaded, cfg: AttackConfig) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = AttackConfig {
-        preset: Some("standard".into()),
-        eps: vec![0.3],
         selection: Selection {
             limit: Some(8),
             subset: Subset::First,
@@ -55,7 +52,7 @@ fn an_ensemble_advances_per_sample_within_its_batch() {
         },
         batch_size: 8,
         sanity: false,
-        ..AttackConfig::default()
+        ..cfg
     };
     let out = Output {
         dir: tmp.path().join("a"),
@@ -63,8 +60,18 @@ fn an_ensemble_advances_per_sample_within_its_batch() {
         scratch: false,
     };
     let p = Record::default();
-    run(&cfg, &loaded, &out, &p).unwrap();
-    let events = p.0.into_inner().unwrap();
+    run(&cfg, loaded, &out, &p).unwrap();
+    p.0.into_inner().unwrap()
+}
+
+#[test]
+fn an_ensemble_advances_per_sample_within_its_batch() {
+    let cfg = AttackConfig {
+        preset: Some("standard".into()),
+        eps: vec![0.3],
+        ..AttackConfig::default()
+    };
+    let events = events(&lenet(), cfg);
     // One batch of 8: at ε = 0.3 the clean LeNet-5 breaks at APGD-CE, so the first stage
     // already reports all 8 done, before its message (the batch's end reports only after every
     // stage's message).
@@ -76,29 +83,13 @@ fn an_ensemble_advances_per_sample_within_its_batch() {
 /// The `advance` counts of a single attack `name` (with `steps` iterations) on one batch of 8
 /// LeNet-5 images at radius `eps` (the attack's default norm).
 fn advances(loaded: &Loaded, name: &str, steps: Option<usize>, eps: Vec<f32>) -> Vec<usize> {
-    let tmp = tempfile::tempdir().unwrap();
     let mut cfg = AttackConfig {
         attack: name.into(),
         eps,
-        selection: Selection {
-            limit: Some(8),
-            subset: Subset::First,
-            ..Selection::default()
-        },
-        batch_size: 8,
-        sanity: false,
         ..AttackConfig::default()
     };
     cfg.settings.steps = steps;
-    let out = Output {
-        dir: tmp.path().join("a"),
-        overwrite: false,
-        scratch: false,
-    };
-    let p = Record::default();
-    run(&cfg, loaded, &out, &p).unwrap();
-    let events = p.0.into_inner().unwrap();
-    events
+    events(loaded, cfg)
         .iter()
         .filter_map(|e| e.strip_prefix("advance ")?.parse().ok())
         .collect()

@@ -184,24 +184,25 @@ pub fn quantize_weights(
     (q, scales)
 }
 
-fn float_tensor(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
+/// An initializer of type `ty` holding the little-endian bytes `raw`.
+fn raw_tensor(name: &str, dims: &[usize], ty: i32, raw: Vec<u8>) -> TensorProto {
     TensorProto {
         dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: Some(data_type::FLOAT),
+        data_type: Some(ty),
         name: Some(name.into()),
-        raw_data: Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        raw_data: Some(raw),
         ..Default::default()
     }
 }
 
+fn float_tensor(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
+    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    raw_tensor(name, dims, data_type::FLOAT, raw)
+}
+
 fn int32_tensor(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
-    TensorProto {
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: Some(data_type::INT32),
-        name: Some(name.into()),
-        raw_data: Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        ..Default::default()
-    }
+    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    raw_tensor(name, dims, data_type::INT32, raw)
 }
 
 /// The int32 bias `round(b / scale)` (scale per element of `b`, or one for all), saturated.
@@ -222,13 +223,67 @@ pub fn quantize_bias(b: &[f32], scales: &[f32]) -> Vec<i32> {
 }
 
 fn int8_tensor(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
-    TensorProto {
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: Some(data_type::INT8),
-        name: Some(name.into()),
-        raw_data: Some(v.iter().map(|&x| x as u8).collect()),
-        ..Default::default()
+    raw_tensor(
+        name,
+        dims,
+        data_type::INT8,
+        v.iter().map(|&x| x as u8).collect(),
+    )
+}
+
+/// Quantized values of an initializer: int8 (weights) or int32 (biases).
+enum Ints {
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+}
+
+impl Ints {
+    fn tensor(&self, name: &str, dims: &[usize]) -> TensorProto {
+        match self {
+            Ints::I8(v) => int8_tensor(name, dims, v),
+            Ints::I32(v) => int32_tensor(name, dims, v),
+        }
     }
+    fn zeros(&self, n: usize) -> Ints {
+        match self {
+            Ints::I8(_) => Ints::I8(vec![0; n]),
+            Ints::I32(_) => Ints::I32(vec![0; n]),
+        }
+    }
+}
+
+/// Replaces initializer `init` by its quantized values `q` behind a DequantizeLinear with
+/// `scales` (per index of `axis`, or per tensor) and zero points 0, whose output keeps the
+/// initializer's name, so consumers are unchanged; the new initializers and node go to `out`.
+fn behind_dq(
+    init: &mut TensorProto,
+    q: Ints,
+    scales: &[f32],
+    axis: Option<usize>,
+    out: (&mut Vec<TensorProto>, &mut Vec<NodeProto>),
+) {
+    let name = init.name.clone().unwrap_or_default();
+    let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
+    let sdims: Vec<usize> = if axis.is_some() {
+        vec![scales.len()]
+    } else {
+        vec![]
+    };
+    let (qn, sn, zn) = (
+        format!("{name}_quantized"),
+        format!("{name}_scale"),
+        format!("{name}_zero_point"),
+    );
+    *init = q.tensor(&qn, &dims);
+    out.0.push(float_tensor(&sn, &sdims, scales));
+    out.0.push(q.zeros(scales.len()).tensor(&zn, &sdims));
+    out.1.push(node(
+        "DequantizeLinear",
+        &format!("{name}_DequantizeLinear"),
+        &[&qn, &sn, &zn],
+        &name,
+        axis.map(|a| a as i64),
+    ));
 }
 
 fn node(op: &str, name: &str, inputs: &[&str], output: &str, axis: Option<i64>) -> NodeProto {
@@ -309,28 +364,8 @@ pub fn write_qdq(source: &Path, plan: &QdqPlan, out: &Path) -> Result<(usize, us
             )));
         }
         let (q, s) = quantize_weights(&w, &dims, axis, qmax);
-        weight_scales.insert(name.clone(), s.clone());
-        let sdims: Vec<usize> = if axis.is_some() {
-            vec![s.len()]
-        } else {
-            vec![]
-        };
-        let (qn, sn, zn) = (
-            format!("{name}_quantized"),
-            format!("{name}_scale"),
-            format!("{name}_zero_point"),
-        );
-        *init = int8_tensor(&qn, &dims, &q);
-        new_inits.push(float_tensor(&sn, &sdims, &s));
-        new_inits.push(int8_tensor(&zn, &sdims, &vec![0; s.len()]));
-        // The dequantized weights keep the initializer's name, so consumers are unchanged.
-        nodes.push(node(
-            "DequantizeLinear",
-            &format!("{name}_DequantizeLinear"),
-            &[&qn, &sn, &zn],
-            &name,
-            axis.map(|a| a as i64),
-        ));
+        behind_dq(init, Ints::I8(q), &s, axis, (&mut new_inits, &mut nodes));
+        weight_scales.insert(name, s);
     }
     let acts: HashMap<&str, &ActivationQuant> = plan
         .activations
@@ -373,27 +408,9 @@ pub fn write_qdq(source: &Path, plan: &QdqPlan, out: &Path) -> Result<(usize, us
                 sc.len()
             )));
         }
-        let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
-        let sdims: Vec<usize> = if sc.len() == 1 {
-            vec![]
-        } else {
-            vec![sc.len()]
-        };
-        let (qn, sn, zn) = (
-            format!("{name}_quantized"),
-            format!("{name}_scale"),
-            format!("{name}_zero_point"),
-        );
-        *init = int32_tensor(&qn, &dims, &quantize_bias(&b, sc));
-        new_inits.push(float_tensor(&sn, &sdims, sc));
-        new_inits.push(int32_tensor(&zn, &sdims, &vec![0; sc.len()]));
-        nodes.push(node(
-            "DequantizeLinear",
-            &format!("{name}_DequantizeLinear"),
-            &[&qn, &sn, &zn],
-            &name,
-            (sc.len() != 1).then_some(0),
-        ));
+        let q = Ints::I32(quantize_bias(&b, sc));
+        let axis = (sc.len() != 1).then_some(0);
+        behind_dq(init, q, sc, axis, (&mut new_inits, &mut nodes));
     }
     let readers: HashSet<&str> = plan.targets.iter().map(|t| t.node.as_str()).collect();
     let mut emitted: HashSet<String> = HashSet::new();
