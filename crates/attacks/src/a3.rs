@@ -64,7 +64,7 @@ use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::apgd::{apgd, apgd_start, start_direction, Adapt, ApgdParams, Checkpoint};
-use crate::attack::{AttackOutput, BatchRef, BoundedAttack, Described, Goal};
+use crate::attack::{AttackOutput, BatchRef, BoundedAttack, Described, Goal, Watch};
 use crate::norm::Norm;
 use crate::Result;
 
@@ -307,8 +307,15 @@ impl Described for A3Params {
 }
 
 impl BoundedAttack for A3Params {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
-        self.run_learning(model, batch, goal, eps, &mut Memory::new())
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        self.run_learning(model, batch, goal, eps, &mut Memory::new(), watch)
     }
     fn run_learning(
         &self,
@@ -317,6 +324,7 @@ impl BoundedAttack for A3Params {
         goal: Goal,
         eps: f32,
         memory: &mut Memory,
+        watch: Watch,
     ) -> Result<AttackOutput> {
         let mut a = Adaptive { p: self, memory };
         apgd(
@@ -327,6 +335,7 @@ impl BoundedAttack for A3Params {
             &self.apgd,
             eps,
             Some(&mut a),
+            watch,
         )
     }
 }

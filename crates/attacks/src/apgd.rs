@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{
     argmax, check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef,
-    BoundedAttack, Goal, Passes,
+    BoundedAttack, Goal, Passes, Watch,
 };
 use crate::loss::{loss_value, objective_grad, AttackLoss};
 use crate::norm::{ascend, normal, project, sample_rng, uniform, Norm};
@@ -192,6 +192,7 @@ fn single_run(
     loss: AttackLoss,
     check: Option<Checkpoint>,
     passes: &mut Passes,
+    run: (usize, usize),
 ) -> Result<Run> {
     let per = x.len() / labels.len();
     let k = model.num_classes();
@@ -242,6 +243,7 @@ fn single_run(
         if met(j, zr) {
             adv[j] = Some(xa[j * per..(j + 1) * per].to_vec());
             adv_class[j] = Some(argmax(zr));
+            passes.settle(todo[j]);
         } else {
             active.push(j);
         }
@@ -293,6 +295,7 @@ fn single_run(
             if met(j, zr) {
                 adv[j] = Some(xa[r].to_vec());
                 adv_class[j] = Some(argmax(zr));
+                passes.settle(todo[j]);
             } else {
                 still.push(j);
             }
@@ -331,6 +334,7 @@ fn single_run(
             len = len.saturating_sub(decr).max(min_len);
             since = 0;
         }
+        passes.at(run, (it + 1, p.steps));
     }
     Ok(Run {
         best,
@@ -343,8 +347,24 @@ fn single_run(
 described!(ApgdParams);
 
 impl BoundedAttack for ApgdParams {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
-        apgd(model, batch.images, goal, batch.indices, self, eps, None)
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        apgd(
+            model,
+            batch.images,
+            goal,
+            batch.indices,
+            self,
+            eps,
+            None,
+            watch,
+        )
     }
 }
 
@@ -375,6 +395,7 @@ pub(crate) trait Adapt {
 
 /// APGD (or APGD-T with `target_classes > 0`) on images `x`; `indices` seed the random starts;
 /// `adapt` replaces the random starts and adds discarding (A3).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn apgd(
     model: &Model,
     x: &[f32],
@@ -383,6 +404,7 @@ pub(crate) fn apgd(
     p: &ApgdParams,
     eps: f32,
     mut adapt: Option<&mut dyn Adapt>,
+    watch: Watch,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     let n = goal.labels.len();
@@ -394,7 +416,7 @@ pub(crate) fn apgd(
                 .into(),
         ));
     }
-    let mut passes = Passes::new(n);
+    let mut passes = Passes::watched(n, watch);
     let z0 = model.logits(x)?;
     passes.add(&(0..n).collect::<Vec<_>>(), 1, 0);
     let mut done: Vec<bool> = (0..n)
@@ -407,8 +429,11 @@ pub(crate) fn apgd(
     } else {
         (2..p.target_classes + 2).map(Some).collect()
     };
-    for rank in runs {
-        for restart in 0..p.restarts.max(1) {
+    let restarts = p.restarts.max(1);
+    let schedule = runs.len() * restarts;
+    for (r, rank) in runs.into_iter().enumerate() {
+        for restart in 0..restarts {
+            let run_at = (r * restarts + restart, schedule);
             let todo: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
             if todo.is_empty() {
                 break;
@@ -455,6 +480,7 @@ pub(crate) fn apgd(
                 loss,
                 adapt.as_deref().and_then(|a| a.checkpoint(p.steps)),
                 &mut passes,
+                run_at,
             )?;
             if let Some(a) = adapt.as_deref_mut() {
                 for (j, &i) in todo.iter().enumerate() {
@@ -476,6 +502,7 @@ pub(crate) fn apgd(
                 }
             }
             first_run = false;
+            passes.at((run_at.0 + 1, schedule), (0, 1));
         }
     }
     finalize(model, x, out, goal, passes)

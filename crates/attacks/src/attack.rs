@@ -155,14 +155,51 @@ pub struct StageDone<'a> {
     pub robust: usize,
 }
 
+/// Where an attack stands on its batch, for progress displays (see [`Passes::watched`]): the
+/// samples it has settled (it works on them no more: broken, for a bounded attack, so their
+/// result is final) and the share of its schedule (iterations of all its runs: restarts, target
+/// classes, binary-search steps) done, which covers the samples still worked on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    /// Samples of the batch.
+    pub samples: usize,
+    /// Of them, settled.
+    pub settled: usize,
+    /// Share of the schedule done, in [0, 1].
+    pub schedule: f32,
+}
+
+impl Tick {
+    /// Samples counted as done: the settled ones and the schedule's share of the others.
+    pub fn done(&self) -> f64 {
+        let rest = self.samples.saturating_sub(self.settled) as f64;
+        self.settled as f64 + rest * f64::from(self.schedule.clamp(0.0, 1.0))
+    }
+}
+
+/// Told where an attack stands on its batch, once per iteration (see [`Tick`]).
+pub type Watch<'a> = &'a mut dyn FnMut(Tick);
+
 /// An attack that looks for an adversarial example within the ball of radius `eps` around each
 /// image (in its norm) and the image box [0, 1].
 pub trait BoundedAttack: Described + Send + Sync {
     /// Attacks a batch; one returned image per sample, inside the ball and the box, with
     /// success flags re-checked on it.
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput>;
-    /// [`BoundedAttack::run`] inside an ensemble, with what the earlier stages learned (A3's
-    /// adaptive stages read and extend `memory`; other attacks ignore it).
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
+        self.run_watched(model, batch, goal, eps, &mut |_| {})
+    }
+    /// [`BoundedAttack::run`], telling `watch` once per iteration how far it is; progress
+    /// never changes the result.
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        watch: Watch,
+    ) -> Result<AttackOutput>;
+    /// [`BoundedAttack::run_watched`] inside an ensemble, with what the earlier stages learned
+    /// (A3's adaptive stages read and extend `memory`; other attacks ignore it).
     fn run_learning(
         &self,
         model: &Model,
@@ -170,15 +207,16 @@ pub trait BoundedAttack: Described + Send + Sync {
         goal: Goal,
         eps: f32,
         memory: &mut crate::a3::Memory,
+        watch: Watch,
     ) -> Result<AttackOutput> {
         let _ = memory;
-        self.run(model, batch, goal, eps)
+        self.run_watched(model, batch, goal, eps, watch)
     }
     /// Names of the stages of an ensemble (empty for a single attack).
     fn stages(&self) -> Vec<&str> {
         Vec::new()
     }
-    /// [`BoundedAttack::run`], calling `on_stage` after each stage of an ensemble.
+    /// [`BoundedAttack::run_watched`], calling `on_stage` after each stage of an ensemble.
     fn run_staged(
         &self,
         model: &Model,
@@ -186,9 +224,10 @@ pub trait BoundedAttack: Described + Send + Sync {
         goal: Goal,
         eps: f32,
         on_stage: &mut dyn FnMut(StageDone),
+        watch: Watch,
     ) -> Result<AttackOutput> {
         let _ = on_stage;
-        self.run(model, batch, goal, eps)
+        self.run_watched(model, batch, goal, eps, watch)
     }
 }
 
@@ -196,7 +235,18 @@ pub trait BoundedAttack: Described + Send + Sync {
 /// it finds are the `linf`/`l2`/`l1` fields of the successful results.
 pub trait MinNormAttack: Described + Send + Sync {
     /// Attacks a batch; one returned image per sample inside the box, success re-checked on it.
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput>;
+    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput> {
+        self.run_watched(model, batch, goal, &mut |_| {})
+    }
+    /// [`MinNormAttack::run`], telling `watch` once per iteration how far it is; progress never
+    /// changes the result.
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        watch: Watch,
+    ) -> Result<AttackOutput>;
 }
 
 /// One sample's outcome, measured on the returned image.
@@ -238,21 +288,39 @@ pub struct AttackOutput {
     pub results: Vec<SampleResult>,
 }
 
-/// Pass counters per sample, kept while an attack runs.
-#[derive(Debug, Clone)]
-pub struct Passes {
+/// Pass counters per sample, kept while an attack runs, and the attack's progress on its batch
+/// (samples settled, schedule done) told to an optional watch: every attack keeps one, so this
+/// is the one place progress is counted.
+pub struct Passes<'w> {
     /// Forward passes per sample.
     pub forward: Vec<u32>,
     /// Backward passes per sample.
     pub backward: Vec<u32>,
+    settled: Vec<bool>,
+    tick: Tick,
+    watch: Option<Watch<'w>>,
 }
 
-impl Passes {
-    /// Zero counters for `n` samples.
+impl<'w> Passes<'w> {
+    /// Zero counters for `n` samples, progress told to nobody.
     pub fn new(n: usize) -> Self {
         Passes {
             forward: vec![0; n],
             backward: vec![0; n],
+            settled: vec![false; n],
+            tick: Tick {
+                samples: n,
+                settled: 0,
+                schedule: 0.0,
+            },
+            watch: None,
+        }
+    }
+    /// Zero counters for `n` samples, progress told to `watch`.
+    pub fn watched(n: usize, watch: Watch<'w>) -> Self {
+        Passes {
+            watch: Some(watch),
+            ..Passes::new(n)
         }
     }
     /// Counts `f` forward and `b` backward passes for each sample in `active`.
@@ -261,6 +329,34 @@ impl Passes {
             self.forward[i] += f;
             self.backward[i] += b;
         }
+    }
+    /// Marks sample `i` settled: the attack works on it no more (see [`Tick`]).
+    pub fn settle(&mut self, i: usize) {
+        if let Some(s) = self.settled.get_mut(i) {
+            if !*s {
+                *s = true;
+                self.tick.settled += 1;
+            }
+        }
+    }
+    /// Tells the watch that iteration `it.0` of `it.1` of run `run.0` of `run.1` is done (the
+    /// share of the schedule never goes back).
+    pub fn at(&mut self, run: (usize, usize), it: (usize, usize)) {
+        let share = (run.0 as f32 + it.0 as f32 / it.1.max(1) as f32) / run.1.max(1) as f32;
+        self.tick.schedule = self.tick.schedule.max(share.min(1.0));
+        if let Some(w) = self.watch.as_mut() {
+            w(self.tick);
+        }
+    }
+}
+
+impl std::fmt::Debug for Passes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passes")
+            .field("forward", &self.forward)
+            .field("backward", &self.backward)
+            .field("tick", &self.tick)
+            .finish()
     }
 }
 

@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{
     check_batch, check_run, finalize, gather, AttackOutput, BatchRef, Described, Goal,
-    MinNormAttack, Passes, DECISIVE_GAP,
+    MinNormAttack, Passes, Watch, DECISIVE_GAP,
 };
 use crate::norm::Norm;
 use crate::{Error, Result};
@@ -108,8 +108,14 @@ impl Described for CwParams {
 }
 
 impl MinNormAttack for CwParams {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput> {
-        cw(model, batch.images, goal, batch.indices, self)
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        cw(model, batch.images, goal, batch.indices, self, watch)
     }
 }
 
@@ -120,6 +126,7 @@ fn cw(
     goal: Goal,
     indices: &[usize],
     p: &CwParams,
+    watch: Watch,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     check_run("C&W", model, &goal, indices, 0)?;
@@ -142,7 +149,7 @@ fn cw(
         )));
     }
     let n = goal.labels.len();
-    let mut passes = Passes::new(n);
+    let mut passes = Passes::watched(n, watch);
     let z = model.logits(x)?;
     passes.add(&(0..n).collect::<Vec<_>>(), 1, 0);
     let todo: Vec<usize> = (0..n)
@@ -249,7 +256,9 @@ fn cw(
                 }
             }
             active = stepping.into_iter().map(|(_, j)| j).collect();
+            passes.at((outer, p.binary_search_steps), (it + 1, p.steps));
         }
+        passes.at((outer + 1, p.binary_search_steps), (0, 1));
         for j in 0..m {
             if found[j] {
                 hi[j] = hi[j].min(c[j]);

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{
     argmax, check_batch, described, finalize, gather, AttackOutput, BatchRef, Goal, MinNormAttack,
-    Passes, DECISIVE_GAP,
+    Passes, Watch, DECISIVE_GAP,
 };
 use crate::minnorm::shrink;
 use crate::norm::Norm;
@@ -64,12 +64,24 @@ described!(DeepFoolParams);
 
 /// Untargeted: `goal.targets` is ignored.
 impl MinNormAttack for DeepFoolParams {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput> {
-        deepfool(model, batch.images, goal, self)
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        deepfool(model, batch.images, goal, self, watch)
     }
 }
 
-fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Result<AttackOutput> {
+fn deepfool(
+    model: &Model,
+    x: &[f32],
+    goal: Goal,
+    p: &DeepFoolParams,
+    watch: Watch,
+) -> Result<AttackOutput> {
     let goal = Goal {
         labels: goal.labels,
         targets: None,
@@ -83,10 +95,10 @@ fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Result<
     }
     let k = model.num_classes();
     let n = goal.labels.len();
-    let mut passes = Passes::new(n);
+    let mut passes = Passes::watched(n, watch);
     let mut adv = x.to_vec();
     let mut active: Vec<usize> = (0..n).collect();
-    for _ in 0..=p.steps {
+    for step in 0..=p.steps {
         if active.is_empty() {
             break;
         }
@@ -109,6 +121,8 @@ fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Result<
             let broken = argmax(row) != y;
             passes.add(&[i], 1, if broken { 0 } else { k as u32 });
             if broken || passes.forward[i] > p.steps as u32 {
+                // Done iterating (the boundary push and refinement below are short).
+                passes.settle(i);
                 continue;
             }
             let gy = &jac[y][a * per..(a + 1) * per];
@@ -141,6 +155,7 @@ fn deepfool(model: &Model, x: &[f32], goal: Goal, p: &DeepFoolParams) -> Result<
             still.push(i);
         }
         active = still;
+        passes.at((0, 1), (step + 1, p.steps + 1));
     }
     push_past_boundary(model, x, &mut adv, goal, &mut passes)?;
     if p.refine_steps > 0 {

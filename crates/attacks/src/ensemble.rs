@@ -26,6 +26,7 @@ use faultline_engine::Model;
 use crate::a3::Memory;
 use crate::attack::{
     check_batch, AttackOutput, BatchRef, BoundedAttack, Described, Goal, SampleResult, StageDone,
+    Tick, Watch,
 };
 use crate::norm::Norm;
 use crate::registry::{self, Method, Settings};
@@ -152,8 +153,15 @@ impl Described for Ensemble {
 }
 
 impl BoundedAttack for Ensemble {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
-        self.run_staged(model, batch, goal, eps, &mut |_| {})
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        self.run_staged(model, batch, goal, eps, &mut |_| {}, watch)
     }
 
     fn stages(&self) -> Vec<&str> {
@@ -167,6 +175,7 @@ impl BoundedAttack for Ensemble {
         goal: Goal,
         eps: f32,
         on_stage: &mut dyn FnMut(StageDone),
+        watch: Watch,
     ) -> Result<AttackOutput> {
         let per = check_batch(model, batch.images, &goal)?;
         let n = goal.labels.len();
@@ -181,7 +190,19 @@ impl BoundedAttack for Ensemble {
             if !alive.is_empty() {
                 let sel = batch.select(goal, &alive);
                 let (b, g) = sel.parts();
-                let o = st.attack.run_learning(model, b, g, eps, &mut memory)?;
+                // The stage's progress as the ensemble's: samples broken by earlier stages are
+                // settled, and the stage is the `s`-th share of the schedule.
+                let broken = n - alive.len();
+                let mut stage_watch = |t: Tick| {
+                    watch(Tick {
+                        samples: n,
+                        settled: broken + t.settled,
+                        schedule: (s as f32 + t.schedule) / count as f32,
+                    })
+                };
+                let o = st
+                    .attack
+                    .run_learning(model, b, g, eps, &mut memory, &mut stage_watch)?;
                 let mut still = Vec::with_capacity(alive.len());
                 for (j, &i) in alive.iter().enumerate() {
                     let r = &o.results[j];

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{
     argmax, check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef,
-    BoundedAttack, Goal, MinNormAttack, Passes,
+    BoundedAttack, Goal, MinNormAttack, Passes, Watch,
 };
 use crate::minnorm::shrink;
 use crate::norm::{normal, project, sample_rng, uniform, Norm};
@@ -255,6 +255,7 @@ fn single_run(
     p: &FabParams,
     eps: Option<f32>,
     passes: &mut Passes,
+    run: (usize, usize),
 ) -> Result<Vec<(f32, Option<Vec<f32>>)>> {
     let per = x.len() / labels.len();
     let k = model.num_classes();
@@ -269,7 +270,7 @@ fn single_run(
     };
     let mut res: Vec<(f32, Option<Vec<f32>>)> = vec![(f32::INFINITY, None); m];
     let mut active: Vec<usize> = (0..m).collect();
-    for _ in 0..p.steps {
+    for step in 0..p.steps {
         if active.is_empty() {
             break;
         }
@@ -360,12 +361,14 @@ fn single_run(
                     x1[q] = x0[q] + (x1[q] - x0[q]) * p.beta;
                 }
                 if eps.is_some_and(|e| res[j].0 <= e) {
+                    passes.settle(todo[j]);
                     continue;
                 }
             }
             still.push(j);
         }
         active = still;
+        passes.at(run, (step + 1, p.steps));
     }
     Ok(res)
 }
@@ -387,15 +390,36 @@ described!(FabParams);
 
 /// Bounded mode (FAB-T in AutoAttack): a sample succeeds once a point within `eps` is found.
 impl BoundedAttack for FabParams {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
-        fab(model, batch.images, goal, batch.indices, self, Some(eps))
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        fab(
+            model,
+            batch.images,
+            goal,
+            batch.indices,
+            self,
+            Some(eps),
+            watch,
+        )
     }
 }
 
 /// Minimum-norm mode: the smallest perturbation found over all runs.
 impl MinNormAttack for FabParams {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal) -> Result<AttackOutput> {
-        fab(model, batch.images, goal, batch.indices, self, None)
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        fab(model, batch.images, goal, batch.indices, self, None, watch)
     }
 }
 
@@ -407,12 +431,13 @@ fn fab(
     indices: &[usize],
     p: &FabParams,
     eps: Option<f32>,
+    watch: Watch,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     let n = goal.labels.len();
     let k = model.num_classes();
     check_run("FAB-T", model, &goal, indices, p.target_classes)?;
-    let mut passes = Passes::new(n);
+    let mut passes = Passes::watched(n, watch);
     let z0 = model.logits(x)?;
     passes.add(&(0..n).collect::<Vec<_>>(), 1, 0);
     // Points that meet the goal at x0 are not attacked (FAB attacks correct points only).
@@ -426,8 +451,11 @@ fn fab(
     } else {
         (2..p.target_classes + 2).map(Some).collect()
     };
-    for rank in runs {
-        for restart in 0..p.restarts.max(1) {
+    let restarts = p.restarts.max(1);
+    let schedule = runs.len() * restarts;
+    for (r, rank) in runs.into_iter().enumerate() {
+        for restart in 0..restarts {
+            let run_at = (r * restarts + restart, schedule);
             let todo: Vec<usize> = (0..n)
                 .filter(|&i| !clean_met[i] && !within(best[i].0))
                 .collect();
@@ -470,12 +498,14 @@ fn fab(
                 p,
                 eps,
                 &mut passes,
+                run_at,
             )?;
             for (j, &i) in todo.iter().enumerate() {
                 if res[j].0 < best[i].0 {
                     best[i] = res[j].clone();
                 }
             }
+            passes.at((run_at.0 + 1, schedule), (0, 1));
         }
     }
     let mut adv = x.to_vec();

@@ -29,7 +29,7 @@ pub use a3::A3Params;
 pub use apgd::ApgdParams;
 pub use attack::{
     AttackOutput, BatchRef, BoundedAttack, Described, Goal, MinNormAttack, SampleResult, Selection,
-    StageDone,
+    StageDone, Tick, Watch,
 };
 pub use cw::CwParams;
 pub use deepfool::DeepFoolParams;

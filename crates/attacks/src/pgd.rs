@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{
     check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef, BoundedAttack,
-    Goal, Passes,
+    Goal, Passes, Watch,
 };
 use crate::loss::{objective_grad, AttackLoss};
 use crate::norm::{ascend, project, random_start, sample_rng, Norm};
@@ -108,8 +108,15 @@ impl PgdParams {
 described!(PgdParams);
 
 impl BoundedAttack for PgdParams {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
-        pgd(model, batch.images, goal, batch.indices, self, eps)
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        pgd(model, batch.images, goal, batch.indices, self, eps, watch)
     }
 }
 
@@ -120,14 +127,16 @@ fn pgd(
     indices: &[usize],
     p: &PgdParams,
     eps: f32,
+    watch: Watch,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     check_run("PGD", model, &goal, indices, 0)?;
     let n = goal.labels.len();
-    let mut passes = Passes::new(n);
+    let mut passes = Passes::watched(n, watch);
     let mut best = x.to_vec();
     let mut done = vec![false; n];
-    for restart in 0..p.restarts.max(1) {
+    let runs = p.restarts.max(1);
+    for restart in 0..runs {
         let todo: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
         if todo.is_empty() {
             break;
@@ -145,7 +154,7 @@ fn pgd(
         // `active[j]` is the batch position of the j-th sample still stepping.
         let mut active: Vec<usize> = (0..todo.len()).collect();
         let mut momentum = vec![0.0f32; todo.len() * per];
-        for _ in 0..p.steps {
+        for step in 0..p.steps {
             if active.is_empty() {
                 break;
             }
@@ -165,6 +174,7 @@ fn pgd(
             for (a, &j) in active.iter().enumerate() {
                 if p.early_stop && sub.reached(a, &z[a * k..(a + 1) * k]) {
                     done[todo[j]] = true;
+                    passes.settle(todo[j]);
                     continue;
                 }
                 let xi = &mut adv[j * per..(j + 1) * per];
@@ -182,6 +192,7 @@ fn pgd(
                 still.push(j);
             }
             active = still;
+            passes.at((restart, runs), (step + 1, p.steps));
         }
         // Keep this run's images for the samples not yet broken; re-check which are now broken.
         let xs = gather(&adv, &(0..todo.len()).collect::<Vec<_>>(), per);
@@ -201,7 +212,11 @@ fn pgd(
                 best[i * per..(i + 1) * per].copy_from_slice(&adv[j * per..(j + 1) * per]);
             }
             done[i] |= hit;
+            if hit {
+                passes.settle(i);
+            }
         }
+        passes.at((restart + 1, runs), (0, 1));
     }
     finalize(model, x, best, goal, passes)
 }

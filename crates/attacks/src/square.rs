@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attack::{
     check_batch, check_run, described, finalize, gather, AttackOutput, BatchRef, BoundedAttack,
-    Goal, Passes,
+    Goal, Passes, Watch,
 };
 use crate::norm::{sample_rng, uniform, Norm};
 use crate::{Error, Result};
@@ -119,8 +119,15 @@ impl SquareParams {
 described!(SquareParams);
 
 impl BoundedAttack for SquareParams {
-    fn run(&self, model: &Model, batch: BatchRef, goal: Goal, eps: f32) -> Result<AttackOutput> {
-        square(model, batch.images, goal, batch.indices, self, eps)
+    fn run_watched(
+        &self,
+        model: &Model,
+        batch: BatchRef,
+        goal: Goal,
+        eps: f32,
+        watch: Watch,
+    ) -> Result<AttackOutput> {
+        square(model, batch.images, goal, batch.indices, self, eps, watch)
     }
 }
 
@@ -131,6 +138,7 @@ fn square(
     indices: &[usize],
     p: &SquareParams,
     eps: f32,
+    watch: Watch,
 ) -> Result<AttackOutput> {
     let per = check_batch(model, x, &goal)?;
     check_run("Square", model, &goal, indices, 0)?;
@@ -161,7 +169,7 @@ fn square(
     }
     let k = model.num_classes();
     let n = goal.labels.len();
-    let mut passes = Passes::new(n);
+    let mut passes = Passes::watched(n, watch);
     let z = model.logits(x)?;
     passes.add(&(0..n).collect::<Vec<_>>(), 1, 0);
     let mut done: Vec<bool> = (0..n)
@@ -170,7 +178,8 @@ fn square(
     let mut best = x.to_vec();
     let mut best_loss = vec![f64::INFINITY; n];
     let geo = Geometry::new(shape);
-    for restart in 0..p.restarts.max(1) {
+    let runs = p.restarts.max(1);
+    for restart in 0..runs {
         let todo: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
         if todo.is_empty() {
             break;
@@ -203,6 +212,9 @@ fn square(
             let row = &z[j * k..(j + 1) * k];
             loss[j] = loss_of(&sub, j, row);
             hit[j] = sub.reached(j, row);
+            if hit[j] {
+                passes.settle(todo[j]);
+            }
         }
         let mut active: Vec<usize> = (0..todo.len()).filter(|&j| !hit[j]).collect();
         for it in 0..p.queries {
@@ -233,11 +245,13 @@ fn square(
                 }
                 if reached {
                     hit[j] = true;
+                    passes.settle(todo[j]);
                 } else {
                     still.push(j);
                 }
             }
             active = still;
+            passes.at((restart, runs), (it + 1, p.queries));
         }
         for (j, &i) in todo.iter().enumerate() {
             if hit[j] || loss[j] < best_loss[i] {
@@ -246,6 +260,7 @@ fn square(
             }
             done[i] |= hit[j];
         }
+        passes.at((restart + 1, runs), (0, 1));
     }
     finalize(model, x, best, goal, passes)
 }

@@ -50,7 +50,14 @@ fn fast_reports_broken_every_sample_a_stage_broke_and_verifies_each() {
     };
     let fast = Ensemble::preset("fast", &Settings::default()).unwrap();
     let out = fast
-        .run_staged(&m, BatchRef::new(&x, &idx), goal, eps, &mut |_| {})
+        .run_staged(
+            &m,
+            BatchRef::new(&x, &idx),
+            goal,
+            eps,
+            &mut |_| {},
+            &mut |_| {},
+        )
         .unwrap();
 
     // The stages replayed by hand, sharing one memory as the ensemble does.
@@ -60,7 +67,10 @@ fn fast_reports_broken_every_sample_a_stage_broke_and_verifies_each() {
     for (s, st) in fast.stages.iter().enumerate() {
         let sel = BatchRef::new(&x, &idx).select(goal, &alive);
         let (bb, g) = sel.parts();
-        let o = st.attack.run_learning(&m, bb, g, eps, &mut memory).unwrap();
+        let o = st
+            .attack
+            .run_learning(&m, bb, g, eps, &mut memory, &mut |_| {})
+            .unwrap();
         let mut still = Vec::new();
         for (j, &i) in alive.iter().enumerate() {
             if o.results[j].success {

@@ -398,6 +398,31 @@ fn reverse_survives_random_kills() {
 }
 
 #[test]
+fn quantize_survives_random_kills() {
+    let (m, d) = (lenet(), mnist());
+    soak(
+        "quantize",
+        &args(&[
+            "quantize",
+            "-m",
+            &m,
+            "-d",
+            &d,
+            "--calibration",
+            &d,
+            "--calibration-limit",
+            "20",
+            "--bits",
+            "4",
+            "--limit",
+            "60",
+            "--batch-size",
+            "6",
+        ]),
+    );
+}
+
+#[test]
 fn audit_survives_random_kills() {
     let (m, d) = (lenet(), mnist());
     soak(

@@ -47,6 +47,14 @@ pub enum Condition {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         on: Option<(String, u8)>,
     },
+    /// The image as loaded, predicted by a quantized copy of the model (`faultline quantize`;
+    /// the float model's prediction is the record's `clean_prediction`).
+    Quantized {
+        /// Bits of weights and activations.
+        bits: u8,
+        /// One weight scale per output channel.
+        per_channel: bool,
+    },
 }
 
 impl Condition {
@@ -75,6 +83,10 @@ impl Condition {
                     eps_label(*eps)
                 )
             }
+            Condition::Quantized { bits, per_channel } => format!(
+                "quantized int{bits}{}",
+                if *per_channel { " per-channel" } else { "" }
+            ),
         }
     }
     /// The radius of an attack condition.

@@ -182,10 +182,16 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
         let Some(out) = node.output.first() else {
             return Err(node_err("node has no output".into()));
         };
-        if !(domain.is_empty() || domain == "ai.onnx") {
+        // Other domains: only the operators the registry names with their domain.
+        let qualified = if domain.is_empty() || domain == "ai.onnx" {
+            op_type.clone()
+        } else {
+            format!("{domain}.{op_type}")
+        };
+        if qualified != op_type && registry::lookup(&qualified).is_none() {
             unsupported.push(UnsupportedOp {
                 node: name.clone(),
-                op_type: format!("{domain}.{op_type}"),
+                op_type: qualified,
                 opset,
             });
             continue;
@@ -230,7 +236,7 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
             }
             continue;
         }
-        let Some(builder) = registry::lookup(&op_type) else {
+        let Some(builder) = registry::lookup(&qualified) else {
             unsupported.push(UnsupportedOp {
                 node: name.clone(),
                 op_type: op_type.clone(),

@@ -10,7 +10,7 @@ type Builder = fn(&Ctx) -> BuildResult<Box<dyn Op>>;
 /// A builder for one output of a multi-output operator (the output's index).
 type MultiBuilder = fn(&Ctx, usize) -> BuildResult<Box<dyn Op>>;
 
-/// ONNX operator name → builder (default domain).
+/// ONNX operator name → builder (default domain; other domains' operators as `domain.name`).
 pub(crate) const OPS: &[(&str, Builder)] = &[
     // nn
     ("Conv", nn::conv),
@@ -106,6 +106,10 @@ pub(crate) const OPS: &[(&str, Builder)] = &[
     ("QLinearMatMul", quant::qlinear_matmul),
     ("MatMulInteger", quant::matmul_integer),
     ("ConvInteger", quant::conv_integer),
+    // ONNX Runtime's contrib Q/DQ (the same semantics), which its quantization tool writes for
+    // int4 and int16 types in models of opsets that lack them.
+    ("com.microsoft.QuantizeLinear", quant::quantize_linear),
+    ("com.microsoft.DequantizeLinear", quant::dequantize_linear),
 ];
 
 /// Operators with several outputs: one engine node per output the graph uses.

@@ -25,8 +25,16 @@ pub(crate) fn to_tensor(t: &TensorProto, dir: &Path) -> Result<Tensor, String> {
         t.raw_data.as_deref()
     };
     if ty == dt::INT4 || ty == dt::UINT4 {
-        // Two values per byte, the first in the low nibble (ONNX's packing of 4-bit types).
-        let raw = raw.ok_or("4-bit tensors must be stored as raw data")?;
+        // Two values per byte, the first in the low nibble (ONNX's packing of 4-bit types), in
+        // raw data or one packed byte per element of int32_data (as onnx.helper writes them).
+        let packed: Vec<u8>;
+        let raw = match raw {
+            Some(r) => r,
+            None => {
+                packed = t.int32_data.iter().map(|&v| v as u8).collect();
+                &packed
+            }
+        };
         if raw.len() != n.div_ceil(2) {
             return Err(format!(
                 "holds {} bytes, expected {} for 4-bit shape {shape:?}",

@@ -1,6 +1,7 @@
 //! Quantized models made by ONNX Runtime's own tool (`tests/fixtures/quant/make.py`:
 //! `quantize_static` in the QDQ and QOperator formats, per tensor and per channel, int8 and
-//! uint8, and a hand-built ConvInteger/MatMulInteger graph) give ONNX Runtime's outputs, which
+//! uint8, QDQ with int4 weights and int8 or int4 activations, and a hand-built
+//! ConvInteger/MatMulInteger graph) give ONNX Runtime's outputs, which
 //! the script saved beside each model. The QOperator and integer graphs compute exactly what
 //! ORT's integer kernels compute; in QDQ graphs ORT fuses DQ → Conv → Q into its integer
 //! QLinearConv while faultline runs the float Conv on the dequantized values, so a value may
@@ -48,7 +49,13 @@ fn qoperator_and_integer_models_give_onnx_runtimes_outputs_exactly() {
 
 #[test]
 fn qdq_models_give_onnx_runtimes_outputs_within_one_quantization_step() {
-    for name in ["qdq_tensor", "qdq_channel", "qdq_u8"] {
+    for name in [
+        "qdq_tensor",
+        "qdq_channel",
+        "qdq_u8",
+        "qdq_w4a8",
+        "qdq_int4",
+    ] {
         let (got, want) = outputs(name);
         // The output's quantization step: the smallest gap between ORT's distinct values
         // bounds it from above.

@@ -27,7 +27,7 @@ pub mod summary;
 
 use faultline_attacks::attack::argmax;
 use faultline_attacks::registry::{self, Settings};
-use faultline_attacks::{Attack, AttackOutput, BatchRef, Goal, Method, Norm, StageDone};
+use faultline_attacks::{Attack, AttackOutput, BatchRef, Goal, Method, Norm, StageDone, Tick};
 use faultline_engine::{runner_up, Loss, Model};
 
 use crate::error::{Error, Result};
@@ -54,6 +54,18 @@ pub struct StageProgress<'a> {
     pub robust: usize,
 }
 
+/// How far [`attack_batch`] is on its batch, once per iteration of the attack (for per-sample
+/// progress displays).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchTick {
+    /// The radius being attacked (0 for a minimum-norm attack).
+    pub eps: f32,
+    /// Samples of the batch done, counting the radii (ascending) attacked before: a sample not
+    /// attacked at a radius (wrong clean, or already broken) is done at it, an attacked one by
+    /// the attack's [`faultline_attacks::Tick`]; fractional, at most the batch size.
+    pub done: f64,
+}
+
 /// How [`attack_batch`] runs besides the attack itself.
 #[derive(Default)]
 pub struct Options<'a> {
@@ -67,6 +79,8 @@ pub struct Options<'a> {
     pub unbounded_left: usize,
     /// Called after each stage of an ensemble.
     pub progress: Option<&'a mut dyn FnMut(StageProgress)>,
+    /// Called once per iteration of the attack.
+    pub tick: Option<&'a mut dyn FnMut(BatchTick)>,
 }
 
 /// The clean pass of a batch: logits, and with the sanity checks the gradient issue of each
@@ -188,11 +202,23 @@ pub fn attack_batch(
         }
     };
     let stage_names: Vec<String> = attack.stages().iter().map(|s| s.to_string()).collect();
-    // Attacks the batch positions `sel` at radius `e` (ignored by minimum-norm attacks).
-    let mut run = |sel: &[usize], e: f32| -> Result<AttackOutput> {
+    // The radii in ascending order (one pass for a minimum-norm attack).
+    let radii = if attack.is_min_norm() { 1 } else { eps.len() };
+    // Attacks the batch positions `sel` at radius `e` (ignored by minimum-norm attacks), the
+    // `pos`-th radius attacked.
+    let mut run = |sel: &[usize], e: f32, pos: usize| -> Result<AttackOutput> {
         let s = batch.select(goal, sel);
         let (b, g) = s.parts();
         let m = sel.len();
+        let mut watch = |t: Tick| {
+            if let Some(p) = opts.tick.as_mut() {
+                let here = (n - m) as f64 + t.done();
+                p(BatchTick {
+                    eps: e,
+                    done: (pos as f64 * n as f64 + here) / radii as f64,
+                });
+            }
+        };
         let mut report = |d: StageDone| {
             if let Some(p) = opts.progress.as_mut() {
                 p(StageProgress {
@@ -205,8 +231,8 @@ pub fn attack_batch(
             }
         };
         Ok(match &attack.method {
-            Method::Bounded(a) => a.run_staged(model, b, g, e, &mut report)?,
-            Method::MinNorm(a) => a.run(model, b, g)?,
+            Method::Bounded(a) => a.run_staged(model, b, g, e, &mut report, &mut watch)?,
+            Method::MinNorm(a) => a.run_watched(model, b, g, &mut watch)?,
         })
     };
     // Folds an attack's result into a sample's record (pass counts are the caller's).
@@ -227,7 +253,7 @@ pub fn attack_batch(
         let mut recs: Vec<SampleRecord> = (0..n).map(|i| clean_record(i, None)).collect();
         let mut adv = batch.images.to_vec();
         if !correct.is_empty() {
-            let out = run(&correct, 0.0)?;
+            let out = run(&correct, 0.0, 0)?;
             for (j, &i) in correct.iter().enumerate() {
                 let r = &out.results[j];
                 recs[i] = merge(&recs[i], r);
@@ -259,7 +285,7 @@ pub fn attack_batch(
         let mut spent_stages: Vec<Vec<[u32; 2]>> = vec![Vec::new(); n];
         let mut carried: Vec<Option<f32>> = broken_at.clone();
         if !todo.is_empty() {
-            let out = run(&todo, e)?;
+            let out = run(&todo, e, pos)?;
             for (j, &i) in todo.iter().enumerate() {
                 let r = &out.results[j];
                 spent[i] = (r.forward, r.backward);

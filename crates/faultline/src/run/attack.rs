@@ -15,8 +15,8 @@ use crate::eval::check_batch;
 use crate::model::ModelCard;
 use crate::record::SampleRecord;
 use crate::robust::{
-    attack_batch, check_target, sanity_report, summarize, AttackSummary, Options, SanityReport,
-    StageProgress, SANITY_SAMPLES,
+    attack_batch, check_target, sanity_report, summarize, AttackSummary, BatchTick, Options,
+    SanityReport, StageProgress, SANITY_SAMPLES,
 };
 use crate::run::npy::NpyRows;
 use crate::run::{
@@ -319,18 +319,17 @@ pub fn run_records(
         // completed batches plus this batch's samples still robust after the stage.
         let done = records.len() / per_sample;
         let before = summarize(&records, &attack, &eps);
-        let (batch_len, last_eps) = (batch.labels.len(), eps.last().copied());
-        let mut show = |p: StageProgress| {
-            // Per-sample progress within the batch: at the last radius a sample is done once a
-            // stage broke it (or it was wrong clean); after the last stage all of them are.
-            if Some(p.eps) == last_eps {
-                let decided = if p.position.0 + 1 == p.position.1 {
-                    batch_len
-                } else {
-                    batch_len - p.robust.min(batch_len)
-                };
-                progress.advance(done + decided);
+        // Per-sample progress within the batch, once per iteration of the attack: samples
+        // broken (or wrong clean) are done, and the attack's schedule covers the others.
+        let shown = std::cell::Cell::new(done);
+        let mut tick = |t: BatchTick| {
+            let now = done + (t.done.floor() as usize).min(batch.labels.len());
+            if now > shown.get() {
+                shown.set(now);
+                progress.advance(now);
             }
+        };
+        let mut show = |p: StageProgress| {
             let prev = before
                 .curve
                 .iter()
@@ -351,6 +350,7 @@ pub fn run_records(
             sanity,
             unbounded_left,
             progress: Some(&mut show),
+            tick: Some(&mut tick),
         };
         let b = faultline_attacks::BatchRef::new(&batch.images, &batch.indices);
         let (recs, images) = attack_batch(model, b, &batch.labels, &attack, &eps, &mut opts)?;

@@ -608,6 +608,7 @@ pub fn run(
         sanity: false,
         unbounded_left: 0,
         progress: None,
+        tick: None,
     };
     for batch in read_batches(loaded.data.as_ref(), &indices[resumed..], cfg.batch_size)? {
         let batch = batch?;

@@ -9,16 +9,21 @@
 //! `percentile`-th and `(100 − percentile)`-th percentiles, from a 2048-bin histogram over the
 //! range seen; default 99.99 [U], ORT's calibrator uses 99.999 of |x|), widened to contain 0.
 //! Everything else stays float, as in ONNX Runtime's `quantize_static` QDQ output.
+//!
+//! `samples.jsonl` holds one record per test sample (condition `quantized`): the quantized
+//! model's prediction and margin, the float model's prediction as `clean_prediction`. An
+//! interrupted run resumes: calibration (deterministic) and the model are redone, the samples
+//! already recorded are kept.
 
 use std::time::Instant;
 
-use faultline_data::Dataset;
 use faultline_onnx::qdq::{activation_quant, targets, write_qdq, QdqPlan};
 use serde::Serialize;
 
 use crate::error::{setting, Error, Result};
 use crate::model::{load_model, ModelCard};
-use crate::run::{check_batch_size, DataCard, Loaded, Output, Progress};
+use crate::record::{Condition, SampleRecord};
+use crate::run::{check_batch_size, open_records, DataCard, Loaded, Output, Progress};
 use crate::rundir::RunDir;
 use crate::subset::{read_batches, Selection};
 
@@ -154,11 +159,13 @@ pub fn run(
     let mut settings = calibration.settings(&cfg.calibration, &cal_idx)?;
     settings["quantize"] = serde_json::to_value(cfg).unwrap_or_default();
     settings["test"] = serde_json::json!(test.map(|t| t.data_path.clone()));
-    let (rd, _): (RunDir, Vec<serde_json::Value>) =
-        RunDir::open(&out.dir, "quantize", settings, out.mode())?;
-    if let Some(line) = rd.replaced() {
-        progress.note(line);
-    }
+    // The test samples (or the calibration ones), one record each.
+    let eval_on = test.unwrap_or(calibration);
+    let idx = match test {
+        Some(t) => t.select(&cfg.test)?,
+        None => cal_idx.clone(),
+    };
+    let (mut rd, mut records, start) = open_records(out, "quantize", settings, 1, &idx, progress)?;
     let mut names: Vec<String> = tgs.iter().map(|t| t.activation.clone()).collect();
     names.sort();
     names.dedup();
@@ -182,7 +189,6 @@ pub fn run(
         cfg.bits
     ));
     // Measure both models on the test samples (or the calibration ones).
-    let eval_on = test.unwrap_or(calibration);
     let info = eval_on.data.info();
     let image = [info.channels, info.height, info.width];
     let norm = eval_on
@@ -192,18 +198,24 @@ pub fn run(
         .as_ref()
         .map(|n| n.to_normalization());
     let quantized = load_model(&model_out, image, norm)?;
-    let idx = match test {
-        Some(t) => t.select(&cfg.test)?,
-        None => cal_idx.clone(),
+    let condition = Condition::Quantized {
+        bits: cfg.bits,
+        per_channel: cfg.per_channel,
     };
-    let (float_acc, q_acc, agree) = compare(
-        eval_on.data.as_ref(),
-        &idx,
-        &eval_on.model.model,
+    compare(
+        eval_on,
+        (&idx, start),
         &quantized.model,
-        cfg.batch_size,
+        (cfg.batch_size, &condition),
+        (&mut rd, &mut records),
         progress,
     )?;
+    let n = records.len().max(1) as f64;
+    let share =
+        |f: &dyn Fn(&SampleRecord) -> bool| records.iter().filter(|r| f(r)).count() as f64 / n;
+    let float_acc = share(&|r| r.clean_prediction == Some(r.label));
+    let q_acc = share(&|r| r.correct());
+    let agree = share(&|r| r.clean_prediction == Some(r.prediction));
     let report = QuantizeReport {
         bits: cfg.bits,
         per_channel: cfg.per_channel,
@@ -299,33 +311,48 @@ fn calibrate(
         .collect())
 }
 
-/// Accuracy of models `a` and `b` on samples `idx` of `data`, and their agreement.
-pub fn compare(
-    data: &dyn Dataset,
-    idx: &[usize],
-    a: &faultline_engine::Model,
+/// Predicts samples `idx[start..]` of `loaded`'s data with its float model and the quantized
+/// `b`, appending one record each (`condition`: b's prediction and margin, the float model's
+/// prediction as `clean_prediction`) to the run directory and to `records`.
+fn compare(
+    loaded: &Loaded,
+    (idx, start): (&[usize], usize),
     b: &faultline_engine::Model,
-    batch_size: usize,
+    (batch_size, condition): (usize, &Condition),
+    (rd, records): (&mut RunDir, &mut Vec<SampleRecord>),
     progress: &dyn Progress,
-) -> Result<(f64, f64, f64)> {
+) -> Result<()> {
+    let a = &loaded.model.model;
     let k = a.num_classes();
-    let (mut ra, mut rb, mut same) = (0usize, 0usize, 0usize);
-    progress.start("evaluate", idx.len(), 0);
-    let mut seen = 0;
-    for batch in read_batches(data, idx, batch_size)? {
+    let source = loaded.data_path.display().to_string();
+    progress.start("evaluate", idx.len(), start);
+    for batch in read_batches(loaded.data.as_ref(), &idx[start..], batch_size)? {
         let batch = batch?;
+        crate::eval::check_batch(&batch, k, &source)?;
         let (za, zb) = (a.logits(&batch.images)?, b.logits(&batch.images)?);
-        for (i, &y) in batch.labels.iter().enumerate() {
-            let pa = faultline_attacks::attack::argmax(&za[i * k..(i + 1) * k]);
-            let pb = faultline_attacks::attack::argmax(&zb[i * k..(i + 1) * k]);
-            ra += usize::from(pa == y);
-            rb += usize::from(pb == y);
-            same += usize::from(pa == pb);
-        }
-        seen += batch.len();
-        progress.advance(seen);
+        let recs: Vec<SampleRecord> = batch
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| {
+                let (ra, rb) = (&za[i * k..(i + 1) * k], &zb[i * k..(i + 1) * k]);
+                SampleRecord {
+                    index: batch.indices[i],
+                    label: y,
+                    condition: condition.clone(),
+                    prediction: faultline_attacks::attack::argmax(rb),
+                    logit_margin: rb[y] - rb[faultline_engine::runner_up(rb, y)],
+                    clean_prediction: Some(faultline_attacks::attack::argmax(ra)),
+                    attack: None,
+                    margin: None,
+                    flag: None,
+                }
+            })
+            .collect();
+        rd.append(&recs)?;
+        records.extend(recs);
+        progress.advance(records.len());
     }
     progress.finish();
-    let n = idx.len().max(1) as f64;
-    Ok((ra as f64 / n, rb as f64 / n, same as f64 / n))
+    Ok(())
 }
