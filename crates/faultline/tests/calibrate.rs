@@ -6,7 +6,6 @@
 //! `FAULTLINE_REFERENCE_CHECKS=required`), and a finished run resumes to the same report.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use faultline::data::{Dataset, LoadOptions, MemoryDataset};
 use faultline::model::load_model;
@@ -14,7 +13,9 @@ use faultline::run::calibrate::{self, CalibrateConfig};
 use faultline::run::finetune::Validation;
 use faultline::run::{DataCard, Loaded, Output, Silent};
 use faultline::subset::Selection;
-use npyz::WriterBuilder;
+
+#[path = "../../onnx/tests/ort/mod.rs"]
+mod ort;
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
@@ -56,55 +57,6 @@ fn loaded(data: MemoryDataset) -> Loaded {
         &LoadOptions::default(),
     )
     .unwrap()
-}
-
-fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape.iter().map(|&d| d as u64).collect::<Vec<_>>())
-        .writer(std::fs::File::create(path).unwrap())
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
-
-/// ONNX Runtime's first output of `model` on `x` (shape `shape`), or None when it is
-/// unavailable and not required.
-fn ort(model: &Path, x: &[f32], shape: &[usize]) -> Option<Vec<f32>> {
-    let required = std::env::var("FAULTLINE_REFERENCE_CHECKS").as_deref() == Ok("required");
-    let python = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../onnx/tests/ort_logits.py");
-    let (input, output) = (
-        model.with_extension("input.npy"),
-        model.with_extension("ort.npy"),
-    );
-    write_npy(&input, shape, x);
-    let skip = |why: String| {
-        assert!(!required, "FAULTLINE_REFERENCE_CHECKS=required: {why}");
-        eprintln!("skipped: onnxruntime unavailable ({why})");
-        None
-    };
-    let run = match Command::new(&python)
-        .arg(&script)
-        .args([model, &input, &output])
-        .output()
-    {
-        Ok(r) => r,
-        Err(e) => return skip(format!("cannot run {python}: {e}")),
-    };
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    if run.status.code() == Some(3) {
-        return skip(stderr.trim().to_string());
-    }
-    assert!(run.status.success(), "ort_logits.py failed: {stderr}");
-    let bytes = std::fs::read(&output).unwrap();
-    Some(
-        npyz::NpyFile::new(&bytes[..])
-            .unwrap()
-            .into_vec::<f32>()
-            .unwrap(),
-    )
 }
 
 fn max_rel(a: &[f32], b: &[f32]) -> f32 {
@@ -179,10 +131,10 @@ fn a_calibrator_learns_to_undo_a_brightness_shift() {
         assert!((a - b).abs() <= cfg.eps + 1e-6 && (0.0..=1.0).contains(a));
     }
     // ONNX Runtime reads both files (after the onnx checker) and computes the same.
-    if let Some(o) = ort(&m.combined, &x, &[8, 1, 28, 28]) {
+    if let Some(o) = ort::outputs(&m.combined, &x, &[8, 1, 28, 28]) {
         assert!(max_rel(&o, &z) < 1e-4, "combined: {}", max_rel(&o, &z));
     }
-    if let Some(o) = ort(&m.calibrator, &x, &[8, 1, 28, 28]) {
+    if let Some(o) = ort::outputs(&m.calibrator, &x, &[8, 1, 28, 28]) {
         assert!(
             max_rel(&o, &calibrated) < 1e-5,
             "calibrator: {}",

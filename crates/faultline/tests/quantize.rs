@@ -6,13 +6,14 @@
 //! `FAULTLINE_REFERENCE_CHECKS=required`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use faultline::data::LoadOptions;
 use faultline::run::quantize::{self, QuantizeConfig};
 use faultline::run::{load, Loaded, Output, Silent, Source};
 use faultline::subset::{read_batches, Selection};
-use npyz::WriterBuilder;
+
+#[path = "../../onnx/tests/ort/mod.rs"]
+mod ort;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -26,54 +27,6 @@ fn demo() -> Loaded {
         load: LoadOptions::default(),
     })
     .unwrap()
-}
-
-fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape.iter().map(|&d| d as u64).collect::<Vec<_>>())
-        .writer(std::fs::File::create(path).unwrap())
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
-
-/// ONNX Runtime's logits of `model` on `x`, or None when it is unavailable and not required.
-fn ort_logits(model: &Path, x: &[f32], n: usize) -> Option<Vec<f32>> {
-    let required = std::env::var("FAULTLINE_REFERENCE_CHECKS").as_deref() == Ok("required");
-    let python = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = repo().join("crates/onnx/tests/ort_logits.py");
-    let (input, output) = (
-        model.with_extension("input.npy"),
-        model.with_extension("ort.npy"),
-    );
-    write_npy(&input, &[n, 3, 32, 32], x);
-    let run = Command::new(&python)
-        .arg(&script)
-        .args([model, &input, &output])
-        .output();
-    let skip = |why: String| {
-        assert!(!required, "FAULTLINE_REFERENCE_CHECKS=required: {why}");
-        eprintln!("skipped: onnxruntime unavailable ({why})");
-        None
-    };
-    let run = match run {
-        Ok(r) => r,
-        Err(e) => return skip(format!("cannot run {python}: {e}")),
-    };
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    if run.status.code() == Some(3) {
-        return skip(stderr.trim().to_string());
-    }
-    assert!(run.status.success(), "ort_logits.py failed: {stderr}");
-    let bytes = std::fs::read(&output).unwrap();
-    Some(
-        npyz::NpyFile::new(&bytes[..])
-            .unwrap()
-            .into_vec::<f32>()
-            .unwrap(),
-    )
 }
 
 fn argmax(z: &[f32]) -> usize {
@@ -164,7 +117,7 @@ fn int8_per_channel_keeps_accuracy_and_onnx_runtime_agrees() {
             .unwrap()
             .unwrap();
         let ours = q.model.logits(&b.images).unwrap();
-        let Some(theirs) = ort_logits(&r.model_out, &b.images, n) else {
+        let Some(theirs) = ort::outputs(&r.model_out, &b.images, &[n, 3, 32, 32]) else {
             return;
         };
         let same = (0..n)

@@ -7,10 +7,11 @@
 //! `FAULTLINE_REFERENCE_CHECKS=required`, which makes it fail.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use faultline_engine::{Model, Tensor};
 use faultline_onnx::{export, Error, ExportOptions};
+
+mod ort;
 
 const RESNET20: &str = "models/cifar10/cifar10-resnet20.onnx";
 const DYNAMO: &str = "models/cifar10/resnet20-dynamo/cifar10-resnet20-dynamo.onnx";
@@ -372,68 +373,6 @@ fn corrupt_sources_are_errors_not_panics() {
     );
 }
 
-/// A float32 `.npy` file (format 1.0).
-fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}{}), }}",
-        dims.join(", "),
-        if shape.len() == 1 { "," } else { "" }
-    );
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// Logits of `model` on `x` ([n, 3, 32, 32]) from onnxruntime, or None when it is missing and
-/// not required.
-fn ort_logits(model: &Path, x: &[f32], n: usize) -> Option<Vec<f32>> {
-    let required = std::env::var("FAULTLINE_REFERENCE_CHECKS").as_deref() == Ok("required");
-    let python = std::env::var("FAULTLINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort_logits.py");
-    let (input, output) = (
-        model.with_extension("input.npy"),
-        model.with_extension("ort.npy"),
-    );
-    write_npy(&input, &[n, 3, 32, 32], x);
-    let missing = |why: String| {
-        assert!(
-            !required,
-            "FAULTLINE_REFERENCE_CHECKS=required but onnxruntime is unavailable: {why}"
-        );
-        eprintln!("skipped: onnxruntime not installed ({why})");
-        None
-    };
-    let run = match Command::new(&python)
-        .arg(&script)
-        .args([model, &input, &output])
-        .output()
-    {
-        Ok(r) => r,
-        Err(e) => return missing(format!("cannot run {python}: {e}")),
-    };
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    if run.status.code() == Some(3) {
-        return missing(format!("{python}: {}", stderr.trim()));
-    }
-    assert!(
-        run.status.success(),
-        "{python} ort_logits.py failed: {stderr}"
-    );
-    let bytes = std::fs::read(&output).unwrap();
-    Some(
-        npyz::NpyFile::new(&bytes[..])
-            .unwrap()
-            .into_vec::<f32>()
-            .unwrap(),
-    )
-}
-
 #[test]
 fn exported_models_match_onnxruntime() {
     let dir = tmp("ort");
@@ -452,7 +391,7 @@ fn exported_models_match_onnxruntime() {
     for (model, n) in [(inline, 16), (external, 16), (moved, 2)] {
         let x = images(n);
         let ours = logits(&model, &x);
-        let Some(theirs) = ort_logits(&model, &x, n) else {
+        let Some(theirs) = ort::outputs(&model, &x, &[n, 3, 32, 32]) else {
             return;
         };
         let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
