@@ -732,11 +732,14 @@ impl Forward<'_> {
                         seed.extend_from_slice(&weights[at..at + k]);
                     }
                 }
+                if copies == 1 {
+                    return self.model.backward_from(vals, seed);
+                }
                 let replicated: Values = vals
                     .iter()
                     .zip(tile)
                     .map(|(v, &t)| match v {
-                        Some(x) if t && copies > 1 => Some(replicate(x, copies)),
+                        Some(x) if t => Some(replicate(x, copies)),
                         other => other.clone(),
                     })
                     .collect();

@@ -140,10 +140,11 @@ fn inputs(n: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn multi_output_equals_separate_backward_passes() {
-    // 19 samples: three chunks; 1 and 2 threads (units of chunk × combinations in parallel).
-    let (n, m, per) = (19, 4, 128);
-    let (x, w) = inputs(n, m);
-    for transposed in [false, true] {
+    // 19 samples: three chunks; 1 and 2 threads (units of chunk × combinations in parallel);
+    // one combination (no replication) and four.
+    let (n, per) = (19, 128);
+    for (m, transposed) in [(1, false), (4, false), (4, true)] {
+        let (x, w) = inputs(n, m);
         let model = net(transposed);
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()
