@@ -22,7 +22,7 @@
 //!
 //! # Cost
 //! Per iteration and active sample: one forward pass and K backward passes (one per class, from
-//! the same forward pass); refinement adds `refine_steps` forward passes.
+//! the same forward pass, run together as one multi-output pass, `Forward::input_grads`); refinement adds `refine_steps` forward passes.
 
 use faultline_engine::Model;
 use serde::{Deserialize, Serialize};
@@ -105,15 +105,14 @@ fn deepfool(
         let xa = gather(&adv, &active, per);
         let f = model.forward(&xa)?;
         let z = f.logits().to_vec();
-        // Jacobian rows: one backward pass per class over the whole active batch.
-        let mut jac = Vec::with_capacity(k);
-        let mut w = vec![0.0f32; active.len() * k];
-        for c in 0..k {
-            w.iter_mut()
-                .enumerate()
-                .for_each(|(i, v)| *v = (i % k == c) as u8 as f32);
-            jac.push(f.input_grad(&w)?);
-        }
+        // Jacobian rows ∇z_c of every class, one multi-output pass over the active batch:
+        // row c of sample a at `jac[(a·K + c)·per ..]`.
+        let na = active.len();
+        let w: Vec<f32> = (0..na * k * k)
+            .map(|i| ((i / k) % k == i % k) as u8 as f32)
+            .collect();
+        let jac = f.input_grads(&w, k)?;
+        let row_of = |a: usize, c: usize| &jac[(a * k + c) * per..(a * k + c + 1) * per];
         let mut still = Vec::new();
         for (a, &i) in active.iter().enumerate() {
             let row = &z[a * k..(a + 1) * k];
@@ -125,13 +124,10 @@ fn deepfool(
                 passes.settle(i);
                 continue;
             }
-            let gy = &jac[y][a * per..(a + 1) * per];
+            let gy = row_of(a, y);
             let mut best: Option<(f32, usize, f32)> = None;
-            for (c, jc) in jac.iter().enumerate() {
-                if c == y {
-                    continue;
-                }
-                let gc = &jc[a * per..(a + 1) * per];
+            for c in (0..k).filter(|&c| c != y) {
+                let gc = row_of(a, c);
                 let fk = (row[c] - row[y]).abs();
                 let wn = p.norm.dual_of(gc.iter().zip(gy).map(|(u, v)| u - v));
                 let r = fk / wn.max(1e-12);
@@ -140,7 +136,7 @@ fn deepfool(
                 }
             }
             let Some((_, c, wn)) = best else { continue };
-            let gc = &jac[c][a * per..(a + 1) * per];
+            let gc = row_of(a, c);
             let fk = (row[c] - row[y]).abs();
             let xi = &mut adv[i * per..(i + 1) * per];
             for ((v, u), t) in xi.iter_mut().zip(gc).zip(gy) {

@@ -41,8 +41,9 @@
 //! box), so L1 FAB may need more iterations than L∞/L2 on deep models.
 //!
 //! # Cost
-//! Per iteration and sample still attacked: one forward pass with K backward passes
-//! (untargeted; one backward pass when targeted) for the Jacobian rows, and one forward pass to
+//! Per iteration and sample still attacked: one forward pass with K − 1 backward passes
+//! (untargeted, the Jacobian rows of the classes other than the label, run together as one
+//! multi-output pass, `Forward::input_grads`; one backward pass when targeted), and one forward pass to
 //! test the new iterate; one forward pass for the clean prediction (which also ranks FAB-T's
 //! targets) and one to re-check the returned image.
 
@@ -281,9 +282,9 @@ fn single_run(
         let na = active.len();
         // Per active sample: (f_s, w_s) of the chosen linearised boundary.
         let mut chosen: Vec<(f64, Vec<f32>)> = vec![(0.0, Vec::new()); na];
-        let mut wt = vec![0.0f32; na * k];
         match &ts {
             Some(t) => {
+                let mut wt = vec![0.0f32; na * k];
                 for (b, &j) in active.iter().enumerate() {
                     wt[b * k + t[j]] += 1.0;
                     wt[b * k + ys[j]] -= 1.0;
@@ -296,31 +297,36 @@ fn single_run(
                 }
             }
             None => {
-                let mut best = vec![f64::INFINITY; na];
-                for c in 0..k {
-                    wt.iter_mut().for_each(|v| *v = 0.0);
-                    for (b, &j) in active.iter().enumerate() {
-                        if c != ys[j] {
-                            wt[b * k + c] = 1.0;
-                            wt[b * k + ys[j]] = -1.0;
-                        }
+                // The rows ∇(z_c − z_y) of every class c ≠ y, in one multi-output pass.
+                let m = k.saturating_sub(1);
+                let others = |y: usize| (0..k).filter(move |&c| c != y);
+                let mut wm = vec![0.0f32; na * m * k];
+                for (b, &j) in active.iter().enumerate() {
+                    for (q, c) in others(ys[j]).enumerate() {
+                        let at = (b * m + q) * k;
+                        wm[at + c] = 1.0;
+                        wm[at + ys[j]] = -1.0;
                     }
-                    let g = f.input_grad(&wt)?;
-                    for (b, &j) in active.iter().enumerate() {
-                        if c == ys[j] {
-                            continue;
-                        }
-                        let gr = &g[b * per..(b + 1) * per];
+                }
+                let g = if m > 0 {
+                    f.input_grads(&wm, m)?
+                } else {
+                    Vec::new()
+                };
+                for (b, &j) in active.iter().enumerate() {
+                    let mut best = f64::INFINITY;
+                    for (q, c) in others(ys[j]).enumerate() {
+                        let gr = &g[(b * m + q) * per..(b * m + q + 1) * per];
                         let fs = z[b * k + c] as f64 - z[b * k + ys[j]] as f64;
                         let dn = p.norm.dual_of(gr.iter().copied()) as f64;
                         let dist = fs.abs() / (1e-12 + dn);
-                        if dist < best[b] || chosen[b].1.is_empty() {
-                            best[b] = dist;
+                        if dist < best || chosen[b].1.is_empty() {
+                            best = dist;
                             chosen[b] = (fs, gr.to_vec());
                         }
                     }
                 }
-                passes.add(&ids, 1, k as u32);
+                passes.add(&ids, 1, m as u32);
             }
         }
         for (b, &j) in active.iter().enumerate() {

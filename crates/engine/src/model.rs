@@ -3,6 +3,7 @@
 //! number of classes and where its penultimate features are.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -49,7 +50,27 @@ pub struct Model {
     /// one built nor a usable one, so a second prepare is refused instead of running the passes
     /// or prepending the prefix again.
     changed: bool,
+    /// How [`Forward::input_grads`] batches several seeds; found on first use.
+    tiling: OnceLock<Tiling>,
 }
+
+/// How [`Forward::input_grads`] runs the backward passes of several seeds of one forward pass.
+#[derive(Debug)]
+enum Tiling {
+    /// One backward pass over the batch replicated: for each kept value (by `ValueId`), whether
+    /// it carries the batch on its first axis (`true`: replicated, the copies one after the
+    /// other) or does not depend on the batch (`false`: shared as it is). Found by
+    /// [`Model::find_tiling`], which checks that the replicated values are exactly those a
+    /// forward pass over the replicated batch computes.
+    Replicate(Vec<bool>),
+    /// Some value fits neither rule: one backward pass per seed.
+    Separate,
+}
+
+/// The most activation bytes one replicated backward pass of [`Forward::input_grads`] holds:
+/// a chunk's seeds are split into groups below this. Measured on LeNet-5 (MNIST) FAB, where
+/// 72-row passes (a chunk of 8 samples × 9 seeds, about 15 MiB) ran faster than smaller groups.
+const REPLICA_BYTES: usize = 32 << 20;
 
 /// Result of [`Model::loss_grad`].
 #[derive(Debug, Clone)]
@@ -135,6 +156,7 @@ impl Model {
             penultimate,
             notes: Vec::new(),
             changed: false,
+            tiling: OnceLock::new(),
         }
     }
 
@@ -486,6 +508,95 @@ impl Model {
         })
     }
 
+    /// How [`Forward::input_grads`] batches seeds (found once, on first use).
+    fn tiling(&self) -> &Tiling {
+        self.tiling.get_or_init(|| self.find_tiling())
+    }
+
+    /// Runs one image, then the same image twice, keeping every value, and sorts the values:
+    /// those whose batch-2 value is the batch-1 value twice over along the first axis carry the
+    /// batch (replicated); those equal in both are shared; integer values of equal shape whose
+    /// contents differ (shape arithmetic holding the batch size) may only be read by views
+    /// (Reshape, Flatten, Squeeze, Unsqueeze), whose gradient takes the shape of their input.
+    /// Anything else, or a failed run, means [`Tiling::Separate`]. Floats compare within 1e−5
+    /// relative (a kernel may round differently for another batch size); the point is the
+    /// layout, which a wrong one would change completely.
+    fn find_tiling(&self) -> Tiling {
+        let Some([c, h, w]) = self.image else {
+            return Tiling::Separate;
+        };
+        let per = c * h * w;
+        // A fixed image with structure (no symmetry a layout mistake could hide behind).
+        let img: Vec<f32> = (0..per)
+            .map(|i| ((i * 7919 + 13) % 1009) as f32 / 1009.0)
+            .collect();
+        let one = self
+            .graph
+            .run(Tensor::f32(vec![1, c, h, w], img.clone()), true, &[]);
+        let two = self.graph.run(
+            Tensor::f32(vec![2, c, h, w], [img.clone(), img].concat()),
+            true,
+            &[],
+        );
+        let (Ok(one), Ok(two)) = (one, two) else {
+            return Tiling::Separate;
+        };
+        let close = |a: f32, b: f32| a == b || (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()));
+        let mut tile = vec![false; one.len()];
+        let mut meta = vec![false; one.len()];
+        for v in 0..one.len() {
+            let (a, b) = match (&one[v], &two[v]) {
+                (None, None) => continue,
+                (Some(a), Some(b)) if a.is_f32() == b.is_f32() => (a, b),
+                _ => return Tiling::Separate,
+            };
+            let (sa, sb) = (a.shape(), b.shape());
+            let doubled = !sa.is_empty()
+                && sa[0] > 0
+                && sb.len() == sa.len()
+                && sb[0] == 2 * sa[0]
+                && sb[1..] == sa[1..];
+            if a.is_f32() {
+                let (x, y) = (a.fs(), b.fs());
+                if sa == sb && x.iter().zip(y).all(|(&p, &q)| close(p, q)) {
+                    continue;
+                }
+                if doubled
+                    && y.chunks(x.len())
+                        .all(|h| h.iter().zip(x).all(|(&q, &p)| close(p, q)))
+                {
+                    tile[v] = true;
+                    continue;
+                }
+            } else {
+                let (Ok(x), Ok(y)) = (a.as_i64(), b.as_i64()) else {
+                    return Tiling::Separate;
+                };
+                if sa == sb && x == y {
+                    continue;
+                }
+                if doubled && y.chunks(x.len()).all(|h| h == x) {
+                    tile[v] = true;
+                    continue;
+                }
+                if sa == sb {
+                    meta[v] = true;
+                    continue;
+                }
+            }
+            return Tiling::Separate;
+        }
+        let views = ["Reshape", "Flatten", "Squeeze", "Unsqueeze"];
+        for node in self.graph.nodes() {
+            let out_float = one[node.output].as_ref().is_some_and(Tensor::is_f32);
+            let reads_meta = node.inputs.iter().flatten().any(|&v| meta[v]);
+            if out_float && reads_meta && !views.contains(&node.op.name()) {
+                return Tiling::Separate;
+            }
+        }
+        Tiling::Replicate(tile)
+    }
+
     fn tap_id(&self, name: &str) -> Result<ValueId> {
         if name == "penultimate" {
             return self.penultimate.ok_or_else(|| {
@@ -548,6 +659,106 @@ impl Forward<'_> {
         }
         self.backward_seed(weights.to_vec())
     }
+    /// The multi-output vector–Jacobian product: the input gradients of `m` logit combinations
+    /// per sample, `Σ_k w[i,j,k]·z[i,k]` for `j < m` — e.g. the Jacobian rows `∇(z_c − z_y)` of
+    /// every class `c` that FAB and DeepFool need. `weights` is N·m·K (sample, combination,
+    /// logit); the result is N·m·(C·H·W), laid out the same way. Each value equals
+    /// [`Forward::input_grad`] of that combination alone (bit for bit on the CPU kernels, which
+    /// reduce in the same order at any batch size).
+    ///
+    /// Where the graph allows it (see `Model::find_tiling`), the combinations of a chunk of
+    /// samples run as one backward pass over the chunk replicated `m` times (the kept
+    /// activations copied, never recomputed), so the kernels see `m` times larger batches than
+    /// `m` separate passes would, and each operator runs once instead of `m` times; a chunk's
+    /// combinations are split into groups when the replicated activations would pass
+    /// [`REPLICA_BYTES`]. Otherwise it runs `m` separate backward passes.
+    pub fn input_grads(&self, weights: &[f32], m: usize) -> Result<Vec<f32>> {
+        let k = self.model.classes;
+        let n = self.logits.len() / k.max(1);
+        if m == 0 || weights.len() != n * m * k {
+            return Err(Error::Input(format!(
+                "{} logit weights for {n} samples × {m} combinations × {k} logits",
+                weights.len()
+            )));
+        }
+        let per = self.model.image.map_or(0, |[c, h, w]| c * h * w);
+        let mut out = vec![0.0f32; n * m * per];
+        let tile = match self.model.tiling() {
+            Tiling::Replicate(t) => t,
+            Tiling::Separate => {
+                let mut seed = vec![0.0f32; n * k];
+                for j in 0..m {
+                    for i in 0..n {
+                        let at = (i * m + j) * k;
+                        seed[i * k..(i + 1) * k].copy_from_slice(&weights[at..at + k]);
+                    }
+                    let g = self.backward_seed(seed.clone())?;
+                    for i in 0..n {
+                        let at = (i * m + j) * per;
+                        out[at..at + per].copy_from_slice(&g[i * per..(i + 1) * per]);
+                    }
+                }
+                return Ok(out);
+            }
+        };
+        // Work units: (chunk, first combination, combinations), in parallel.
+        let mut units = Vec::new();
+        for (p, (_, vals)) in self.parts.iter().enumerate() {
+            let bytes: usize = vals
+                .iter()
+                .zip(tile)
+                .filter(|(_, &t)| t)
+                .filter_map(|(v, _)| v.as_ref())
+                .map(|t| t.len() * 4)
+                .sum();
+            let group = (REPLICA_BYTES / bytes.max(1)).clamp(1, m);
+            let groups = m.div_ceil(group);
+            for q in 0..groups {
+                let (j0, j1) = (q * m / groups, (q + 1) * m / groups);
+                units.push((p, j0, j1 - j0));
+            }
+        }
+        let done = units
+            .par_iter()
+            .map(|&(p, j0, copies)| {
+                let (r, vals) = &self.parts[p];
+                let rows = r.len();
+                // Row `c·rows + s` of the replicated batch is sample `r.start + s` under
+                // combination `j0 + c`.
+                let mut seed = Vec::with_capacity(copies * rows * k);
+                for c in 0..copies {
+                    for s in r.clone() {
+                        let at = (s * m + j0 + c) * k;
+                        seed.extend_from_slice(&weights[at..at + k]);
+                    }
+                }
+                if copies == 1 {
+                    return self.model.backward_from(vals, seed);
+                }
+                let replicated: Values = vals
+                    .iter()
+                    .zip(tile)
+                    .map(|(v, &t)| match v {
+                        Some(x) if t => Some(replicate(x, copies)),
+                        other => other.clone(),
+                    })
+                    .collect();
+                self.model.backward_from(&replicated, seed)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (&(p, j0, copies), g) in units.iter().zip(done) {
+            let r = &self.parts[p].0;
+            let rows = r.len();
+            for c in 0..copies {
+                for (s, i) in r.clone().enumerate() {
+                    let src = (c * rows + s) * per;
+                    let at = (i * m + j0 + c) * per;
+                    out[at..at + per].copy_from_slice(&g[src..src + per]);
+                }
+            }
+        }
+        Ok(out)
+    }
     fn backward_seed(&self, seed: Vec<f32>) -> Result<Vec<f32>> {
         let k = self.model.classes;
         let grads = self
@@ -559,6 +770,20 @@ impl Forward<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(grads.concat())
+    }
+}
+
+/// `copies` copies of `t` one after the other along its first axis.
+fn replicate(t: &Tensor, copies: usize) -> Tensor {
+    let mut shape = t.shape().to_vec();
+    shape[0] *= copies;
+    if t.is_f32() {
+        Tensor::f32(shape, t.fs().repeat(copies))
+    } else {
+        Tensor::i64(
+            shape,
+            t.as_i64().map(|x| x.repeat(copies)).unwrap_or_default(),
+        )
     }
 }
 
@@ -674,4 +899,42 @@ fn find_head(g: &Graph) -> Option<LinearHead> {
 /// The input of the last Gemm/MatMul before the output, looking through bias adds and views.
 fn find_penultimate(g: &Graph) -> Option<ValueId> {
     final_affine(g).and_then(|(node, _)| node.inputs.first().copied().flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::GraphBuilder;
+    use crate::ops::{Flatten, Unary, UnaryKind};
+
+    /// `x → (Transpose there and back) → Relu → Flatten → Gemm` on 2×3×3 images.
+    fn model(transposed: bool) -> Model {
+        let mut b = GraphBuilder::new();
+        b.input("x");
+        let w: Vec<f32> = (0..18 * 4).map(|i| (i % 7) as f32 - 3.0).collect();
+        b.constant("w", Tensor::f32(vec![18, 4], w));
+        let mut at = "x";
+        if transposed {
+            for (i, out) in ["t1", "t2"].into_iter().enumerate() {
+                let perm = Transpose {
+                    perm: Some(vec![1, 0, 2, 3]),
+                };
+                b.node(&format!("t{i}"), Box::new(perm), &[Some(at)], out);
+                at = out;
+            }
+        }
+        b.node("r", Box::new(Unary::new(UnaryKind::Relu)), &[Some(at)], "r");
+        b.node("f", Box::new(Flatten { axis: 1 }), &[Some("r")], "f");
+        b.node("z", Box::new(Gemm::default()), &[Some("f"), Some("w")], "z");
+        let mut m = Model::new(b.build("z").unwrap(), vec![]);
+        m.prepare([2, 3, 3], None).unwrap();
+        m
+    }
+
+    #[test]
+    fn seeds_are_batched_where_the_batch_axis_comes_first() {
+        assert!(matches!(model(false).tiling(), Tiling::Replicate(_)));
+        // [C, N, H, W] in between: no value may be replicated along its first axis.
+        assert!(matches!(model(true).tiling(), Tiling::Separate));
+    }
 }

@@ -543,10 +543,24 @@ mod avx512 {
         epi: &Epilogue,
     ) {
         debug_assert!((1..=PV).contains(&nv));
-        match nv {
-            1 => kernel::<1>(xs, ms, c, cstride, sub, offsets, w, epi),
-            2 => kernel::<2>(xs, ms, c, cstride, sub, offsets, w, epi),
-            _ => kernel::<PV>(xs, ms, c, cstride, sub, offsets, w, epi),
+        // A tile of fewer output channels than `MB` (a layer with fewer, such as the input
+        // gradient of a network's first convolution: 1 or 3 channels) runs on a kernel with
+        // only that many accumulator rows, not `MB` rows of which most multiply zero weights.
+        // Each output's sum runs the same steps in the same order either way.
+        macro_rules! rows {
+            ($mk:expr) => {
+                match nv {
+                    1 => kernel::<$mk, 1>(xs, ms, c, cstride, sub, offsets, w, epi),
+                    2 => kernel::<$mk, 2>(xs, ms, c, cstride, sub, offsets, w, epi),
+                    _ => kernel::<$mk, PV>(xs, ms, c, cstride, sub, offsets, w, epi),
+                }
+            };
+        }
+        match epi.channels {
+            0 | 1 => rows!(1),
+            2 => rows!(2),
+            3 | 4 => rows!(4),
+            _ => rows!(MB),
         }
     }
 
@@ -559,7 +573,7 @@ mod avx512 {
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel<const NV: usize>(
+    unsafe fn kernel<const MK: usize, const NV: usize>(
         xs: &[*const f32; PV_MAX],
         ms: &[*const u16; PV_MAX],
         c: usize,
@@ -569,7 +583,8 @@ mod avx512 {
         w: *const f32,
         epi: &Epilogue,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); NV]; MB];
+        debug_assert!(MK <= MB && epi.channels <= MK);
+        let mut acc = [[_mm512_setzero_ps(); NV]; MK];
         let taps = offsets.len();
         for c0 in (0..c).step_by(CB) {
             let c1 = (c0 + CB).min(c);
@@ -590,7 +605,7 @@ mod avx512 {
                         for p in 0..NV {
                             v[p] = _mm512_maskz_loadu_ps(k[p], xt[p].wrapping_add(ci * cstride));
                         }
-                        for m in 0..MB {
+                        for m in 0..MK {
                             let wv = _mm512_set1_ps(*wp.add(m));
                             for p in 0..NV {
                                 acc[m][p] = _mm512_fmadd_ps(v[p], wv, acc[m][p]);
@@ -605,7 +620,7 @@ mod avx512 {
         // accumulators themselves would have to live in memory for the whole reduction.
         let mut tile = std::mem::MaybeUninit::<[f32; MB * PV * L]>::uninit();
         let t = tile.as_mut_ptr() as *mut f32;
-        for m in 0..MB {
+        for m in 0..MK {
             for p in 0..NV {
                 _mm512_storeu_ps(t.add((m * PV + p) * L), acc[m][p]);
             }

@@ -62,7 +62,93 @@ fn span(
     (lo, hi, padded)
 }
 
+/// The input positions one max-pool window reads along one axis: the first, how many, every
+/// `d`-th after it (`start + j·d` for the `j < k` that land inside `[0, n)`, ascending) — the
+/// same positions, in the same order, as filtering [`span`]'s range by the dilation, without a
+/// division per element.
+#[inline]
+fn taps(o: usize, s: usize, p: usize, k: usize, d: usize, n: usize) -> (usize, usize, usize) {
+    let start = (o * s) as isize - p as isize;
+    let d = d.max(1);
+    let lo = if start >= 0 {
+        0
+    } else {
+        (-start as usize).div_ceil(d)
+    };
+    let mut hi = k;
+    while hi > lo && start + ((hi - 1) * d) as isize >= n as isize {
+        hi -= 1;
+    }
+    if hi <= lo {
+        return (0, 0, d);
+    }
+    ((start + (lo * d) as isize) as usize, hi - lo, d)
+}
+
+/// Whether `g` is the common 2×2, stride-2, unpadded, undilated max pool whose windows all lie
+/// inside the plane: [`max2x2`] and [`max2x2_grad`] run it without the general loops.
+fn is_max2x2(kind: PoolKind, g: &Geometry) -> bool {
+    kind == PoolKind::Max
+        && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) == (2, 2, 2, 2, 1, 1, 0, 0)
+        && 2 * g.oh <= g.h
+        && 2 * g.ow <= g.w
+}
+
+/// The 2×2 stride-2 max of one `w`-wide plane `p` into `y` (`oh × ow`), with the general
+/// path's rule: a value replaces the running maximum (from −∞) when greater, so NaNs are
+/// skipped and the first of equal values is kept.
+fn max2x2(p: &[f32], w: usize, oh: usize, ow: usize, y: &mut [f32]) {
+    for (oy, yr) in y.chunks_exact_mut(ow).take(oh).enumerate() {
+        let r0 = &p[2 * oy * w..2 * oy * w + 2 * ow];
+        let r1 = &p[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+        for ((v, a), b) in yr
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            let mut m = f32::NEG_INFINITY;
+            for x in [a[0], a[1], b[0], b[1]] {
+                if x > m {
+                    m = x;
+                }
+            }
+            *v = m;
+        }
+    }
+}
+
+/// The gradient of [`max2x2`]: each output's gradient added to the first maximal element of its
+/// window in row-major order (the first element, then each greater one), as the general path.
+fn max2x2_grad(p: &[f32], w: usize, oh: usize, ow: usize, gy: &[f32], d: &mut [f32]) {
+    for (oy, gr) in gy.chunks_exact(ow).take(oh).enumerate() {
+        let (i0, i1) = (2 * oy * w, (2 * oy + 1) * w);
+        for (ox, &gv) in gr.iter().enumerate() {
+            let (a, b) = (i0 + 2 * ox, i1 + 2 * ox);
+            let mut best = a;
+            let mut m = p[a];
+            for at in [a + 1, b, b + 1] {
+                if p[at] > m {
+                    m = p[at];
+                    best = at;
+                }
+            }
+            d[best] += gv;
+        }
+    }
+}
+
 impl Pool {
+    /// The window taps of every output row and column (see [`taps`]).
+    #[allow(clippy::type_complexity)]
+    fn max_taps(g: &Geometry) -> (Vec<(usize, usize, usize)>, Vec<(usize, usize, usize)>) {
+        let rows = (0..g.oh)
+            .map(|oy| taps(oy, g.sh, g.pt, g.kh, g.dh, g.h))
+            .collect();
+        let cols = (0..g.ow)
+            .map(|ox| taps(ox, g.sw, g.pl, g.kw, g.dw, g.w))
+            .collect();
+        (rows, cols)
+    }
     fn geo(&self, x: &Tensor) -> Result<(usize, Geometry, bool, [usize; 2])> {
         let (planes, h, w, one_d) = planes(self.name_(), x)?;
         let mut win = self.window.clone();
@@ -99,9 +185,14 @@ impl Op for Pool {
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut out = vec![0.0f32; np * ohw];
         let kind = self.kind;
+        let (rows, cols) = Self::max_taps(&g);
+        let fast = is_max2x2(kind, &g);
         out.par_chunks_mut(ohw.max(1))
             .zip(x.fs().par_chunks(hw.max(1)))
             .for_each(|(y, p)| {
+                if fast {
+                    return max2x2(p, g.w, g.oh, g.ow, y);
+                }
                 for oy in 0..g.oh {
                     let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
                     for ox in 0..g.ow {
@@ -109,12 +200,11 @@ impl Op for Pool {
                         y[oy * g.ow + ox] = match kind {
                             PoolKind::Max => {
                                 let mut m = f32::NEG_INFINITY;
-                                for iy in (y0..y1).filter(|iy| (iy + g.pt - oy * g.sh) % g.dh == 0)
-                                {
-                                    for ix in
-                                        (x0..x1).filter(|ix| (ix + g.pl - ox * g.sw) % g.dw == 0)
-                                    {
-                                        let v = p[iy * g.w + ix];
+                                let ((iy0, ny, dy), (ix0, nx, dx)) = (rows[oy], cols[ox]);
+                                for a in 0..ny {
+                                    let row = &p[(iy0 + a * dy) * g.w..];
+                                    for b in 0..nx {
+                                        let v = row[ix0 + b * dx];
                                         if v > m || m.is_nan() {
                                             m = v;
                                         }
@@ -157,10 +247,15 @@ impl Op for Pool {
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut dx = vec![0.0f32; x.len()];
         let kind = self.kind;
+        let (rows, cols) = Self::max_taps(&g);
+        let fast = is_max2x2(kind, &g);
         dx.par_chunks_mut(hw.max(1))
             .zip(x.fs().par_chunks(hw.max(1)))
             .zip(grad.fs().par_chunks(ohw.max(1)))
             .for_each(|((d, p), gy)| {
+                if fast {
+                    return max2x2_grad(p, g.w, g.oh, g.ow, gy, d);
+                }
                 for oy in 0..g.oh {
                     let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
                     for ox in 0..g.ow {
@@ -170,15 +265,14 @@ impl Op for Pool {
                             PoolKind::Max => {
                                 let mut best: Option<usize> = None;
                                 let mut m = f32::NEG_INFINITY;
-                                for iy in (y0..y1).filter(|iy| (iy + g.pt - oy * g.sh) % g.dh == 0)
-                                {
-                                    for ix in
-                                        (x0..x1).filter(|ix| (ix + g.pl - ox * g.sw) % g.dw == 0)
-                                    {
-                                        let v = p[iy * g.w + ix];
+                                let ((iy0, ny, dy), (ix0, nx, dx)) = (rows[oy], cols[ox]);
+                                for a in 0..ny {
+                                    let at = (iy0 + a * dy) * g.w;
+                                    for b in 0..nx {
+                                        let v = p[at + ix0 + b * dx];
                                         if best.is_none() || v > m {
                                             m = v;
-                                            best = Some(iy * g.w + ix);
+                                            best = Some(at + ix0 + b * dx);
                                         }
                                     }
                                 }
@@ -259,4 +353,104 @@ impl Op for GlobalAveragePool {
         Ok(res)
     }
     impl_any!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv::AutoPad;
+
+    /// Max pooling by its definition: every dilated tap of every window inside the plane, in
+    /// row-major order; forward keeps a greater value (from −∞), backward routes to the first
+    /// tap, then to each greater one.
+    fn naive(x: &[f32], [n, h, w]: [usize; 3], win: &Window, gy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let g = win.geometry("MaxPool", 1, h, w).unwrap();
+        let (mut y, mut dx) = (Vec::new(), vec![0.0f32; x.len()]);
+        for p in 0..n {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (mut m, mut best) = (f32::NEG_INFINITY, None);
+                    let mut first = None;
+                    for i in 0..g.kh {
+                        for j in 0..g.kw {
+                            let iy = (oy * g.sh + i * g.dh) as isize - g.pt as isize;
+                            let ix = (ox * g.sw + j * g.dw) as isize - g.pl as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let at = p * h * w + iy as usize * w + ix as usize;
+                            if x[at] > m {
+                                m = x[at];
+                            }
+                            match (first, best) {
+                                (None, _) => {
+                                    first = Some(x[at]);
+                                    best = Some(at);
+                                }
+                                (Some(_), Some(b)) if x[at] > x[b] => best = Some(at),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let o = y.len();
+                    y.push(m);
+                    if let Some(b) = best {
+                        dx[b] += gy[o];
+                    }
+                }
+            }
+        }
+        (y, dx)
+    }
+
+    #[test]
+    fn max_pool_matches_its_definition_with_ties_and_nans() {
+        let w = |k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4], ceil: bool| Window {
+            kernel: k,
+            strides: s,
+            dilations: d,
+            pads: p,
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: ceil,
+        };
+        let cases = [
+            w([2, 2], [2, 2], [1, 1], [0; 4], false), // the fast path, even plane
+            w([2, 2], [2, 2], [1, 1], [0; 4], true),  // odd plane, ceil: general path
+            w([3, 3], [2, 2], [1, 1], [1, 1, 1, 1], false),
+            w([2, 3], [1, 2], [2, 1], [1, 0, 0, 2], true),
+            w([3, 2], [3, 1], [1, 2], [0, 1, 2, 0], false),
+        ];
+        for (c, win) in cases.iter().enumerate() {
+            for [h, wd] in [[6, 8], [7, 9]] {
+                let (n, hw) = (3, h * wd);
+                // Few distinct values (ties everywhere), some NaNs, signed zeros.
+                let x: Vec<f32> = (0..n * hw)
+                    .map(|i| match (i * 7919 + c) % 11 {
+                        0 => f32::NAN,
+                        1 => -0.0,
+                        v => (v % 4) as f32 - 1.5,
+                    })
+                    .collect();
+                let op = Pool {
+                    kind: PoolKind::Max,
+                    window: win.clone(),
+                };
+                let xt = Tensor::f32(vec![1, n, h, wd], x.clone());
+                let y = op.forward(&[Some(&xt)]).unwrap();
+                let gy: Vec<f32> = (0..y.len()).map(|i| (i % 5) as f32 - 2.0).collect();
+                let (want_y, want_dx) = naive(&x, [n, h, wd], win, &gy);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(y.fs()), bits(&want_y), "case {c}, {h}x{wd}: forward");
+                let gt = Tensor::f32(y.shape().to_vec(), gy);
+                let dx = op.backward(&[Some(&xt)], &y, &gt, &[true]).unwrap()[0]
+                    .take()
+                    .unwrap();
+                assert_eq!(
+                    bits(dx.fs()),
+                    bits(&want_dx),
+                    "case {c}, {h}x{wd}: backward"
+                );
+            }
+        }
+    }
 }
