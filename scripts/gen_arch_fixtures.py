@@ -3,8 +3,8 @@ torchvision classification families and timm's common families, each exported wi
 exporters (TorchScript-based `dynamo=False` at opset 17, and `dynamo=True` at opset 18), with
 ONNX Runtime's logits on fixed inputs and PyTorch's float64 input gradients beside them.
 
-Not run by CI: it needs torch, torchvision, timm, onnx, onnxruntime and onnxscript (and, for the
-Keras families, tensorflow and tf2onnx). Usage:
+Not run by CI: it needs torch, torchvision, timm, onnx, onnxruntime and onnxscript (the Keras
+families come from the sibling scripts/gen_keras_fixtures.py). Usage:
 
     python scripts/gen_arch_fixtures.py [OUT_DIR] [--only NAME,...]
 

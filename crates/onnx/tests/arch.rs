@@ -1,8 +1,9 @@
 //! Every architecture fixture made by `scripts/gen_arch_fixtures.py` (small random-initialised
-//! torchvision and timm models, each exported by both PyTorch exporters): faultline's logits
-//! within 1e-4 of ONNX Runtime's (relative to the largest |logit|), and its input gradient of
-//! `Σ w·logits` within 5e-3 L2-relative of PyTorch's float64 gradient. Run with
-//! `--nocapture` for the table.
+//! torchvision and timm models, each exported by both PyTorch exporters) and
+//! `scripts/gen_keras_fixtures.py` (Keras applications converted by tf2onnx at opsets 13 and
+//! 18, NHWC input): faultline's logits within 1e-4 of ONNX Runtime's (relative to the largest
+//! |logit|), and its input gradient of `Σ w·logits` within 5e-3 L2-relative of PyTorch's or
+//! TensorFlow's float64 gradient. Run with `--nocapture` for the table.
 
 use std::path::{Path, PathBuf};
 
