@@ -35,6 +35,8 @@ import tensorflow as tf
 import keras
 from keras.src.applications import convnext, densenet, efficientnet, resnet
 
+from arch_fixture_util import opset_and_ops, ort_logits, strip
+
 NC = 7  # classes, as in gen_arch_fixtures.py
 N = 2  # samples per fixed input
 OPSETS = (13, 18)  # tf2onnx's default opset and the newest it writes
@@ -185,21 +187,21 @@ def keras_models():
         "keras_mobilenet": (32, lambda: slim(A.MobileNet(alpha=0.25, **s32), 4)),
         "keras_mobilenet_v2": (32, lambda: slim(A.MobileNetV2(alpha=0.35, **s32), 8)),
         "keras_mobilenet_v3_small": (32, lambda: slim(A.MobileNetV3Small(
-            alpha=0.75, **s32), 8)),
+            alpha=0.75, **s32), 16)),
         "keras_mobilenet_v3_large": (32, lambda: slim(A.MobileNetV3Large(
             alpha=0.75, **s32), 16)),
         "keras_efficientnet_b0": (32, lambda: plain_normalization(slim(
             efficientnet.EfficientNet(0.25, 0.25, 32, name="efficientnetb0", **s32), 4))),
         "keras_efficientnet_v2_b0": (32, lambda: slim(A.EfficientNetV2B0(
-            include_preprocessing=False, **s32), 16)),
+            include_preprocessing=False, **s32), 32)),
         "keras_convnext_tiny": (32, lambda: depthwise(convnext.ConvNeXt(
             depths=[1, 1, 1, 1], projection_dims=[8, 16, 24, 32], name="convnext_tiny",
             include_preprocessing=False,
             **s32))),
         "keras_vgg16": (32, lambda: slim(A.VGG16(**s32), 64)),
-        "keras_xception": (75, lambda: slim(A.Xception(input_shape=(75, 75, 3), **top), 32)),
+        "keras_xception": (75, lambda: slim(A.Xception(input_shape=(75, 75, 3), **top), 64)),
         "keras_inception_v3": (75, lambda: slim(A.InceptionV3(input_shape=(75, 75, 3),
-                                                              **top), 32)),
+                                                              **top), 64)),
     }
 
 
@@ -224,50 +226,6 @@ def erfc(ctx, node, name, args):
     one = ctx.make_const(utils.make_name("one"), np.array(1, dtype=np.float32))
     sub = ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(node.name))
     ctx.replace_inputs(sub, [one.output[0], node.output[0]])
-
-
-def strip(path):
-    """Drops doc strings and shape annotations, and renames every node and inner tensor to a
-    short name: tf2onnx's names (the TensorFlow scopes) are nearly half of a small file."""
-    import onnx
-    m = onnx.load(path)
-    g = m.graph
-    keep = {v.name for v in list(g.input) + list(g.output)}
-    names = {}
-
-    def short(name):
-        if not name or name in keep:
-            return name
-        return names.setdefault(name, f"t{len(names)}")
-
-    for t in g.initializer:
-        t.name = short(t.name)
-    for i, n in enumerate(g.node):
-        n.doc_string = ""
-        n.name = f"n{i}_{n.op_type}"
-        n.input[:] = [short(v) for v in n.input]
-        n.output[:] = [short(v) for v in n.output]
-    del g.value_info[:]
-    onnx.save(m, path)
-
-
-def ort_logits(path, x_nhwc):
-    import onnx
-    import onnxruntime as ort
-    onnx.checker.check_model(path)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x_nhwc})[0].astype(np.float32)
-
-
-def opset_and_ops(path):
-    import onnx
-    m = onnx.load(path)
-    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
-    ops = sorted({n.op_type for n in m.graph.node})
-    return opset, ops, m.producer_name + " " + m.producer_version
 
 
 def main():

@@ -1,6 +1,7 @@
 //! Load-time graph passes: constant folding (shape arithmetic and anything else computable
 //! without the input), folding BatchNormalization into a preceding Conv, and pruning nodes the
-//! output does not need, fusing the elementwise spelling of GELU into one node, fusing a Conv
+//! output does not need, fusing the elementwise spelling of GELU into one node, fusing the
+//! attention chain MatMul → Softmax → MatMul into one node, fusing a Conv
 //! with the residual Add and ReLU that follow it, and
 //! rearranging constant convolution weights for the kernels.
 //!
@@ -10,6 +11,7 @@
 mod fold_batch_norm;
 mod fold_constants;
 mod fuse_activation;
+mod fuse_attention;
 mod fuse_gelu;
 mod prepare_weights;
 mod prune;
@@ -20,6 +22,7 @@ use crate::graph::Graph;
 use fold_batch_norm::fold_batch_norm;
 use fold_constants::fold_constants;
 use fuse_activation::fuse_activation;
+use fuse_attention::fuse_attention;
 use fuse_gelu::fuse_gelu;
 pub(crate) use prepare_weights::prepare_weights;
 use prune::prune;
@@ -46,6 +49,7 @@ pub(crate) fn optimise(g: &mut Graph) -> Result<()> {
     fold_constants(g)?;
     fold_batch_norm(g);
     fuse_gelu(g);
+    fuse_attention(g);
     prune(g);
     fuse_activation(g);
     prepare_weights(g);

@@ -1,0 +1,52 @@
+"""Helpers shared by gen_arch_fixtures.py (PyTorch exporters) and gen_keras_fixtures.py
+(tf2onnx): shrinking an exported file and running it in ONNX Runtime."""
+
+import numpy as np
+
+
+def strip(path):
+    """Drops doc strings, per-node metadata (the dynamo exporter's stack traces) and shape
+    annotations, and renames every node and inner tensor to a short name (the exporters' scope
+    names are a large part of a small file); nothing reads them."""
+    import onnx
+    m = onnx.load(path)
+    g = m.graph
+    keep = {v.name for v in list(g.input) + list(g.output)}
+    names = {}
+
+    def short(name):
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for t in g.initializer:
+        t.name = short(t.name)
+    for i, n in enumerate(g.node):
+        n.doc_string = ""
+        del n.metadata_props[:]
+        n.name = f"n{i}_{n.op_type}"
+        n.input[:] = [short(v) for v in n.input]
+        n.output[:] = [short(v) for v in n.output]
+    del g.value_info[:]
+    onnx.save(m, path)
+
+
+def ort_logits(path, x):
+    """ONNX Runtime's output on `x`: one thread, no graph optimisation, the model checked."""
+    import onnx
+    import onnxruntime as ort
+    onnx.checker.check_model(path)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0].astype(np.float32)
+
+
+def opset_and_ops(path):
+    """(default-domain opset, sorted operator names, producer) of an ONNX file."""
+    import onnx
+    m = onnx.load(path)
+    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    ops = sorted({n.op_type for n in m.graph.node})
+    return opset, ops, m.producer_name + " " + m.producer_version
