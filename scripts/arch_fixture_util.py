@@ -1,7 +1,28 @@
 """Helpers shared by gen_arch_fixtures.py (PyTorch exporters) and gen_keras_fixtures.py
 (tf2onnx): shrinking an exported file and running it in ONNX Runtime."""
 
+import json
+import os
+import sys
+
 import numpy as np
+
+
+def command_line():
+    """`[OUT_DIR] [--only NAME,...]` → (out dir, names or None, manifest path, manifest so far)."""
+    out = "crates/onnx/tests/fixtures/arch"
+    only = None
+    args = sys.argv[1:]
+    if "--only" in args:
+        i = args.index("--only")
+        only = set(args[i + 1].split(","))
+        del args[i:i + 2]
+    if args:
+        out = args[0]
+    os.makedirs(out, exist_ok=True)
+    man_path = os.path.join(out, "manifest.json")
+    manifest = json.load(open(man_path)) if os.path.exists(man_path) else {}
+    return out, only, man_path, manifest
 
 
 def strip(path):

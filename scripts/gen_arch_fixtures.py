@@ -26,14 +26,13 @@ are randomised so that folding them is tested.
 
 import json
 import os
-import sys
 import traceback
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from arch_fixture_util import opset_and_ops, ort_logits, strip
+from arch_fixture_util import command_line, opset_and_ops, ort_logits, strip
 
 NC = 7  # classes: distinct from every channel count so `slim` can recognise the head
 N = 2  # samples per fixed input
@@ -279,18 +278,7 @@ def export_dyn(model, x, path):
 
 
 def main():
-    out = "crates/onnx/tests/fixtures/arch"
-    only = None
-    args = sys.argv[1:]
-    if "--only" in args:
-        i = args.index("--only")
-        only = set(args[i + 1].split(","))
-        del args[i:i + 2]
-    if args:
-        out = args[0]
-    os.makedirs(out, exist_ok=True)
-    man_path = os.path.join(out, "manifest.json")
-    manifest = json.load(open(man_path)) if os.path.exists(man_path) else {}
+    out, only, man_path, manifest = command_line()
     rng = np.random.default_rng(0)
     weights = rng.standard_normal((N, NC)).astype(np.float32)
     np.save(os.path.join(out, "weights.npy"), weights)

@@ -24,7 +24,6 @@ and ConvNeXt's layer scales are randomised so that folding them is tested.
 
 import json
 import os
-import sys
 import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,7 +34,7 @@ import tensorflow as tf
 import keras
 from keras.src.applications import convnext, densenet, efficientnet, resnet
 
-from arch_fixture_util import opset_and_ops, ort_logits, strip
+from arch_fixture_util import command_line, opset_and_ops, ort_logits, strip
 
 NC = 7  # classes, as in gen_arch_fixtures.py
 N = 2  # samples per fixed input
@@ -229,18 +228,7 @@ def erfc(ctx, node, name, args):
 
 
 def main():
-    out = "crates/onnx/tests/fixtures/arch"
-    only = None
-    args = sys.argv[1:]
-    if "--only" in args:
-        i = args.index("--only")
-        only = set(args[i + 1].split(","))
-        del args[i:i + 2]
-    if args:
-        out = args[0]
-    os.makedirs(out, exist_ok=True)
-    man_path = os.path.join(out, "manifest.json")
-    manifest = json.load(open(man_path)) if os.path.exists(man_path) else {}
+    out, only, man_path, manifest = command_line()
     # The same weights and inputs as gen_arch_fixtures.py writes.
     weights = np.random.default_rng(0).standard_normal((N, NC)).astype(np.float32)
     np.save(os.path.join(out, "weights.npy"), weights)

@@ -101,3 +101,26 @@ fn every_architecture_matches_onnx_runtime_and_pytorch() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The ViT and DeiT fixtures' attention chains (both exporters) become one fused Attention
+/// node per layer at load, so the test above checks the fused path against ONNX Runtime.
+#[test]
+fn vit_attention_is_fused() {
+    for arch in ["tv_vit", "timm_vit", "timm_deit"] {
+        for ex in ["ts", "dyn"] {
+            let path = dir().join(format!("{arch}.{ex}.onnx"));
+            let (mut model, _) = faultline_onnx::load(&path).unwrap();
+            model.prepare([3, 32, 32], None).unwrap();
+            let fused = model
+                .graph()
+                .nodes()
+                .iter()
+                .filter(|n| n.op.name() == "Attention")
+                .count();
+            assert_eq!(
+                fused, 2,
+                "{arch}.{ex}: {fused} fused attention nodes, 2 layers"
+            );
+        }
+    }
+}

@@ -10,18 +10,8 @@ use crate::graph::{Graph, ValueId};
 use crate::ops::{Attention, Softmax};
 
 pub(crate) fn fuse_attention(g: &mut Graph) {
-    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.names.len()];
-    let mut producer: Vec<Option<usize>> = vec![None; g.names.len()];
-    for (i, node) in g.nodes.iter().enumerate() {
-        producer[node.output] = Some(i);
-        for &v in node.inputs.iter().flatten() {
-            readers[v].push(i);
-        }
-    }
-    let scalar = |v: Option<ValueId>| -> Option<f32> {
-        let t = g.consts[v?].as_ref()?;
-        (t.len() == 1 && t.is_f32()).then(|| t.as_f32().ok()?.first().copied())?
-    };
+    let (readers, producer) = super::readers_and_producers(g);
+    let scalar = |v: Option<ValueId>| super::const_scalar(g, v);
     // The node producing `v` when `v` is read only by one node and is not the graph output.
     let sole_producer = |v: ValueId| {
         (readers[v].len() == 1 && v != g.output)

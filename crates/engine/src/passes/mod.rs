@@ -17,7 +17,7 @@ mod prepare_weights;
 mod prune;
 
 use crate::error::Result;
-use crate::graph::Graph;
+use crate::graph::{Graph, ValueId};
 
 use fold_batch_norm::fold_batch_norm;
 use fold_constants::fold_constants;
@@ -54,4 +54,23 @@ pub(crate) fn optimise(g: &mut Graph) -> Result<()> {
     fuse_activation(g);
     prepare_weights(g);
     Ok(())
+}
+
+/// For every value, the nodes that read it and the node that produces it (for the fusions).
+fn readers_and_producers(g: &Graph) -> (Vec<Vec<usize>>, Vec<Option<usize>>) {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.names.len()];
+    let mut producer: Vec<Option<usize>> = vec![None; g.names.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        producer[node.output] = Some(i);
+        for &v in node.inputs.iter().flatten() {
+            readers[v].push(i);
+        }
+    }
+    (readers, producer)
+}
+
+/// The value of `v` when it is a one-element float constant.
+fn const_scalar(g: &Graph, v: Option<ValueId>) -> Option<f32> {
+    let t = g.consts[v?].as_ref()?;
+    (t.len() == 1 && t.is_f32()).then(|| t.as_f32().ok()?.first().copied())?
 }
