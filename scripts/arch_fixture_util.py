@@ -4,6 +4,7 @@
 import json
 import os
 import sys
+import traceback
 
 import numpy as np
 
@@ -71,3 +72,12 @@ def opset_and_ops(path):
     opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
     ops = sorted({n.op_type for n in m.graph.node})
     return opset, ops, m.producer_name + " " + m.producer_version
+
+
+def export_failed(entry, error, path):
+    """Records a failed export (or a wrong one) in its manifest entry and removes the file."""
+    traceback.print_exc()
+    msg = str(error).strip().splitlines()
+    entry["status"] = "export failed: " + (msg[0] if msg else type(error).__name__)[:300]
+    if os.path.exists(path):
+        os.remove(path)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from arch_fixture_util import command_line, opset_and_ops, ort_logits, strip
+from arch_fixture_util import command_line, export_failed, opset_and_ops, ort_logits, strip
 
 NC = 7  # classes: distinct from every channel count so `slim` can recognise the head
 N = 2  # samples per fixed input
@@ -341,11 +341,7 @@ def grad_and_exports(name, size, make, model, x, weights, out, manifest):
                 entry["ort_vs_torch"] = float(np.abs(y - ref32).max() / np.abs(ref32).max())
                 entry["status"] = "ok"
             except Exception as e:
-                traceback.print_exc()
-                msg = str(e).strip().splitlines()
-                entry["status"] = "export failed: " + (msg[0] if msg else type(e).__name__)[:300]
-                if os.path.exists(path):
-                    os.remove(path)
+                export_failed(entry, e, path)
             print(f"   {ex}: {entry['status']} {entry.get('bytes', '')}", flush=True)
             manifest[f"{name}.{ex}"] = entry
 

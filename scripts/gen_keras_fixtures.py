@@ -34,7 +34,7 @@ import tensorflow as tf
 import keras
 from keras.src.applications import convnext, densenet, efficientnet, resnet
 
-from arch_fixture_util import command_line, opset_and_ops, ort_logits, strip
+from arch_fixture_util import command_line, export_failed, opset_and_ops, ort_logits, strip
 
 NC = 7  # classes, as in gen_arch_fixtures.py
 N = 2  # samples per fixed input
@@ -283,11 +283,7 @@ def one(name, size, model, x, weights, out, manifest, opsets):
             np.save(os.path.join(out, entry["logits"]), y)
             entry["status"] = "ok"
         except Exception as e:
-            traceback.print_exc()
-            msg = str(e).strip().splitlines()
-            entry["status"] = "export failed: " + (msg[0] if msg else type(e).__name__)[:300]
-            if os.path.exists(path):
-                os.remove(path)
+            export_failed(entry, e, path)
         print(f"   {ex}: {entry['status']} {entry.get('bytes', '')} "
               f"ort_vs_tf={entry.get('ort_vs_tf', '')}", flush=True)
         manifest[f"{name}.{ex}"] = entry
