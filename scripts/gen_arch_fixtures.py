@@ -3,8 +3,8 @@ torchvision classification families and timm's common families, each exported wi
 exporters (TorchScript-based `dynamo=False` at opset 17, and `dynamo=True` at opset 18), with
 ONNX Runtime's logits on fixed inputs and PyTorch's float64 input gradients beside them.
 
-Not run by CI: it needs torch, torchvision, timm, onnx, onnxruntime and onnxscript (and, for the
-Keras families, tensorflow and tf2onnx). Usage:
+Not run by CI: it needs torch, torchvision, timm, onnx, onnxruntime and onnxscript (the Keras
+families come from the sibling scripts/gen_keras_fixtures.py). Usage:
 
     python scripts/gen_arch_fixtures.py [OUT_DIR] [--only NAME,...]
 
@@ -26,12 +26,13 @@ are randomised so that folding them is tested.
 
 import json
 import os
-import sys
 import traceback
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from arch_fixture_util import command_line, export_failed, opset_and_ops, ort_logits, strip
 
 NC = 7  # classes: distinct from every channel count so `slim` can recognise the head
 N = 2  # samples per fixed input
@@ -39,13 +40,14 @@ torch.manual_seed(0)
 
 
 def slim(model, k):
-    """Divides the channel counts of every Conv2d, BatchNorm2d and Linear by `k`, keeping the
-    3 input channels and the NC outputs (the head), in place."""
+    """Divides the channel counts of every Conv2d, BatchNorm2d and Linear by `k` (rounding up),
+    keeping the 3 input channels and the NC outputs (the head), in place. Where a count is not
+    a multiple of `k`, a concatenation can make the next layer's input width disagree: the
+    forward pass on the fixed input then fails and the architecture is reported."""
     def div(c):
         if c in (3, NC):
             return c
-        assert c % k == 0, (c, k)
-        return c // k
+        return -(-c // k)
 
     for parent in list(model.modules()):
         for name, c in list(parent.named_children()):
@@ -93,39 +95,58 @@ def tv_models():
     from torchvision.models.swin_transformer import (SwinTransformerBlock,
                                                      SwinTransformerBlockV2, PatchMergingV2)
 
+    def narrow_classifier(m, cin):
+        """VGG's and AlexNet's classifiers as they are (Dropout, Linear, ReLU, …) with 1024
+        hidden units instead of 4096 (32 after `slim`), the first taking `cin` features."""
+        lin = [i for i, c in enumerate(m.classifier) if isinstance(c, nn.Linear)]
+        m.classifier[lin[0]] = nn.Linear(cin, 1024)
+        m.classifier[lin[1]] = nn.Linear(1024, 1024)
+        m.classifier[lin[2]] = nn.Linear(1024, NC)
+
     def small_vgg():
         m = tvm.VGG(tvm.vgg.make_layers([64, "M", 128, "M", 256, 256, "M", 512, "M"],
                                         batch_norm=True), num_classes=NC)
         m.avgpool = nn.AdaptiveAvgPool2d(2)  # 32 px → 2x2 after four pools (7x7 at 224 px)
-        m.classifier[0] = nn.Linear(512 * 4, 4096)
+        narrow_classifier(m, 512 * 4)
         return slim(m, 32)
 
     def small_alexnet():
         m = tvm.AlexNet(num_classes=NC)
         m.avgpool = nn.AdaptiveAvgPool2d(1)  # 64 px → 1x1 (6x6 at 224 px)
-        m.classifier[1] = nn.Linear(256, 4096)
+        narrow_classifier(m, 256)
         return slim(m, 32)
 
     def small_googlenet():
         m = tvm.GoogLeNet(num_classes=NC, aux_logits=False, init_weights=True)
-        return slim(m, 8)
+        return slim(m, 16)
 
     def small_inception():
         m = tvm.Inception3(num_classes=NC, aux_logits=False, init_weights=True)
-        return slim(m, 16)
+        return slim(m, 32)
 
     def small_mnas():
         return slim(tvm.MNASNet(0.5, num_classes=NC), 8)
+
+    def narrow_cpb(m):
+        """Swin V2's continuous position-bias MLP has 512 hidden units whatever the width (and
+        the dynamo exporter stores its hidden layer over the whole coordinate table): 16 keep
+        the same layers."""
+        for mod in m.modules():
+            if hasattr(mod, "cpb_mlp"):
+                heads = mod.cpb_mlp[2].out_features
+                mod.cpb_mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(inplace=True),
+                                            nn.Linear(16, heads, bias=False))
+        return m
 
     effb0, _ = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.25)
     effb0 = effb0[:5]
     effv2, _ = _efficientnet_conf("efficientnet_v2_s")
     for c in effv2:
-        c.input_channels //= 4
-        c.out_channels //= 4
+        c.input_channels //= 8
+        c.out_channels //= 8
         c.num_layers = 1
-    mv3, _ = _mobilenet_v3_conf("mobilenet_v3_small", width_mult=0.25)
-    mv3l, _ = _mobilenet_v3_conf("mobilenet_v3_large", width_mult=0.25)
+    mv3, _ = _mobilenet_v3_conf("mobilenet_v3_small", width_mult=0.125)
+    mv3l, _ = _mobilenet_v3_conf("mobilenet_v3_large", width_mult=0.125)
     mv3l = mv3l[:6] + mv3l[-2:-1]  # every kind of block, fewer of the wide ones
     mv3 = mv3[:4] + mv3[-1:]
     for cfgs in (mv3, mv3l):
@@ -135,7 +156,7 @@ def tv_models():
     rn = dict(num_classes=NC)
     return {
         "tv_resnet18": (32, lambda: slim(tvm.ResNet(R.BasicBlock, [1, 1, 1, 1], **rn), 16)),
-        "tv_resnet50": (32, lambda: slim(tvm.ResNet(R.Bottleneck, [1, 1, 1, 1], **rn), 16)),
+        "tv_resnet50": (32, lambda: slim(tvm.ResNet(R.Bottleneck, [1, 1, 1, 1], **rn), 32)),
         "tv_resnext50": (32, lambda: slim(tvm.ResNet(R.Bottleneck, [1, 1, 1, 1], groups=4,
                                                      width_per_group=16, **rn), 16)),
         "tv_wide_resnet50": (32, lambda: slim(tvm.ResNet(R.Bottleneck, [1, 1, 1, 1],
@@ -147,9 +168,9 @@ def tv_models():
         "tv_inception_v3": (75, small_inception),
         "tv_mobilenet_v2": (32, lambda: slim(tvm.MobileNetV2(
             num_classes=NC, width_mult=1.0, inverted_residual_setting=mv2), 8)),
-        "tv_mobilenet_v3_small": (32, lambda: tvm.MobileNetV3(mv3, last_channel=64,
+        "tv_mobilenet_v3_small": (32, lambda: tvm.MobileNetV3(mv3, last_channel=32,
                                                               num_classes=NC)),
-        "tv_mobilenet_v3_large": (32, lambda: tvm.MobileNetV3(mv3l, last_channel=64,
+        "tv_mobilenet_v3_large": (32, lambda: tvm.MobileNetV3(mv3l, last_channel=32,
                                                               num_classes=NC)),
         "tv_shufflenet_v2": (32, lambda: tvm.ShuffleNetV2([1, 1, 1], [8, 16, 32, 64, 128],
                                                           num_classes=NC)),
@@ -164,24 +185,23 @@ def tv_models():
             stem_width=8, num_classes=NC)),
         "tv_vgg": (32, small_vgg),
         "tv_alexnet": (64, small_alexnet),
-        "tv_convnext": (32, lambda: tvm.ConvNeXt([CNBlockConfig(16, 32, 1),
-                                                  CNBlockConfig(32, 64, 1),
-                                                  CNBlockConfig(64, None, 1)],
+        "tv_convnext": (32, lambda: tvm.ConvNeXt([CNBlockConfig(8, 16, 1),
+                                                  CNBlockConfig(16, 32, 1),
+                                                  CNBlockConfig(32, None, 1)],
                                                  num_classes=NC)),
         "tv_vit": (32, lambda: tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2,
-                                                     num_heads=2, hidden_dim=32, mlp_dim=64,
+                                                     num_heads=2, hidden_dim=16, mlp_dim=32,
                                                      num_classes=NC)),
-        "tv_swin": (32, lambda: tvm.SwinTransformer(patch_size=[2, 2], embed_dim=16,
+        "tv_swin": (32, lambda: tvm.SwinTransformer(patch_size=[2, 2], embed_dim=8,
                                                     depths=[1, 1, 1], num_heads=[1, 2, 2],
                                                     window_size=[4, 4], num_classes=NC,
                                                     block=SwinTransformerBlock)),
-        "tv_swin_v2": (32, lambda: tvm.SwinTransformer(patch_size=[2, 2], embed_dim=16,
-                                                       depths=[1, 1, 1], num_heads=[1, 2, 2],
-                                                       window_size=[4, 4], num_classes=NC,
-                                                       block=SwinTransformerBlockV2,
-                                                       downsample_layer=PatchMergingV2)),
+        "tv_swin_v2": (32, lambda: narrow_cpb(tvm.SwinTransformer(
+            patch_size=[2, 2], embed_dim=8, depths=[1, 1, 1], num_heads=[1, 2, 2],
+            window_size=[4, 4], num_classes=NC, block=SwinTransformerBlockV2,
+            downsample_layer=PatchMergingV2))),
         "tv_maxvit": (32, lambda: tvm.MaxVit(input_size=(32, 32), stem_channels=8,
-                                             partition_size=2, block_channels=[16, 32],
+                                             partition_size=2, block_channels=[8, 16],
                                              block_layers=[1, 1], head_dim=8,
                                              stochastic_depth_prob=0.0, num_classes=NC)),
     }
@@ -198,42 +218,42 @@ def timm_models():
 
     def narrow_head(m, bn=False):
         """timm's EfficientNet/MobileNetV3 heads widen to 1280 channels whatever the
-        multiplier; 64 keeps the same layers at a fraction of the bytes."""
+        multiplier; 32 keeps the same layers at a fraction of the bytes."""
         cin = m.conv_head.in_channels
-        m.conv_head = nn.Conv2d(cin, 64, 1, bias=m.conv_head.bias is not None)
+        m.conv_head = nn.Conv2d(cin, 32, 1, bias=m.conv_head.bias is not None)
         if bn:
-            m.bn2 = BatchNormAct2d(64, act_layer=nn.SiLU)
-        m.classifier = nn.Linear(64, NC)
+            m.bn2 = BatchNormAct2d(32, act_layer=nn.SiLU)
+        m.classifier = nn.Linear(32, NC)
         return m
 
-    vit = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=NC)
+    vit = dict(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=NC)
     return {
         "timm_vit": (32, lambda: timm.create_model("vit_tiny_patch16_224", **vit)),
         "timm_deit": (32, lambda: timm.create_model("deit_tiny_distilled_patch16_224", **vit)),
         "timm_swin": (32, lambda: timm.create_model(
-            "swin_tiny_patch4_window7_224", img_size=32, patch_size=2, embed_dim=16,
+            "swin_tiny_patch4_window7_224", img_size=32, patch_size=2, embed_dim=8,
             depths=(1, 1, 1), num_heads=(1, 2, 2), window_size=4, num_classes=NC)),
         "timm_convnext": (32, lambda: timm.create_model(
-            "convnext_atto", dims=(8, 16, 32, 64), depths=(1, 1, 1, 1), num_classes=NC)),
+            "convnext_atto", dims=(4, 8, 16, 32), depths=(1, 1, 1, 1), num_classes=NC)),
         "timm_efficientnet": (32, lambda: narrow_head(E._gen_efficientnet(
-            "efficientnet_b0", channel_multiplier=0.25, depth_multiplier=0.25,
+            "efficientnet_b0", channel_multiplier=0.125, depth_multiplier=0.25,
             num_classes=NC), bn=True)),
         "timm_mobilenetv3": (32, lambda: narrow_head(M._gen_mobilenet_v3(
-            "mobilenetv3_large_100", 0.25, depth_multiplier=0.5, num_classes=NC))),
+            "mobilenetv3_large_100", 0.125, depth_multiplier=0.25, num_classes=NC))),
         "timm_regnet": (32, lambda: RG.RegNet(RG.RegNetCfg(depth=6, w0=8, wa=8.0, wm=2.0,
                                                             group_size=8, se_ratio=0.25,
                                                             stem_width=8), num_classes=NC)),
         "timm_resnet_d": (32, lambda: R.ResNet(R.BasicBlock, (1, 1, 1, 1), stem_width=8,
                                                stem_type="deep", avg_down=True,
-                                               channels=(8, 16, 32, 64), num_classes=NC)),
+                                               channels=(4, 8, 16, 32), num_classes=NC)),
         "timm_wide_resnet": (32, lambda: R.ResNet(R.Bottleneck, (1, 1, 1, 1), stem_width=8,
                                                   base_width=128, channels=(2, 4, 8, 16),
                                                   num_classes=NC)),
         "timm_preact_resnet": (32, lambda: R2.ResNetV2(
-            [1, 1, 1, 1], channels=(16, 32, 64, 128), stem_chs=8, num_classes=NC,
+            [1, 1, 1, 1], channels=(8, 16, 32, 64), stem_chs=8, num_classes=NC,
             norm_layer=BatchNormAct2d, conv_layer=create_conv2d)),
         "timm_bit_resnet": (32, lambda: R2.ResNetV2(
-            [1, 1, 1, 1], channels=(16, 32, 64, 128), stem_chs=16, num_classes=NC,
+            [1, 1, 1, 1], channels=(8, 16, 32, 64), stem_chs=16, num_classes=NC,
             stem_type="fixed", norm_layer=partial(GroupNormAct, num_groups=4))),
     }
 
@@ -257,50 +277,8 @@ def export_dyn(model, x, path):
     prog.save(path, external_data=False)
 
 
-def strip(path):
-    """Drops doc strings and per-node metadata (the dynamo exporter's stack traces): they are
-    most of a small file's bytes and nothing reads them."""
-    import onnx
-    m = onnx.load(path)
-    for n in m.graph.node:
-        n.doc_string = ""
-        del n.metadata_props[:]
-    del m.graph.value_info[:]
-    onnx.save(m, path)
-
-
-def ort_logits(path, x):
-    import onnx
-    import onnxruntime as ort
-    onnx.checker.check_model(path)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0].astype(np.float32)
-
-
-def opset_and_ops(path):
-    import onnx
-    m = onnx.load(path)
-    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
-    ops = sorted({n.op_type for n in m.graph.node})
-    return opset, ops, m.producer_name + " " + m.producer_version
-
-
 def main():
-    out = "crates/onnx/tests/fixtures/arch"
-    only = None
-    args = sys.argv[1:]
-    if "--only" in args:
-        i = args.index("--only")
-        only = set(args[i + 1].split(","))
-        del args[i:i + 2]
-    if args:
-        out = args[0]
-    os.makedirs(out, exist_ok=True)
-    man_path = os.path.join(out, "manifest.json")
-    manifest = json.load(open(man_path)) if os.path.exists(man_path) else {}
+    out, only, man_path, manifest = command_line()
     rng = np.random.default_rng(0)
     weights = rng.standard_normal((N, NC)).astype(np.float32)
     np.save(os.path.join(out, "weights.npy"), weights)
@@ -358,16 +336,12 @@ def grad_and_exports(name, size, make, model, x, weights, out, manifest):
                 opset, ops, producer = opset_and_ops(path)
                 entry.update(opset=opset, producer=producer, ops=ops,
                              bytes=os.path.getsize(path))
-                y = ort_logits(path, x)
+                y = ort_logits(path, x.numpy())
                 np.save(os.path.join(out, entry["logits"]), y)
                 entry["ort_vs_torch"] = float(np.abs(y - ref32).max() / np.abs(ref32).max())
                 entry["status"] = "ok"
             except Exception as e:
-                traceback.print_exc()
-                msg = str(e).strip().splitlines()
-                entry["status"] = "export failed: " + (msg[0] if msg else type(e).__name__)[:300]
-                if os.path.exists(path):
-                    os.remove(path)
+                export_failed(entry, e, path)
             print(f"   {ex}: {entry['status']} {entry.get('bytes', '')}", flush=True)
             manifest[f"{name}.{ex}"] = entry
 

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use faultline_engine::ops::*;
-use faultline_engine::{GraphBuilder, Tensor};
+use faultline_engine::{GraphBuilder, Loss, Tensor};
 
 fn node(b: &mut GraphBuilder, op: impl Op + 'static, ins: &[&str], out: &str) -> String {
     let ins: Vec<Option<&str>> = ins.iter().map(|s| Some(*s)).collect();
@@ -381,4 +381,90 @@ fn resize_modes() {
             node(b, Unary::new(UnaryKind::Tanh), &[&y], "y")
         });
     }
+}
+
+/// The attention chain of a TorchScript ViT export on `x [N, heads, tokens, dim]`: Q, K, V by
+/// constant projections, `Mul(Q, √α) · Mul(Kᵀ, √α) → Softmax(axis) → · V`, then a Tanh.
+/// With `axis = -1` the load-time pass fuses it into one Attention node; with the equivalent
+/// positive axis it does not (the pass matches the exporters' -1 only), which gives the
+/// unfused reference.
+fn attention_chain(b: &mut GraphBuilder, r: &mut Lcg, x: &str, axis: i64) -> String {
+    let proj = |b: &mut GraphBuilder, r: &mut Lcg, name: &str| {
+        let w = konst(
+            b,
+            &format!("w{name}"),
+            Tensor::from_f32(vec![4, 4], r.vec(16)).unwrap(),
+        );
+        node(b, MatMul, &[x, &w], name)
+    };
+    let (q, k, v) = (proj(b, r, "q"), proj(b, r, "k"), proj(b, r, "v"));
+    let perm = Some(vec![0, 1, 3, 2]);
+    let kt = node(b, Transpose { perm }, &[&k], "kt");
+    let s = konst(b, "sqrt_scale", Tensor::scalar(0.5f32.sqrt() * 1.5));
+    let qs = node(b, Binary::new(BinaryKind::Mul), &[&q, &s], "qs");
+    let ks = node(b, Binary::new(BinaryKind::Mul), &[&s, &kt], "ks");
+    let scores = node(b, MatMul, &[&qs, &ks], "scores");
+    let sm = Softmax {
+        axis,
+        coerce_2d: false,
+        log: false,
+    };
+    let p = node(b, sm, &[&scores], "p");
+    let o = node(b, MatMul, &[&p, &v], "o");
+    node(b, Unary::new(UnaryKind::Tanh), &[&o], "y")
+}
+
+#[test]
+fn fused_attention() {
+    check("attention", [2, 5, 4], |b, r, x| {
+        attention_chain(b, r, x, -1)
+    });
+    // Kᵀ a constant of lower rank: the batch dimensions broadcast, the unfused path runs.
+    check("attention_broadcast", [2, 5, 4], |b, r, x| {
+        let kt = konst(b, "kt", Tensor::from_f32(vec![4, 6], r.vec(24)).unwrap());
+        let v = konst(b, "v", Tensor::from_f32(vec![2, 6, 3], r.vec(36)).unwrap());
+        let sm = Softmax {
+            axis: -1,
+            coerce_2d: false,
+            log: false,
+        };
+        let scores = node(b, MatMul, &[x, &kt], "scores");
+        let p = node(b, sm, &[&scores], "p");
+        let o = node(b, MatMul, &[&p, &v], "o");
+        node(b, Unary::new(UnaryKind::Tanh), &[&o], "y")
+    });
+}
+
+#[test]
+fn fusing_attention_does_not_change_results() {
+    let prepared = |axis: i64| {
+        let mut m = shifted_model("attention", 7, &|b, r, x| attention_chain(b, r, x, axis));
+        m.prepare([2, 5, 4], None).unwrap();
+        m
+    };
+    let (fused, plain) = (prepared(-1), prepared(3));
+    let count = |m: &faultline_engine::Model, op: &str| {
+        m.graph()
+            .nodes()
+            .iter()
+            .filter(|n| n.op.name() == op)
+            .count()
+    };
+    assert_eq!(count(&fused, "Attention"), 1);
+    assert_eq!(count(&fused, "Softmax") + count(&fused, "Mul"), 0);
+    assert_eq!(count(&plain, "Attention"), 0);
+    let x = Lcg(3).vec(3 * 40);
+    let w = Lcg(4).vec(3 * 40);
+    let (a, b) = (
+        fused.loss_grad(&x, &Loss::Weights(&w)).unwrap(),
+        plain.loss_grad(&x, &Loss::Weights(&w)).unwrap(),
+    );
+    let close = |p: &[f32], q: &[f32], what: &str| {
+        let scale = q.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (u, v) in p.iter().zip(q) {
+            assert!((u - v).abs() <= 1e-5 * scale, "{what}: {u} vs {v}");
+        }
+    };
+    close(&a.logits, &b.logits, "logits");
+    close(&a.grad, &b.grad, "input gradient");
 }

@@ -1,8 +1,9 @@
 //! Every architecture fixture made by `scripts/gen_arch_fixtures.py` (small random-initialised
-//! torchvision and timm models, each exported by both PyTorch exporters): faultline's logits
-//! within 1e-4 of ONNX Runtime's (relative to the largest |logit|), and its input gradient of
-//! `Σ w·logits` within 5e-3 L2-relative of PyTorch's float64 gradient. Run with
-//! `--nocapture` for the table.
+//! torchvision and timm models, each exported by both PyTorch exporters) and
+//! `scripts/gen_keras_fixtures.py` (Keras applications converted by tf2onnx at opsets 13 and
+//! 18, NHWC input): faultline's logits within 1e-4 of ONNX Runtime's (relative to the largest
+//! |logit|), and its input gradient of `Σ w·logits` within 5e-3 L2-relative of PyTorch's or
+//! TensorFlow's float64 gradient. Run with `--nocapture` for the table.
 
 use std::path::{Path, PathBuf};
 
@@ -99,4 +100,27 @@ fn every_architecture_matches_onnx_runtime_and_pytorch() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The ViT and DeiT fixtures' attention chains (both exporters) become one fused Attention
+/// node per layer at load, so the test above checks the fused path against ONNX Runtime.
+#[test]
+fn vit_attention_is_fused() {
+    for arch in ["tv_vit", "timm_vit", "timm_deit"] {
+        for ex in ["ts", "dyn"] {
+            let path = dir().join(format!("{arch}.{ex}.onnx"));
+            let (mut model, _) = faultline_onnx::load(&path).unwrap();
+            model.prepare([3, 32, 32], None).unwrap();
+            let fused = model
+                .graph()
+                .nodes()
+                .iter()
+                .filter(|n| n.op.name() == "Attention")
+                .count();
+            assert_eq!(
+                fused, 2,
+                "{arch}.{ex}: {fused} fused attention nodes, 2 layers"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::fmt::Debug;
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
 
+pub mod attention;
 pub mod batch_norm;
 pub mod binary;
 pub mod concat;
@@ -40,6 +41,7 @@ pub mod trilu;
 pub mod unary;
 pub mod where_op;
 
+pub use attention::Attention;
 pub use batch_norm::{BatchNorm, BatchNormTrain};
 pub use binary::{Binary, BinaryKind};
 pub use concat::Concat;

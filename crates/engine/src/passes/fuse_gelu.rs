@@ -11,18 +11,8 @@ use crate::ops::{Unary, UnaryKind};
 const SQRT_2: f32 = std::f32::consts::SQRT_2;
 
 pub(crate) fn fuse_gelu(g: &mut Graph) {
-    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.names.len()];
-    let mut producer: Vec<Option<usize>> = vec![None; g.names.len()];
-    for (i, node) in g.nodes.iter().enumerate() {
-        producer[node.output] = Some(i);
-        for &v in node.inputs.iter().flatten() {
-            readers[v].push(i);
-        }
-    }
-    let scalar = |v: Option<ValueId>| -> Option<f32> {
-        let t = g.consts[v?].as_ref()?;
-        (t.len() == 1 && t.is_f32()).then(|| t.as_f32().ok()?.first().copied())?
-    };
+    let (readers, producer) = super::readers_and_producers(g);
+    let scalar = |v: Option<ValueId>| super::const_scalar(g, v);
     let near = |v: Option<f32>, want: f32| v.is_some_and(|v| (v - want).abs() <= 1e-6 * want.abs());
     // The only reader of `v`, when it has exactly one and is not the graph output.
     let sole = |v: ValueId| (readers[v].len() == 1 && v != g.output).then(|| readers[v][0]);

@@ -1,6 +1,7 @@
 //! Load-time graph passes: constant folding (shape arithmetic and anything else computable
 //! without the input), folding BatchNormalization into a preceding Conv, and pruning nodes the
-//! output does not need, fusing the elementwise spelling of GELU into one node, fusing a Conv
+//! output does not need, fusing the elementwise spelling of GELU into one node, fusing the
+//! attention chain MatMul → Softmax → MatMul into one node, fusing a Conv
 //! with the residual Add and ReLU that follow it, and
 //! rearranging constant convolution weights for the kernels.
 //!
@@ -10,16 +11,18 @@
 mod fold_batch_norm;
 mod fold_constants;
 mod fuse_activation;
+mod fuse_attention;
 mod fuse_gelu;
 mod prepare_weights;
 mod prune;
 
 use crate::error::Result;
-use crate::graph::Graph;
+use crate::graph::{Graph, ValueId};
 
 use fold_batch_norm::fold_batch_norm;
 use fold_constants::fold_constants;
 use fuse_activation::fuse_activation;
+use fuse_attention::fuse_attention;
 use fuse_gelu::fuse_gelu;
 pub(crate) use prepare_weights::prepare_weights;
 use prune::prune;
@@ -46,8 +49,28 @@ pub(crate) fn optimise(g: &mut Graph) -> Result<()> {
     fold_constants(g)?;
     fold_batch_norm(g);
     fuse_gelu(g);
+    fuse_attention(g);
     prune(g);
     fuse_activation(g);
     prepare_weights(g);
     Ok(())
+}
+
+/// For every value, the nodes that read it and the node that produces it (for the fusions).
+fn readers_and_producers(g: &Graph) -> (Vec<Vec<usize>>, Vec<Option<usize>>) {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.names.len()];
+    let mut producer: Vec<Option<usize>> = vec![None; g.names.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        producer[node.output] = Some(i);
+        for &v in node.inputs.iter().flatten() {
+            readers[v].push(i);
+        }
+    }
+    (readers, producer)
+}
+
+/// The value of `v` when it is a one-element float constant.
+fn const_scalar(g: &Graph, v: Option<ValueId>) -> Option<f32> {
+    let t = g.consts[v?].as_ref()?;
+    (t.len() == 1 && t.is_f32()).then(|| t.as_f32().ok()?.first().copied())?
 }
