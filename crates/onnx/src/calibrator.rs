@@ -108,7 +108,12 @@ impl CalibratorSpec {
         if self.eps.iter().any(|e| !(e.is_finite() && *e > 0.0)) {
             return Err("ε must be positive".into());
         }
-        if self.lo.iter().zip(&self.hi).any(|(l, h)| !(l < h)) {
+        if self
+            .lo
+            .iter()
+            .zip(&self.hi)
+            .any(|(l, h)| l.partial_cmp(h) != Some(std::cmp::Ordering::Less))
+        {
             return Err("every lower bound must lie below its upper bound".into());
         }
         Ok(())

@@ -322,7 +322,7 @@ fn initial(seed: u64) -> impl FnMut(&ParamSpec) -> Vec<f32> {
         let bound = 1.0 / (p.fan_in as f32).sqrt();
         let mut r = Stream::new(seed, i, "calibrate:init");
         (0..n)
-            .map(|_| (2.0 * r.unit() as f32 - 1.0) * bound)
+            .map(|_| (2.0 * r.unit() - 1.0) * bound)
             .collect()
     }
 }
