@@ -45,6 +45,11 @@ fn table_name<S: serde::Serializer>(t: &ParamTable, s: S) -> std::result::Result
 /// Parses `all` (19 families), `standard` (the 15 of CIFAR-10-C), `extra` (the 4 others) or a
 /// comma-separated list of names.
 pub fn parse_kinds(spec: &str) -> Result<Vec<CorruptionKind>> {
+    parse_kinds_for("--corruptions", spec)
+}
+
+/// [`parse_kinds`] for the flag `flag` (named in errors).
+pub fn parse_kinds_for(flag: &'static str, spec: &str) -> Result<Vec<CorruptionKind>> {
     let all = CorruptionKind::ALL;
     let mut v: Vec<CorruptionKind> = match spec.trim() {
         "all" => all.to_vec(),
@@ -55,7 +60,7 @@ pub fn parse_kinds(spec: &str) -> Result<Vec<CorruptionKind>> {
             .map(|n| {
                 n.trim().parse::<CorruptionKind>().map_err(|_| {
                     setting(
-                        "--corruptions",
+                        flag,
                         format!(
                             "unknown corruption '{}'; choose all, standard, extra or names from: {}",
                             n.trim(),

@@ -179,7 +179,7 @@ fn bad_settings_are_refused() {
                 seen: vec!["fgo".into()],
                 ..base.clone()
             },
-            "unknown corruption 'fgo'",
+            "--seen: unknown corruption 'fgo'",
         ),
         (
             CalibrateConfig {

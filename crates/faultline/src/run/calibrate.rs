@@ -34,7 +34,7 @@ use faultline_train::{OptimizerParams, Schedule};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::corruption::{parse_kinds, CorruptionKind, CorruptionPlan, ParamTable};
+use crate::corruption::{parse_kinds_for, CorruptionKind, CorruptionPlan, ParamTable};
 use crate::error::{io, setting, Error, Result};
 use crate::eval::check_batch;
 use crate::model::{load_model, LoadedModel, ModelCard, NormalizationCard};
@@ -107,9 +107,9 @@ impl CalibrateConfig {
     /// both lists.
     pub fn families(&self) -> Result<(Vec<CorruptionKind>, Vec<CorruptionKind>)> {
         let seen = if self.seen.is_empty() {
-            parse_kinds("extra")?
+            parse_kinds_for("--seen", "extra")?
         } else {
-            parse_kinds(&self.seen.join(","))?
+            parse_kinds_for("--seen", &self.seen.join(","))?
         };
         let unseen = if self.unseen.is_empty() {
             CorruptionKind::ALL
@@ -118,7 +118,7 @@ impl CalibrateConfig {
                 .filter(|k| !seen.contains(k))
                 .collect()
         } else {
-            parse_kinds(&self.unseen.join(","))?
+            parse_kinds_for("--unseen", &self.unseen.join(","))?
         };
         if let Some(k) = unseen.iter().find(|k| seen.contains(k)) {
             return Err(setting(
@@ -321,9 +321,7 @@ fn initial(seed: u64) -> impl FnMut(&ParamSpec) -> Vec<f32> {
         }
         let bound = 1.0 / (p.fan_in as f32).sqrt();
         let mut r = Stream::new(seed, i, "calibrate:init");
-        (0..n)
-            .map(|_| (2.0 * r.unit() - 1.0) * bound)
-            .collect()
+        (0..n).map(|_| (2.0 * r.unit() - 1.0) * bound).collect()
     }
 }
 
