@@ -49,6 +49,7 @@ __all__ = [
     "Model",
     "Report",
     "attack",
+    "calibrate",
     "classwise",
     "corrupt",
     "evaluate",
@@ -807,3 +808,101 @@ def load_data(
     )
     rows = data.select(limit, subset, subset_seed, None if indices is None else os.fspath(indices))
     return DataLoader(data, rows, batch_size)
+
+
+def _names(v: Union[None, str, Sequence[str]]) -> List[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [n.strip() for n in v.split(",") if n.strip()]
+    return list(v)
+
+
+def calibrate(
+    model: Union[Model, PathLike],
+    data: Any,
+    test: Any,
+    *,
+    out: PathLike,
+    labels: Any = None,
+    test_labels: Any = None,
+    test_limit: Optional[int] = 1000,
+    seen: Union[None, str, Sequence[str]] = None,
+    unseen: Union[None, str, Sequence[str]] = None,
+    severities: str = "1-5",
+    corrupt_prob: float = 0.8,
+    eps: Radius = 0.2,
+    width: int = 16,
+    blocks: int = 2,
+    epochs: int = 3,
+    lr: float = 0.001,
+    quantized: Optional[PathLike] = None,
+    seed: int = 0,
+    limit: Optional[int] = None,
+    subset: str = "stratified",
+    subset_seed: int = 0,
+    indices: Optional[PathLike] = None,
+    batch_size: int = 128,
+    overwrite: bool = False,
+    progress: bool = True,
+    **data_options: Any,
+) -> Report:
+    """``faultline calibrate``: a small calibrator network trained in front of the frozen
+    model on ``data`` (corrupted by the *seen* families), and the accuracy without and with it
+    on ``test`` under the *unseen* families. Writes ``out/calibrator.onnx`` and
+    ``out/combined.onnx`` (calibrator then model, one graph).
+
+    Args:
+        model: a :class:`Model` or an ONNX path.
+        data: the training data (a path or images ``[N, C, H, W]`` with ``labels``).
+        test: the test data (a path, read with ``data_options`` but its test split, or images
+            with ``test_labels``).
+        out: run directory (required: it holds the calibrator).
+        test_limit: test samples, class-stratified [default: 1000].
+        seen: families trained on [default: None, ``extra``].
+        unseen: families tested only [default: None, every other family].
+        severities: corruption severities [default: ``1-5``].
+        corrupt_prob: probability that a training image is corrupted [default: 0.8].
+        eps: bound of the perturbation on the [0, 1] scale [default: 0.2].
+        width: hidden channels of the calibrator [default: 16].
+        blocks: its residual blocks [default: 2].
+        epochs: passes over the training samples [default: 3].
+        lr: Adam's learning rate [default: 0.001].
+        quantized: a quantized copy of the model to calibrate too [default: None].
+        seed: seed of every random choice [default: 0].
+    """
+    test_options = {k: v for k, v in data_options.items() if k not in ("labels_file", "split")}
+    text = _native.calibrate_run(
+        _model(model),
+        _data(data, labels, **data_options),
+        _data(test, test_labels, **test_options),
+        limit,
+        subset,
+        subset_seed,
+        None if indices is None else os.fspath(indices),
+        test_limit,
+        _names(seen),
+        _names(unseen),
+        severities,
+        corrupt_prob,
+        eps,
+        width,
+        blocks,
+        epochs,
+        batch_size,
+        lr,
+        None if quantized is None else os.fspath(quantized),
+        seed,
+        os.fspath(out),
+        overwrite,
+        _Progress() if progress else None,
+    )
+    return Report(json.loads(text))
+
+
+calibrate.__doc__ = (calibrate.__doc__ or "") + _SELECTION_DOC.replace(
+    """        out: run directory for run.json and samples.jsonl [default: None, a temporary one];
+            an interrupted run with the same settings resumes there.
+""",
+    "",
+)

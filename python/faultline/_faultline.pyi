@@ -144,5 +144,30 @@ def margins_run(
     progress: _Progress,
 ) -> str: ...
 def corrupt(x: _F32, name: str, severity: int, seed: int, table: Optional[str]) -> _F32: ...
+def calibrate_run(
+    model: Model,
+    data: Data,
+    test: Data,
+    limit: Optional[int],
+    subset: str,
+    subset_seed: int,
+    indices: Optional[str],
+    test_limit: Optional[int],
+    seen: List[str],
+    unseen: List[str],
+    severities: str,
+    corrupt_prob: float,
+    eps: _Radius,
+    width: int,
+    blocks: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    quantized: Optional[str],
+    seed: int,
+    out: str,
+    overwrite: bool,
+    progress: _Progress,
+) -> str: ...
 def attack_names() -> List[str]: ...
 def corruption_names() -> List[str]: ...

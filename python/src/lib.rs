@@ -17,10 +17,12 @@ use faultline::eps::parse_fraction;
 use faultline::margin::pseudo::{PseudoInput, PseudoParams};
 use faultline::model::{load_model, LoadedModel};
 use faultline::run::attack::AttackConfig;
+use faultline::run::calibrate::CalibrateConfig;
 use faultline::run::classwise::ClasswiseConfig;
 use faultline::run::eval::EvalConfig;
+use faultline::run::finetune::Validation;
 use faultline::run::margins::MarginsConfig;
-use faultline::run::{Loaded, Output, Progress};
+use faultline::run::{DataCard, Loaded, Output, Progress};
 use faultline::subset::{Selection, Subset};
 use numpy::ndarray::{Array2, ArrayD, IxDyn};
 use numpy::{
@@ -307,6 +309,21 @@ impl PyModel {
         progress: &Callback,
         f: impl FnOnce(&Loaded) -> Fallible<T> + Send,
     ) -> PyResult<T> {
+        self.run_owned(py, data, progress, |loaded| {
+            let r = f(&loaded);
+            (Some(loaded.model), r)
+        })
+    }
+
+    /// [`PyModel::run`] for a library function that takes the [`Loaded`] itself; `f` hands the
+    /// model back to be kept loaded, or None (it is loaded again when next needed).
+    fn run_owned<T: Send>(
+        &self,
+        py: Python<'_>,
+        data: &PyData,
+        progress: &Callback,
+        f: impl FnOnce(Loaded) -> (Option<LoadedModel>, Fallible<T>) + Send,
+    ) -> PyResult<T> {
         py.detach(|| {
             let mut slot = self
                 .loaded
@@ -327,8 +344,8 @@ impl PyModel {
                 for n in &loaded.notes {
                     progress.note(&format!("note: {n}"));
                 }
-                let r = f(&loaded);
-                *slot = Some(loaded.model);
+                let (model, r) = f(loaded);
+                *slot = model;
                 r
             })
         })
@@ -934,6 +951,76 @@ fn corrupt<'py>(
 }
 
 /// The registered attack names.
+/// `faultline calibrate`: a calibrator trained in front of the model on `data`, tested on
+/// `test`; the report (JSON). The calibrator and the combined model are written into `out`.
+#[pyfunction]
+#[pyo3(signature = (model, data, test, limit, subset, subset_seed, indices, test_limit, seen,
+    unseen, severities, corrupt_prob, eps, width, blocks, epochs, batch_size, lr, quantized, seed,
+    out, overwrite, progress))]
+#[allow(clippy::too_many_arguments)]
+fn calibrate_run(
+    py: Python<'_>,
+    model: &PyModel,
+    data: &PyData,
+    test: &PyData,
+    limit: Option<usize>,
+    subset: &str,
+    subset_seed: u64,
+    indices: Option<PathBuf>,
+    test_limit: Option<usize>,
+    seen: Vec<String>,
+    unseen: Vec<String>,
+    severities: &str,
+    corrupt_prob: f32,
+    eps: Radius,
+    width: usize,
+    blocks: usize,
+    epochs: usize,
+    batch_size: usize,
+    lr: f32,
+    quantized: Option<PathBuf>,
+    seed: u64,
+    out: PathBuf,
+    overwrite: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let progress = Callback(progress);
+    let test_card = DataCard::of(test.data.as_ref(), &test.path);
+    model.run_owned(py, data, &progress, |loaded| {
+        let report = (|| {
+            let cfg = CalibrateConfig {
+                seen,
+                unseen,
+                severities: faultline::corruption::parse_severities(severities)?,
+                corrupt_prob,
+                eps: eps.value("--eps")?,
+                width,
+                blocks,
+                epochs,
+                batch_size,
+                lr,
+                selection: selection(limit, subset, subset_seed, indices)?,
+                test_limit,
+                quantized,
+                seed,
+            };
+            let test = Validation {
+                data: test.data.as_ref(),
+                card: test_card,
+            };
+            let r = faultline::run::calibrate::run(
+                &cfg,
+                loaded,
+                &test,
+                &output(out, overwrite),
+                &progress,
+            )?;
+            json(&r)
+        })();
+        (None, report)
+    })
+}
+
 #[pyfunction]
 fn attack_names() -> Vec<String> {
     faultline::attacks::registry::names_list()
@@ -960,6 +1047,7 @@ fn _faultline(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(classwise_run, m)?)?;
     m.add_function(wrap_pyfunction!(margins_run, m)?)?;
     m.add_function(wrap_pyfunction!(corrupt, m)?)?;
+    m.add_function(wrap_pyfunction!(calibrate_run, m)?)?;
     m.add_function(wrap_pyfunction!(attack_names, m)?)?;
     m.add_function(wrap_pyfunction!(corruption_names, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -10,6 +10,7 @@ import faultline
 from conftest import (
     DEMO_DATA,
     DEMO_MODEL,
+    REPO,
     assert_close,
     read_json,
     read_jsonl,
@@ -219,3 +220,24 @@ def test_from_torch_gives_the_torch_logits():
     with torch.no_grad():
         want = net(x).numpy()
     assert_close(m.logits(x.numpy()), want, 1e-4)
+
+
+def test_calibrate_equals_the_cli(cli, tmp_path):
+    shared = REPO.parent / "shared"
+    m = shared / "models" / "mnist" / "mnist-lenet5-clean.onnx"
+    d = shared / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+    if not (m.is_file() and d.is_file()):
+        pytest.skip("../shared is not beside the repository")
+    flags = ["--limit", 128, "--epochs", 1, "--batch-size", 32, "--test-limit", 100]
+    flags += ["--seen", "gaussian_blur", "--unseen", "fog", "--severities", 5]
+    flags += ["--width", 4, "--blocks", 1]
+    cli("calibrate", "-m", m, "-d", d, "--test", d, *flags, "-o", tmp_path / "cli")
+    want = read_json(tmp_path / "cli" / "run.json")
+    got = faultline.calibrate(
+        m, d, d, out=tmp_path / "py", limit=128, epochs=1, batch_size=32, test_limit=100,
+        seen="gaussian_blur", unseen=["fog"], severities="5", width=4, blocks=1, progress=False,
+    )
+    assert got["models"][0]["clean"] == want["models"][0]["clean"]
+    assert got["models"][0]["families"] == want["models"][0]["families"]
+    for f in ("calibrator.onnx", "combined.onnx"):
+        assert (tmp_path / "py" / f).read_bytes() == (tmp_path / "cli" / f).read_bytes()
