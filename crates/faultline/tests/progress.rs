@@ -116,3 +116,42 @@ fn a_single_attack_advances_within_its_batch() {
         assert_eq!(a.last(), Some(&8), "{name}: {a:?}");
     }
 }
+
+#[test]
+fn margins_advance_within_their_batch() {
+    use faultline::run::margins::{self, MarginsConfig};
+    let loaded = lenet();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = MarginsConfig {
+        selection: Selection {
+            limit: Some(8),
+            subset: Subset::First,
+            ..Selection::default()
+        },
+        batch_size: 8,
+        bootstrap: 10,
+        ..MarginsConfig::default()
+    };
+    cfg.settings.steps = Some(20);
+    cfg.settings.restarts = Some(2);
+    let out = Output {
+        dir: tmp.path().join("m"),
+        overwrite: false,
+        scratch: false,
+    };
+    let p = Record::default();
+    margins::run(&cfg, &loaded, &out, &p).unwrap();
+    let a: Vec<usize> =
+        p.0.into_inner()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.strip_prefix("advance ")?.parse().ok())
+            .collect();
+    // FAB's iterations move the bar before the batch of 8 ends (before: only 8, at its end).
+    let within: Vec<usize> = a.iter().copied().filter(|&d| d < 8).collect();
+    assert!(
+        within.len() >= 2 && within.windows(2).all(|w| w[0] < w[1]),
+        "{a:?}"
+    );
+    assert_eq!(a.last(), Some(&8), "{a:?}");
+}

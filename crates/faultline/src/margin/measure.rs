@@ -71,6 +71,31 @@ pub fn measure_batch(
     gaps: Option<&RowGaps>,
     keep_features: bool,
 ) -> Result<Vec<SampleRecord>> {
+    measure_batch_watched(
+        model,
+        batch,
+        labels,
+        attack,
+        attack_mask,
+        gaps,
+        keep_features,
+        &mut |_| {},
+    )
+}
+
+/// [`measure_batch`], telling `watch` once per iteration of the attack how far it is on the
+/// attacked samples (for per-sample progress).
+#[allow(clippy::too_many_arguments)]
+pub fn measure_batch_watched(
+    model: &Model,
+    batch: BatchRef,
+    labels: &[usize],
+    attack: &Attack,
+    attack_mask: &[bool],
+    gaps: Option<&RowGaps>,
+    keep_features: bool,
+    watch: faultline_attacks::Watch,
+) -> Result<Vec<SampleRecord>> {
     let Method::MinNorm(method) = &attack.method else {
         return Err(Error::Invalid(format!(
             "{} is not a minimum-norm attack: input margins need fab, deepfool or cw",
@@ -127,7 +152,7 @@ pub fn measure_batch(
     };
     let s = batch.select(goal, &sel);
     let (b, g) = s.parts();
-    let out = method.run(model, b, g)?;
+    let out = method.run_watched(model, b, g, watch)?;
     // The attack measures its margin against the clean prediction; the record's is against
     // the label, so the returned images are predicted once more.
     let z_adv = model.logits(&out.adv)?;

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::eps::eps_label;
 use crate::error::{setting, Error, Result};
 use crate::eval::check_batch;
-use crate::margin::measure::{choose_subset, measure_batch, rows};
+use crate::margin::measure::{choose_subset, measure_batch_watched, rows};
 use crate::margin::pseudo::{
     fit, judge, pseudo_margin, PseudoInput, PseudoMargin, PseudoParams, PseudoReport,
 };
@@ -272,7 +272,18 @@ pub fn run_records(
         let mask = chosen[position..position + batch.len()].to_vec();
         position += batch.len();
         let b = BatchRef::new(&batch.images, &batch.indices);
-        let recs = measure_batch(
+        // Per-sample progress within the batch: samples not attacked are done at once, the
+        // attacked ones as the attack settles them.
+        let before = records.len() + mask.iter().filter(|&&m| !m).count();
+        let mut shown = records.len();
+        let mut watch = |t: faultline_attacks::Tick| {
+            let done = before + t.done().floor() as usize;
+            if done > shown {
+                shown = done;
+                progress.advance(done);
+            }
+        };
+        let recs = measure_batch_watched(
             model,
             b,
             &batch.labels,
@@ -280,6 +291,7 @@ pub fn run_records(
             &mask,
             gaps.as_ref(),
             keep_features,
+            &mut watch,
         )?;
         rd.append(&recs)?;
         for r in recs.iter().filter(|r| r.attack.is_some()) {
