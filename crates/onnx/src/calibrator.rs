@@ -27,8 +27,8 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::proto::{
-    data_type, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
+    data_type, float_tensor, AttributeProto, Dimension, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
 };
 
 /// Prefix of every tensor and node name of the calibrator.
@@ -187,16 +187,6 @@ impl CalibratorSpec {
     }
 }
 
-fn float_tensor(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    TensorProto {
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: Some(data_type::FLOAT),
-        name: Some(name.into()),
-        raw_data: Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        ..Default::default()
-    }
-}
-
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
@@ -217,25 +207,6 @@ fn op(nodes: &mut Vec<NodeProto>, op_type: &str, inputs: &[&str], output: &str) 
         attribute: Vec::new(),
     });
     output.into()
-}
-
-fn decode(path: &Path) -> Result<ModelProto> {
-    let bytes = std::fs::read(path).map_err(|error| Error::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    ModelProto::decode(&bytes[..]).map_err(|e| Error::Decode {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-fn default_opset(m: &ModelProto) -> i64 {
-    m.opset_import
-        .iter()
-        .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
-        .and_then(|o| o.version)
-        .unwrap_or(1)
 }
 
 /// G alone as an ONNX model (opset 13): input `input`, N×C×H×W with N, H and W free, output
@@ -306,8 +277,8 @@ pub fn prepend(
         path: model.to_path_buf(),
         msg,
     };
-    let mut m = decode(model)?;
-    let opset = default_opset(&m);
+    let mut m = ModelProto::read(model)?;
+    let opset = m.default_opset();
     if opset < 8 {
         return Err(err(format!(
             "opset {opset}: the calibrator's broadcasting Max/Min need opset 8 or later"
@@ -377,7 +348,7 @@ pub fn prepend(
 
 /// The float initializers of the file at `path` whose names start with `prefix`, by name.
 pub fn float_initializers(path: &Path, prefix: &str) -> Result<HashMap<String, Vec<f32>>> {
-    let m = decode(path)?;
+    let m = ModelProto::read(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut out = HashMap::new();
     for t in m.graph.iter().flat_map(|g| g.initializer.iter()) {

@@ -61,15 +61,7 @@ pub fn load(path: &Path) -> Result<(Model, ModelInfo)> {
 /// The names of the file's initializers, in file order: the tensors training may change and
 /// [`export`] can write back.
 pub fn initializer_names(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|error| Error::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let model = proto::ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Decode {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok(model
+    Ok(proto::ModelProto::read(path)?
         .graph
         .map(|g| g.initializer.into_iter().filter_map(|t| t.name).collect())
         .unwrap_or_default())
@@ -86,12 +78,7 @@ pub fn load_bytes(bytes: &[u8], path: &Path, dir: &Path) -> Result<(Model, Model
         path: p(),
         reason: "no graph in the file".into(),
     })?;
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
-        .and_then(|o| o.version)
-        .unwrap_or(1);
+    let opset = model.default_opset();
     if !OPSETS.contains(&opset) {
         return Err(Error::Model {
             path: p(),

@@ -5,6 +5,12 @@
 
 #![allow(missing_docs)]
 
+use std::path::Path;
+
+use prost::Message;
+
+use crate::error::{Error, Result};
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ModelProto {
     #[prost(int64, optional, tag = "1")]
@@ -166,4 +172,44 @@ pub mod data_type {
     pub const BFLOAT16: i32 = 16;
     pub const UINT4: i32 = 21;
     pub const INT4: i32 = 22;
+}
+
+impl ModelProto {
+    /// Decodes the file at `path` (read whole; external data is not read).
+    pub fn read(path: &Path) -> Result<ModelProto> {
+        let bytes = std::fs::read(path).map_err(|error| Error::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Decode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The opset of the default domain (`""` or `ai.onnx`); 1 when none is declared.
+    pub fn default_opset(&self) -> i64 {
+        self.opset_import
+            .iter()
+            .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+            .and_then(|o| o.version)
+            .unwrap_or(1)
+    }
+}
+
+/// An initializer of type `ty` holding the little-endian bytes `raw`.
+pub fn raw_tensor(name: &str, dims: &[usize], ty: i32, raw: Vec<u8>) -> TensorProto {
+    TensorProto {
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(ty),
+        name: Some(name.into()),
+        raw_data: Some(raw),
+        ..Default::default()
+    }
+}
+
+/// A float32 initializer.
+pub fn float_tensor(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
+    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    raw_tensor(name, dims, data_type::FLOAT, raw)
 }

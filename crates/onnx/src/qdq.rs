@@ -28,7 +28,8 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::proto::{
-    data_type, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    data_type, float_tensor, raw_tensor, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto,
 };
 
 /// A node whose weights and input activation are quantized.
@@ -75,30 +76,9 @@ pub struct QdqPlan {
     pub activations: Vec<ActivationQuant>,
 }
 
-fn decode(source: &Path) -> Result<ModelProto> {
-    let bytes = std::fs::read(source).map_err(|error| Error::Io {
-        path: source.to_path_buf(),
-        error,
-    })?;
-    ModelProto::decode(&bytes[..]).map_err(|e| Error::Model {
-        path: source.to_path_buf(),
-        msg: format!("not an ONNX model: {e}"),
-    })
-}
-
-fn opset(m: &ModelProto) -> i64 {
-    m.opset_import
-        .iter()
-        .find(|o| {
-            o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx")
-        })
-        .and_then(|o| o.version)
-        .unwrap_or(1)
-}
-
 /// The Conv, Gemm and MatMul nodes of `source` whose weights (input 1) are float initializers.
 pub fn targets(source: &Path) -> Result<Vec<Target>> {
-    let m = decode(source)?;
+    let m = ModelProto::read(source)?;
     let g = m.graph.unwrap_or_default();
     let floats: HashSet<&str> = g
         .initializer
@@ -182,22 +162,6 @@ pub fn quantize_weights(
         })
         .collect();
     (q, scales)
-}
-
-/// An initializer of type `ty` holding the little-endian bytes `raw`.
-fn raw_tensor(name: &str, dims: &[usize], ty: i32, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: Some(ty),
-        name: Some(name.into()),
-        raw_data: Some(raw),
-        ..Default::default()
-    }
-}
-
-fn float_tensor(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    raw_tensor(name, dims, data_type::FLOAT, raw)
 }
 
 fn int32_tensor(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
@@ -312,14 +276,14 @@ pub fn write_qdq(source: &Path, plan: &QdqPlan, out: &Path) -> Result<(usize, us
         path: source.to_path_buf(),
         msg,
     };
-    let mut m = decode(source)?;
-    if plan.per_channel && opset(&m) < 13 {
+    let mut m = ModelProto::read(source)?;
+    if plan.per_channel && m.default_opset() < 13 {
         return Err(err(format!(
             "per-channel quantization needs opset 13 or later; the model has opset {}",
-            opset(&m)
+            m.default_opset()
         )));
     }
-    if opset(&m) < 10 {
+    if m.default_opset() < 10 {
         return Err(err("QuantizeLinear needs opset 10 or later".into()));
     }
     let qmax: i8 = match plan.weight_bits {
@@ -438,7 +402,7 @@ pub fn write_qdq(source: &Path, plan: &QdqPlan, out: &Path) -> Result<(usize, us
                         );
                         new_inits.push(float_tensor(&ln, &[], &[lo]));
                         new_inits.push(float_tensor(&hn, &[], &[hi]));
-                        if opset(&m) < 11 {
+                        if m.default_opset() < 11 {
                             return Err(err(
                                 "4-bit activations need opset 11 (Clip with inputs)".into()
                             ));
@@ -550,7 +514,7 @@ mod tests {
             std::process::id()
         ));
         write_qdq(&src, &plan, &out).unwrap();
-        let m = decode(&out).unwrap();
+        let m = ModelProto::read(&out).unwrap();
         std::fs::remove_file(&out).unwrap();
         (plan, m)
     }
@@ -564,7 +528,10 @@ mod tests {
             let g = m.graph.unwrap();
             let init = |n: &str| g.initializer.iter().find(|t| t.name.as_deref() == Some(n));
             let maker = |out: &str| g.node.iter().find(|n| n.output.iter().any(|o| o == out));
-            let src = decode(&fixture("float.onnx")).unwrap().graph.unwrap();
+            let src = ModelProto::read(&fixture("float.onnx"))
+                .unwrap()
+                .graph
+                .unwrap();
             let convs: Vec<&Target> = plan.targets.iter().filter(|t| t.bias.is_some()).collect();
             assert_eq!(convs.len(), 2, "the two Conv nodes have biases");
             for t in convs {
