@@ -193,3 +193,53 @@ fn bad_settings_are_refused() {
         assert!(e.contains(needle), "{e}");
     }
 }
+
+#[test]
+fn a_quantized_copy_gets_its_own_calibrator_and_the_float_ones_transfer() {
+    // The "quantized" model is the float model itself: its calibrator trains exactly as the
+    // float one (same seed, same frozen model), and the float calibrator in front of it is the
+    // float combined model, so every figure of the second entry must equal the first's.
+    let test_data = shifted(1000..1200, "<brightened test digits>");
+    let test = Validation {
+        card: DataCard::of(&test_data, Path::new("<brightened test digits>")),
+        data: &test_data,
+    };
+    let cfg = CalibrateConfig {
+        seen: vec!["gaussian_blur".into()],
+        unseen: vec!["contrast".into()],
+        severities: vec![1],
+        corrupt_prob: 0.0,
+        eps: 0.6,
+        width: 4,
+        blocks: 1,
+        epochs: 1,
+        batch_size: 50,
+        lr: 0.01,
+        selection: Selection::default(),
+        test_limit: None,
+        quantized: Some(model_path()),
+        seed: 1,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Output {
+        dir: tmp.path().join("cal"),
+        overwrite: false,
+        scratch: false,
+    };
+    let r = calibrate::run(&cfg, loaded(shifted(0..300, "train")), &test, &out, &Silent).unwrap();
+    let (f, q) = (&r.models[0], &r.models[1]);
+    assert_eq!(q.name, "quantized");
+    assert_ne!(
+        f.clean.with, f.clean.without,
+        "the calibrator changed predictions"
+    );
+    assert_eq!(q.clean, f.clean);
+    assert_eq!(q.unseen_mean, f.unseen_mean);
+    let t = q.float_calibrator.as_ref().unwrap();
+    assert_eq!((t.clean, t.unseen_mean), (f.clean.with, f.unseen_mean.with));
+    assert_eq!(
+        std::fs::read(&q.calibrator).unwrap(),
+        std::fs::read(&f.calibrator).unwrap()
+    );
+    assert!(q.calibrator.starts_with(out.dir.join("quantized")));
+}

@@ -325,20 +325,18 @@ fn initial(seed: u64) -> impl FnMut(&ParamSpec) -> Vec<f32> {
     }
 }
 
-/// The conditions of the report, in order: clean, then each family × severity.
-fn conditions(families: &[CorruptionKind], severities: &[u8]) -> Vec<Option<(CorruptionKind, u8)>> {
-    std::iter::once(None)
-        .chain(
-            families
-                .iter()
-                .flat_map(|&k| severities.iter().map(move |&s| Some((k, s)))),
-        )
-        .collect()
+/// What [`train`] leaves: the training data back (with the caller's model), the combined model
+/// written, the calibrator's trained tensors by name, and the final epoch's loss and speed.
+struct Trained {
+    loaded: Loaded,
+    combined: PathBuf,
+    weights: std::collections::HashMap<String, Vec<f32>>,
+    loss: f64,
+    speed: f64,
 }
 
 /// Trains a calibrator in front of the model at `frozen` into `out` (its `train/` holds the
-/// training run); returns the combined model and the final epoch's loss and speed.
-#[allow(clippy::too_many_arguments)]
+/// training run); writes `combined.onnx` and `calibrator.onnx` there.
 fn train(
     cfg: &CalibrateConfig,
     spec: &CalibratorSpec,
@@ -347,7 +345,7 @@ fn train(
     loaded: Loaded,
     out: &Output,
     progress: &dyn Progress,
-) -> Result<(Loaded, PathBuf, f64, f64)> {
+) -> Result<Trained> {
     std::fs::create_dir_all(&out.dir).map_err(io(&out.dir))?;
     let init = out.file("init.onnx");
     let bytes = calibrator::prepend(spec, &mut initial(cfg.seed), frozen)?;
@@ -410,11 +408,16 @@ fn train(
     .map_err(Error::Invalid)?;
     let gp = out.file("calibrator.onnx");
     std::fs::write(&gp, g).map_err(io(&gp))?;
-    let back = Loaded {
-        model: original,
-        ..combined
-    };
-    Ok((back, done, loss, speed))
+    Ok(Trained {
+        loaded: Loaded {
+            model: original,
+            ..combined
+        },
+        combined: done,
+        weights,
+        loss,
+        speed,
+    })
 }
 
 /// Evaluates `variants` (name and model) on the test batches, resuming from `done` records;
@@ -603,14 +606,16 @@ pub fn run(
         .map(|&k| (k, false))
         .chain(seen.iter().map(|&k| (k, true)))
         .collect();
-    let kinds: Vec<CorruptionKind> = families.iter().map(|(k, _)| *k).collect();
-    let conds = conditions(&kinds, &cfg.severities);
     let plan = CorruptionPlan {
-        kinds: kinds.clone(),
+        kinds: families.iter().map(|(k, _)| *k).collect(),
         severities: cfg.severities.clone(),
         table: ParamTable::for_size(info.height, info.width),
         seed: cfg.seed,
     };
+    // Clean, then each family × severity in the plan's (the report's) order.
+    let conds: Vec<Option<(CorruptionKind, u8)>> = std::iter::once(None)
+        .chain(plan.conditions().into_iter().map(Some))
+        .collect();
     let g = spec(cfg, info.channels, norm_card.as_ref());
     let calibrator_params: usize = g
         .params()
@@ -627,8 +632,8 @@ pub fn run(
         model_path.display(),
         seen.len()
     ));
-    let (loaded, combined_path, loss, speed) =
-        train(cfg, &g, &seen, &model_path, loaded, out, progress)?;
+    let float = train(cfg, &g, &seen, &model_path, loaded, out, progress)?;
+    let (loaded, combined_path) = (float.loaded, float.combined);
     let combined = load_model(&combined_path, image, norm.clone())?;
     let counts = evaluate(
         &[("float", &loaded.model), ("float+calibrator", &combined)],
@@ -669,8 +674,8 @@ pub fn run(
         improved_unseen: improved(&fams),
         families: fams,
         float_calibrator: None,
-        final_train_loss: loss,
-        images_per_second: speed,
+        final_train_loss: float.loss,
+        images_per_second: float.speed,
     }];
 
     if let (Some(qpath), Some(q)) = (&cfg.quantized, &quantized) {
@@ -679,15 +684,13 @@ pub fn run(
             "training a calibrator in front of the quantized {}",
             qpath.display()
         ));
-        let (_, qcombined_path, qloss, qspeed) =
-            train(cfg, &g, &seen, qpath, loaded, &qout, progress)?;
-        let qcombined = load_model(&qcombined_path, image, norm.clone())?;
+        let qt = train(cfg, &g, &seen, qpath, loaded, &qout, progress)?;
+        let qcombined = load_model(&qt.combined, image, norm.clone())?;
         // The float model's calibrator in front of the quantized model.
         let transfer_path = qout.file("with-float-calibrator.onnx");
-        let weights = calibrator::float_initializers(&out.file("combined.onnx"), PREFIX)?;
         let bytes = calibrator::prepend(
             &g,
-            &mut |p: &ParamSpec| weights.get(&p.name).cloned().unwrap_or_default(),
+            &mut |p: &ParamSpec| float.weights.get(&p.name).cloned().unwrap_or_default(),
             qpath,
         )?;
         std::fs::write(&transfer_path, bytes).map_err(io(&transfer_path))?;
@@ -713,7 +716,7 @@ pub fn run(
             name: "quantized".into(),
             model: qpath.clone(),
             calibrator: qout.file("calibrator.onnx"),
-            combined: qcombined_path,
+            combined: qt.combined,
             clean,
             unseen_mean: means(&fams, false),
             seen_mean: means(&fams, true),
@@ -723,8 +726,8 @@ pub fn run(
                 clean: tclean.with,
                 unseen_mean: means(&tfams, false).with,
             }),
-            final_train_loss: qloss,
-            images_per_second: qspeed,
+            final_train_loss: qt.loss,
+            images_per_second: qt.speed,
         });
     }
     let report = CalibrateReport {
