@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""faultline against PyTorch and ONNX Runtime on the three benchmark networks, in one run.
+"""faultline against PyTorch and ONNX Runtime on the benchmark networks, in one run.
 
     ../venv-peer/bin/python bench/make_nets.py          # once: writes bench/nets/*.onnx
     cargo build --release
     ../venv-peer/bin/python bench/compare.py [--threads 2] [--iters 5] [--networks ...]
 
-For each network (ResNet-20 CIFAR, WideResNet-16-4 CIFAR, ResNet-18 at 224x224) it runs
+For each network (ResNet-20 CIFAR, WideResNet-16-4 CIFAR, ResNet-18 and ResNet-50 at 224x224) it runs
 `faultline bench --json` and then `bench/peer_pytorch.py --json` on the same ONNX file back to
 back, and prints images per second for every batch size with the ratios the engine issue
 tracks: forward + input gradient over PyTorch's best layout, forward over ONNX Runtime, and
@@ -32,6 +32,7 @@ NETWORKS = {
     "resnet20": os.path.join(ROOT, "..", "shared", "models", "cifar10", "cifar10-resnet20.onnx"),
     "wrn16-4": os.path.join(HERE, "nets", "wrn16-4.onnx"),
     "resnet18-224": os.path.join(HERE, "nets", "resnet18-224.onnx"),
+    "resnet50-224": os.path.join(HERE, "nets", "resnet50-224.onnx"),
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the two extra benchmark networks as ONNX files with random weights.
+"""Writes the extra benchmark networks as ONNX files with random weights.
 
     ../venv-peer/bin/python bench/make_nets.py [--out bench/nets]
 
@@ -8,6 +8,8 @@
                      width 64, 128, 256 (stride 1, 2, 2; 1x1 projection shortcuts where the
                      shape changes), BN-ReLU, global average pool, linear.
   resnet18-224.onnx  torchvision's ResNet-18 for 3x224x224 input, 1000 classes (11.7 M parameters).
+  resnet50-224.onnx  torchvision's ResNet-50 for 3x224x224 input, 1000 classes (25.6 M parameters):
+                     the bottleneck blocks' 1x1 convolutions and strided 3x3s of ImageNet models.
 
 Weights are torch's default initialisation under a fixed seed, batch-norm statistics are
 randomised (so they are not identities) and the models are exported in eval mode with a free
@@ -104,6 +106,9 @@ def main():
         r18 = torchvision.models.resnet18(weights=None, num_classes=1000)
         randomise_bn(r18, gen)
         export(r18, (3, 224, 224), os.path.join(args.out, "resnet18-224.onnx"))
+        r50 = torchvision.models.resnet50(weights=None, num_classes=1000)
+        randomise_bn(r50, gen)
+        export(r50, (3, 224, 224), os.path.join(args.out, "resnet50-224.onnx"))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Also time every graph node and print, per batch size, the operators and the nodes
+    /// that take the most time (forward and backward, milliseconds per pass)
+    #[arg(long)]
+    pub profile: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -48,6 +52,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         batch_sizes: args.batch_size.clone(),
         shape,
         iters: args.iters,
+        profile: args.profile,
     };
     let r = bench::run(&cfg).with_context(|| format!("timing {}", cfg.model.display()))?;
     let mut o = std::io::stdout().lock();
@@ -83,8 +88,66 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             row.batch_size, row.forward_img_per_s, row.input_grad_img_per_s
         )?;
     }
+    for row in &r.results {
+        if let Some(p) = &row.profile {
+            print_profile(&mut o, row.batch_size, p)?;
+        }
+    }
     if let Some(m) = r.peak_rss_mib {
         writeln!(o, "peak resident memory {m:.0} MiB")?;
+    }
+    Ok(())
+}
+
+/// The per-operator totals and the twelve slowest nodes of one batch size's profile.
+fn print_profile(o: &mut impl Write, batch: usize, p: &[bench::NodeProfile]) -> Result<()> {
+    let total: f64 = p.iter().map(|r| r.forward_ms + r.backward_ms).sum();
+    writeln!(
+        o,
+        "\nbatch {batch}: {total:.2} ms per forward + backward pass over the nodes"
+    )?;
+    let mut ops: Vec<(&str, f64, f64)> = Vec::new();
+    for r in p {
+        match ops.iter_mut().find(|(op, ..)| *op == r.op) {
+            Some(e) => {
+                e.1 += r.forward_ms;
+                e.2 += r.backward_ms;
+            }
+            None => ops.push((&r.op, r.forward_ms, r.backward_ms)),
+        }
+    }
+    ops.sort_by(|a, b| (b.1 + b.2).total_cmp(&(a.1 + a.2)));
+    writeln!(
+        o,
+        "{:>24}  {:>10}  {:>10}  {:>6}",
+        "operator", "fwd ms", "bwd ms", "share"
+    )?;
+    for (op, f, b) in &ops {
+        let share = 100.0 * (f + b) / total.max(f64::MIN_POSITIVE);
+        writeln!(o, "{op:>24}  {f:>10.3}  {b:>10.3}  {share:>5.1}%")?;
+    }
+    let mut nodes: Vec<&bench::NodeProfile> = p.iter().collect();
+    nodes.sort_by(|a, b| (b.forward_ms + b.backward_ms).total_cmp(&(a.forward_ms + a.backward_ms)));
+    writeln!(
+        o,
+        "{:>40}  {:>16}  {:>10}  {:>10}",
+        "node", "operator", "fwd ms", "bwd ms"
+    )?;
+    for r in nodes.iter().take(12) {
+        let name: String = r
+            .node
+            .chars()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        writeln!(
+            o,
+            "{name:>40}  {:>16}  {:>10.3}  {:>10.3}",
+            r.op, r.forward_ms, r.backward_ms
+        )?;
     }
     Ok(())
 }

@@ -24,22 +24,21 @@ fn main() {
         println!("the channel-lanes and Winograd kernels need AVX2 + FMA, which this CPU lacks");
         return;
     }
+    // Against the kernel Winograd would replace: this CPU's SIMD kernel (the direct kernel
+    // with AVX-512, else the channel-lanes kernel).
+    let simd = Kernel::simd().unwrap_or(Kernel::ChannelLanes);
+    let name = simd.name();
     for &(c, hw) in &args.layers {
         let layer = Layer::same_3x3(8, c, hw);
         let reps = args.reps(&layer, 1e8);
-        let t = alternate(
-            &layer,
-            &[Kernel::ChannelLanes, Kernel::Winograd],
-            args.rounds,
-            reps,
-        );
+        let t = alternate(&layer, &[simd, Kernel::Winograd], args.rounds, reps);
         if !args.bench {
             println!("{c}x{hw}: each kernel ran once (a smoke run; `cargo bench` measures)");
             continue;
         }
         let ratios = (0..args.rounds).map(|r| t[0][r] / t[1][r]).collect();
         println!(
-            "{c:>4} channels {hw:>3}x{hw:<3} channel lanes {:6.1}  Winograd {:6.1} GMAC/s  Winograd / channel lanes {}",
+            "{c:>4} channels {hw:>3}x{hw:<3} {name} {:6.1}  Winograd {:6.1} GMAC/s  Winograd / {name} {}",
             best_rate(&layer, &t[0]),
             best_rate(&layer, &t[1]),
             summary(ratios)

@@ -37,7 +37,9 @@ impl Graph {
                 .iter()
                 .map(|v| v.and_then(|v| self.read(&vals, v)))
                 .collect();
-            let y = node.op.forward(&ins).map_err(|e| e.in_node(&node.name))?;
+            let y =
+                crate::profile::timed(&node.name, node.op.name(), false, || node.op.forward(&ins))
+                    .map_err(|e| e.in_node(&node.name))?;
             vals[node.output] = Some(y);
             if !keep_all {
                 for &v in node.inputs.iter().flatten() {
@@ -98,10 +100,10 @@ impl Graph {
             let out = vals[node.output].as_ref().ok_or_else(|| {
                 Error::Graph(format!("activation of '{}' was not kept", node.name))
             })?;
-            let gi = node
-                .op
-                .backward(&ins, out, &g, &need)
-                .map_err(|e| e.in_node(&node.name))?;
+            let gi = crate::profile::timed(&node.name, node.op.name(), true, || {
+                node.op.backward(&ins, out, &g, &need)
+            })
+            .map_err(|e| e.in_node(&node.name))?;
             for (k, gk) in gi.into_iter().enumerate() {
                 if let (Some(gk), Some(v)) = (gk, node.inputs[k]) {
                     if !need[k] {

@@ -19,6 +19,7 @@ mod loss;
 mod model;
 pub mod ops;
 mod passes;
+pub mod profile;
 mod tensor;
 pub mod train;
 

@@ -21,6 +21,22 @@ pub struct BenchConfig {
     pub shape: Option<[usize; 3]>,
     /// Timed repetitions per measurement (the median is reported).
     pub iters: usize,
+    /// Also time every graph node over the timed passes (a little slower: one clock read
+    /// and a lock per node and pass).
+    pub profile: bool,
+}
+
+/// One graph node's share of the timed passes at one batch size.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeProfile {
+    /// The node's name.
+    pub node: String,
+    /// Its operator.
+    pub op: String,
+    /// Mean milliseconds per forward pass (forward passes of both measurements).
+    pub forward_ms: f64,
+    /// Mean milliseconds per backward pass.
+    pub backward_ms: f64,
 }
 
 /// Throughput at one batch size.
@@ -34,6 +50,9 @@ pub struct BenchRow {
     pub input_grad_img_per_s: f64,
     /// Peak resident memory of the process so far, MiB (Linux).
     pub peak_rss_mib: Option<f64>,
+    /// With `profile`: every node's time, in graph order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Vec<NodeProfile>>,
 }
 
 /// What `bench` measured.
@@ -120,6 +139,9 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         model.logits(&x)?;
         model.loss_grad(&x, &loss)?;
         let (mut fwd, mut grad) = (Vec::new(), Vec::new());
+        if cfg.profile {
+            faultline_engine::profile::start();
+        }
         for _ in 0..cfg.iters {
             let t = Instant::now();
             std::hint::black_box(model.logits(&x)?);
@@ -128,8 +150,38 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             std::hint::black_box(model.loss_grad(&x, &loss)?);
             grad.push(b as f64 / t.elapsed().as_secs_f64());
         }
+        let profile = cfg.profile.then(|| {
+            let table = faultline_engine::profile::stop();
+            // Each timed repetition runs two forward passes (logits, then loss_grad's) and one
+            // backward pass.
+            let per = |t: std::time::Duration, passes: usize| {
+                t.as_secs_f64() * 1e3 / (passes * cfg.iters) as f64
+            };
+            let mut rows: Vec<NodeProfile> = Vec::new();
+            for e in table {
+                let i = match rows.iter().position(|r| r.node == e.node) {
+                    Some(i) => i,
+                    None => {
+                        rows.push(NodeProfile {
+                            node: e.node.clone(),
+                            op: e.op.to_string(),
+                            forward_ms: 0.0,
+                            backward_ms: 0.0,
+                        });
+                        rows.len() - 1
+                    }
+                };
+                if e.backward {
+                    rows[i].backward_ms += per(e.time, 1);
+                } else {
+                    rows[i].forward_ms += per(e.time, 2);
+                }
+            }
+            rows
+        });
         results.push(BenchRow {
             batch_size: b,
+            profile,
             forward_img_per_s: median(fwd),
             input_grad_img_per_s: median(grad),
             peak_rss_mib: peak_rss_mib(),
