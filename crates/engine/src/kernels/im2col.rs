@@ -70,6 +70,12 @@ fn valid_rows(g: &Geometry, ki: usize) -> (usize, usize) {
 /// each output row is computed once, so the inner loop has no bounds tests (and is a plain
 /// copy at stride 1): this loop is the single largest cost of a small-channel convolution.
 pub(crate) fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
+    im2col_at(g, x, col, g.cols());
+}
+
+/// [`im2col`] into rows `pitch` apart (`pitch ≥ cols`): several samples' patch matrices side by
+/// side, each starting `cols` further into the first row.
+pub(crate) fn im2col_at(g: &Geometry, x: &[f32], col: &mut [f32], pitch: usize) {
     let cols = g.cols();
     let mut row = 0;
     for c in 0..g.c {
@@ -77,7 +83,7 @@ pub(crate) fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
         for ki in 0..g.kh {
             let (oy_lo, oy_hi) = valid_rows(g, ki);
             for kj in 0..g.kw {
-                let dst = &mut col[row * cols..(row + 1) * cols];
+                let dst = &mut col[row * pitch..row * pitch + cols];
                 let off = (kj * g.dw) as isize - g.pl as isize;
                 let (lo, hi) = valid_cols(g, off);
                 // Output rows whose kernel row falls in the top or bottom padding.
@@ -144,13 +150,18 @@ pub(crate) fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
 
 /// Adds every column of `col` back into the image `dx` (c × h × w): the adjoint of [`im2col`].
 pub(crate) fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
+    col2im_at(g, col, dx, g.cols());
+}
+
+/// [`col2im`] from rows `pitch` apart (the adjoint of [`im2col_at`]).
+pub(crate) fn col2im_at(g: &Geometry, col: &[f32], dx: &mut [f32], pitch: usize) {
     let cols = g.cols();
     let mut row = 0;
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let src = &col[row * cols..(row + 1) * cols];
+                let src = &col[row * pitch..row * pitch + cols];
                 let off = (kj * g.dw) as isize - g.pl as isize;
                 let (lo, hi) = valid_cols(g, off);
                 if lo >= hi {
@@ -227,9 +238,25 @@ mod tests {
             let mut col = vec![f32::NAN; g.rows() * g.cols()];
             im2col(&g, &x, &mut col);
             proptest::prop_assert_eq!(&col, &naive(&g, &x));
+            // Pitched, as the second of two samples side by side: the same rows, and the
+            // first sample's columns untouched.
+            let pitch = 2 * g.cols();
+            let mut wide = vec![7.0f32; g.rows() * pitch];
+            im2col_at(&g, &x, &mut wide[g.cols()..], pitch);
+            for r in 0..g.rows() {
+                proptest::prop_assert!(wide[r * pitch..r * pitch + g.cols()].iter().all(|&v| v == 7.0));
+                proptest::prop_assert_eq!(&wide[r * pitch + g.cols()..(r + 1) * pitch], &col[r * g.cols()..(r + 1) * g.cols()]);
+            }
             let y: Vec<f32> = (0..col.len()).map(|_| rnd()).collect();
             let mut back = vec![0.0; x.len()];
             col2im(&g, &y, &mut back);
+            let mut wide_y = vec![1e6f32; g.rows() * pitch];
+            for r in 0..g.rows() {
+                wide_y[r * pitch + g.cols()..(r + 1) * pitch].copy_from_slice(&y[r * g.cols()..(r + 1) * g.cols()]);
+            }
+            let mut back_at = vec![0.0; x.len()];
+            col2im_at(&g, &wide_y[g.cols()..], &mut back_at, pitch);
+            proptest::prop_assert_eq!(&back_at, &back);
             let lhs: f64 = col.iter().zip(&y).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             proptest::prop_assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()));

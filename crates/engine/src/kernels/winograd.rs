@@ -75,6 +75,23 @@ pub(crate) fn applies_to(
     computes(kernel, strides, dilations) && (32..=256).contains(&c)
 }
 
+/// Whether it beats the direct AVX-512 kernel on geometry `g` (on a CPU that has both): 64 to
+/// 128 input channels on planes of at least 28×28 outputs, the 3×3 layers of ImageNet-sized
+/// ResNets' first two stages. Measured against the direct kernel within one process
+/// (`winograd_speeds`, 8 samples, 2 threads, Zen 4, median [min, max] of 9 alternations): 64
+/// channels 56×56 1.31 [1.16, 1.48], 128 channels 28×28 1.39 [1.10, 1.47], 64 channels 32×32
+/// 0.97 [0.94, 1.01]; below 28×28 or outside 64–128 channels it lost or tied: 16 channels
+/// 32×32 0.68, 32 channels 16×16 0.78, 128 channels 16×16 1.03, 256 channels 14×14 1.01,
+/// 512 channels 7×7 0.53, 8×8 planes 0.57–0.80.
+pub(crate) fn beats_direct(g: &Geometry) -> bool {
+    fits(g) && beats_direct_at(g.c) && g.cols() >= 28 * 28
+}
+
+/// The channel part of [`beats_direct`], which is all that is known at load time.
+pub(crate) fn beats_direct_at(c: usize) -> bool {
+    (64..=128).contains(&c)
+}
+
 /// The weights `w[mg × c × 3 × 3]` transformed, `U = G g Gᵀ`, and packed as
 /// `[⌈mg/(NB·L)⌉][16][c][NB·L]` (the channel-lanes tile shape of `mg`), zero-padded to whole
 /// groups.

@@ -5,10 +5,12 @@
 //! channel-lanes kernel of `kernels::channel_lanes` (output channels in the vector lanes) for
 //! the others, but 1×1 stride-1 unpadded ones (a GEMM on the input itself) and grouped layers
 //! of fewer than 8 channels per group. With AVX-512: the direct kernel of `kernels::direct`
-//! (no patch matrix, epilogue in registers) for most layers. Elsewhere: the column-shift
+//! (no patch matrix, epilogue in registers) for most layers, Winograd for 3×3 layers of 64 to
+//! 128 channels on planes of 28×28 or more (`winograd::beats_direct`). Elsewhere: the column-shift
 //! matrix of `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large
 //! weights, small planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM
-//! routes the output starts as bias (+ residual) and the GEMM accumulates into it. The input
+//! routes the output starts as bias (+ residual) and the GEMM accumulates into it; planes of
+//! 14×14 or fewer outputs put several samples side by side in one GEMM (`batched_gemm`). The input
 //! gradient at stride 1 is itself a convolution (of dY with the flipped, channel-swapped
 //! kernel), so it runs on the same kernels as the forward pass; other strides use
 //! col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time ([`Prepared`]).
@@ -25,7 +27,7 @@ use rayon::prelude::*;
 
 use super::{impl_any, input_f32, Op};
 use crate::error::{shape_err, Result};
-use crate::kernels::im2col::{col2im, im2col, Geometry};
+use crate::kernels::im2col::{col2im, col2im_at, im2col, im2col_at, Geometry};
 use crate::kernels::{channel_lanes, direct, rowshift, winograd};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
@@ -64,6 +66,54 @@ fn each_sample<T: Send>(
             }
         });
     }
+}
+
+/// Output planes of at most this many positions (14×14) take several samples per GEMM on the
+/// GEMM routes ([`batched_gemm`]): one sample's product there is only `cols` columns wide, too
+/// narrow for the GEMM's register tiles and threads. [U]: thresholds from ResNet-18/50 at
+/// 224 px, 2 threads (see `batched_gemm`).
+const BATCHED_PLANE: usize = 196;
+/// Columns of one batched product: 8 samples of a 14×14 plane, 32 of a 7×7 one.
+const BATCH_COLUMNS: usize = 1568;
+
+/// `P_s = A[m × k] · B_s[k × cols]` for every sample `s < n`, several samples per GEMM: sample
+/// `j` of a chunk fills columns `j·cols..(j+1)·cols` of one `k × (chunk·cols)` matrix (`fill(s,
+/// its first column, row pitch)`), one product runs on all threads, and `emit(s, its first
+/// column of P, row pitch)` takes each sample's part. Summation order within each output is
+/// the GEMM's, as for one sample at a time.
+fn batched_gemm(
+    (n, cols, m, k): (usize, usize, usize, usize),
+    a: View,
+    fill: impl Fn(usize, &mut [f32], usize),
+    mut emit: impl FnMut(usize, &[f32], usize),
+) {
+    let per = (BATCH_COLUMNS / cols).clamp(1, n);
+    let mut prod = vec![0.0f32; m * per * cols];
+    with_scratch(|b| {
+        for s0 in (0..n).step_by(per) {
+            let nc = per.min(n - s0);
+            let pitch = nc * cols;
+            b.resize(b.len().max(k * pitch), 0.0);
+            for j in 0..nc {
+                fill(s0 + j, &mut b[j * cols..k * pitch], pitch);
+            }
+            let b = View::rows(&b[..k * pitch], pitch);
+            matmul(
+                m,
+                pitch,
+                k,
+                &mut prod[..m * pitch],
+                pitch,
+                false,
+                a,
+                b,
+                true,
+            );
+            for j in 0..nc {
+                emit(s0 + j, &prod[j * cols..m * pitch], pitch);
+            }
+        }
+    });
 }
 
 /// ONNX `auto_pad`.
@@ -362,8 +412,17 @@ impl Conv {
     /// kernel will run.
     fn pack_winograd(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
         let s = w.shape();
-        self.lanes_route(s)?.then(|| {
-            let (mg, c) = (s[0] / self.group.max(1), s[1]);
+        let g = self.group.max(1);
+        let win = &self.window;
+        // On AVX-512 CPUs, where the plane size (unknown until the first call) may make
+        // Winograd the faster kernel (see `winograd::beats_direct`).
+        let over_direct = direct::available()
+            && s.len() == 4
+            && s[0].is_multiple_of(g)
+            && winograd::applies_to(s[1], [s[2], s[3]], win.strides, win.dilations)
+            && winograd::beats_direct_at(s[1]);
+        (self.lanes_route(s) == Some(true) || over_direct).then(|| {
+            let (mg, c) = (s[0] / g, s[1]);
             w.fs()
                 .chunks(mg * c * 9)
                 .map(|wg| winograd::pack_weights(mg, c, wg))
@@ -578,7 +637,10 @@ impl Conv {
         let par_samples = d.n >= rayon::current_num_threads();
         let ws = w.fs();
         let use_winograd = match kernel {
-            Kernel::Auto => lanes_first() && winograd::applies(&geo),
+            Kernel::Auto => {
+                lanes_first() && winograd::applies(&geo)
+                    || direct::available() && winograd::beats_direct(&geo)
+            }
             Kernel::Winograd => winograd::fits(&geo),
             _ => false,
         };
@@ -701,6 +763,32 @@ impl Conv {
                 })
                 .collect()
         });
+        let cols = geo.cols();
+        if g == 1 && rows.is_none() && d.n > 1 && cols <= BATCHED_PLANE {
+            let fill = |s: usize, b: &mut [f32], pitch: usize| {
+                let xi = &xs[s * in_len..(s + 1) * in_len];
+                if geo.is_identity() {
+                    for (r, xr) in xi.chunks_exact(cols).enumerate() {
+                        b[r * pitch..r * pitch + cols].copy_from_slice(xr);
+                    }
+                } else {
+                    im2col_at(&geo, xi, b, pitch);
+                }
+            };
+            let emit = |s: usize, p: &[f32], pitch: usize| {
+                let y = &mut out[s * out_len..(s + 1) * out_len];
+                for (mi, yr) in y.chunks_exact_mut(cols).enumerate() {
+                    for (v, p) in yr.iter_mut().zip(&p[mi * pitch..mi * pitch + cols]) {
+                        *v += p;
+                        if relu {
+                            *v = v.max(0.0);
+                        }
+                    }
+                }
+            };
+            batched_gemm((d.n, cols, d.mg, k), View::rows(ws, k), fill, emit);
+            return Ok(Tensor::f32(d.out_shape, out));
+        }
         let one = |s: usize, yi: &mut [f32], col: &mut Vec<f32>| {
             let xi = &xs[s * in_len..(s + 1) * in_len];
             for gi in 0..g {
@@ -820,6 +908,27 @@ impl Conv {
         let mut dx = vec![0.0f32; x.len()];
         let par_samples = d.n >= rayon::current_num_threads();
         let ws = w.fs();
+        let cols = geo.cols();
+        if g == 1 && d.n > 1 && cols <= BATCHED_PLANE {
+            let fill = |s: usize, b: &mut [f32], pitch: usize| {
+                let dy = &grad[s * out_len..(s + 1) * out_len];
+                for (mi, dr) in dy.chunks_exact(cols).enumerate() {
+                    b[mi * pitch..mi * pitch + cols].copy_from_slice(dr);
+                }
+            };
+            let emit = |s: usize, p: &[f32], pitch: usize| {
+                let dxi = &mut dx[s * in_len..(s + 1) * in_len];
+                if geo.is_identity() {
+                    for (r, dr) in dxi.chunks_exact_mut(cols).enumerate() {
+                        dr.copy_from_slice(&p[r * pitch..r * pitch + cols]);
+                    }
+                } else {
+                    col2im_at(&geo, p, dxi, pitch);
+                }
+            };
+            batched_gemm((d.n, cols, k, d.mg), View::rows_t(ws, k), fill, emit);
+            return Ok(Tensor::f32(x.shape().to_vec(), dx));
+        }
         let one = |gi_out: &[f32], dxi: &mut [f32], col: &mut Vec<f32>| {
             for gi in 0..g {
                 let dy = &gi_out[gi * d.mg * geo.cols()..(gi + 1) * d.mg * geo.cols()];

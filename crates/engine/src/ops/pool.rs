@@ -137,10 +137,82 @@ fn max2x2_grad(p: &[f32], w: usize, oh: usize, ow: usize, gy: &[f32], d: &mut [f
     }
 }
 
+/// Taps of one window along one axis: the first input position, how many, their spacing
+/// (see [`taps`]).
+type Taps = (usize, usize, usize);
+
+/// The max pool of one `w`-wide plane `p` into `y`, windows given by their row and column taps,
+/// separably: first every input row's maximum under each output column's window (`hm`, one
+/// row of `ow` values per input row), then, for each output row, the maximum of its window's
+/// rows of `hm`, a whole row at a time (which vectorises). A value replaces the running
+/// maximum (from −∞) only when greater, in both passes, so NaNs are skipped and the value kept
+/// among equal ones (−0 before +0) is the first in row-major order, as a row-major scan of each
+/// window keeps. The running maximum is never NaN, so the select needs no NaN test.
+fn max_plane(p: &[f32], w: usize, rows: &[Taps], cols: &[Taps], y: &mut [f32], hm: &mut Vec<f32>) {
+    let ow = cols.len();
+    let h = p.len() / w;
+    hm.resize(h * ow, 0.0);
+    for (row, hr) in p.chunks_exact(w).zip(hm.chunks_exact_mut(ow)) {
+        for (v, &(ix0, nx, dx)) in hr.iter_mut().zip(cols) {
+            let mut m = f32::NEG_INFINITY;
+            for x in row[ix0..].iter().step_by(dx).take(nx) {
+                m = if *x > m { *x } else { m };
+            }
+            *v = m;
+        }
+    }
+    for (yr, &(iy0, ny, dy)) in y.chunks_exact_mut(ow).zip(rows) {
+        yr.fill(f32::NEG_INFINITY);
+        for a in 0..ny {
+            let hr = &hm[(iy0 + a * dy) * ow..(iy0 + a * dy + 1) * ow];
+            for (v, &x) in yr.iter_mut().zip(hr) {
+                *v = if x > *v { x } else { *v };
+            }
+        }
+    }
+}
+
+/// The gradient of [`max_plane`] given its output `y`: each output's gradient added to the
+/// first maximal element of its window in row-major order, the element a row-major scan that
+/// starts at the window's first element and moves on to each greater one ends at. That is the
+/// first element equal to the maximum `y` (nothing after it is greater), unless the first
+/// element is NaN (nothing is greater than NaN, so the scan stays there).
+fn max_plane_grad(
+    p: &[f32],
+    w: usize,
+    rows: &[Taps],
+    cols: &[Taps],
+    y: &[f32],
+    gy: &[f32],
+    d: &mut [f32],
+) {
+    let ow = cols.len();
+    for ((gr, yr), &(iy0, ny, dy)) in gy.chunks_exact(ow).zip(y.chunks_exact(ow)).zip(rows) {
+        for ((&gv, &yv), &(ix0, nx, dx)) in gr.iter().zip(yr).zip(cols) {
+            if nx == 0 || ny == 0 {
+                continue;
+            }
+            let first = iy0 * w + ix0;
+            let mut best = first;
+            if !p[first].is_nan() {
+                'find: for a in 0..ny {
+                    let at = (iy0 + a * dy) * w + ix0;
+                    for b in 0..nx {
+                        if p[at + b * dx] == yv {
+                            best = at + b * dx;
+                            break 'find;
+                        }
+                    }
+                }
+            }
+            d[best] += gv;
+        }
+    }
+}
+
 impl Pool {
     /// The window taps of every output row and column (see [`taps`]).
-    #[allow(clippy::type_complexity)]
-    fn max_taps(g: &Geometry) -> (Vec<(usize, usize, usize)>, Vec<(usize, usize, usize)>) {
+    fn max_taps(g: &Geometry) -> (Vec<Taps>, Vec<Taps>) {
         let rows = (0..g.oh)
             .map(|oy| taps(oy, g.sh, g.pt, g.kh, g.dh, g.h))
             .collect();
@@ -189,44 +261,32 @@ impl Op for Pool {
         let fast = is_max2x2(kind, &g);
         out.par_chunks_mut(ohw.max(1))
             .zip(x.fs().par_chunks(hw.max(1)))
-            .for_each(|(y, p)| {
+            .for_each_init(Vec::new, |hm, (y, p)| {
                 if fast {
                     return max2x2(p, g.w, g.oh, g.ow, y);
+                }
+                if kind == PoolKind::Max {
+                    return max_plane(p, g.w, &rows, &cols, y, hm);
                 }
                 for oy in 0..g.oh {
                     let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
                     for ox in 0..g.ow {
                         let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
-                        y[oy * g.ow + ox] = match kind {
-                            PoolKind::Max => {
-                                let mut m = f32::NEG_INFINITY;
-                                let ((iy0, ny, dy), (ix0, nx, dx)) = (rows[oy], cols[ox]);
-                                for a in 0..ny {
-                                    let row = &p[(iy0 + a * dy) * g.w..];
-                                    for b in 0..nx {
-                                        let v = row[ix0 + b * dx];
-                                        if v > m || m.is_nan() {
-                                            m = v;
-                                        }
-                                    }
-                                }
-                                m
-                            }
-                            PoolKind::Average { count_include_pad } => {
-                                let mut s = 0.0;
-                                for iy in y0..y1 {
-                                    for ix in x0..x1 {
-                                        s += p[iy * g.w + ix];
-                                    }
-                                }
-                                let cnt = if count_include_pad {
-                                    py * px
-                                } else {
-                                    (y1 - y0) * (x1 - x0)
-                                };
-                                s / cnt.max(1) as f32
-                            }
+                        let PoolKind::Average { count_include_pad } = kind else {
+                            unreachable!("max pooling returned above")
                         };
+                        let mut s = 0.0;
+                        for iy in y0..y1 {
+                            for ix in x0..x1 {
+                                s += p[iy * g.w + ix];
+                            }
+                        }
+                        let cnt = if count_include_pad {
+                            py * px
+                        } else {
+                            (y1 - y0) * (x1 - x0)
+                        };
+                        y[oy * g.ow + ox] = s / cnt.max(1) as f32;
                     }
                 }
             });
@@ -235,7 +295,7 @@ impl Op for Pool {
     fn backward(
         &self,
         inputs: &[Option<&Tensor>],
-        _output: &Tensor,
+        output: &Tensor,
         grad: &Tensor,
         need: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
@@ -243,6 +303,12 @@ impl Op for Pool {
             return Ok(vec![None; need.len()]);
         }
         let x = input_f32(self.name_(), inputs, 0)?;
+        if output.len() != grad.len() || !output.is_f32() {
+            return Err(shape_err(
+                self.name_(),
+                "output and its gradient differ in size",
+            ));
+        }
         let (_, g, _, pend) = self.geo(x)?;
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut dx = vec![0.0f32; x.len()];
@@ -252,46 +318,31 @@ impl Op for Pool {
         dx.par_chunks_mut(hw.max(1))
             .zip(x.fs().par_chunks(hw.max(1)))
             .zip(grad.fs().par_chunks(ohw.max(1)))
-            .for_each(|((d, p), gy)| {
+            .zip(output.fs().par_chunks(ohw.max(1)))
+            .for_each(|(((d, p), gy), y)| {
                 if fast {
                     return max2x2_grad(p, g.w, g.oh, g.ow, gy, d);
                 }
+                if kind == PoolKind::Max {
+                    return max_plane_grad(p, g.w, &rows, &cols, y, gy, d);
+                }
+                let PoolKind::Average { count_include_pad } = kind else {
+                    unreachable!("max pooling returned above")
+                };
                 for oy in 0..g.oh {
                     let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
                     for ox in 0..g.ow {
                         let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
                         let gv = gy[oy * g.ow + ox];
-                        match kind {
-                            PoolKind::Max => {
-                                let mut best: Option<usize> = None;
-                                let mut m = f32::NEG_INFINITY;
-                                let ((iy0, ny, dy), (ix0, nx, dx)) = (rows[oy], cols[ox]);
-                                for a in 0..ny {
-                                    let at = (iy0 + a * dy) * g.w;
-                                    for b in 0..nx {
-                                        let v = p[at + ix0 + b * dx];
-                                        if best.is_none() || v > m {
-                                            m = v;
-                                            best = Some(at + ix0 + b * dx);
-                                        }
-                                    }
-                                }
-                                if let Some(b) = best {
-                                    d[b] += gv;
-                                }
-                            }
-                            PoolKind::Average { count_include_pad } => {
-                                let cnt = if count_include_pad {
-                                    py * px
-                                } else {
-                                    (y1 - y0) * (x1 - x0)
-                                };
-                                let share = gv / cnt.max(1) as f32;
-                                for iy in y0..y1 {
-                                    for ix in x0..x1 {
-                                        d[iy * g.w + ix] += share;
-                                    }
-                                }
+                        let cnt = if count_include_pad {
+                            py * px
+                        } else {
+                            (y1 - y0) * (x1 - x0)
+                        };
+                        let share = gv / cnt.max(1) as f32;
+                        for iy in y0..y1 {
+                            for ix in x0..x1 {
+                                d[iy * g.w + ix] += share;
                             }
                         }
                     }
@@ -428,6 +479,7 @@ mod tests {
                     .map(|i| match (i * 7919 + c) % 11 {
                         0 => f32::NAN,
                         1 => -0.0,
+                        2 => 0.0,
                         v => (v % 4) as f32 - 1.5,
                     })
                     .collect();
