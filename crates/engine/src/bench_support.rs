@@ -26,6 +26,97 @@ pub const LAYERS: [(usize, usize); 12] = [
     (512, 7),
 ];
 
+/// A convolution's shape: `c → m` channels, `hw × hw` input, `k × k` kernel, stride.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub m: usize,
+    /// Input side.
+    pub hw: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+}
+
+/// The convolutions of ResNet-18/50 at 224 px other than their same-size 3×3 layers (which
+/// [`LAYERS`] holds): the 7×7 stride-2 stem, the bottlenecks' 1×1 layers, and the strided
+/// 3×3 and 1×1 layers where a stage halves the plane.
+pub const IMAGENET_LAYERS: [Shape; 10] = [
+    Shape {
+        c: 3,
+        m: 64,
+        hw: 224,
+        k: 7,
+        stride: 2,
+    },
+    Shape {
+        c: 64,
+        m: 256,
+        hw: 56,
+        k: 1,
+        stride: 1,
+    },
+    Shape {
+        c: 256,
+        m: 64,
+        hw: 56,
+        k: 1,
+        stride: 1,
+    },
+    Shape {
+        c: 128,
+        m: 512,
+        hw: 28,
+        k: 1,
+        stride: 1,
+    },
+    Shape {
+        c: 1024,
+        m: 256,
+        hw: 14,
+        k: 1,
+        stride: 1,
+    },
+    Shape {
+        c: 2048,
+        m: 512,
+        hw: 7,
+        k: 1,
+        stride: 1,
+    },
+    Shape {
+        c: 256,
+        m: 512,
+        hw: 56,
+        k: 1,
+        stride: 2,
+    },
+    Shape {
+        c: 128,
+        m: 128,
+        hw: 56,
+        k: 3,
+        stride: 2,
+    },
+    Shape {
+        c: 256,
+        m: 256,
+        hw: 28,
+        k: 3,
+        stride: 2,
+    },
+    Shape {
+        c: 512,
+        m: 512,
+        hw: 14,
+        k: 3,
+        stride: 2,
+    },
+];
+
 /// A convolution kernel to run explicitly (the engine's own choice is [`Kernel::Auto`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -99,26 +190,49 @@ pub struct Layer {
 impl Layer {
     /// The layer with `c` channels on `hw × hw` planes, for `n` samples.
     pub fn same_3x3(n: usize, c: usize, hw: usize) -> Layer {
+        Layer::new(
+            n,
+            Shape {
+                c,
+                m: c,
+                hw,
+                k: 3,
+                stride: 1,
+            },
+        )
+    }
+
+    /// A `k × k` convolution of `shape` ("same" padding `k / 2`) for `n` samples, its
+    /// weights packed as at load time.
+    pub fn new(n: usize, shape: Shape) -> Layer {
+        let Shape {
+            c,
+            m,
+            hw,
+            k,
+            stride,
+        } = shape;
         let win = Window {
-            kernel: [3, 3],
-            strides: [1, 1],
+            kernel: [k, k],
+            strides: [stride, stride],
             dilations: [1, 1],
-            pads: [1, 1, 1, 1],
+            pads: [k / 2; 4],
             auto_pad: AutoPad::NotSet,
             ceil_mode: false,
         };
         let xs: Vec<f32> = (0..n * c * hw * hw).map(|i| (i % 7) as f32 * 0.1).collect();
         let x = Tensor::f32(vec![n, c, hw, hw], xs);
-        let ws: Vec<f32> = (0..c * c * 9).map(|i| (i % 5) as f32 * 0.01).collect();
-        let w = Tensor::f32(vec![c, c, 3, 3], ws);
+        let ws: Vec<f32> = (0..m * c * k * k).map(|i| (i % 5) as f32 * 0.01).collect();
+        let w = Tensor::f32(vec![m, c, k, k], ws);
         let conv = Conv::new(win, 1)
             .with_prepared(&w)
-            .expect("a 3x3 same-padded layer packs");
+            .expect("a same-padded layer packs");
+        let out = (hw + 2 * (k / 2) - k) / stride + 1;
         Layer {
             conv,
             x,
             w,
-            macs: (n * c * c * 9 * hw * hw) as f64,
+            macs: (n * m * c * k * k * out * out) as f64,
         }
     }
 
@@ -126,5 +240,14 @@ impl Layer {
     pub fn run(&self, kernel: Kernel) -> Result<Tensor> {
         self.conv
             .forward_with(&self.x, &self.w, None, None, true, kernel.inner())
+    }
+
+    /// The input gradient of the convolution for an output gradient of ones, its stride-1
+    /// route (a convolution itself) on `kernel`.
+    pub fn run_grad(&self, kernel: Kernel) -> Result<Tensor> {
+        let out: usize = self.conv.output_shape(&self.x, &self.w)?.iter().product();
+        let dy = vec![1.0f32; out];
+        self.conv
+            .input_grad_with(&self.x, &self.w, &dy, kernel.inner())
     }
 }

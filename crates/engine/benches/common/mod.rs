@@ -7,6 +7,9 @@
 //! kernel once, back to back, a ratio is taken per round, and the median over rounds (with its
 //! range) is the result; the best rate of each kernel is printed alongside for scale.
 
+// Each benchmark uses only part of this module.
+#![allow(dead_code)]
+
 use std::time::Instant;
 
 use faultline_engine::bench_support::{Kernel, Layer, LAYERS};
@@ -79,12 +82,24 @@ impl Args {
 /// Times `kernels` on `layer` in turn (A, B, …, A, B, …) for `rounds` rounds, each timing
 /// `reps` calls; returns, per kernel, its seconds per call in each round.
 pub fn alternate(layer: &Layer, kernels: &[Kernel], rounds: usize, reps: usize) -> Vec<Vec<f64>> {
+    alternate_with(kernels, rounds, reps, |k| {
+        std::hint::black_box(layer.run(k).expect("the layer runs on every kernel"));
+    })
+}
+
+/// [`alternate`] for any call `run(kernel)`.
+pub fn alternate_with(
+    kernels: &[Kernel],
+    rounds: usize,
+    reps: usize,
+    run: impl Fn(Kernel),
+) -> Vec<Vec<f64>> {
     let mut times = vec![Vec::with_capacity(rounds); kernels.len()];
     for _ in 0..rounds {
         for (k, t) in kernels.iter().zip(&mut times) {
             let start = Instant::now();
             for _ in 0..reps {
-                std::hint::black_box(layer.run(*k).expect("the layer runs on every kernel"));
+                run(*k);
             }
             t.push(start.elapsed().as_secs_f64() / reps as f64);
         }

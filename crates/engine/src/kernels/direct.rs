@@ -118,10 +118,15 @@ pub(crate) fn available() -> bool {
 /// ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64 channels) on the direct kernel
 /// ran the whole network 9 % faster than on im2col + GEMM; with 256 or 512 channels at 8×8 or
 /// 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col.
+///
+/// Not 1×1 layers: at stride 1 the GEMM on the input itself needs no patch matrix, and at
+/// stride 2 the phase planes copy four times the input that im2col's one subsampled copy does
+/// (`imagenet_layers`, 8 samples, 2 threads, Zen 4: 256 → 512 channels, 56×56, stride 2, this
+/// kernel at 0.73 [0.69, 0.76] of im2col).
 pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize) -> bool {
     let spans = groups == 1 && g.sh == 1 && g.sw == 1 && g.ow <= g.w;
     isa().is_some_and(|isa| {
-        !g.is_identity()
+        !(g.kh == 1 && g.kw == 1)
             && mg * g.rows() <= MAX_WEIGHTS
             && (g.cols() > super::rowshift::SMALL_PLANE
                 || spans && g.rows() * isa.mb() * 4 <= 32 << 10)

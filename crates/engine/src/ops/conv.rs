@@ -349,7 +349,7 @@ impl Conv {
     }
 
     /// The direct kernel's packing of `w[M × C/g × kh × kw]` per group, where the kernel runs
-    /// and the weights are small enough for it to be chosen.
+    /// and the weights are small enough (and the kernel more than 1×1) for it to be chosen.
     fn pack_direct(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
         let s = w.shape();
         let g = self.group.max(1);
@@ -359,7 +359,8 @@ impl Conv {
         }
         let (mg, c, taps) = (s[0] / g, s[1], s[2..].iter().product::<usize>());
         let per = mg * c * taps;
-        (per > 0 && per <= direct::MAX_WEIGHTS).then(|| {
+        // 1×1 layers never take it (see `direct::applies`).
+        (taps > 1 && per > 0 && per <= direct::MAX_WEIGHTS).then(|| {
             w.fs()
                 .chunks(per)
                 .map(|wg| direct::pack_weights(isa, mg, c, taps, wg))
