@@ -17,15 +17,17 @@
 //! Outside a team, [`for_each`] is rayon's parallel loop. Which thread runs which task never
 //! changes a result: every task writes its own outputs.
 //!
-//! Helpers are rayon jobs. One that finds no task for [`IDLE`] leaves (a long serial stretch
-//! of the leader's costs no CPU beyond that, and a helper picked up by a thread that was
-//! waiting inside another rayon job gives that thread back); the leader starts another on its
-//! next loop. While idle, a helper also runs pending rayon jobs (a GEMM's parallel halves).
+//! Helpers are rayon jobs, and a thread's team outlives one call of [`lead`], so that model
+//! calls in a row (an attack's steps) find their helpers still waiting. A helper that finds no
+//! task for [`IDLE`] leaves (a long serial stretch of the leader's costs no CPU beyond that,
+//! and a helper picked up by a thread that was waiting inside another rayon job gives that
+//! thread back); the leader starts another on its next loop. While idle, a helper also runs
+//! pending rayon jobs (a GEMM's parallel halves).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,11 @@ use rayon::prelude::*;
 /// How long a helper busy-waits for a task before it leaves. Longer than the serial stretches
 /// between the convolutions of a small-batch pass (element-wise operators, the loss), short
 /// enough that a team whose leader went on to serial work stops taking CPU.
-const IDLE: Duration = Duration::from_micros(300);
+const IDLE: Duration = Duration::from_micros(500);
+
+/// How long the leader busy-waits for the tasks its helpers hold before it also yields its
+/// CPU (to a helper descheduled on a loaded machine, perhaps).
+const PATIENCE: Duration = Duration::from_micros(50);
 
 /// Bits of the job word for the task count and for the next task (the rest: the job's epoch).
 const BITS: u32 = 24;
@@ -56,8 +62,6 @@ struct Shared {
     finished: AtomicUsize,
     /// The first panic of a task of the current loop, re-raised by the leader.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
-    /// Set when the leader's closure has returned: helpers leave.
-    closed: AtomicBool,
     /// Helpers started and not yet left.
     helpers: AtomicUsize,
     /// How many helpers the team wants (the pool's threads but the leader's).
@@ -65,8 +69,10 @@ struct Shared {
 }
 
 thread_local! {
-    /// The team this thread leads, if any.
-    static LEADS: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+    /// The team this thread leads while in [`lead`] (kept between calls).
+    static TEAM: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+    /// Whether this thread is in [`lead`].
+    static LEADING: Cell<bool> = const { Cell::new(false) };
     /// Whether this thread is running a team's task or is a helper: a loop inside runs
     /// serially (the team is already busy) and no new team starts.
     static BUSY: Cell<bool> = const { Cell::new(false) };
@@ -118,15 +124,13 @@ impl Shared {
         true
     }
 
-    /// A helper's life: run tasks as they come, until the team closes or nothing came for
-    /// [`IDLE`].
+    /// A helper's life: run tasks as they come, until nothing came for [`IDLE`].
     fn help(&self) {
-        let leading = LEADS.with(|l| l.borrow().is_some());
-        if !leading && !BUSY.with(Cell::get) {
+        if !LEADING.with(Cell::get) && !BUSY.with(Cell::get) {
             let _busy = Busy::enter();
             let mut since = Instant::now();
             let mut spins = 0u32;
-            while !self.closed.load(Ordering::Acquire) {
+            loop {
                 if self.run_one() {
                     spins = 0;
                     since = Instant::now();
@@ -146,7 +150,7 @@ impl Shared {
                 }
             }
         }
-        // Leaving (or never joining: this thread is busy with a team of its own).
+        // Leaving (or never joining: this thread leads a team or works for one).
         self.helpers.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -170,8 +174,15 @@ impl Shared {
             .store(epoch << (2 * BITS) | (n as u64) << BITS, Ordering::Release);
         self.recruit();
         while self.run_one() {}
+        let since = Instant::now();
+        let mut spins = 0u32;
         while self.finished.load(Ordering::Acquire) < n {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins.is_multiple_of(64) && since.elapsed() > PATIENCE {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         let panic = self.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(p) = panic {
@@ -185,29 +196,31 @@ impl Shared {
 /// works for one; [`for_each`] inside `f` then runs on the team.
 pub(crate) fn lead<R>(f: impl FnOnce() -> R) -> R {
     let threads = rayon::current_num_threads();
-    let nested = BUSY.with(Cell::get) || LEADS.with(|l| l.borrow().is_some());
-    if threads < 2 || nested {
+    if threads < 2 || BUSY.with(Cell::get) || LEADING.with(Cell::get) {
         return f();
     }
-    let shared = Arc::new(Shared {
-        word: AtomicU64::new(0),
-        job: AtomicPtr::new(std::ptr::null_mut()),
-        finished: AtomicUsize::new(0),
-        panic: Mutex::new(None),
-        closed: AtomicBool::new(false),
-        helpers: AtomicUsize::new(0),
-        want: threads - 1,
+    TEAM.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.as_ref().is_none_or(|s| s.want != threads - 1) {
+            *t = Some(Arc::new(Shared {
+                word: AtomicU64::new(0),
+                job: AtomicPtr::new(std::ptr::null_mut()),
+                finished: AtomicUsize::new(0),
+                panic: Mutex::new(None),
+                helpers: AtomicUsize::new(0),
+                want: threads - 1,
+            }));
+        }
     });
-    /// Closes the team when `f` returns or unwinds.
-    struct Close(Arc<Shared>);
-    impl Drop for Close {
+    /// Ends the leading when `f` returns or unwinds.
+    struct Leading;
+    impl Drop for Leading {
         fn drop(&mut self) {
-            self.0.closed.store(true, Ordering::Release);
-            LEADS.with(|l| *l.borrow_mut() = None);
+            LEADING.with(|l| l.set(false));
         }
     }
-    LEADS.with(|l| *l.borrow_mut() = Some(Arc::clone(&shared)));
-    let _close = Close(shared);
+    LEADING.with(|l| l.set(true));
+    let _leading = Leading;
     f()
 }
 
@@ -218,7 +231,10 @@ pub(crate) fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
         (0..tasks).for_each(f);
         return;
     }
-    let team = LEADS.with(|l| l.borrow().clone());
+    let team = LEADING
+        .with(Cell::get)
+        .then(|| TEAM.with(|t| t.borrow().clone()))
+        .flatten();
     match team {
         Some(team) if (tasks as u64) < MASK => team.run(tasks, &f),
         _ => (0..tasks).into_par_iter().for_each(&f),
