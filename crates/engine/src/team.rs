@@ -46,8 +46,10 @@ const PATIENCE: Duration = Duration::from_micros(50);
 const BITS: u32 = 24;
 const MASK: u64 = (1 << BITS) - 1;
 
-/// A loop's task, called with the task's index.
-type Task<'a> = &'a (dyn Fn(usize) + Sync);
+/// A loop's body as one participant runs it: called with the first task it claimed and a
+/// source of further claims (`None` once none are left), so that its state (see
+/// [`for_each_init`]) is made once per participant and loop, not once per task.
+type Task<'a> = &'a (dyn Fn(usize, &mut dyn FnMut() -> Option<usize>) + Sync);
 
 /// What the leader and its helpers share.
 struct Shared {
@@ -94,33 +96,48 @@ impl Drop for Busy {
 }
 
 impl Shared {
-    /// Claims the next task of the current loop and runs it; false when none is left.
-    fn run_one(&self) -> bool {
+    /// Claims the next task of the current loop, if one is left.
+    fn claim(&self) -> Option<usize> {
         let mut w = self.word.load(Ordering::Acquire);
         loop {
             if w & MASK >= (w >> BITS) & MASK {
-                return false;
+                return None;
             }
             match self
                 .word
                 .compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => break,
+                Ok(_) => return Some((w & MASK) as usize),
                 Err(now) => w = now,
             }
         }
+    }
+
+    /// Claims a task of the current loop and runs the loop's body from it (which claims more
+    /// as it goes); false when none was left.
+    fn run_one(&self) -> bool {
+        let Some(first) = self.claim() else {
+            return false;
+        };
         let job = self.job.load(Ordering::Acquire) as *const Task;
         let busy = Busy::enter();
+        let mut claimed = 1;
+        let mut more = || {
+            let t = self.claim()?;
+            claimed += 1;
+            Some(t)
+        };
         // SAFETY: the claim succeeded on the loop whose word was published after `job` was
-        // stored; the leader does not return from that loop (so its task stays alive) until
-        // `finished` counts this task, below.
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)((w & MASK) as usize) }));
+        // stored (and the claims after it, while this one is unfinished, on the same loop);
+        // the leader does not return from that loop (so its body stays alive) until
+        // `finished` counts these tasks, below.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(first, &mut more) }));
         drop(busy);
         if let Err(e) = r {
             let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
             first.get_or_insert(e);
         }
-        self.finished.fetch_add(1, Ordering::Release);
+        self.finished.fetch_add(claimed, Ordering::Release);
         true
     }
 
@@ -227,8 +244,23 @@ pub(crate) fn lead<R>(f: impl FnOnce() -> R) -> R {
 /// Runs `f(0)`, …, `f(tasks − 1)` in parallel: on the team this thread leads, if any;
 /// serially inside a team's task (the team is busy already); otherwise on rayon's pool.
 pub(crate) fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
-    if tasks <= 1 || BUSY.with(Cell::get) {
-        (0..tasks).for_each(f);
+    for_each_init(tasks, || (), |_, t| f(t));
+}
+
+/// [`for_each`] with a state made by `init` for each thread's run of tasks (working buffers):
+/// once per participant and loop on a team, per rayon job otherwise (rayon's
+/// `for_each_init`).
+pub(crate) fn for_each_init<S>(
+    tasks: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) + Sync,
+) {
+    if tasks == 0 {
+        return;
+    }
+    if tasks == 1 || BUSY.with(Cell::get) {
+        let mut s = init();
+        (0..tasks).for_each(|t| f(&mut s, t));
         return;
     }
     let team = LEADING
@@ -236,8 +268,15 @@ pub(crate) fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
         .then(|| TEAM.with(|t| t.borrow().clone()))
         .flatten();
     match team {
-        Some(team) if (tasks as u64) < MASK => team.run(tasks, &f),
-        _ => (0..tasks).into_par_iter().for_each(&f),
+        Some(team) if (tasks as u64) < MASK => team.run(tasks, &|first, more| {
+            let mut s = init();
+            let mut t = Some(first);
+            while let Some(i) = t {
+                f(&mut s, i);
+                t = more();
+            }
+        }),
+        _ => (0..tasks).into_par_iter().for_each_init(&init, &f),
     }
 }
 
@@ -270,6 +309,18 @@ mod tests {
             }
         };
         let sizes = [0, 1, 2, 7, 64, 1000];
+        // Each participant's state sees its own tasks only, and they add up to all of them.
+        let init_check = || {
+            let total = AtomicU32::new(0);
+            for_each_init(500, Vec::new, |seen: &mut Vec<usize>, t| {
+                assert!(seen.last().is_none_or(|&l| l < t));
+                seen.push(t);
+                total.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(total.load(Ordering::Relaxed), 500);
+        };
+        pool.install(init_check);
+        pool.install(|| lead(init_check));
         // Outside a team (rayon), then inside one, led by a pool's worker and by this thread
         // (the global pool's helpers).
         pool.install(|| check(&sizes));

@@ -1196,6 +1196,15 @@ mod tests {
                     proptest::prop_assert!(close(got.fs(), &want), "forward, {:?}", kernel);
                     let fast = conv.input_grad_with(&xt, &wtt, &dy, kernel).unwrap();
                     proptest::prop_assert!(close(fast.fs(), &dx), "input gradient, {:?}", kernel);
+                    // The same on a small-batch team (`crate::team`), bit for bit.
+                    let (got_t, fast_t) = crate::team::lead(|| {
+                        let y = conv
+                            .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
+                            .unwrap();
+                        (y, conv.input_grad_with(&xt, &wtt, &dy, kernel).unwrap())
+                    });
+                    proptest::prop_assert!(got_t.fs() == got.fs(), "team forward, {:?}", kernel);
+                    proptest::prop_assert!(fast_t.fs() == fast.fs(), "team gradient, {:?}", kernel);
                 }
             }
             let scatter = conv.input_grad_col2im(&xt, &wtt, &dy).unwrap();
