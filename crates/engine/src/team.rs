@@ -4,9 +4,11 @@
 //! share the work within each layer: one parallel loop per convolution, some forty per
 //! forward pass and as many per backward pass of ResNet-20, each a few tens of microseconds at
 //! batch 1. Under rayon, the other threads fell asleep between those loops and were woken by
-//! a futex for the next one (measured at batch 1, 2 threads: 220 context switches and 1.5 ms
-//! of kernel time per forward + backward pass, 30 % of the process's CPU time, and the whole
-//! slower than one thread). A team instead keeps its helpers busy-waiting for the whole model
+//! a futex for the next one (`perf stat` on `faultline bench` of ResNet-20 at batch 1, 2
+//! threads: about 220 context switches and 2 ms of system time per iteration of a forward
+//! pass and a forward + backward pass, 27–30 % of the process's CPU time, and the whole
+//! slower than one thread; with a team, 18 and 0.1 ms). A team instead keeps its helpers
+//! busy-waiting for the whole model
 //! call, as ONNX Runtime's and OpenMP's thread pools do, and hands out the tasks of each loop
 //! through one atomic counter.
 //!
