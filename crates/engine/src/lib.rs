@@ -20,6 +20,7 @@ mod model;
 pub mod ops;
 mod passes;
 pub mod profile;
+mod team;
 mod tensor;
 pub mod train;
 

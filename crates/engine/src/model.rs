@@ -107,6 +107,20 @@ pub(crate) fn chunks(n: usize) -> Vec<Range<usize>> {
     (0..k).map(|i| i * n / k..(i + 1) * n / k).collect()
 }
 
+/// `f` of each item, in parallel. A single item (a batch of at most [`CHUNK`] samples) runs on
+/// this thread, which leads a team of the pool's threads that share each layer's work
+/// (`crate::team`): one chunk cannot occupy them otherwise.
+fn par_map<I: Send, T: Send>(
+    items: Vec<I>,
+    f: impl Fn(I) -> Result<T> + Sync + Send,
+) -> Result<Vec<T>> {
+    if items.len() == 1 {
+        let item = items.into_iter().next().expect("one item");
+        return Ok(vec![crate::team::lead(|| f(item))?]);
+    }
+    items.into_par_iter().map(f).collect()
+}
+
 /// Concatenates per-chunk tensors along the batch axis.
 fn concat_batch(parts: Vec<Tensor>) -> Result<Tensor> {
     if parts.len() == 1 {
@@ -405,11 +419,9 @@ impl Model {
 
     /// Logits (N·K, row-major) of a batch of NCHW images in [0, 1].
     pub fn logits(&self, images: &[f32]) -> Result<Vec<f32>> {
-        let parts = self.parts(images)?;
-        let logits = parts
-            .into_par_iter()
-            .map(|(r, x)| self.logits_of(&self.graph.run(x, false, &[])?, r.len()))
-            .collect::<Result<Vec<_>>>()?;
+        let logits = par_map(self.parts(images)?, |(r, x)| {
+            self.logits_of(&self.graph.run(x, false, &[])?, r.len())
+        })?;
         Ok(logits.concat())
     }
 
@@ -420,18 +432,14 @@ impl Model {
             .iter()
             .map(|t| self.tap_id(t))
             .collect::<Result<Vec<_>>>()?;
-        let parts = self
-            .parts(images)?
-            .into_par_iter()
-            .map(|(r, x)| {
-                let vals = self.graph.run(x, false, &ids)?;
-                let feats = ids
-                    .iter()
-                    .map(|&v| self.value(&vals, v))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((self.logits_of(&vals, r.len())?, feats))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let parts = par_map(self.parts(images)?, |(r, x)| {
+            let vals = self.graph.run(x, false, &ids)?;
+            let feats = ids
+                .iter()
+                .map(|&v| self.value(&vals, v))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((self.logits_of(&vals, r.len())?, feats))
+        })?;
         let mut logits = Vec::new();
         let mut per_tap: Vec<Vec<Tensor>> = vec![Vec::new(); ids.len()];
         for (l, feats) in parts {
@@ -455,17 +463,13 @@ impl Model {
         let (n, _) = self.count(images)?;
         let k = self.classes;
         loss.check(n * k, k)?;
-        let done = self
-            .parts(images)?
-            .into_par_iter()
-            .map(|(r, x)| {
-                let vals = self.graph.run(x, true, &[])?;
-                let z = self.logits_of(&vals, r.len())?;
-                let (values, seed) = loss.samples(r, k).evaluate(&z, k)?;
-                let grad = self.backward_from(&vals, seed)?;
-                Ok((z, values, grad))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let done = par_map(self.parts(images)?, |(r, x)| {
+            let vals = self.graph.run(x, true, &[])?;
+            let z = self.logits_of(&vals, r.len())?;
+            let (values, seed) = loss.samples(r, k).evaluate(&z, k)?;
+            let grad = self.backward_from(&vals, seed)?;
+            Ok((z, values, grad))
+        })?;
         let mut out = LossGrad {
             logits: Vec::with_capacity(n * k),
             loss: Vec::with_capacity(n),
@@ -492,11 +496,9 @@ impl Model {
 
     /// A forward pass that keeps its activations for later gradients and taps.
     pub fn forward(&self, images: &[f32]) -> Result<Forward<'_>> {
-        let parts = self
-            .parts(images)?
-            .into_par_iter()
-            .map(|(r, x)| Ok((r, self.graph.run(x, true, &[])?)))
-            .collect::<Result<Vec<_>>>()?;
+        let parts = par_map(self.parts(images)?, |(r, x)| {
+            Ok((r, self.graph.run(x, true, &[])?))
+        })?;
         let mut logits = Vec::new();
         for (r, vals) in &parts {
             logits.extend(self.logits_of(vals, r.len())?);
@@ -718,34 +720,31 @@ impl Forward<'_> {
                 units.push((p, j0, j1 - j0));
             }
         }
-        let done = units
-            .par_iter()
-            .map(|&(p, j0, copies)| {
-                let (r, vals) = &self.parts[p];
-                let rows = r.len();
-                // Row `c·rows + s` of the replicated batch is sample `r.start + s` under
-                // combination `j0 + c`.
-                let mut seed = Vec::with_capacity(copies * rows * k);
-                for c in 0..copies {
-                    for s in r.clone() {
-                        let at = (s * m + j0 + c) * k;
-                        seed.extend_from_slice(&weights[at..at + k]);
-                    }
+        let done = par_map(units.clone(), |(p, j0, copies)| {
+            let (r, vals) = &self.parts[p];
+            let rows = r.len();
+            // Row `c·rows + s` of the replicated batch is sample `r.start + s` under
+            // combination `j0 + c`.
+            let mut seed = Vec::with_capacity(copies * rows * k);
+            for c in 0..copies {
+                for s in r.clone() {
+                    let at = (s * m + j0 + c) * k;
+                    seed.extend_from_slice(&weights[at..at + k]);
                 }
-                if copies == 1 {
-                    return self.model.backward_from(vals, seed);
-                }
-                let replicated: Values = vals
-                    .iter()
-                    .zip(tile)
-                    .map(|(v, &t)| match v {
-                        Some(x) if t => Some(replicate(x, copies)),
-                        other => other.clone(),
-                    })
-                    .collect();
-                self.model.backward_from(&replicated, seed)
-            })
-            .collect::<Result<Vec<_>>>()?;
+            }
+            if copies == 1 {
+                return self.model.backward_from(vals, seed);
+            }
+            let replicated: Values = vals
+                .iter()
+                .zip(tile)
+                .map(|(v, &t)| match v {
+                    Some(x) if t => Some(replicate(x, copies)),
+                    other => other.clone(),
+                })
+                .collect();
+            self.model.backward_from(&replicated, seed)
+        })?;
         for (&(p, j0, copies), g) in units.iter().zip(done) {
             let r = &self.parts[p].0;
             let rows = r.len();
@@ -761,14 +760,10 @@ impl Forward<'_> {
     }
     fn backward_seed(&self, seed: Vec<f32>) -> Result<Vec<f32>> {
         let k = self.model.classes;
-        let grads = self
-            .parts
-            .par_iter()
-            .map(|(r, vals)| {
-                let seed = seed[r.start * k..r.end * k].to_vec();
-                self.model.backward_from(vals, seed)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let grads = par_map(self.parts.iter().collect(), |(r, vals)| {
+            let seed = seed[r.start * k..r.end * k].to_vec();
+            self.model.backward_from(vals, seed)
+        })?;
         Ok(grads.concat())
     }
 }

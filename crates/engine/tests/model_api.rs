@@ -261,3 +261,103 @@ fn prepare_runs_the_load_time_passes_once_and_is_required() {
     assert!(err.contains("earlier Model::prepare failed"), "{err}");
     assert!(bad.logits(&x).is_err());
 }
+
+/// A 3×3 convolution of `m` output channels over `c` input channels, stride `s`, "same" pads.
+fn conv3(b: &mut GraphBuilder, name: &str, c: usize, m: usize, s: usize, x: &str, y: &str) {
+    let w: Vec<f32> = (0..m * c * 9)
+        .map(|i| ((i * 37 + name.len()) % 23) as f32 / 23.0 - 0.5)
+        .collect();
+    let wn = format!("{name}.w");
+    b.constant(&wn, Tensor::from_f32(vec![m, c, 3, 3], w).unwrap());
+    let win = conv::Window {
+        kernel: [3, 3],
+        strides: [s, s],
+        dilations: [1, 1],
+        pads: [1, 1, 1, 1],
+        auto_pad: conv::AutoPad::NotSet,
+        ceil_mode: false,
+    };
+    b.node(name, Box::new(Conv::new(win, 1)), &[Some(x), Some(&wn)], y);
+}
+
+#[test]
+fn small_batches_give_the_same_results_on_any_number_of_threads() {
+    // Batches of 1 to 8 run as one chunk whose layers the threads share (a team, in `team`):
+    // a stride-1 convolution read in place, a stride-2 one on padded copies (and its col2im
+    // input gradient, a GEMM), a residual block, a pool and a Gemm. Every output must be the
+    // one-thread output bit for bit, since the threads only split which outputs they write.
+    let mut b = GraphBuilder::new();
+    b.input("x");
+    conv3(&mut b, "c1", 3, 16, 1, "x", "y1");
+    b.node(
+        "r1",
+        Box::new(Unary::new(UnaryKind::Relu)),
+        &[Some("y1")],
+        "a1",
+    );
+    conv3(&mut b, "c2", 16, 24, 2, "a1", "y2");
+    b.node(
+        "r2",
+        Box::new(Unary::new(UnaryKind::Relu)),
+        &[Some("y2")],
+        "a2",
+    );
+    conv3(&mut b, "c3", 24, 24, 1, "a2", "y3");
+    b.node(
+        "add",
+        Box::new(Binary::new(BinaryKind::Add)),
+        &[Some("y3"), Some("a2")],
+        "s",
+    );
+    b.node(
+        "r3",
+        Box::new(Unary::new(UnaryKind::Relu)),
+        &[Some("s")],
+        "a3",
+    );
+    b.node("g", Box::new(GlobalAveragePool), &[Some("a3")], "p");
+    b.node("f", Box::new(Flatten { axis: 1 }), &[Some("p")], "h");
+    let k = 5;
+    let wf: Vec<f32> = (0..24 * k).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect();
+    b.constant("wf", Tensor::from_f32(vec![24, k], wf).unwrap());
+    b.node(
+        "fc",
+        Box::new(Gemm::default()),
+        &[Some("h"), Some("wf")],
+        "z",
+    );
+    let mut m = Model::new(b.build("z").unwrap(), vec![]);
+    m.prepare([3, 20, 20], None).unwrap();
+    let per = 3 * 20 * 20;
+    let run = |threads: usize, n: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let x: Vec<f32> = (0..n * per)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        let labels: Vec<usize> = (0..n).map(|i| i % k).collect();
+        let seeds: Vec<f32> = (0..n * 3 * k).map(|i| (i % 5) as f32 - 2.0).collect();
+        pool.install(|| {
+            let lg = m
+                .loss_grad(&x, &Loss::CrossEntropy { labels: &labels })
+                .unwrap();
+            let f = m.forward(&x).unwrap();
+            let (z, taps) = m.features(&x, &["a2"]).unwrap();
+            (
+                m.logits(&x).unwrap(),
+                lg.grad,
+                f.input_grads(&seeds, 3).unwrap(),
+                z,
+                taps[0].as_f32().unwrap().to_vec(),
+            )
+        })
+    };
+    for n in 1..=8 {
+        let one = run(1, n);
+        for threads in [2, 3] {
+            assert!(one == run(threads, n), "batch {n}, {threads} threads");
+        }
+    }
+}

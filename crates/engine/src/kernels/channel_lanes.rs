@@ -27,8 +27,6 @@
 //! 6, per output row, 27–58, lowest on 8×8 and 7×7 planes, where rows of 6-position tiles
 //! wasted a third of the work: hence the flat plane.
 
-use rayon::prelude::*;
-
 use super::im2col::Geometry;
 use super::OutPtr;
 
@@ -147,7 +145,7 @@ impl Plan {
     /// `y[mg × oh·ow] = act(conv(x[c × h × w]) + bias + residual)` for one sample and group:
     /// `bias` has `mg` values, `residual` the output's shape. Every element of `y` is written
     /// exactly once, so it may start uninitialised. `packed` comes from [`pack_weights`];
-    /// `scratch` receives the padded input; `parallel` splits the work over rayon's threads.
+    /// `scratch` receives the padded input; `parallel` splits the work over the threads (`crate::team`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
@@ -239,9 +237,7 @@ impl Plan {
         };
         let tasks = self.groups * runs;
         if parallel && tasks > 1 {
-            (0..tasks)
-                .into_par_iter()
-                .for_each_init(Vec::new, |buf, t| task(buf, t));
+            crate::team::for_each_init(tasks, Vec::new, |buf, t| task(buf, t));
         } else {
             let mut buf = Vec::new();
             (0..tasks).for_each(|t| task(&mut buf, t));

@@ -33,8 +33,6 @@
 //! channel-lanes kernel on every layer, and was removed), elsewhere the GEMM routes (whose
 //! `gemm` crate dispatches to NEON or SSE itself).
 
-use rayon::prelude::*;
-
 use super::im2col::Geometry;
 use super::OutPtr;
 
@@ -307,6 +305,11 @@ impl Plan {
         }
     }
 
+    /// Whether this is the plan for `mg` output channels over `g`.
+    pub(crate) fn fits(&self, g: &Geometry, mg: usize) -> bool {
+        self.g == *g && self.mg == mg
+    }
+
     /// Whether the kernel reads the input in place (then [`Plan::run`] takes several samples
     /// at once, and its register tiles may span them).
     pub(crate) fn in_place(&self) -> bool {
@@ -318,7 +321,7 @@ impl Plan {
     /// `n` is 1 unless the plan reads in place. Every element of `y` is written exactly once,
     /// so it may start uninitialised (the epilogue then costs no extra pass over memory).
     /// `packed` comes from [`pack_weights`]; `scratch` holds the padded input; `parallel`
-    /// splits the work over rayon's threads.
+    /// splits the work over the threads (`crate::team::for_each`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
@@ -454,7 +457,7 @@ impl Plan {
         };
         let tasks = (spans - 1) * full + last.div_ceil(PV) * blocks;
         if parallel && tasks > 1 {
-            (0..tasks).into_par_iter().for_each(run);
+            crate::team::for_each(tasks, run);
         } else {
             (0..tasks).for_each(run);
         }

@@ -26,8 +26,6 @@
 //! and subtract; in f32 the results differ from the direct sum by a few units in the last
 //! place of the largest term.
 
-use rayon::prelude::*;
-
 use super::channel_lanes::{self, avx2 as lanes, Epilogue, L};
 use super::im2col::Geometry;
 use super::OutPtr;
@@ -177,7 +175,7 @@ impl Plan {
     /// `y[mg × oh·ow] = act(conv(x[c × h × w]) + bias + residual)` for one sample and group,
     /// as [`channel_lanes::Plan::run`]: every element of `y` written once, `packed` from
     /// [`pack_weights`], `scratch` for the padded and transformed input, `parallel` to split
-    /// the tasks over rayon's threads.
+    /// the tasks over the threads (`crate::team`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
@@ -296,9 +294,7 @@ impl Plan {
             }
         };
         if parallel && chunks > 1 {
-            (0..chunks)
-                .into_par_iter()
-                .for_each_init(Buffers::default, |s, t| task(s, t));
+            crate::team::for_each_init(chunks, Buffers::default, |s, t| task(s, t));
         } else {
             let mut s = Buffers::default();
             (0..chunks).for_each(|t| task(&mut s, t));
