@@ -93,10 +93,87 @@ pub trait Op: Send + Sync + Debug {
         }
         Ok(vec![None; need.len()])
     }
+    /// [`Op::backward`] for `copies` seeds at once (the multi-output product,
+    /// `Forward::input_grads`): `grad` is the output gradient of the batch replicated `copies`
+    /// times (copy-major: rows `c·n .. (c + 1)·n` are copy `c`), while the inputs and the
+    /// output are those of the batch itself, once; `batched[k]` says whether input `k` carries
+    /// the batch on its first axis (else it is shared by every copy, as a weight) and
+    /// `out_batched` the same of the output. The result must equal [`Op::backward`] on the
+    /// replicated operands bit for bit. By default it is exactly that (the batch-carrying
+    /// operands are copied); operators whose gradient reads their operands little or not at
+    /// all (convolutions, pooling, ReLU, Gemm, views) skip the copies, and max pooling finds
+    /// each window's maximum once for all copies.
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        copies: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        backward_replicated(self, inputs, output, grad, need, copies)
+    }
     /// For downcasting in graph passes.
     fn as_any(&self) -> &dyn Any;
     /// A boxed copy (graphs are cloned to turn a training graph into an inference model).
     fn clone_op(&self) -> Box<dyn Op>;
+}
+
+/// How [`Op::backward_copies`] is called: the number of copies and which operands carry the
+/// batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Copies<'a> {
+    /// Copies of the batch in the gradient.
+    pub copies: usize,
+    /// Per input: whether it carries the batch on its first axis.
+    pub batched: &'a [bool],
+    /// Whether the output carries the batch.
+    pub out_batched: bool,
+}
+
+impl Copies<'_> {
+    /// Whether input `k` carries the batch.
+    pub fn batched(&self, k: usize) -> bool {
+        self.batched.get(k).copied().unwrap_or(false)
+    }
+    /// `shape` with its first axis (the batch) multiplied by the number of copies.
+    pub fn times(&self, shape: &[usize]) -> Vec<usize> {
+        let mut s = shape.to_vec();
+        if let Some(n) = s.first_mut() {
+            *n *= self.copies;
+        }
+        s
+    }
+}
+
+/// The default [`Op::backward_copies`]: [`Op::backward`] on the batch-carrying operands
+/// replicated.
+pub(crate) fn backward_replicated<O: Op + ?Sized>(
+    op: &O,
+    inputs: &[Option<&Tensor>],
+    output: &Tensor,
+    grad: &Tensor,
+    need: &[bool],
+    c: Copies,
+) -> Result<Vec<Option<Tensor>>> {
+    let reps: Vec<Option<Tensor>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, t)| t.filter(|_| c.batched(k)).map(|t| t.repeat_batch(c.copies)))
+        .collect();
+    let ins: Vec<Option<&Tensor>> = inputs
+        .iter()
+        .zip(&reps)
+        .map(|(t, r)| r.as_ref().or(*t))
+        .collect();
+    let out_rep;
+    let out = if c.out_batched {
+        out_rep = output.repeat_batch(c.copies);
+        &out_rep
+    } else {
+        output
+    };
+    op.backward(&ins, out, grad, need)
 }
 
 /// Input `i`, which the operator requires.

@@ -1,7 +1,7 @@
 //! Operators that only change the shape: Reshape, Flatten, Squeeze, Unsqueeze, and Shape,
 //! which reads it. Their gradient is the output gradient viewed with the input's shape.
 
-use super::{impl_any, input, Op};
+use super::{impl_any, input, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::tensor::{norm_axis, Tensor};
 
@@ -11,12 +11,26 @@ fn view_grad(
     need: &[bool],
     op: &'static str,
 ) -> Result<Vec<Option<Tensor>>> {
+    view_grad_copies(inputs, grad, need, op, None)
+}
+
+/// [`view_grad`] for a gradient of several copies of the batch (see `Op::backward_copies`):
+/// the input's shape with the batch multiplied.
+fn view_grad_copies(
+    inputs: &[Option<&Tensor>],
+    grad: &Tensor,
+    need: &[bool],
+    op: &'static str,
+    copies: Option<Copies>,
+) -> Result<Vec<Option<Tensor>>> {
     let mut res = vec![None; need.len()];
     if need[0] {
-        res[0] = Some(
-            grad.clone()
-                .reshaped(input(op, inputs, 0)?.shape().to_vec())?,
-        );
+        let shape = input(op, inputs, 0)?.shape();
+        let shape = match copies {
+            Some(c) if c.batched(0) => c.times(shape),
+            _ => shape.to_vec(),
+        };
+        res[0] = Some(grad.clone().reshaped(shape)?);
     }
     Ok(res)
 }
@@ -106,6 +120,16 @@ impl Op for Reshape {
     ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Reshape")
     }
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        view_grad_copies(inputs, grad, need, "Reshape", Some(c))
+    }
     impl_any!();
 }
 
@@ -139,6 +163,16 @@ impl Op for Flatten {
         need: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Flatten")
+    }
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        view_grad_copies(inputs, grad, need, "Flatten", Some(c))
     }
     impl_any!();
 }
@@ -194,6 +228,16 @@ impl Op for Squeeze {
     ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Squeeze")
     }
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        view_grad_copies(inputs, grad, need, "Squeeze", Some(c))
+    }
     impl_any!();
 }
 
@@ -232,6 +276,16 @@ impl Op for Unsqueeze {
         need: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
         view_grad(inputs, grad, need, "Unsqueeze")
+    }
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        _o: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        view_grad_copies(inputs, grad, need, "Unsqueeze", Some(c))
     }
     impl_any!();
 }
