@@ -117,6 +117,9 @@ fn max2x2(p: &[f32], w: usize, oh: usize, ow: usize, y: &mut [f32]) {
     }
 }
 
+/// A window's taps along one axis: the first, how many, the step (see [`taps`]).
+type Taps = (usize, usize, usize);
+
 /// No input receives this output's gradient (an empty window), in [`Pool::max_sources`].
 const NONE: u32 = u32::MAX;
 
@@ -138,7 +141,7 @@ impl Pool {
     /// [`is_max2x2`]; `rows` and `cols` come from [`Pool::max_taps`].
     fn max_sources(
         g: &Geometry,
-        (rows, cols): (&[(usize, usize, usize)], &[(usize, usize, usize)]),
+        (rows, cols): (&[Taps], &[Taps]),
         fast: bool,
         p: &[f32],
         src: &mut [u32],
