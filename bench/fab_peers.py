@@ -103,19 +103,12 @@ def worker(args):
 
 
 def run_faultline(args, out):
-    cmd = [args.faultline, "--threads", "1", "margins", "-m", args.model, "-d", args.data,
-           "--limit", str(args.limit), "-o", out]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    with open(os.path.join(out, "samples.jsonl")) as f:
-        recs = sorted(map(json.loads, f), key=lambda r: r["index"])
-    return wall, cpu, recs
+    """faultline's FAB with one thread, timed as bench/fab_speed.py times it."""
+    from fab_speed import run
+
+    args.threads = 1
+    wall, cpu, _, recs = run(args.faultline, args, out)
+    return wall, cpu, [recs[i] for i in sorted(recs)]
 
 
 def run_peer(args, peer, indices):

@@ -5,18 +5,9 @@ use super::{impl_any, input, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::tensor::{norm_axis, Tensor};
 
+/// A view's input gradient: the output gradient with the input's shape; with `copies`, for a
+/// gradient of several copies of the batch (see `Op::backward_copies`), the batch multiplied.
 fn view_grad(
-    inputs: &[Option<&Tensor>],
-    grad: &Tensor,
-    need: &[bool],
-    op: &'static str,
-) -> Result<Vec<Option<Tensor>>> {
-    view_grad_copies(inputs, grad, need, op, None)
-}
-
-/// [`view_grad`] for a gradient of several copies of the batch (see `Op::backward_copies`):
-/// the input's shape with the batch multiplied.
-fn view_grad_copies(
     inputs: &[Option<&Tensor>],
     grad: &Tensor,
     need: &[bool],
@@ -33,6 +24,31 @@ fn view_grad_copies(
         res[0] = Some(grad.clone().reshaped(shape)?);
     }
     Ok(res)
+}
+
+/// A view's `backward` and `backward_copies` ([`view_grad`]), for operator `$op`.
+macro_rules! view_grads {
+    ($op:literal) => {
+        fn backward(
+            &self,
+            inputs: &[Option<&Tensor>],
+            _o: &Tensor,
+            grad: &Tensor,
+            need: &[bool],
+        ) -> Result<Vec<Option<Tensor>>> {
+            view_grad(inputs, grad, need, $op, None)
+        }
+        fn backward_copies(
+            &self,
+            inputs: &[Option<&Tensor>],
+            _o: &Tensor,
+            grad: &Tensor,
+            need: &[bool],
+            c: Copies,
+        ) -> Result<Vec<Option<Tensor>>> {
+            view_grad(inputs, grad, need, $op, Some(c))
+        }
+    };
 }
 
 /// Reshape to a target shape (0 copies a dimension unless `allowzero`, −1 is inferred).
@@ -111,25 +127,7 @@ impl Op for Reshape {
         let shape = resolve_target("Reshape", x.shape(), &target, self.allowzero)?;
         x.clone().reshaped(shape)
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Reshape")
-    }
-    fn backward_copies(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-        c: Copies,
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad_copies(inputs, grad, need, "Reshape", Some(c))
-    }
+    view_grads!("Reshape");
     impl_any!();
 }
 
@@ -155,25 +153,7 @@ impl Op for Flatten {
         let outer: usize = s[..a].iter().product();
         x.clone().reshaped(vec![outer, s[a..].iter().product()])
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Flatten")
-    }
-    fn backward_copies(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-        c: Copies,
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad_copies(inputs, grad, need, "Flatten", Some(c))
-    }
+    view_grads!("Flatten");
     impl_any!();
 }
 
@@ -219,25 +199,7 @@ impl Op for Squeeze {
         };
         x.clone().reshaped(shape)
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Squeeze")
-    }
-    fn backward_copies(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-        c: Copies,
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad_copies(inputs, grad, need, "Squeeze", Some(c))
-    }
+    view_grads!("Squeeze");
     impl_any!();
 }
 
@@ -268,25 +230,7 @@ impl Op for Unsqueeze {
             .collect();
         x.clone().reshaped(shape)
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Unsqueeze")
-    }
-    fn backward_copies(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-        c: Copies,
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad_copies(inputs, grad, need, "Unsqueeze", Some(c))
-    }
+    view_grads!("Unsqueeze");
     impl_any!();
 }
 
