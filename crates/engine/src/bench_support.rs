@@ -248,6 +248,6 @@ impl Layer {
         let out: usize = self.conv.output_shape(&self.x, &self.w)?.iter().product();
         let dy = vec![1.0f32; out];
         self.conv
-            .input_grad_with(&self.x, &self.w, &dy, kernel.inner())
+            .input_grad_with(self.x.shape(), &self.w, &dy, kernel.inner())
     }
 }

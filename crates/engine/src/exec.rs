@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, ValueId};
+use crate::ops::Copies;
 use crate::tensor::Tensor;
 
 /// Values computed by one forward pass (indexed by `ValueId`; constants are not copied).
@@ -54,9 +55,7 @@ impl Graph {
 
     /// Gradient of `⟨seed, output⟩` with respect to the input, given a `keep_all` forward.
     pub(crate) fn backward(&self, vals: &Values, seed: Tensor) -> Result<Tensor> {
-        let wanted: Vec<bool> = (0..self.names.len())
-            .map(|v| self.consts[v].is_none() && vals[v].as_ref().is_some_and(|t| t.is_f32()))
-            .collect();
+        let wanted = self.wanted(vals);
         let mut grads = self.backward_values(vals, seed, &wanted)?;
         let x = vals[self.input]
             .as_ref()
@@ -77,6 +76,51 @@ impl Graph {
         vals: &Values,
         seed: Tensor,
         wanted: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        self.sweep(vals, seed, wanted, None)
+    }
+
+    /// The input gradients of `copies` seeds of one `keep_all` forward pass at once: `seed` is
+    /// the output gradient of the batch replicated `copies` times (copy-major), `batched[v]`
+    /// says which values carry the batch on their first axis (the others are shared by every
+    /// copy). Each operator runs once over all copies ([`crate::ops::Op::backward_copies`]),
+    /// reading the activations as kept, never copied by the sweep; the result is the input
+    /// gradient of the replicated batch, equal bit for bit to [`Graph::backward`] on the
+    /// activations replicated.
+    pub(crate) fn backward_copies(
+        &self,
+        vals: &Values,
+        seed: Tensor,
+        copies: usize,
+        batched: &[bool],
+    ) -> Result<Tensor> {
+        let wanted = self.wanted(vals);
+        let mut grads = self.sweep(vals, seed, &wanted, Some((copies, batched)))?;
+        let x = vals[self.input]
+            .as_ref()
+            .ok_or_else(|| Error::Graph("input was not kept".into()))?;
+        Ok(grads[self.input].take().unwrap_or_else(|| {
+            let mut shape = x.shape().to_vec();
+            shape[0] *= copies;
+            Tensor::zeros(shape)
+        }))
+    }
+
+    /// The float activations a gradient can flow through.
+    fn wanted(&self, vals: &Values) -> Vec<bool> {
+        (0..self.names.len())
+            .map(|v| self.consts[v].is_none() && vals[v].as_ref().is_some_and(|t| t.is_f32()))
+            .collect()
+    }
+
+    /// The reverse sweep of [`Graph::backward_values`], over `copies` seeds at once when given
+    /// (see [`Graph::backward_copies`]).
+    fn sweep(
+        &self,
+        vals: &Values,
+        seed: Tensor,
+        wanted: &[bool],
+        copies: Option<(usize, &[bool])>,
     ) -> Result<Vec<Option<Tensor>>> {
         let mut grads: Vec<Option<Tensor>> = vec![None; self.names.len()];
         grads[self.output] = Some(seed);
@@ -100,8 +144,21 @@ impl Graph {
             let out = vals[node.output].as_ref().ok_or_else(|| {
                 Error::Graph(format!("activation of '{}' was not kept", node.name))
             })?;
-            let gi = crate::profile::timed(&node.name, node.op.name(), true, || {
-                node.op.backward(&ins, out, &g, &need)
+            let gi = crate::profile::timed(&node.name, node.op.name(), true, || match copies {
+                None => node.op.backward(&ins, out, &g, &need),
+                Some((copies, batched)) => {
+                    let flags: Vec<bool> = node
+                        .inputs
+                        .iter()
+                        .map(|v| v.is_some_and(|v| batched[v]))
+                        .collect();
+                    let c = Copies {
+                        copies,
+                        batched: &flags,
+                        out_batched: batched[node.output],
+                    };
+                    node.op.backward_copies(&ins, out, &g, &need, c)
+                }
             })
             .map_err(|e| e.in_node(&node.name))?;
             for (k, gk) in gi.into_iter().enumerate() {

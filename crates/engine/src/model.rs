@@ -67,9 +67,10 @@ enum Tiling {
     Separate,
 }
 
-/// The most activation bytes one replicated backward pass of [`Forward::input_grads`] holds:
-/// a chunk's seeds are split into groups below this. Measured on LeNet-5 (MNIST) FAB, where
-/// 72-row passes (a chunk of 8 samples × 9 seeds, about 15 MiB) ran faster than smaller groups.
+/// The most activation bytes (of the chunk, times the seeds) one multi-seed backward pass of
+/// [`Forward::input_grads`] covers, which is about what its gradients hold: a chunk's seeds are
+/// split into groups below this. Measured on LeNet-5 (MNIST) FAB, where 72-row passes (a chunk
+/// of 8 samples × 9 seeds, about 15 MiB) ran faster than smaller groups.
 const REPLICA_BYTES: usize = 32 << 20;
 
 /// Result of [`Model::loss_grad`].
@@ -494,6 +495,26 @@ impl Model {
             .into_f32()
     }
 
+    /// The input gradients of one chunk's activations `vals` for `copies` seeds at once (`seed`
+    /// copy-major), the values flagged in `tile` carrying the batch; see
+    /// [`Graph::backward_copies`].
+    fn backward_copies(
+        &self,
+        vals: &Values,
+        seed: Vec<f32>,
+        copies: usize,
+        tile: &[bool],
+    ) -> Result<Vec<f32>> {
+        let mut shape = vals[self.graph.output]
+            .as_ref()
+            .map(|t| t.shape().to_vec())
+            .ok_or_else(|| Error::Graph("no output".into()))?;
+        shape[0] *= copies;
+        self.graph
+            .backward_copies(vals, Tensor::f32(shape, seed), copies, tile)?
+            .into_f32()
+    }
+
     /// A forward pass that keeps its activations for later gradients and taps.
     pub fn forward(&self, images: &[f32]) -> Result<Forward<'_>> {
         let parts = par_map(self.parts(images)?, |(r, x)| {
@@ -669,8 +690,10 @@ impl Forward<'_> {
     /// reduce in the same order at any batch size).
     ///
     /// Where the graph allows it (see `Model::find_tiling`), the combinations of a chunk of
-    /// samples run as one backward pass over the chunk replicated `m` times (the kept
-    /// activations copied, never recomputed), so the kernels see `m` times larger batches than
+    /// samples run as one backward pass over the chunk replicated `m` times
+    /// ([`Graph::backward_copies`]: the gradients carry `m` copies of the batch, the kept
+    /// activations are read as they are, and an operator copies them only where it has no rule
+    /// of its own, see `Op::backward_copies`), so the kernels see `m` times larger batches than
     /// `m` separate passes would, and each operator runs once instead of `m` times; a chunk's
     /// combinations are split into groups when the replicated activations would pass
     /// [`REPLICA_BYTES`]. Otherwise it runs `m` separate backward passes.
@@ -735,15 +758,7 @@ impl Forward<'_> {
             if copies == 1 {
                 return self.model.backward_from(vals, seed);
             }
-            let replicated: Values = vals
-                .iter()
-                .zip(tile)
-                .map(|(v, &t)| match v {
-                    Some(x) if t => Some(replicate(x, copies)),
-                    other => other.clone(),
-                })
-                .collect();
-            self.model.backward_from(&replicated, seed)
+            self.model.backward_copies(vals, seed, copies, tile)
         })?;
         for (&(p, j0, copies), g) in units.iter().zip(done) {
             let r = &self.parts[p].0;
@@ -765,20 +780,6 @@ impl Forward<'_> {
             self.model.backward_from(vals, seed)
         })?;
         Ok(grads.concat())
-    }
-}
-
-/// `copies` copies of `t` one after the other along its first axis.
-fn replicate(t: &Tensor, copies: usize) -> Tensor {
-    let mut shape = t.shape().to_vec();
-    shape[0] *= copies;
-    if t.is_f32() {
-        Tensor::f32(shape, t.fs().repeat(copies))
-    } else {
-        Tensor::i64(
-            shape,
-            t.as_i64().map(|x| x.repeat(copies)).unwrap_or_default(),
-        )
     }
 }
 

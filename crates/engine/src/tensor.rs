@@ -174,6 +174,17 @@ impl Tensor {
             }
         }
     }
+    /// `copies` copies of the tensor one after the other along its first axis.
+    pub(crate) fn repeat_batch(&self, copies: usize) -> Tensor {
+        let mut shape = self.shape().to_vec();
+        if let Some(n) = shape.first_mut() {
+            *n *= copies;
+        }
+        match self.data() {
+            Data::F32(x) => Tensor::f32(shape, x.repeat(copies)),
+            Data::I64(x) => Tensor::i64(shape, x.repeat(copies)),
+        }
+    }
     /// Elementwise map of a float tensor into a new one with the same shape.
     pub(crate) fn map_f32(&self, f: impl Fn(f32) -> f32) -> Tensor {
         Tensor::f32(

@@ -509,8 +509,12 @@ mod tests {
             per_channel,
             activations,
         };
+        // A name of its own per call: tests run in parallel threads of one process, and two
+        // writing (then deleting) the same file made one read it half-written or gone.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = std::env::temp_dir().join(format!(
-            "faultline-qdq-{}-{bits}-{per_channel}.onnx",
+            "faultline-qdq-{}-{call}-{bits}-{per_channel}.onnx",
             std::process::id()
         ));
         write_qdq(&src, &plan, &out).unwrap();

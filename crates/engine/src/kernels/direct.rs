@@ -38,10 +38,10 @@ use super::OutPtr;
 
 /// The most vectors of wide positions per register tile of any instruction set (the tile
 /// shape is `avx512::{MB, PV}`).
-const PV_MAX: usize = 3;
+const PV_MAX: usize = 8;
 /// The most output channels per register tile of any instruction set.
 const MB_MAX: usize = 8;
-const _: () = assert!(avx512::PV <= PV_MAX && avx512::MB <= MB_MAX);
+const _: () = assert!(avx512::PV <= PV_MAX && avx512::PV1 <= PV_MAX && avx512::MB <= MB_MAX);
 
 /// The instruction set the microkernel runs on; it fixes the register tile's shape (one so
 /// far: a port to another adds a variant, its module and its tile constants).
@@ -70,6 +70,14 @@ impl Isa {
     pub(crate) fn pv(self) -> usize {
         match self {
             Isa::Avx512 => avx512::PV,
+        }
+    }
+
+    /// Vectors per register tile of a layer with one output channel (the input gradient of
+    /// a network's first convolution on grey images), whose tiles have one accumulator row.
+    pub(crate) fn pv_single(self) -> usize {
+        match self {
+            Isa::Avx512 => avx512::PV1,
         }
     }
 
@@ -336,8 +344,14 @@ impl Plan {
     ) {
         assert!(self.isa.runs_here());
         #[allow(non_snake_case)]
-        let (L, MB, PV) = (self.isa.lanes(), self.isa.mb(), self.isa.pv());
+        let (L, MB) = (self.isa.lanes(), self.isa.mb());
         let (g, mg) = (&self.g, self.mg);
+        #[allow(non_snake_case)]
+        let PV = if mg == 1 {
+            self.isa.pv_single()
+        } else {
+            self.isa.pv()
+        };
         let (c, taps) = (g.c, g.kh * g.kw);
         let (in_len, ohw) = (c * g.h * g.w, g.oh * g.ow);
         let n = x.len() / in_len.max(1);
@@ -538,8 +552,13 @@ mod avx512 {
     pub(super) const MB: usize = 8;
     pub(super) const PV: usize = 3;
     pub(super) const L: usize = 16;
+    /// Vectors per tile with one output channel: with one accumulator row, `PV` vectors are
+    /// 3 chains of dependent fused multiply-adds, too few to hide their latency; 8 are enough
+    /// (and 8 input vectors, 8 accumulators and the weight fit the registers).
+    pub(super) const PV1: usize = 8;
 
-    /// Dispatches to the microkernel instantiated for `nv` vectors (1 to `PV`).
+    /// Dispatches to the microkernel instantiated for `nv` vectors (1 to `PV`, or to `PV1`
+    /// with one output channel).
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn block(
         nv: usize,
@@ -550,7 +569,7 @@ mod avx512 {
         w: *const f32,
         epi: &Epilogue,
     ) {
-        debug_assert!((1..=PV).contains(&nv));
+        debug_assert!((1..=PV).contains(&nv) || epi.channels == 1 && nv <= PV1);
         // A tile of fewer output channels than `MB` (a layer with fewer, such as the input
         // gradient of a network's first convolution: 1 or 3 channels) runs on a kernel with
         // only that many accumulator rows, not `MB` rows of which most multiply zero weights.
@@ -565,7 +584,16 @@ mod avx512 {
             };
         }
         match epi.channels {
-            0 | 1 => rows!(1),
+            0 | 1 => match nv {
+                1 => kernel::<1, 1>(xs, ms, c, cstride, sub, offsets, w, epi),
+                2 => kernel::<1, 2>(xs, ms, c, cstride, sub, offsets, w, epi),
+                3 => kernel::<1, 3>(xs, ms, c, cstride, sub, offsets, w, epi),
+                4 => kernel::<1, 4>(xs, ms, c, cstride, sub, offsets, w, epi),
+                5 => kernel::<1, 5>(xs, ms, c, cstride, sub, offsets, w, epi),
+                6 => kernel::<1, 6>(xs, ms, c, cstride, sub, offsets, w, epi),
+                7 => kernel::<1, 7>(xs, ms, c, cstride, sub, offsets, w, epi),
+                _ => kernel::<1, PV1>(xs, ms, c, cstride, sub, offsets, w, epi),
+            },
             2 => rows!(2),
             3 | 4 => rows!(4),
             _ => rows!(MB),
@@ -626,17 +654,19 @@ mod avx512 {
         }
         // The sums go through a stack tile: read back with run-time indices below, the
         // accumulators themselves would have to live in memory for the whole reduction.
+        // (`MK·NV ≤ MB·PV` for every instantiation: `MB × PV`, or `1 × PV1`.)
+        const { assert!(MK * NV <= MB * PV) };
         let mut tile = std::mem::MaybeUninit::<[f32; MB * PV * L]>::uninit();
         let t = tile.as_mut_ptr() as *mut f32;
         for m in 0..MK {
             for p in 0..NV {
-                _mm512_storeu_ps(t.add((m * PV + p) * L), acc[m][p]);
+                _mm512_storeu_ps(t.add((m * NV + p) * L), acc[m][p]);
             }
         }
         epilogue::<NV>(t, epi);
     }
 
-    /// Applies the [`Epilogue`] to the block's sums `t[(m·PV + p)·L + lane]`.
+    /// Applies the [`Epilogue`] to the block's sums `t[(m·NV + p)·L + lane]`.
     #[target_feature(enable = "avx512f")]
     unsafe fn epilogue<const NV: usize>(t: *const f32, epi: &Epilogue) {
         let zero = _mm512_setzero_ps();
@@ -646,7 +676,7 @@ mod avx512 {
             for p in 0..NV {
                 let out = epi.out[p].wrapping_add(m * epi.ohw);
                 let res = epi.residual[p].wrapping_add(m * epi.ohw);
-                let v = _mm512_add_ps(_mm512_loadu_ps(t.add((m * PV + p) * L)), bias);
+                let v = _mm512_add_ps(_mm512_loadu_ps(t.add((m * NV + p) * L)), bias);
                 let v0 = epi.vector[p];
                 for &(mask, delta) in &segs.runs[segs.start[v0]..segs.start[v0 + 1]] {
                     let mut t = v;
@@ -670,6 +700,7 @@ mod avx512 {
     pub(super) use super::unsupported::block;
     pub(super) const MB: usize = 8;
     pub(super) const PV: usize = 3;
+    pub(super) const PV1: usize = 8;
     pub(super) const L: usize = 16;
 }
 #[cfg(not(target_arch = "x86_64"))]

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::{impl_any, input_f32, Op};
+use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::im2col::{col2im, col2im_at, im2col, im2col_at, Geometry};
 use crate::kernels::{channel_lanes, direct, rowshift, winograd};
@@ -586,11 +586,11 @@ impl Conv {
     /// per-sample input and output lengths; an error when `grad` does not fit the output.
     fn backward_dims(
         &self,
-        x: &Tensor,
+        x_shape: &[usize],
         w: &Tensor,
         grad: &[f32],
     ) -> Result<(Dims, usize, usize, usize)> {
-        let d = self.dims(x, w)?;
+        let d = self.dims_of(x_shape, w)?;
         let (geo, g) = (d.geo, self.group.max(1));
         let (in_len, out_len) = (g * d.cg * geo.h * geo.w, d.m * geo.cols());
         if grad.len() != d.n * out_len {
@@ -881,19 +881,20 @@ impl Conv {
     /// pad)`: im2col + a GEMM whose inner dimension is `M·kh·kw`, like the forward pass, which
     /// is much faster than the col2im route's GEMM with inner dimension `M` followed by a
     /// scatter-add. Other strides (and pads wider than the kernel) take the col2im route.
-    pub(crate) fn input_grad(&self, x: &Tensor, w: &Tensor, grad: &[f32]) -> Result<Tensor> {
-        self.input_grad_with(x, w, grad, Kernel::Auto)
+    /// `x_shape` is the input's shape (its values are not needed).
+    pub(crate) fn input_grad(&self, x_shape: &[usize], w: &Tensor, grad: &[f32]) -> Result<Tensor> {
+        self.input_grad_with(x_shape, w, grad, Kernel::Auto)
     }
 
     /// [`Conv::input_grad`] whose stride-1 route runs on a chosen kernel.
     pub(crate) fn input_grad_with(
         &self,
-        x: &Tensor,
+        x_shape: &[usize],
         w: &Tensor,
         grad: &[f32],
         kernel: Kernel,
     ) -> Result<Tensor> {
-        let d = self.dims(x, w)?;
+        let d = self.dims_of(x_shape, w)?;
         let geo = d.geo;
         let (ekh, ekw) = (geo.dh * (geo.kh - 1) + 1, geo.dw * (geo.kw - 1) + 1);
         let transposable = geo.sh == 1
@@ -903,15 +904,15 @@ impl Conv {
             && geo.pl.max(geo.pr) < ekw
             && grad.len() == d.n * d.m * geo.cols();
         if transposable {
-            return self.input_grad_as_conv(x, w, grad, &d, kernel);
+            return self.input_grad_as_conv(x_shape, w, grad, &d, kernel);
         }
-        self.input_grad_col2im(x, w, grad)
+        self.input_grad_col2im(x_shape, w, grad)
     }
 
     /// The stride-1 input gradient as a convolution (see [`Conv::input_grad`]).
     fn input_grad_as_conv(
         &self,
-        x: &Tensor,
+        x_shape: &[usize],
         w: &Tensor,
         grad: &[f32],
         d: &Dims,
@@ -943,16 +944,21 @@ impl Conv {
             prepared,
         };
         let dx = t.forward_raw(&d.out_shape, grad, &wt, None, None, false, kernel)?;
-        debug_assert_eq!(dx.shape(), x.shape());
+        debug_assert_eq!(dx.shape(), x_shape);
         Ok(dx)
     }
 
     /// The input gradient as col2im(Wᵀ·dY) per sample and group (any stride).
-    pub(crate) fn input_grad_col2im(&self, x: &Tensor, w: &Tensor, grad: &[f32]) -> Result<Tensor> {
-        let (d, g, in_len, out_len) = self.backward_dims(x, w, grad)?;
+    pub(crate) fn input_grad_col2im(
+        &self,
+        x_shape: &[usize],
+        w: &Tensor,
+        grad: &[f32],
+    ) -> Result<Tensor> {
+        let (d, g, in_len, out_len) = self.backward_dims(x_shape, w, grad)?;
         let geo = d.geo;
         let k = geo.rows();
-        let mut dx = vec![0.0f32; x.len()];
+        let mut dx = vec![0.0f32; x_shape.iter().product()];
         let par_samples = d.n >= rayon::current_num_threads();
         let ws = w.fs();
         let cols = geo.cols();
@@ -974,7 +980,7 @@ impl Conv {
                 }
             };
             batched_gemm((d.n, cols, k, d.mg), View::rows_t(ws, k), fill, emit);
-            return Ok(Tensor::f32(x.shape().to_vec(), dx));
+            return Ok(Tensor::f32(x_shape.to_vec(), dx));
         }
         let one = |gi_out: &[f32], dxi: &mut [f32], col: &mut Vec<f32>| {
             for gi in 0..g {
@@ -1013,7 +1019,7 @@ impl Conv {
         each_sample(&mut dx, in_len, par_samples, |s, dxi, col| {
             one(&grad[s * out_len..(s + 1) * out_len], dxi, col)
         });
-        Ok(Tensor::f32(x.shape().to_vec(), dx))
+        Ok(Tensor::f32(x_shape.to_vec(), dx))
     }
 }
 
@@ -1033,7 +1039,7 @@ impl Conv {
         grad: &[f32],
         need_bias: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let (d, g, in_len, out_len) = self.backward_dims(x, w, grad)?;
+        let (d, g, in_len, out_len) = self.backward_dims(x.shape(), w, grad)?;
         let geo = d.geo;
         let (k, cols) = (geo.rows(), geo.cols());
         let xs = x.fs();
@@ -1136,8 +1142,26 @@ impl Op for Conv {
             }
         }
         if need[0] {
-            res[0] = Some(self.input_grad(x, w, grad.fs())?);
+            res[0] = Some(self.input_grad(x.shape(), w, grad.fs())?);
         }
+        Ok(res)
+    }
+    /// The input gradient alone reads only the input's shape: no copies.
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        if !need[0] || need.iter().skip(1).any(|&n| n) || !c.batched(0) {
+            return backward_replicated(self, inputs, output, grad, need, c);
+        }
+        let x = input_f32("Conv", inputs, 0)?;
+        let w = input_f32("Conv", inputs, 1)?;
+        let mut res = vec![None; need.len()];
+        res[0] = Some(self.input_grad(&c.times(x.shape()), w, grad.fs())?);
         Ok(res)
     }
     impl_any!();
@@ -1304,20 +1328,20 @@ mod tests {
                         .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                         .unwrap();
                     proptest::prop_assert!(close(got.fs(), &want), "forward, {:?}", kernel);
-                    let fast = conv.input_grad_with(&xt, &wtt, &dy, kernel).unwrap();
+                    let fast = conv.input_grad_with(xt.shape(), &wtt, &dy, kernel).unwrap();
                     proptest::prop_assert!(close(fast.fs(), &dx), "input gradient, {:?}", kernel);
                     // The same on a small-batch team (`crate::team`), bit for bit.
                     let (got_t, fast_t) = crate::team::lead(|| {
                         let y = conv
                             .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                             .unwrap();
-                        (y, conv.input_grad_with(&xt, &wtt, &dy, kernel).unwrap())
+                        (y, conv.input_grad_with(xt.shape(), &wtt, &dy, kernel).unwrap())
                     });
                     proptest::prop_assert!(got_t.fs() == got.fs(), "team forward, {:?}", kernel);
                     proptest::prop_assert!(fast_t.fs() == fast.fs(), "team gradient, {:?}", kernel);
                 }
             }
-            let scatter = conv.input_grad_col2im(&xt, &wtt, &dy).unwrap();
+            let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
         }
     }

@@ -4,7 +4,9 @@
 //! sample's output while it is still in cache, and the backward pass needs only the output
 //! (`y > 0` is the ReLU mask) to turn `dy` into the gradients of `x` and `r`.
 
-use super::{impl_any, input_f32, unbroadcast, Binary, BinaryKind, Conv, Op};
+use super::{
+    backward_replicated, impl_any, input_f32, unbroadcast, Binary, BinaryKind, Conv, Copies, Op,
+};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -30,12 +32,14 @@ impl FusedConv {
     }
 }
 
-/// `dy · [y > 0]`, the gradient through a ReLU given its output.
-fn relu_mask(grad: &[f32], y: &[f32]) -> Vec<f32> {
-    grad.iter()
-        .zip(y)
-        .map(|(&g, &y)| g * (y > 0.0) as u8 as f32)
-        .collect()
+/// `dy · [y > 0]`, the gradient through a ReLU given its output; `grad` may hold several
+/// copies of the batch (one after the other), all masked by the same `y`.
+pub(crate) fn relu_mask(grad: &[f32], y: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(grad.len());
+    for g in grad.chunks(y.len().max(1)) {
+        out.extend(g.iter().zip(y).map(|(&g, &y)| g * (y > 0.0) as u8 as f32));
+    }
+    out
 }
 
 impl Op for FusedConv {
@@ -94,7 +98,7 @@ impl Op for FusedConv {
             res[2] = db;
         }
         if need[0] {
-            res[0] = Some(self.conv.input_grad(x, w, dy_conv.fs())?);
+            res[0] = Some(self.conv.input_grad(x.shape(), w, dy_conv.fs())?);
         }
         if let Some(r) = self.residual_input(inputs)? {
             if need.get(3).copied().unwrap_or(false) {
@@ -104,6 +108,33 @@ impl Op for FusedConv {
                 });
             }
         }
+        Ok(res)
+    }
+    /// The input gradient alone needs no copies: the ReLU mask is the kept output's, and the
+    /// convolution's input gradient reads only the input's shape.
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let only_x = need[0] && need.iter().skip(1).all(|&n| !n);
+        if !only_x || self.residual || !c.batched(0) || !c.out_batched {
+            return backward_replicated(self, inputs, output, grad, need, c);
+        }
+        let x = input_f32("Conv", inputs, 0)?;
+        let w = input_f32("Conv", inputs, 1)?;
+        let masked;
+        let dy = if self.relu {
+            masked = relu_mask(grad.fs(), output.fs());
+            &masked
+        } else {
+            grad.fs()
+        };
+        let mut res = vec![None; need.len()];
+        res[0] = Some(self.conv.input_grad(&c.times(x.shape()), w, dy)?);
         Ok(res)
     }
     impl_any!();

@@ -3,7 +3,7 @@
 //! share a single code path.
 
 use super::binary::{broadcast_shape, broadcast_strides};
-use super::{impl_any, input_f32, unbroadcast, Op};
+use super::{backward_replicated, impl_any, input_f32, unbroadcast, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
@@ -192,6 +192,21 @@ impl Op for Gemm {
             res[2] = Some(unbroadcast(grad, c.shape()).map_f32(|v| v * self.beta));
         }
         Ok(res)
+    }
+    /// `dA = dY · op(B)ᵀ` does not read A: with B shared, no copies.
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let only_a = need[0] && need.iter().skip(1).all(|&n| !n);
+        if only_a && !self.trans_a && c.batched(0) && !c.batched(1) {
+            return self.backward(inputs, output, grad, need);
+        }
+        backward_replicated(self, inputs, output, grad, need, c)
     }
     impl_any!();
 }

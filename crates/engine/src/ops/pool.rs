@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::conv::Window;
-use super::{impl_any, input_f32, Op};
+use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::im2col::Geometry;
 use crate::tensor::Tensor;
@@ -117,29 +117,11 @@ fn max2x2(p: &[f32], w: usize, oh: usize, ow: usize, y: &mut [f32]) {
     }
 }
 
-/// The gradient of [`max2x2`]: each output's gradient added to the first maximal element of its
-/// window in row-major order (the first element, then each greater one), as the general path.
-fn max2x2_grad(p: &[f32], w: usize, oh: usize, ow: usize, gy: &[f32], d: &mut [f32]) {
-    for (oy, gr) in gy.chunks_exact(ow).take(oh).enumerate() {
-        let (i0, i1) = (2 * oy * w, (2 * oy + 1) * w);
-        for (ox, &gv) in gr.iter().enumerate() {
-            let (a, b) = (i0 + 2 * ox, i1 + 2 * ox);
-            let mut best = a;
-            let mut m = p[a];
-            for at in [a + 1, b, b + 1] {
-                if p[at] > m {
-                    m = p[at];
-                    best = at;
-                }
-            }
-            d[best] += gv;
-        }
-    }
-}
-
-/// Taps of one window along one axis: the first input position, how many, their spacing
-/// (see [`taps`]).
+/// A window's taps along one axis: the first, how many, the step (see [`taps`]).
 type Taps = (usize, usize, usize);
+
+/// No input receives this output's gradient (an empty window), in [`Pool::max_sources`].
+const NONE: u32 = u32::MAX;
 
 /// The max pool of one `w`-wide plane `p` into `y`, windows given by their row and column taps,
 /// separably: first every input row's maximum under each output column's window (`hm`, one
@@ -172,44 +154,6 @@ fn max_plane(p: &[f32], w: usize, rows: &[Taps], cols: &[Taps], y: &mut [f32], h
     }
 }
 
-/// The gradient of [`max_plane`] given its output `y`: each output's gradient added to the
-/// first maximal element of its window in row-major order, the element a row-major scan that
-/// starts at the window's first element and moves on to each greater one ends at. That is the
-/// first element equal to the maximum `y` (nothing after it is greater), unless the first
-/// element is NaN (nothing is greater than NaN, so the scan stays there).
-fn max_plane_grad(
-    p: &[f32],
-    w: usize,
-    rows: &[Taps],
-    cols: &[Taps],
-    y: &[f32],
-    gy: &[f32],
-    d: &mut [f32],
-) {
-    let ow = cols.len();
-    for ((gr, yr), &(iy0, ny, dy)) in gy.chunks_exact(ow).zip(y.chunks_exact(ow)).zip(rows) {
-        for ((&gv, &yv), &(ix0, nx, dx)) in gr.iter().zip(yr).zip(cols) {
-            if nx == 0 || ny == 0 {
-                continue;
-            }
-            let first = iy0 * w + ix0;
-            let mut best = first;
-            if !p[first].is_nan() {
-                'find: for a in 0..ny {
-                    let at = (iy0 + a * dy) * w + ix0;
-                    for b in 0..nx {
-                        if p[at + b * dx] == yv {
-                            best = at + b * dx;
-                            break 'find;
-                        }
-                    }
-                }
-            }
-            d[best] += gv;
-        }
-    }
-}
-
 impl Pool {
     /// The window taps of every output row and column (see [`taps`]).
     fn max_taps(g: &Geometry) -> (Vec<Taps>, Vec<Taps>) {
@@ -220,6 +164,75 @@ impl Pool {
             .map(|ox| taps(ox, g.sw, g.pl, g.kw, g.dw, g.w))
             .collect();
         (rows, cols)
+    }
+    /// Where max pooling sends each output's gradient: `src[o]` is the index in plane `p`
+    /// of the first maximal element of output `o`'s window in row-major order (the first
+    /// element, then each greater one), [`NONE`] for a window with no element. `fast` is
+    /// [`is_max2x2`]; `rows` and `cols` come from [`Pool::max_taps`].
+    fn max_sources(
+        g: &Geometry,
+        (rows, cols): (&[Taps], &[Taps]),
+        fast: bool,
+        p: &[f32],
+        src: &mut [u32],
+    ) {
+        for (oy, sr) in src.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
+            for (ox, s) in sr.iter_mut().enumerate() {
+                let mut best = None;
+                let mut m = f32::NEG_INFINITY;
+                if fast {
+                    let (a, b) = (2 * oy * g.w + 2 * ox, (2 * oy + 1) * g.w + 2 * ox);
+                    best = Some(a);
+                    m = p[a];
+                    for at in [a + 1, b, b + 1] {
+                        if p[at] > m {
+                            m = p[at];
+                            best = Some(at);
+                        }
+                    }
+                } else {
+                    let ((iy0, ny, dy), (ix0, nx, dx)) = (rows[oy], cols[ox]);
+                    for a in 0..ny {
+                        let at = (iy0 + a * dy) * g.w;
+                        for b in 0..nx {
+                            let v = p[at + ix0 + b * dx];
+                            if best.is_none() || v > m {
+                                m = v;
+                                best = Some(at + ix0 + b * dx);
+                            }
+                        }
+                    }
+                }
+                *s = best.map_or(NONE, |b| b as u32);
+            }
+        }
+    }
+    /// The max-pooling gradient of `copies` copies of the batch `x` at once (`grad` copy-major):
+    /// each window's maximum is found once, then every copy's gradient goes there.
+    fn max_grad(&self, x: &Tensor, grad: &Tensor, copies: usize) -> Result<Tensor> {
+        let (planes, g, _, _) = self.geo(x)?;
+        let (hw, ohw) = ((g.h * g.w).max(1), (g.oh * g.ow).max(1));
+        let (rows, cols) = Self::max_taps(&g);
+        let fast = is_max2x2(self.kind, &g);
+        let mut src = vec![NONE; planes * ohw];
+        src.par_chunks_mut(ohw)
+            .zip(x.fs().par_chunks(hw))
+            .for_each(|(s, p)| Self::max_sources(&g, (&rows, &cols), fast, p, s));
+        let mut shape = x.shape().to_vec();
+        shape[0] *= copies;
+        let mut dx = vec![0.0f32; copies * x.len()];
+        dx.par_chunks_mut(hw)
+            .zip(grad.fs().par_chunks(ohw))
+            .enumerate()
+            .for_each(|(i, (d, gy))| {
+                let s = &src[(i % planes) * ohw..(i % planes + 1) * ohw];
+                for (&at, &gv) in s.iter().zip(gy) {
+                    if at != NONE {
+                        d[at as usize] += gv;
+                    }
+                }
+            });
+        Ok(Tensor::f32(shape, dx))
     }
     fn geo(&self, x: &Tensor) -> Result<(usize, Geometry, bool, [usize; 2])> {
         let (planes, h, w, one_d) = planes(self.name_(), x)?;
@@ -295,7 +308,7 @@ impl Op for Pool {
     fn backward(
         &self,
         inputs: &[Option<&Tensor>],
-        output: &Tensor,
+        _output: &Tensor,
         grad: &Tensor,
         need: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
@@ -303,32 +316,17 @@ impl Op for Pool {
             return Ok(vec![None; need.len()]);
         }
         let x = input_f32(self.name_(), inputs, 0)?;
-        if output.len() != grad.len() || !output.is_f32() {
-            return Err(shape_err(
-                self.name_(),
-                "output and its gradient differ in size",
-            ));
-        }
+        let mut res = vec![None; need.len()];
+        let PoolKind::Average { count_include_pad } = self.kind else {
+            res[0] = Some(self.max_grad(x, grad, 1)?);
+            return Ok(res);
+        };
         let (_, g, _, pend) = self.geo(x)?;
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut dx = vec![0.0f32; x.len()];
-        let kind = self.kind;
-        let (rows, cols) = Self::max_taps(&g);
-        let fast = is_max2x2(kind, &g);
         dx.par_chunks_mut(hw.max(1))
-            .zip(x.fs().par_chunks(hw.max(1)))
             .zip(grad.fs().par_chunks(ohw.max(1)))
-            .zip(output.fs().par_chunks(ohw.max(1)))
-            .for_each(|(((d, p), gy), y)| {
-                if fast {
-                    return max2x2_grad(p, g.w, g.oh, g.ow, gy, d);
-                }
-                if kind == PoolKind::Max {
-                    return max_plane_grad(p, g.w, &rows, &cols, y, gy, d);
-                }
-                let PoolKind::Average { count_include_pad } = kind else {
-                    unreachable!("max pooling returned above")
-                };
+            .for_each(|(d, gy)| {
                 for oy in 0..g.oh {
                     let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
                     for ox in 0..g.ow {
@@ -348,8 +346,23 @@ impl Op for Pool {
                     }
                 }
             });
-        let mut res = vec![None; need.len()];
         res[0] = Some(Tensor::f32(x.shape().to_vec(), dx));
+        Ok(res)
+    }
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        if self.kind != PoolKind::Max || !need[0] || !c.batched(0) {
+            return backward_replicated(self, inputs, output, grad, need, c);
+        }
+        let x = input_f32(self.name_(), inputs, 0)?;
+        let mut res = vec![None; need.len()];
+        res[0] = Some(self.max_grad(x, grad, c.copies)?);
         Ok(res)
     }
     impl_any!();

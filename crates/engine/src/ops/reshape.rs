@@ -1,24 +1,54 @@
 //! Operators that only change the shape: Reshape, Flatten, Squeeze, Unsqueeze, and Shape,
 //! which reads it. Their gradient is the output gradient viewed with the input's shape.
 
-use super::{impl_any, input, Op};
+use super::{impl_any, input, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::tensor::{norm_axis, Tensor};
 
+/// A view's input gradient: the output gradient with the input's shape; with `copies`, for a
+/// gradient of several copies of the batch (see `Op::backward_copies`), the batch multiplied.
 fn view_grad(
     inputs: &[Option<&Tensor>],
     grad: &Tensor,
     need: &[bool],
     op: &'static str,
+    copies: Option<Copies>,
 ) -> Result<Vec<Option<Tensor>>> {
     let mut res = vec![None; need.len()];
     if need[0] {
-        res[0] = Some(
-            grad.clone()
-                .reshaped(input(op, inputs, 0)?.shape().to_vec())?,
-        );
+        let shape = input(op, inputs, 0)?.shape();
+        let shape = match copies {
+            Some(c) if c.batched(0) => c.times(shape),
+            _ => shape.to_vec(),
+        };
+        res[0] = Some(grad.clone().reshaped(shape)?);
     }
     Ok(res)
+}
+
+/// A view's `backward` and `backward_copies` ([`view_grad`]), for operator `$op`.
+macro_rules! view_grads {
+    ($op:literal) => {
+        fn backward(
+            &self,
+            inputs: &[Option<&Tensor>],
+            _o: &Tensor,
+            grad: &Tensor,
+            need: &[bool],
+        ) -> Result<Vec<Option<Tensor>>> {
+            view_grad(inputs, grad, need, $op, None)
+        }
+        fn backward_copies(
+            &self,
+            inputs: &[Option<&Tensor>],
+            _o: &Tensor,
+            grad: &Tensor,
+            need: &[bool],
+            c: Copies,
+        ) -> Result<Vec<Option<Tensor>>> {
+            view_grad(inputs, grad, need, $op, Some(c))
+        }
+    };
 }
 
 /// Reshape to a target shape (0 copies a dimension unless `allowzero`, −1 is inferred).
@@ -97,15 +127,7 @@ impl Op for Reshape {
         let shape = resolve_target("Reshape", x.shape(), &target, self.allowzero)?;
         x.clone().reshaped(shape)
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Reshape")
-    }
+    view_grads!("Reshape");
     impl_any!();
 }
 
@@ -131,15 +153,7 @@ impl Op for Flatten {
         let outer: usize = s[..a].iter().product();
         x.clone().reshaped(vec![outer, s[a..].iter().product()])
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Flatten")
-    }
+    view_grads!("Flatten");
     impl_any!();
 }
 
@@ -185,15 +199,7 @@ impl Op for Squeeze {
         };
         x.clone().reshaped(shape)
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Squeeze")
-    }
+    view_grads!("Squeeze");
     impl_any!();
 }
 
@@ -224,15 +230,7 @@ impl Op for Unsqueeze {
             .collect();
         x.clone().reshaped(shape)
     }
-    fn backward(
-        &self,
-        inputs: &[Option<&Tensor>],
-        _o: &Tensor,
-        grad: &Tensor,
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        view_grad(inputs, grad, need, "Unsqueeze")
-    }
+    view_grads!("Unsqueeze");
     impl_any!();
 }
 

@@ -4,7 +4,7 @@
 //! Round, Not and Identity also take integers (shape arithmetic). One struct with a kind keeps the
 //! forward map and its derivative side by side.
 
-use super::{impl_any, input_f32, Op};
+use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -336,6 +336,25 @@ impl Op for Unary {
             out[0] = Some(Tensor::f32(grad.shape().to_vec(), g));
         }
         Ok(out)
+    }
+    /// A ReLU's gradient reads the kept input once for every copy.
+    fn backward_copies(
+        &self,
+        inputs: &[Option<&Tensor>],
+        output: &Tensor,
+        grad: &Tensor,
+        need: &[bool],
+        c: Copies,
+    ) -> Result<Vec<Option<Tensor>>> {
+        if self.kind != UnaryKind::Relu || !need[0] || !c.batched(0) {
+            return backward_replicated(self, inputs, output, grad, need, c);
+        }
+        let x = input_f32(self.name(), inputs, 0)?.fs();
+        let mut g = Vec::with_capacity(grad.len());
+        for gc in grad.fs().chunks(x.len().max(1)) {
+            g.extend(gc.iter().zip(x).map(|(&g, &x)| g * (x > 0.0) as u8 as f32));
+        }
+        Ok(vec![Some(Tensor::f32(grad.shape().to_vec(), g))])
     }
     impl_any!();
 }
