@@ -16,13 +16,10 @@ only the Python standard library.
 """
 
 import argparse
-import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
+
+import builds
 
 # Per-sample fields that must not change: the margin, the adversarial point's norms and label,
 # the clean scores and logits.
@@ -31,20 +28,11 @@ RESULT = ["input_margin", "linf", "l2", "l1", "prediction", "logit_margin", "suc
 
 
 def run(binary, args, out):
-    cmd = [binary, "--threads", str(args.threads), "margins", "-m", args.model, "-d", args.data,
-           "--limit", str(args.limit), "-o", out]
-    load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    with open(os.path.join(out, "samples.jsonl")) as f:
-        recs = {r["index"]: r for r in map(json.loads, f)}
-    return wall, cpu, load, recs
+    """One `faultline margins` run (bench/builds.py's timing): wall and CPU seconds, the load
+    before it, and its per-sample records by index."""
+    args.command = ["margins", "-m", args.model, "-d", args.data, "--limit", str(args.limit)]
+    wall, cpu, load, recs, _ = builds.run(binary, args, out)
+    return wall, cpu, load, {k[0]: r for k, r in recs.items()}
 
 
 def compare(ref, recs):

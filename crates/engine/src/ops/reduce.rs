@@ -240,36 +240,25 @@ impl Op for Reduce {
                 .map(|(&d, &m)| if m { 1 } else { d })
                 .collect()
         };
-        if let (true, Some(dims)) = (x.is_f32(), contiguous(s, &mask)) {
-            let count = dims.1.max(1) as f64;
-            let f: fn(f32) -> f64 = match self.kind {
-                ReduceKind::Mean | ReduceKind::Sum => |x| x as f64,
-                ReduceKind::L1 => |x| x.abs() as f64,
-                ReduceKind::L2 | ReduceKind::SumSquare => |x| (x as f64) * (x as f64),
-                _ => |_| 0.0,
+        // The sum-type reductions, as the f64 term of each element.
+        let term: Option<fn(f32) -> f64> = match self.kind {
+            ReduceKind::Mean | ReduceKind::Sum => Some(|x| x as f64),
+            ReduceKind::L1 => Some(|x| x.abs() as f64),
+            ReduceKind::L2 | ReduceKind::SumSquare => Some(|x| (x as f64) * (x as f64)),
+            _ => None,
+        };
+        if let (true, Some(dims), Some(f)) = (x.is_f32(), contiguous(s, &mask), term) {
+            let (kind, count) = (self.kind, dims.1.max(1) as f64);
+            let finish = |a: f64| match kind {
+                ReduceKind::Mean => (a / count) as f32,
+                ReduceKind::L2 => a.sqrt() as f32,
+                _ => a as f32,
             };
-            let out = match self.kind {
-                ReduceKind::Mean => Some(contiguous_sums(x.fs(), dims, f, |a| (a / count) as f32)),
-                ReduceKind::Sum | ReduceKind::L1 | ReduceKind::SumSquare => {
-                    Some(contiguous_sums(x.fs(), dims, f, |a| a as f32))
-                }
-                ReduceKind::L2 => Some(contiguous_sums(x.fs(), dims, f, |a| a.sqrt() as f32)),
-                _ => None,
-            };
-            if let Some(out) = out {
-                return Ok(Tensor::f32(kept_shape(self.keepdims), out));
-            }
+            let out = contiguous_sums(x.fs(), dims, f, finish);
+            return Ok(Tensor::f32(kept_shape(self.keepdims), out));
         }
         let (offs, kept, count) = targets(s, &mask);
-        let shape = if self.keepdims {
-            kept.clone()
-        } else {
-            s.iter()
-                .zip(&mask)
-                .filter(|(_, &m)| !m)
-                .map(|(&d, _)| d)
-                .collect()
-        };
+        let shape = kept_shape(self.keepdims);
         let m: usize = kept.iter().product();
         if !x.is_f32() {
             // Shape arithmetic: integer sums, products and extrema.
