@@ -132,6 +132,8 @@ pub enum Kernel {
     Im2col,
     /// The column-shift matrix + one GEMM per kernel row.
     RowShift,
+    /// Input gradients: the sparse route for every sample (forward: as `Auto`).
+    Sparse,
 }
 
 impl Kernel {
@@ -144,6 +146,7 @@ impl Kernel {
             Kernel::Winograd => "Winograd",
             Kernel::Im2col => "im2col",
             Kernel::RowShift => "column-shift",
+            Kernel::Sparse => "sparse",
         }
     }
 
@@ -155,6 +158,7 @@ impl Kernel {
             Kernel::Winograd => conv::Kernel::Winograd,
             Kernel::Im2col => conv::Kernel::Im2col,
             Kernel::RowShift => conv::Kernel::RowShift,
+            Kernel::Sparse => conv::Kernel::Sparse,
         }
     }
 
@@ -248,6 +252,57 @@ impl Layer {
         let out: usize = self.conv.output_shape(&self.x, &self.w)?.iter().product();
         let dy = vec![1.0f32; out];
         self.conv
-            .input_grad_with(self.x.shape(), &self.w, &dy, kernel.inner())
+            .input_grad_with(self.x.shape(), &self.w, &dy, 1, None, kernel.inner())
+    }
+
+    /// An output gradient shaped like one behind a ReLU and, when `pooled`, 2×2 max pooling,
+    /// for `copies` seeds per sample (copy-major, as `Graph::backward_copies` makes them): a
+    /// value is non-zero with probability `keep`, in one position of each 2×2 window when
+    /// `pooled`; the copies share the pattern, not the values. Seeded by `seed`.
+    pub fn masked_grad(
+        &self,
+        copies: usize,
+        pooled: bool,
+        keep: f64,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let shape = self.conv.output_shape(&self.x, &self.w)?;
+        let (n, per, side) = (shape[0], shape[1..].iter().product::<usize>(), shape[3]);
+        let hash = |i: usize, salt: u64| {
+            let mut z =
+                (i as u64 ^ seed.rotate_left(17) ^ salt).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as f64 / u64::MAX as f64
+        };
+        let live = |i: usize| {
+            let j = i % per;
+            let (y, x) = ((j / side) % side, j % side);
+            let window = (i / per) * per
+                + (j / (side * side)) * side * side
+                + (y / 2) * 2 * side
+                + x / 2 * 2;
+            let chosen = (hash(window, 1) * 4.0) as usize;
+            (!pooled || (y % 2) * 2 + x % 2 == chosen) && hash(i, 2) < keep
+        };
+        Ok((0..copies * n * per)
+            .map(|k| {
+                let i = k % (n * per);
+                if live(i) {
+                    hash(k, 3) as f32 - 0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect())
+    }
+
+    /// The input gradient of `dy` (`copies` seeds per sample, see [`Layer::masked_grad`]) on
+    /// `kernel`.
+    pub fn run_grad_of(&self, dy: &[f32], copies: usize, kernel: Kernel) -> Result<Tensor> {
+        let mut xs = self.x.shape().to_vec();
+        xs[0] *= copies;
+        self.conv
+            .input_grad_with(&xs, &self.w, dy, copies, None, kernel.inner())
     }
 }

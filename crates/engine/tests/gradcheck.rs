@@ -169,6 +169,7 @@ fn linear_algebra() {
                 beta: 1.3,
                 trans_a: false,
                 trans_b: true,
+                ..Gemm::default()
             }),
             &[Some("f"), Some(&w), Some(&c)],
             "y",

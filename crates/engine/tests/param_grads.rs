@@ -137,6 +137,7 @@ fn dense_layers_and_bias_adds() {
             beta: 1.3,
             trans_a: false,
             trans_b: true,
+            ..Gemm::default()
         };
         b.node(
             "gemm",

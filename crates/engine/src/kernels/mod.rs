@@ -6,6 +6,7 @@ pub(crate) mod channel_lanes;
 pub(crate) mod direct;
 pub(crate) mod im2col;
 pub(crate) mod rowshift;
+pub(crate) mod sparse_grad;
 pub(crate) mod winograd;
 
 /// A raw output pointer shared by the threads of one kernel call; each writes disjoint

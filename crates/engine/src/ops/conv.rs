@@ -25,10 +25,12 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::fused_conv::relu_mask;
 use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::im2col::{col2im, col2im_at, im2col, im2col_at, Geometry};
-use crate::kernels::{channel_lanes, direct, rowshift, winograd};
+use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows, Work};
+use crate::kernels::{channel_lanes, direct, rowshift, winograd, OutPtr};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
 
@@ -284,6 +286,9 @@ pub(crate) enum Kernel {
     Im2col,
     /// The column-shift matrix + one GEMM per kernel row, wherever [`rowshift::fits`].
     RowShift,
+    /// Input gradients only: the sparse route ([`sparse_grad`]) for every sample of an
+    /// ungrouped convolution, however dense its gradient (forward passes: as `Auto`).
+    Sparse,
 }
 
 /// 2-D convolution `y[n,m] = b[m] + Σ_c W[m,c] ⋆ x[n,c]` (1-D inputs are treated as height 1).
@@ -649,6 +654,10 @@ impl Conv {
         relu: bool,
         kernel: Kernel,
     ) -> Result<Tensor> {
+        let kernel = match kernel {
+            Kernel::Sparse => Kernel::Auto,
+            k => k,
+        };
         let d = self.dims_of(x_shape, w)?;
         let bias = match bias {
             Some(b) if b.len() == d.m && b.is_f32() => Some(b.fs()),
@@ -882,19 +891,54 @@ impl Conv {
     /// is much faster than the col2im route's GEMM with inner dimension `M` followed by a
     /// scatter-add. Other strides (and pads wider than the kernel) take the col2im route.
     /// `x_shape` is the input's shape (its values are not needed).
-    pub(crate) fn input_grad(&self, x_shape: &[usize], w: &Tensor, grad: &[f32]) -> Result<Tensor> {
-        self.input_grad_with(x_shape, w, grad, Kernel::Auto)
+    /// `grad` may hold `copies` copies of the batch (copy-major, see `Op::backward_copies`);
+    /// the copies of a sample share its sparsity pattern.
+    pub(crate) fn input_grad(
+        &self,
+        x_shape: &[usize],
+        w: &Tensor,
+        grad: &[f32],
+        copies: usize,
+    ) -> Result<Tensor> {
+        self.input_grad_with(x_shape, w, grad, copies, None, Kernel::Auto)
     }
 
-    /// [`Conv::input_grad`] whose stride-1 route runs on a chosen kernel.
+    /// [`Conv::input_grad`] on a chosen kernel, for the gradient `grad · [relu > 0]` when
+    /// `relu` holds the output of a ReLU after this convolution (one copy of the batch).
+    /// Samples whose output gradient is mostly zeros (behind max pooling) take the sparse
+    /// route ([`sparse_grad`]), which reads the ReLU's mask as it goes; the others the dense
+    /// ones.
     pub(crate) fn input_grad_with(
         &self,
         x_shape: &[usize],
         w: &Tensor,
         grad: &[f32],
+        copies: usize,
+        relu: Option<&[f32]>,
         kernel: Kernel,
     ) -> Result<Tensor> {
         let d = self.dims_of(x_shape, w)?;
+        if let Some(dx) = self.input_grad_sparse(x_shape, w, grad, &d, (copies, relu), kernel)? {
+            return Ok(dx);
+        }
+        match relu {
+            Some(y) => {
+                let masked = relu_mask(grad, y);
+                self.input_grad_dense(x_shape, w, &masked, &d, kernel)
+            }
+            None => self.input_grad_dense(x_shape, w, grad, &d, kernel),
+        }
+    }
+
+    /// The dense routes of [`Conv::input_grad`].
+    fn input_grad_dense(
+        &self,
+        x_shape: &[usize],
+        w: &Tensor,
+        grad: &[f32],
+        d: &Dims,
+        kernel: Kernel,
+    ) -> Result<Tensor> {
         let geo = d.geo;
         let (ekh, ekw) = (geo.dh * (geo.kh - 1) + 1, geo.dw * (geo.kw - 1) + 1);
         let transposable = geo.sh == 1
@@ -904,9 +948,96 @@ impl Conv {
             && geo.pl.max(geo.pr) < ekw
             && grad.len() == d.n * d.m * geo.cols();
         if transposable {
-            return self.input_grad_as_conv(x_shape, w, grad, &d, kernel);
+            return self.input_grad_as_conv(x_shape, w, grad, d, kernel);
         }
         self.input_grad_col2im(x_shape, w, grad)
+    }
+
+    /// The input gradient with the samples whose gradient is sparse enough
+    /// ([`Pattern::most`]; all of them under [`Kernel::Sparse`]) on the sparse route and the
+    /// others on the dense ones; None where no sample takes it or the convolution is grouped.
+    /// The choice is per sample, so a sample's result does not depend on its batch.
+    fn input_grad_sparse(
+        &self,
+        x_shape: &[usize],
+        w: &Tensor,
+        grad: &[f32],
+        d: &Dims,
+        (copies, relu): (usize, Option<&[f32]>),
+        kernel: Kernel,
+    ) -> Result<Option<Tensor>> {
+        let geo = d.geo;
+        let out_len = d.m * geo.cols();
+        let usable = matches!(kernel, Kernel::Auto | Kernel::Sparse)
+            && (kernel == Kernel::Sparse || sparse_grad::applies(geo.c, copies))
+            && self.group.max(1) == 1
+            && copies > 0
+            && d.n.is_multiple_of(copies)
+            && grad.len() == d.n * out_len
+            && relu.is_none_or(|y| y.len() * copies == grad.len());
+        if !usable {
+            return Ok(None);
+        }
+        let l = Layout {
+            n: d.n / copies,
+            copies,
+            m: d.m,
+            positions: geo.cols(),
+        };
+        let taps = geo.kh * geo.kw;
+        let row = (taps * geo.c).div_ceil(16) * 16;
+        let most = match kernel {
+            Kernel::Sparse => usize::MAX,
+            _ => Pattern::most((d.m, geo.c, taps, l.positions), row),
+        };
+        let pats: Vec<Option<Pattern>> = (0..l.n)
+            .map(|i| Pattern::of(grad, l, i, relu, most))
+            .collect();
+        if pats.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let in_len = geo.c * geo.h * geo.w;
+        let mut dx = vec![0f32; d.n * in_len];
+        let dense: Vec<usize> = (0..l.n).filter(|&i| pats[i].is_none()).collect();
+        if !dense.is_empty() {
+            let mut sub = Vec::with_capacity(copies * dense.len() * out_len);
+            for s in 0..copies {
+                for &i in &dense {
+                    let g = &grad[l.at(s, i)..][..out_len];
+                    match relu {
+                        Some(y) => sub.extend(relu_mask(g, &y[i * out_len..][..out_len])),
+                        None => sub.extend_from_slice(g),
+                    }
+                }
+            }
+            let mut xs = x_shape.to_vec();
+            xs[0] = copies * dense.len();
+            let part = self.input_grad_dense(&xs, w, &sub, &self.dims_of(&xs, w)?, Kernel::Auto)?;
+            for s in 0..copies {
+                for (j, &i) in dense.iter().enumerate() {
+                    let src = &part.fs()[(s * dense.len() + j) * in_len..][..in_len];
+                    dx[(s * l.n + i) * in_len..][..in_len].copy_from_slice(src);
+                }
+            }
+        }
+        let rows = Rows::new(w.fs(), d.m, geo.c, taps);
+        let todo: Vec<(usize, &Pattern)> = pats
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+            .collect();
+        let out = OutPtr(dx.as_mut_ptr());
+        crate::team::for_each_init(todo.len(), Work::default, |work, j| {
+            let (i, pat) = todo[j];
+            sparse_grad::sample(&geo, l, &rows, grad, pat, i, work, |s| {
+                // SAFETY: copy `s` of sample `i` is its own `in_len` values of `dx`, which no
+                // other task writes and which stays borrowed for this call.
+                unsafe {
+                    std::slice::from_raw_parts_mut(out.get().add((s * l.n + i) * in_len), in_len)
+                }
+            });
+        });
+        Ok(Some(Tensor::f32(x_shape.to_vec(), dx)))
     }
 
     /// The stride-1 input gradient as a convolution (see [`Conv::input_grad`]).
@@ -1142,7 +1273,7 @@ impl Op for Conv {
             }
         }
         if need[0] {
-            res[0] = Some(self.input_grad(x.shape(), w, grad.fs())?);
+            res[0] = Some(self.input_grad(x.shape(), w, grad.fs(), 1)?);
         }
         Ok(res)
     }
@@ -1161,7 +1292,7 @@ impl Op for Conv {
         let x = input_f32("Conv", inputs, 0)?;
         let w = input_f32("Conv", inputs, 1)?;
         let mut res = vec![None; need.len()];
-        res[0] = Some(self.input_grad(&c.times(x.shape()), w, grad.fs())?);
+        res[0] = Some(self.input_grad(&c.times(x.shape()), w, grad.fs(), c.copies)?);
         Ok(res)
     }
     impl_any!();
@@ -1322,20 +1453,20 @@ mod tests {
             for conv in [&conv, &prepared] {
                 for kernel in [
                     Kernel::Auto, Kernel::Direct, Kernel::ChannelLanes, Kernel::Winograd,
-                    Kernel::Im2col, Kernel::RowShift,
+                    Kernel::Im2col, Kernel::RowShift, Kernel::Sparse,
                 ] {
                     let got = conv
                         .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                         .unwrap();
                     proptest::prop_assert!(close(got.fs(), &want), "forward, {:?}", kernel);
-                    let fast = conv.input_grad_with(xt.shape(), &wtt, &dy, kernel).unwrap();
+                    let fast = conv.input_grad_with(xt.shape(), &wtt, &dy, 1, None, kernel).unwrap();
                     proptest::prop_assert!(close(fast.fs(), &dx), "input gradient, {:?}", kernel);
                     // The same on a small-batch team (`crate::team`), bit for bit.
                     let (got_t, fast_t) = crate::team::lead(|| {
                         let y = conv
                             .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                             .unwrap();
-                        (y, conv.input_grad_with(xt.shape(), &wtt, &dy, kernel).unwrap())
+                        (y, conv.input_grad_with(xt.shape(), &wtt, &dy, 1, None, kernel).unwrap())
                     });
                     proptest::prop_assert!(got_t.fs() == got.fs(), "team forward, {:?}", kernel);
                     proptest::prop_assert!(fast_t.fs() == fast.fs(), "team gradient, {:?}", kernel);
@@ -1343,6 +1474,78 @@ mod tests {
             }
             let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
+        }
+
+        /// The input gradient of a batch carrying `copies` seeds per sample (copy-major) behind
+        /// a ReLU, its gradient zero in a random share of places (the same for every copy),
+        /// against the definition on the masked gradient: the sparse route for every sample,
+        /// and the automatic choice; and under that choice a sample's gradients are the same,
+        /// bit for bit, alone as in its batch.
+        #[test]
+        fn sparse_route_matches_the_definition(
+            n in 1usize..4, copies in 1usize..6, c in 1usize..40, m in 1usize..12,
+            h in 1usize..9, w in 1usize..9, kh in 1usize..4, kw in 1usize..4,
+            sh in 1usize..3, sw in 1usize..3, dh in 1usize..3, dw in 1usize..3,
+            pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
+            keep in 0.0f64..1.0, seed in 0u64..1000,
+        ) {
+            let win = Window {
+                kernel: [kh, kw], strides: [sh, sw], dilations: [dh, dw],
+                pads: [pt, pl, pb, pr], auto_pad: AutoPad::NotSet, ceil_mode: false,
+            };
+            let conv = Conv::new(win.clone(), 1);
+            let geo = match win.geometry("Conv", c, h, w) {
+                Ok(g) => g,
+                Err(_) => return Ok(()),
+            };
+            let mut st = seed;
+            let mut rnd = || {
+                st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((st >> 40) as f64) / 16777216.0
+            };
+            let wt: Vec<f32> = (0..m * c * kh * kw).map(|_| rnd() as f32 - 0.5).collect();
+            let out_len = m * geo.cols();
+            let live: Vec<bool> = (0..n * out_len).map(|_| rnd() < keep).collect();
+            let y: Vec<f32> = (0..n * out_len).map(|_| rnd() as f32 - 0.3).collect();
+            let dy: Vec<f32> = (0..copies * n * out_len)
+                .map(|k| {
+                    let v = rnd() as f32 - 0.5;
+                    if live[k % (n * out_len)] { v } else { 0.0 }
+                })
+                .collect();
+            let masked: Vec<f32> = dy
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| if y[k % (n * out_len)] > 0.0 { v } else { 0.0 })
+                .collect();
+            let naive = Naive { g: &geo, n: copies * n, groups: 1, m, w: &wt };
+            let mut want = vec![0f64; copies * n * c * h * w];
+            naive.each(|xi, yi, wi| want[xi] += masked[yi] as f64 * naive.w[wi] as f64);
+            let (wtt, xs) = (Tensor::f32(vec![m, c, kh, kw], wt.clone()), [copies * n, c, h, w]);
+            let prepared = conv.with_prepared(&wtt).unwrap();
+            for conv in [&conv, &prepared] {
+                for kernel in [Kernel::Sparse, Kernel::Auto] {
+                    let got = conv.input_grad_with(&xs, &wtt, &dy, copies, Some(&y), kernel).unwrap();
+                    proptest::prop_assert!(close(got.fs(), &want), "{:?}", kernel);
+                }
+                let batch = conv.input_grad_with(&xs, &wtt, &dy, copies, Some(&y), Kernel::Auto).unwrap();
+                let in_len = c * h * w;
+                for i in 0..n {
+                    let one: Vec<f32> = (0..copies)
+                        .flat_map(|s| dy[(s * n + i) * out_len..][..out_len].to_vec())
+                        .collect();
+                    let yi = &y[i * out_len..][..out_len];
+                    let alone = conv
+                        .input_grad_with(&[copies, c, h, w], &wtt, &one, copies, Some(yi), Kernel::Auto)
+                        .unwrap();
+                    for s in 0..copies {
+                        proptest::prop_assert!(
+                            alone.fs()[s * in_len..][..in_len] == batch.fs()[(s * n + i) * in_len..][..in_len],
+                            "sample {} copy {} alone differs from its batch", i, s
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! sample's output while it is still in cache, and the backward pass needs only the output
 //! (`y > 0` is the ReLU mask) to turn `dy` into the gradients of `x` and `r`.
 
+use super::conv::Kernel;
 use super::{
     backward_replicated, impl_any, input_f32, unbroadcast, Binary, BinaryKind, Conv, Copies, Op,
 };
@@ -98,7 +99,7 @@ impl Op for FusedConv {
             res[2] = db;
         }
         if need[0] {
-            res[0] = Some(self.conv.input_grad(x.shape(), w, dy_conv.fs())?);
+            res[0] = Some(self.conv.input_grad(x.shape(), w, dy_conv.fs(), 1)?);
         }
         if let Some(r) = self.residual_input(inputs)? {
             if need.get(3).copied().unwrap_or(false) {
@@ -126,15 +127,14 @@ impl Op for FusedConv {
         }
         let x = input_f32("Conv", inputs, 0)?;
         let w = input_f32("Conv", inputs, 1)?;
-        let masked;
-        let dy = if self.relu {
-            masked = relu_mask(grad.fs(), output.fs());
-            &masked
-        } else {
-            grad.fs()
-        };
+        let relu = self.relu.then(|| output.fs());
+        let xs = c.times(x.shape());
         let mut res = vec![None; need.len()];
-        res[0] = Some(self.conv.input_grad(&c.times(x.shape()), w, dy)?);
+        res[0] =
+            Some(
+                self.conv
+                    .input_grad_with(&xs, w, grad.fs(), c.copies, relu, Kernel::Auto)?,
+            );
         Ok(res)
     }
     impl_any!();

@@ -7,6 +7,7 @@ use super::{backward_replicated, impl_any, input_f32, unbroadcast, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
+use std::sync::Arc;
 
 /// Batched `op(a) · op(b)` where `a` is `[batch…, r, c]`: `ta`/`tb` transpose the last two
 /// dimensions. Batch dimensions broadcast. Returns the output shape and data.
@@ -106,6 +107,9 @@ pub struct Gemm {
     pub trans_a: bool,
     /// Transpose B.
     pub trans_b: bool,
+    /// `op(B)` laid out at load time when B is a graph constant (see [`GemmPrepared`]); made
+    /// by the engine's load-time pass, so leave it `None` (`..Gemm::default()`).
+    pub prepared: Option<Arc<GemmPrepared>>,
 }
 
 impl Default for Gemm {
@@ -115,7 +119,81 @@ impl Default for Gemm {
             beta: 1.0,
             trans_a: false,
             trans_b: false,
+            prepared: None,
         }
+    }
+}
+
+/// A constant `op(B)` (`k × n`) stored row-major with its rows padded to `cols`, a whole number
+/// of 16-float vectors. The gemm crate computes a row-major product as its transpose, so this
+/// layout is the column-major left operand its microkernel reads directly; with B as stored
+/// (a `[n, k]` classifier weight with transB) it would pack all of B on every call, which for
+/// the 8-row chunks of an attack cost as much as the product (11 % of FAB on LeNet-5, `perf`).
+#[derive(Debug)]
+pub struct GemmPrepared {
+    /// The shape of the B this was made from (a call with another B ignores it).
+    shape: Vec<usize>,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+/// Constants larger than this (floats) are not laid out twice.
+const PREPARED_MAX: usize = 16 << 20;
+
+impl Gemm {
+    /// This Gemm with its constant B laid out for the forward product; None when B is not a
+    /// 2-D f32 matrix or is too large to keep twice.
+    pub(crate) fn with_prepared(&self, b: &Tensor) -> Option<Gemm> {
+        let s = b.shape();
+        if s.len() != 2 || !b.is_f32() || b.len() > PREPARED_MAX {
+            return None;
+        }
+        let (k, n) = if self.trans_b {
+            (s[1], s[0])
+        } else {
+            (s[0], s[1])
+        };
+        let cols = n.div_ceil(16) * 16;
+        let mut data = vec![0.0f32; k * cols];
+        let bf = b.fs();
+        for (kk, row) in data.chunks_mut(cols).enumerate() {
+            for (j, v) in row[..n].iter_mut().enumerate() {
+                *v = if self.trans_b {
+                    bf[j * k + kk]
+                } else {
+                    bf[kk * n + j]
+                };
+            }
+        }
+        let prepared = GemmPrepared {
+            shape: s.to_vec(),
+            cols,
+            data,
+        };
+        Some(Gemm {
+            prepared: Some(Arc::new(prepared)),
+            ..self.clone()
+        })
+    }
+
+    /// `A · op(B)` on the prepared B, where it fits this call.
+    fn product_prepared(&self, a: &Tensor, b: &Tensor) -> Option<Tensor> {
+        let p = self.prepared.as_deref().filter(|p| p.shape == b.shape())?;
+        let (ash, k) = (a.shape(), p.data.len() / p.cols.max(1));
+        if self.trans_a || ash.len() != 2 || ash[1] != k || k == 0 {
+            return None;
+        }
+        let (m, n) = (ash[0], if self.trans_b { p.shape[0] } else { p.shape[1] });
+        let mut out = vec![0.0f32; m * p.cols];
+        let (av, bv) = (View::rows(a.fs(), k), View::rows(&p.data, p.cols));
+        matmul(m, p.cols, k, &mut out, p.cols, false, av, bv, true);
+        if p.cols != n {
+            for i in 1..m {
+                out.copy_within(i * p.cols..i * p.cols + n, i * n);
+            }
+            out.truncate(m * n);
+        }
+        Some(Tensor::f32(vec![m, n], out))
     }
 }
 
@@ -136,7 +214,10 @@ impl Op for Gemm {
                 ),
             ));
         }
-        let mut y = bmm("Gemm", a, self.trans_a, b, self.trans_b)?;
+        let mut y = match self.product_prepared(a, b) {
+            Some(y) => y,
+            None => bmm("Gemm", a, self.trans_a, b, self.trans_b)?,
+        };
         if self.alpha != 1.0 {
             y = y.map_f32(|v| v * self.alpha);
         }

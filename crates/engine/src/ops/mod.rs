@@ -52,7 +52,7 @@ pub use einsum::Einsum;
 pub use fused_conv::FusedConv;
 pub use gather::Gather;
 pub use gather_nd::GatherNd;
-pub use matmul::{Gemm, MatMul};
+pub use matmul::{Gemm, GemmPrepared, MatMul};
 pub use norm::{NormKind, Normalize};
 pub use pad::{Pad, PadMode};
 pub use pool::{GlobalAveragePool, Pool, PoolKind};

@@ -1,9 +1,9 @@
-//! Rearranges the constant weights of every convolution once, at load time, into the layouts
-//! its kernels read (see `ops::conv::Prepared`), so that no call repacks or flips them. Runs
+//! Rearranges the constant weights of every convolution and Gemm once, at load time, into the layouts
+//! its kernels read (see `ops::conv::Prepared`, `ops::matmul::GemmPrepared`), so that no call repacks or flips them. Runs
 //! last: the weights must be final (after BatchNormalization folding).
 
 use crate::graph::Graph;
-use crate::ops::{Conv, FusedConv};
+use crate::ops::{Conv, FusedConv, Gemm};
 
 pub(crate) fn prepare_weights(g: &mut Graph) {
     let consts = &g.consts;
@@ -29,6 +29,8 @@ pub(crate) fn prepare_weights(g: &mut Graph) {
             if let Ok(conv) = f.conv.with_prepared(w) {
                 node.op = Box::new(FusedConv { conv, ..f.clone() });
             }
+        } else if let Some(gemm) = any.downcast_ref::<Gemm>().and_then(|g| g.with_prepared(w)) {
+            node.op = Box::new(gemm);
         }
     }
 }

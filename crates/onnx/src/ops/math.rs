@@ -41,6 +41,7 @@ pub(crate) fn gemm(c: &Ctx) -> BuildResult<Box<dyn Op>> {
         beta: c.float_or("beta", 1.0),
         trans_a: c.int_or("transA", 0) != 0,
         trans_b: c.int_or("transB", 0) != 0,
+        ..Gemm::default()
     }))
 }
 

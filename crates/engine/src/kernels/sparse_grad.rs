@@ -1,0 +1,488 @@
+//! The input gradient of a convolution whose output gradient is mostly zeros.
+//!
+//! Behind max pooling (one position of each window gets the gradient) and a ReLU, most of a
+//! convolution's output gradient `dY` is zero: under a quarter of LeNet-5's second layer's in
+//! FAB. The dense routes (`Conv::input_grad`) multiply every zero; this one visits only the
+//! non-zero (channel, position) pairs of each sample:
+//!
+//! `dX[c, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw] += Σ_m dY[m, oy, ox] · W[m, c, ky, kx]`
+//!
+//! For each output position `p` it lists the channels `L` whose gradient is non-zero there and
+//! forms one small product `B = G · Wr[L]` (`G`: the gradients at `p`, one row per copy; `Wr`:
+//! the weights as rows `[m][ky][kx][c]`, so that a row holds everything one gradient value
+//! reaches), then adds `B`'s blocks into a channels-last accumulator at the positions the taps
+//! reach, and finally transposes that accumulator into `dX`.
+//!
+//! The copies of a sample (`Graph::backward_copies`: FAB's and DeepFool's per-class seeds)
+//! share its activations, so they share the pattern: `L` is the union over the copies and the
+//! product has one row per copy.
+//!
+//! Summation order, per input element: over the output positions in row-major order, and at
+//! each position over the channels in increasing order. It does not depend on the batch, the
+//! copies or the threads; the zeros it skips would add nothing.
+
+use super::im2col::Geometry;
+
+/// A sample takes this route when its non-zero pairs cost less than this share of the dense
+/// product (`pairs · row < MAX_SHARE · m · positions · taps · c`, `row` the padded weight row).
+/// [U]: the route runs at about half the dense kernels' multiply-add rate (measured with
+/// `benches/sparse_grad` on LeNet-5's second layer, AVX-512); the margin keeps it to where
+/// it clearly wins.
+pub(crate) const MAX_SHARE: f32 = 0.4;
+
+/// The weights `w[m × c × taps]` as rows `[m][tap][c]`, each padded with zeros to whole 16-float
+/// vectors.
+pub(crate) struct Rows {
+    pub(crate) data: Vec<f32>,
+    /// Floats per row (a multiple of 16, at least `taps · c`).
+    pub(crate) row: usize,
+}
+
+impl Rows {
+    pub(crate) fn new(w: &[f32], m: usize, c: usize, taps: usize) -> Rows {
+        let row = (taps * c).div_ceil(16) * 16;
+        let mut data = vec![0.0; m * row];
+        for mi in 0..m {
+            for ci in 0..c {
+                for t in 0..taps {
+                    data[mi * row + t * c + ci] = w[(mi * c + ci) * taps + t];
+                }
+            }
+        }
+        Rows { data, row }
+    }
+}
+
+/// How a batch's gradient is laid out: `copies` blocks of `n` samples of `m × positions`
+/// values (copy-major, as `Graph::backward_copies` makes them).
+#[derive(Clone, Copy)]
+pub(crate) struct Layout {
+    pub(crate) n: usize,
+    pub(crate) copies: usize,
+    pub(crate) m: usize,
+    pub(crate) positions: usize,
+}
+
+impl Layout {
+    /// Where copy `s` of sample `i` starts.
+    pub(crate) fn at(&self, s: usize, i: usize) -> usize {
+        (s * self.n + i) * self.m * self.positions
+    }
+}
+
+/// One sample's non-zero pattern over all its copies: for output position `p`, the channels
+/// where some copy's gradient is non-zero, increasing, are `chans[p·m..p·m + count[p]]`.
+pub(crate) struct Pattern {
+    count: Vec<u32>,
+    chans: Vec<u32>,
+    m: usize,
+}
+
+impl Pattern {
+    /// The pattern of sample `i` of `dy`, where `relu` (the sample's ReLU outputs, when the
+    /// gradient still has to pass the ReLU) is positive; None when it has more than `most`
+    /// non-zero pairs.
+    pub(crate) fn of(
+        dy: &[f32],
+        l: Layout,
+        i: usize,
+        relu: Option<&[f32]>,
+        most: usize,
+    ) -> Option<Pattern> {
+        let plane = l.m * l.positions;
+        let mut flags = vec![0u8; plane];
+        for s in 0..l.copies {
+            for (f, &v) in flags.iter_mut().zip(&dy[l.at(s, i)..][..plane]) {
+                *f |= (v != 0.0) as u8;
+            }
+        }
+        if let Some(y) = relu {
+            for (f, &y) in flags.iter_mut().zip(&y[i * plane..][..plane]) {
+                *f &= (y > 0.0) as u8;
+            }
+        }
+        if flags.iter().map(|&f| f as usize).sum::<usize>() > most {
+            return None;
+        }
+        // Branch-free: every channel is written into its position's list, and the list grows
+        // only where the flag is set (the next channel overwrites a rejected one).
+        let mut count = vec![0u32; l.positions];
+        let mut chans = vec![0u32; l.positions * l.m];
+        for (co, row) in flags.chunks(l.positions).enumerate() {
+            for (p, (n, &f)) in count.iter_mut().zip(row).enumerate() {
+                chans[p * l.m + (*n as usize).min(l.m - 1)] = co as u32;
+                *n += f as u32;
+            }
+        }
+        Some(Pattern {
+            count,
+            chans,
+            m: l.m,
+        })
+    }
+
+    /// The channels with a gradient at position `p`.
+    fn at(&self, p: usize) -> &[u32] {
+        &self.chans[p * self.m..][..self.count[p] as usize]
+    }
+
+    /// Most non-zero pairs a sample may have to take this route (see [`MAX_SHARE`]), for a
+    /// layer of `m` output and `c` input channels, `taps` kernel taps, `positions` output
+    /// positions and weight rows of `row` floats.
+    pub(crate) fn most((m, c, taps, positions): (usize, usize, usize, usize), row: usize) -> usize {
+        (MAX_SHARE * (m * positions * taps * c) as f32 / row as f32) as usize
+    }
+}
+
+/// A thread's working buffers.
+#[derive(Default)]
+pub(crate) struct Work {
+    acc: Vec<f32>,
+    g: Vec<f32>,
+    b: Vec<f32>,
+}
+
+/// The input gradient of sample `i` for every copy: copy `s`'s goes to `dx(s)` (`c × h × w`
+/// values).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sample<'a>(
+    geo: &Geometry,
+    l: Layout,
+    rows: &Rows,
+    dy: &[f32],
+    pat: &Pattern,
+    i: usize,
+    work: &mut Work,
+    dx: impl FnMut(usize) -> &'a mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { x86::sample512(geo, l, rows, dy, pat, i, work, dx) };
+        }
+    }
+    sample_with(geo, l, rows, dy, pat, i, work, dx)
+}
+
+/// [`sample`]'s body, compiled once more with AVX-512 enabled (its adds, fills and copies
+/// vectorise on the widest registers).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sample_with<'a>(
+    geo: &Geometry,
+    l: Layout,
+    rows: &Rows,
+    dy: &[f32],
+    pat: &Pattern,
+    i: usize,
+    work: &mut Work,
+    mut dx: impl FnMut(usize) -> &'a mut [f32],
+) {
+    let (c, hw, row, copies) = (geo.c, geo.h * geo.w, rows.row, l.copies);
+    let taps = geo.kh * geo.kw;
+    work.acc.clear();
+    work.acc.resize(copies * hw * c, 0.0);
+    work.b.resize(copies * row, 0.0);
+    let bases: Vec<&[f32]> = (0..copies)
+        .map(|s| &dy[l.at(s, i)..][..l.m * l.positions])
+        .collect();
+    for p in 0..l.positions {
+        let chans = pat.at(p);
+        if chans.is_empty() {
+            continue;
+        }
+        // G[k][s]: the gradient of copy s at channel chans[k].
+        work.g.resize(chans.len() * copies, 0.0);
+        for (gk, &co) in work.g.chunks_exact_mut(copies).zip(chans) {
+            for (g, base) in gk.iter_mut().zip(&bases) {
+                *g = base[co as usize * l.positions + p];
+            }
+        }
+        product(chans, &work.g, copies, rows, &mut work.b);
+        let (oy, ox) = (p / geo.ow, p % geo.ow);
+        for t in 0..taps {
+            let (ky, kx) = (t / geo.kw, t % geo.kw);
+            let iy = (oy * geo.sh + ky * geo.dh).wrapping_sub(geo.pt);
+            let ix = (ox * geo.sw + kx * geo.dw).wrapping_sub(geo.pl);
+            if iy >= geo.h || ix >= geo.w {
+                continue;
+            }
+            let q = iy * geo.w + ix;
+            for s in 0..copies {
+                let src = &work.b[s * row + t * c..][..c];
+                let dst = &mut work.acc[(s * hw + q) * c..][..c];
+                for (d, v) in dst.iter_mut().zip(src) {
+                    *d += v;
+                }
+            }
+        }
+    }
+    for s in 0..copies {
+        let out = dx(s);
+        let acc = &work.acc[s * hw * c..(s + 1) * hw * c];
+        for (q, a) in acc.chunks(c).enumerate() {
+            for (ci, &v) in a.iter().enumerate() {
+                out[ci * hw + q] = v;
+            }
+        }
+    }
+}
+
+/// Whether `Conv`'s automatic choice considers this route for a layer of `c` input channels
+/// and gradients of `copies` seeds per sample: only with SIMD products, where each gradient
+/// value feeds whole vectors (`c ≥ 16`; `c = 1`, a grey image's gradient, ran 5–20× slower
+/// than the direct kernel), and for several seeds per sample, where the weights a value
+/// reads serve every seed (with one seed the route ran 0.7–0.8× the direct kernel at 15–19 %
+/// non-zero, `benches/sparse_grad`).
+pub(crate) fn applies(c: usize, copies: usize) -> bool {
+    c >= 16 && copies >= 4 && available()
+}
+
+/// Whether the product runs on SIMD (AVX2 + FMA or AVX-512) here.
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `b[s][..row] = Σ_k g[k][s] · Wr[chans[k]][..row]` for the `copies` rows, on the widest SIMD
+/// the CPU has. Hand-written because the rows of `Wr` are gathered (`chans`), which a GEMM
+/// library would first copy out; the tiles keep up to 24 vectors of `b` in registers.
+fn product(chans: &[u32], g: &[f32], copies: usize, rows: &Rows, b: &mut [f32]) {
+    debug_assert!(g.len() >= chans.len() * copies && b.len() >= copies * rows.row);
+    debug_assert!(chans
+        .iter()
+        .all(|&c| (c as usize + 1) * rows.row <= rows.data.len()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F; every row read is inside `rows.data` (the channels
+            // index its rows), every `g` read inside the `chans.len() × copies` values and every
+            // write inside `b`'s `copies × row` values (the asserts above).
+            return unsafe { x86::product512(chans, g, copies, rows, b) };
+        }
+        if available() {
+            // SAFETY: as above, with AVX2 and FMA.
+            return unsafe { x86::product256(chans, g, copies, rows, b) };
+        }
+    }
+    for (s, out) in b.chunks_mut(rows.row).take(copies).enumerate() {
+        out.fill(0.0);
+        for (k, &co) in chans.iter().enumerate() {
+            let w = &rows.data[co as usize * rows.row..][..rows.row];
+            let gv = g[k * copies + s];
+            for (o, &wv) in out.iter_mut().zip(w) {
+                *o += gv * wv;
+            }
+        }
+    }
+}
+
+/// The product's SIMD tiles: `MR` rows (copies) × `NR` vectors of `b`, the rows in balanced
+/// blocks of at most 6, then the vectors left over one at a time.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{sample_with, Geometry, Layout, Pattern, Rows, Work};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn sample512<'a>(
+        geo: &Geometry,
+        l: Layout,
+        rows: &Rows,
+        dy: &[f32],
+        pat: &Pattern,
+        i: usize,
+        work: &mut Work,
+        dx: impl FnMut(usize) -> &'a mut [f32],
+    ) {
+        sample_with(geo, l, rows, dy, pat, i, work, dx)
+    }
+
+    /// Runs `$tile::<MR, NR>` over the whole of `b`, `$lanes` floats a vector.
+    macro_rules! blocked {
+        ($tile:ident, $lanes:expr, $chans:ident, $g:ident, $copies:ident, $rows:ident, $b:ident,
+         [$($mr:literal => $nr:literal),*]) => {{
+            let vectors = $rows.row / $lanes;
+            let blocks = $copies.div_ceil(6);
+            for q in 0..blocks {
+                let (s0, s1) = (q * $copies / blocks, (q + 1) * $copies / blocks);
+                let (g, b) = ($g.as_ptr().add(s0), $b.as_mut_ptr().add(s0 * $rows.row));
+                let w = $rows.data.as_ptr();
+                match s1 - s0 {
+                    $($mr => {
+                        let mut v = 0;
+                        while v + $nr <= vectors {
+                            $tile::<$mr, $nr>($chans, g, $copies, w, $rows.row, v * $lanes, b);
+                            v += $nr;
+                        }
+                        while v < vectors {
+                            $tile::<$mr, 1>($chans, g, $copies, w, $rows.row, v * $lanes, b);
+                            v += 1;
+                        }
+                    })*
+                    _ => unreachable!("blocks of 1 to 6 rows"),
+                }
+            }
+        }};
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn product512(
+        chans: &[u32],
+        g: &[f32],
+        copies: usize,
+        rows: &Rows,
+        b: &mut [f32],
+    ) {
+        blocked!(tile512, 16, chans, g, copies, rows, b,
+            [1 => 8, 2 => 8, 3 => 6, 4 => 5, 5 => 4, 6 => 4]);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product256(
+        chans: &[u32],
+        g: &[f32],
+        copies: usize,
+        rows: &Rows,
+        b: &mut [f32],
+    ) {
+        blocked!(tile256, 8, chans, g, copies, rows, b,
+            [1 => 4, 2 => 4, 3 => 3, 4 => 2, 5 => 2, 6 => 2]);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile512<const MR: usize, const NR: usize>(
+        chans: &[u32],
+        g: *const f32,
+        copies: usize,
+        w: *const f32,
+        row: usize,
+        col: usize,
+        b: *mut f32,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+        for (k, &co) in chans.iter().enumerate() {
+            let wr = w.add(co as usize * row + col);
+            let gk = g.add(k * copies);
+            let mut wv = [_mm512_setzero_ps(); NR];
+            for (v, x) in wv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(wr.add(16 * v));
+            }
+            for (r, a) in acc.iter_mut().enumerate() {
+                let gv = _mm512_set1_ps(*gk.add(r));
+                for (x, &y) in a.iter_mut().zip(&wv) {
+                    *x = _mm512_fmadd_ps(gv, y, *x);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            for (v, &x) in a.iter().enumerate() {
+                _mm512_storeu_ps(b.add(r * row + col + 16 * v), x);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile256<const MR: usize, const NR: usize>(
+        chans: &[u32],
+        g: *const f32,
+        copies: usize,
+        w: *const f32,
+        row: usize,
+        col: usize,
+        b: *mut f32,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+        for (k, &co) in chans.iter().enumerate() {
+            let wr = w.add(co as usize * row + col);
+            let gk = g.add(k * copies);
+            let mut wv = [_mm256_setzero_ps(); NR];
+            for (v, x) in wv.iter_mut().enumerate() {
+                *x = _mm256_loadu_ps(wr.add(8 * v));
+            }
+            for (r, a) in acc.iter_mut().enumerate() {
+                let gv = _mm256_set1_ps(*gk.add(r));
+                for (x, &y) in a.iter_mut().zip(&wv) {
+                    *x = _mm256_fmadd_ps(gv, y, *x);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            for (v, &x) in a.iter().enumerate() {
+                _mm256_storeu_ps(b.add(r * row + col + 8 * v), x);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every product this CPU can run (AVX-512, AVX2 + FMA, the portable loop) against the sum
+    /// in f64, on every block of rows and tails of vectors.
+    #[test]
+    fn products_match_the_sum() {
+        let mut st = 7u64;
+        let mut rnd = || {
+            st = st
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((st >> 40) as f32) / 16777216.0 - 0.5
+        };
+        for (m, c, taps) in [(5, 1, 9), (7, 16, 1), (9, 32, 9), (3, 3, 25)] {
+            let w: Vec<f32> = (0..m * c * taps).map(|_| rnd()).collect();
+            let rows = Rows::new(&w, m, c, taps);
+            for copies in 1..=13 {
+                let chans: Vec<u32> = (0..m as u32).filter(|k| k % 3 != 1).collect();
+                let g: Vec<f32> = (0..chans.len() * copies).map(|_| rnd()).collect();
+                let mut want = vec![0f64; copies * rows.row];
+                for s in 0..copies {
+                    for (k, &co) in chans.iter().enumerate() {
+                        for j in 0..rows.row {
+                            want[s * rows.row + j] += g[k * copies + s] as f64
+                                * rows.data[co as usize * rows.row + j] as f64;
+                        }
+                    }
+                }
+                let mut runs: Vec<(&str, Vec<f32>)> = Vec::new();
+                let mut b = vec![f32::NAN; copies * rows.row];
+                product(&chans, &g, copies, &rows, &mut b);
+                runs.push(("dispatched", b.clone()));
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        b.fill(f32::NAN);
+                        // SAFETY: the CPU has AVX-512F; the sizes are those `product` checks.
+                        unsafe { x86::product512(&chans, &g, copies, &rows, &mut b) };
+                        runs.push(("AVX-512", b.clone()));
+                    }
+                    if available() {
+                        b.fill(f32::NAN);
+                        // SAFETY: the CPU has AVX2 and FMA; sizes as above.
+                        unsafe { x86::product256(&chans, &g, copies, &rows, &mut b) };
+                        runs.push(("AVX2", b.clone()));
+                    }
+                }
+                for (name, got) in runs {
+                    for (j, (&x, &y)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (x as f64 - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                            "{name}, {copies} copies, element {j}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
