@@ -22,6 +22,8 @@
 //! copies or the threads; the zeros it skips would add nothing.
 
 use super::im2col::Geometry;
+use super::OutPtr;
+use crate::error::Result;
 
 /// A sample takes this route when its non-zero pairs cost less than this share of the dense
 /// product (`pairs · row < MAX_SHARE · m · positions · taps · c`, `row` the padded weight row).
@@ -30,8 +32,13 @@ use super::im2col::Geometry;
 /// it clearly wins.
 pub(crate) const MAX_SHARE: f32 = 0.4;
 
+/// [`MAX_SHARE`] for a Gemm, whose sparse route has no scatter or transposition: its product
+/// runs at about the GEMM library's rate. [U]: set below 1 for the pattern's cost.
+pub(crate) const MAX_SHARE_GEMM: f32 = 0.75;
+
 /// The weights `w[m × c × taps]` as rows `[m][tap][c]`, each padded with zeros to whole 16-float
 /// vectors.
+#[derive(Debug)]
 pub(crate) struct Rows {
     pub(crate) data: Vec<f32>,
     /// Floats per row (a multiple of 16, at least `taps · c`).
@@ -39,6 +46,19 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
+    /// `count` rows of `len` values, value `x` of row `j` being `f(j, x)`.
+    pub(crate) fn from_fn(count: usize, len: usize, f: impl Fn(usize, usize) -> f32) -> Rows {
+        let row = len.div_ceil(16) * 16;
+        let mut data = vec![0.0; count * row];
+        for (j, r) in data.chunks_mut(row).enumerate() {
+            for (x, v) in r[..len].iter_mut().enumerate() {
+                *v = f(j, x);
+            }
+        }
+        Rows { data, row }
+    }
+
+    /// A convolution's weights `w[m × c × taps]`.
     pub(crate) fn new(w: &[f32], m: usize, c: usize, taps: usize) -> Rows {
         let row = (taps * c).div_ceil(16) * 16;
         let mut data = vec![0.0; m * row];
@@ -126,11 +146,107 @@ impl Pattern {
         &self.chans[p * self.m..][..self.count[p] as usize]
     }
 
-    /// Most non-zero pairs a sample may have to take this route (see [`MAX_SHARE`]), for a
-    /// layer of `m` output and `c` input channels, `taps` kernel taps, `positions` output
+    /// Most non-zero pairs a sample may have to take this route, at most `share` of the dense
+    /// product (see [`MAX_SHARE`]), for a layer of `m` output and `c` input channels, `taps` kernel taps, `positions` output
     /// positions and weight rows of `row` floats.
-    pub(crate) fn most((m, c, taps, positions): (usize, usize, usize, usize), row: usize) -> usize {
-        (MAX_SHARE * (m * positions * taps * c) as f32 / row as f32) as usize
+    pub(crate) fn most(
+        (m, c, taps, positions): (usize, usize, usize, usize),
+        row: usize,
+        share: f32,
+    ) -> usize {
+        (share * (m * positions * taps * c) as f32 / row as f32) as usize
+    }
+}
+
+/// Runs a layer's input gradient over a batch laid out as `l` (`in_len` input values per
+/// sample and copy): each sample whose pattern ([`Pattern::of`], behind `relu` when given)
+/// has at most `most` pairs on the sparse route, `sparse(i, its pattern, work, its output)`,
+/// and the others in one call `dense(their gradients, their count)`, which gets the ReLU-masked
+/// gradients of those samples (every copy, copy-major) and returns their input gradients in
+/// the same order. None where no sample takes the sparse route. The choice is per sample, so
+/// a sample's result does not depend on the rest of its batch.
+pub(crate) fn run(
+    dy: &[f32],
+    l: Layout,
+    relu: Option<&[f32]>,
+    (most, in_len): (usize, usize),
+    dense: impl FnOnce(Vec<f32>, usize) -> Result<Vec<f32>>,
+    sparse: impl Fn(usize, &Pattern, &mut Work, &mut Dest) + Sync,
+) -> Result<Option<Vec<f32>>> {
+    let pats: Vec<Option<Pattern>> = (0..l.n)
+        .map(|i| Pattern::of(dy, l, i, relu, most))
+        .collect();
+    if pats.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let (copies, out_len) = (l.copies, l.m * l.positions);
+    let mut dx = vec![0f32; copies * l.n * in_len];
+    let dense_ones: Vec<usize> = (0..l.n).filter(|&i| pats[i].is_none()).collect();
+    if !dense_ones.is_empty() {
+        let mut sub = Vec::with_capacity(copies * dense_ones.len() * out_len);
+        for s in 0..copies {
+            for &i in &dense_ones {
+                let g = &dy[l.at(s, i)..][..out_len];
+                match relu {
+                    // As `ops::fused_conv::relu_mask`.
+                    Some(y) => sub.extend(
+                        g.iter()
+                            .zip(&y[i * out_len..][..out_len])
+                            .map(|(&g, &y)| g * (y > 0.0) as u8 as f32),
+                    ),
+                    None => sub.extend_from_slice(g),
+                }
+            }
+        }
+        let k = dense_ones.len();
+        let part = dense(sub, k)?;
+        for s in 0..copies {
+            for (j, &i) in dense_ones.iter().enumerate() {
+                let src = &part[(s * k + j) * in_len..][..in_len];
+                dx[(s * l.n + i) * in_len..][..in_len].copy_from_slice(src);
+            }
+        }
+    }
+    let todo: Vec<(usize, &Pattern)> = pats
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+        .collect();
+    let base = OutPtr(dx.as_mut_ptr());
+    crate::team::for_each_init(todo.len(), Work::default, |work, j| {
+        let (i, pat) = todo[j];
+        let mut dest = Dest {
+            base,
+            n: l.n,
+            i,
+            len: in_len,
+        };
+        sparse(i, pat, work, &mut dest);
+    });
+    Ok(Some(dx))
+}
+
+/// Where a sparse task writes its sample's input gradients: one `len`-value block per copy
+/// in a buffer of `copies × n` blocks (copy-major).
+pub(crate) struct Dest {
+    base: OutPtr,
+    n: usize,
+    i: usize,
+    len: usize,
+}
+
+impl Dest {
+    /// Copy `s`'s block.
+    pub(crate) fn copy(&mut self, s: usize) -> &mut [f32] {
+        // SAFETY: [`run`] gives each task its own sample `i`, so block `(s·n + i)` is written by
+        // this task alone, and the buffer outlives the tasks; `s` is below the copies (the
+        // callers loop over them).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.get().add((s * self.n + self.i) * self.len),
+                self.len,
+            )
+        }
     }
 }
 
@@ -142,10 +258,10 @@ pub(crate) struct Work {
     b: Vec<f32>,
 }
 
-/// The input gradient of sample `i` for every copy: copy `s`'s goes to `dx(s)` (`c × h × w`
-/// values).
+/// A convolution's input gradient of sample `i` for every copy, into `dx` (`c × h × w` values
+/// a copy).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sample<'a>(
+pub(crate) fn sample(
     geo: &Geometry,
     l: Layout,
     rows: &Rows,
@@ -153,7 +269,7 @@ pub(crate) fn sample<'a>(
     pat: &Pattern,
     i: usize,
     work: &mut Work,
-    dx: impl FnMut(usize) -> &'a mut [f32],
+    dx: &mut Dest,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -169,7 +285,7 @@ pub(crate) fn sample<'a>(
 /// vectorise on the widest registers).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn sample_with<'a>(
+fn sample_with(
     geo: &Geometry,
     l: Layout,
     rows: &Rows,
@@ -177,7 +293,7 @@ fn sample_with<'a>(
     pat: &Pattern,
     i: usize,
     work: &mut Work,
-    mut dx: impl FnMut(usize) -> &'a mut [f32],
+    dx: &mut Dest,
 ) {
     let (c, hw, row, copies) = (geo.c, geo.h * geo.w, rows.row, l.copies);
     let taps = geo.kh * geo.kw;
@@ -219,7 +335,7 @@ fn sample_with<'a>(
         }
     }
     for s in 0..copies {
-        let out = dx(s);
+        let out = dx.copy(s);
         let acc = &work.acc[s * hw * c..(s + 1) * hw * c];
         for (q, a) in acc.chunks(c).enumerate() {
             for (ci, &v) in a.iter().enumerate() {
@@ -229,12 +345,42 @@ fn sample_with<'a>(
     }
 }
 
-/// Whether `Conv`'s automatic choice considers this route for a layer of `c` input channels
-/// and gradients of `copies` seeds per sample: only with SIMD products, where each gradient
-/// value feeds whole vectors (`c ≥ 16`; `c = 1`, a grey image's gradient, ran 5–20× slower
-/// than the direct kernel), and for several seeds per sample, where the weights a value
-/// reads serve every seed (with one seed the route ran 0.7–0.8× the direct kernel at 15–19 %
-/// non-zero, `benches/sparse_grad`).
+/// A Gemm's input gradient `dA = dY · op(B)ᵀ` for sample `i` and every copy, into `dx` (`len`
+/// values a copy): `dA[s] = Σ_j dY[s, j] · rows[j]` over the pattern's outputs `j` (with
+/// `positions = 1`), `rows` holding `op(B)ᵀ` (one row per output). Behind a ReLU most outputs
+/// of a hidden layer carry no gradient, and their rows of B are never read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_sample(
+    l: Layout,
+    rows: &Rows,
+    len: usize,
+    dy: &[f32],
+    pat: &Pattern,
+    i: usize,
+    work: &mut Work,
+    dx: &mut Dest,
+) {
+    let copies = l.copies;
+    let chans = pat.at(0);
+    work.g.resize(chans.len() * copies, 0.0);
+    for (gk, &j) in work.g.chunks_exact_mut(copies).zip(chans) {
+        for (s, g) in gk.iter_mut().enumerate() {
+            *g = dy[l.at(s, i) + j as usize];
+        }
+    }
+    work.b.resize(copies * rows.row, 0.0);
+    product(chans, &work.g, copies, rows, &mut work.b);
+    for s in 0..copies {
+        dx.copy(s).copy_from_slice(&work.b[s * rows.row..][..len]);
+    }
+}
+
+/// Whether the automatic choice considers this route for a layer of `c` input channels (a
+/// Gemm: its inner dimension) and gradients of `copies` seeds per sample: only with SIMD
+/// products, where each gradient value feeds whole vectors (`c ≥ 16`; `c = 1`, a grey image's
+/// gradient, ran 5–20× slower than the direct kernel), and for several seeds per sample,
+/// where the weights a value reads serve every seed (with one seed the route ran 0.7–0.8× the
+/// direct kernel at 15–19 % non-zero, `benches/sparse_grad`).
 pub(crate) fn applies(c: usize, copies: usize) -> bool {
     c >= 16 && copies >= 4 && available()
 }
@@ -288,12 +434,12 @@ fn product(chans: &[u32], g: &[f32], copies: usize, rows: &Rows, b: &mut [f32]) 
 /// blocks of at most 6, then the vectors left over one at a time.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{sample_with, Geometry, Layout, Pattern, Rows, Work};
+    use super::{sample_with, Dest, Geometry, Layout, Pattern, Rows, Work};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn sample512<'a>(
+    pub(super) unsafe fn sample512(
         geo: &Geometry,
         l: Layout,
         rows: &Rows,
@@ -301,38 +447,64 @@ mod x86 {
         pat: &Pattern,
         i: usize,
         work: &mut Work,
-        dx: impl FnMut(usize) -> &'a mut [f32],
+        dx: &mut Dest,
     ) {
         sample_with(geo, l, rows, dy, pat, i, work, dx)
     }
 
-    /// Runs `$tile::<MR, NR>` over the whole of `b`, `$lanes` floats a vector.
+    /// Runs `$tile` over the whole of `b`, `$lanes` floats a vector: the rows in balanced
+    /// blocks of at most 6, the vectors in tiles of `NR` (then one at a time), `NR` set by the
+    /// largest block (`$nr`: for blocks of at most 6, 5, 4, 3 and 2 rows). Column tiles are the
+    /// outer loop, so that a tile's weights (every gathered row's slice) are read from memory
+    /// once and from L1 for the other blocks of rows.
     macro_rules! blocked {
         ($tile:ident, $lanes:expr, $chans:ident, $g:ident, $copies:ident, $rows:ident, $b:ident,
-         [$($mr:literal => $nr:literal),*]) => {{
-            let vectors = $rows.row / $lanes;
+         [$nr6:literal, $nr5:literal, $nr4:literal, $nr3:literal, $nr2:literal]) => {{
             let blocks = $copies.div_ceil(6);
-            for q in 0..blocks {
-                let (s0, s1) = (q * $copies / blocks, (q + 1) * $copies / blocks);
-                let (g, b) = ($g.as_ptr().add(s0), $b.as_mut_ptr().add(s0 * $rows.row));
-                let w = $rows.data.as_ptr();
-                match s1 - s0 {
-                    $($mr => {
-                        let mut v = 0;
-                        while v + $nr <= vectors {
-                            $tile::<$mr, $nr>($chans, g, $copies, w, $rows.row, v * $lanes, b);
-                            v += $nr;
-                        }
-                        while v < vectors {
-                            $tile::<$mr, 1>($chans, g, $copies, w, $rows.row, v * $lanes, b);
-                            v += 1;
-                        }
-                    })*
-                    _ => unreachable!("blocks of 1 to 6 rows"),
+            match $copies.div_ceil(blocks) {
+                6 => blocked!(@cols $tile, $lanes, $chans, $g, $copies, $rows, $b, blocks, $nr6),
+                5 => blocked!(@cols $tile, $lanes, $chans, $g, $copies, $rows, $b, blocks, $nr5),
+                4 => blocked!(@cols $tile, $lanes, $chans, $g, $copies, $rows, $b, blocks, $nr4),
+                3 => blocked!(@cols $tile, $lanes, $chans, $g, $copies, $rows, $b, blocks, $nr3),
+                _ => blocked!(@cols $tile, $lanes, $chans, $g, $copies, $rows, $b, blocks, $nr2),
+            }
+        }};
+        (@cols $tile:ident, $lanes:expr, $chans:ident, $g:ident, $copies:ident, $rows:ident,
+         $b:ident, $blocks:ident, $nr:literal) => {{
+            let vectors = $rows.row / $lanes;
+            let w = $rows.data.as_ptr();
+            let mut v = 0;
+            while v < vectors {
+                let full = v + $nr <= vectors;
+                for q in 0..$blocks {
+                    let (s0, s1) = (q * $copies / $blocks, (q + 1) * $copies / $blocks);
+                    let (g, b) = ($g.as_ptr().add(s0), $b.as_mut_ptr().add(s0 * $rows.row));
+                    let at = (g, $copies, w, $rows.row, v * $lanes, b);
+                    match (s1 - s0, full) {
+                        (1, true) => $tile::<1, $nr>($chans, at),
+                        (2, true) => $tile::<2, $nr>($chans, at),
+                        (3, true) => $tile::<3, $nr>($chans, at),
+                        (4, true) => $tile::<4, $nr>($chans, at),
+                        (5, true) => $tile::<5, $nr>($chans, at),
+                        (6, true) => $tile::<6, $nr>($chans, at),
+                        (1, false) => $tile::<1, 1>($chans, at),
+                        (2, false) => $tile::<2, 1>($chans, at),
+                        (3, false) => $tile::<3, 1>($chans, at),
+                        (4, false) => $tile::<4, 1>($chans, at),
+                        (5, false) => $tile::<5, 1>($chans, at),
+                        (6, false) => $tile::<6, 1>($chans, at),
+                        _ => unreachable!("blocks of 1 to 6 rows"),
+                    }
                 }
+                v += if full { $nr } else { 1 };
             }
         }};
     }
+
+    /// Where a tile reads and writes: its rows' `g` (advanced to the first row), the copies
+    /// (`g`'s row stride), the weight rows, their length, the tile's first column, and `b`
+    /// (advanced to the first row).
+    type At = (*const f32, usize, *const f32, usize, usize, *mut f32);
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn product512(
@@ -342,8 +514,7 @@ mod x86 {
         rows: &Rows,
         b: &mut [f32],
     ) {
-        blocked!(tile512, 16, chans, g, copies, rows, b,
-            [1 => 8, 2 => 8, 3 => 6, 4 => 5, 5 => 4, 6 => 4]);
+        blocked!(tile512, 16, chans, g, copies, rows, b, [4, 4, 5, 6, 8]);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -354,21 +525,13 @@ mod x86 {
         rows: &Rows,
         b: &mut [f32],
     ) {
-        blocked!(tile256, 8, chans, g, copies, rows, b,
-            [1 => 4, 2 => 4, 3 => 3, 4 => 2, 5 => 2, 6 => 2]);
+        blocked!(tile256, 8, chans, g, copies, rows, b, [2, 2, 2, 3, 4]);
     }
 
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile512<const MR: usize, const NR: usize>(
-        chans: &[u32],
-        g: *const f32,
-        copies: usize,
-        w: *const f32,
-        row: usize,
-        col: usize,
-        b: *mut f32,
-    ) {
+    unsafe fn tile512<const MR: usize, const NR: usize>(chans: &[u32], at: At) {
+        let (g, copies, w, row, col, b) = at;
         let mut acc = [[_mm512_setzero_ps(); NR]; MR];
         for (k, &co) in chans.iter().enumerate() {
             let wr = w.add(co as usize * row + col);
@@ -393,15 +556,8 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn tile256<const MR: usize, const NR: usize>(
-        chans: &[u32],
-        g: *const f32,
-        copies: usize,
-        w: *const f32,
-        row: usize,
-        col: usize,
-        b: *mut f32,
-    ) {
+    unsafe fn tile256<const MR: usize, const NR: usize>(chans: &[u32], at: At) {
+        let (g, copies, w, row, col, b) = at;
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
         for (k, &co) in chans.iter().enumerate() {
             let wr = w.add(co as usize * row + col);

@@ -29,8 +29,8 @@ use super::fused_conv::relu_mask;
 use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::{shape_err, Result};
 use crate::kernels::im2col::{col2im, col2im_at, im2col, im2col_at, Geometry};
-use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows, Work};
-use crate::kernels::{channel_lanes, direct, rowshift, winograd, OutPtr};
+use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows};
+use crate::kernels::{channel_lanes, direct, rowshift, winograd};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
 
@@ -988,56 +988,21 @@ impl Conv {
         let row = (taps * geo.c).div_ceil(16) * 16;
         let most = match kernel {
             Kernel::Sparse => usize::MAX,
-            _ => Pattern::most((d.m, geo.c, taps, l.positions), row),
+            _ => Pattern::most((d.m, geo.c, taps, l.positions), row, sparse_grad::MAX_SHARE),
         };
-        let pats: Vec<Option<Pattern>> = (0..l.n)
-            .map(|i| Pattern::of(grad, l, i, relu, most))
-            .collect();
-        if pats.iter().all(Option::is_none) {
-            return Ok(None);
-        }
-        let in_len = geo.c * geo.h * geo.w;
-        let mut dx = vec![0f32; d.n * in_len];
-        let dense: Vec<usize> = (0..l.n).filter(|&i| pats[i].is_none()).collect();
-        if !dense.is_empty() {
-            let mut sub = Vec::with_capacity(copies * dense.len() * out_len);
-            for s in 0..copies {
-                for &i in &dense {
-                    let g = &grad[l.at(s, i)..][..out_len];
-                    match relu {
-                        Some(y) => sub.extend(relu_mask(g, &y[i * out_len..][..out_len])),
-                        None => sub.extend_from_slice(g),
-                    }
-                }
-            }
-            let mut xs = x_shape.to_vec();
-            xs[0] = copies * dense.len();
-            let part = self.input_grad_dense(&xs, w, &sub, &self.dims_of(&xs, w)?, Kernel::Auto)?;
-            for s in 0..copies {
-                for (j, &i) in dense.iter().enumerate() {
-                    let src = &part.fs()[(s * dense.len() + j) * in_len..][..in_len];
-                    dx[(s * l.n + i) * in_len..][..in_len].copy_from_slice(src);
-                }
-            }
-        }
         let rows = Rows::new(w.fs(), d.m, geo.c, taps);
-        let todo: Vec<(usize, &Pattern)> = pats
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
-            .collect();
-        let out = OutPtr(dx.as_mut_ptr());
-        crate::team::for_each_init(todo.len(), Work::default, |work, j| {
-            let (i, pat) = todo[j];
-            sparse_grad::sample(&geo, l, &rows, grad, pat, i, work, |s| {
-                // SAFETY: copy `s` of sample `i` is its own `in_len` values of `dx`, which no
-                // other task writes and which stays borrowed for this call.
-                unsafe {
-                    std::slice::from_raw_parts_mut(out.get().add((s * l.n + i) * in_len), in_len)
-                }
-            });
-        });
-        Ok(Some(Tensor::f32(x_shape.to_vec(), dx)))
+        let in_len = geo.c * geo.h * geo.w;
+        let dense = |sub: Vec<f32>, k: usize| {
+            let mut xs = x_shape.to_vec();
+            xs[0] = copies * k;
+            let dd = self.dims_of(&xs, w)?;
+            self.input_grad_dense(&xs, w, &sub, &dd, Kernel::Auto)?
+                .into_f32()
+        };
+        let dx = sparse_grad::run(grad, l, relu, (most, in_len), dense, |i, pat, work, dx| {
+            sparse_grad::sample(&geo, l, &rows, grad, pat, i, work, dx)
+        })?;
+        Ok(dx.map(|dx| Tensor::f32(x_shape.to_vec(), dx)))
     }
 
     /// The stride-1 input gradient as a convolution (see [`Conv::input_grad`]).
