@@ -32,10 +32,6 @@ use crate::error::Result;
 /// it clearly wins.
 pub(crate) const MAX_SHARE: f32 = 0.4;
 
-/// [`MAX_SHARE`] for a Gemm, whose sparse route has no scatter or transposition: its product
-/// runs at about the GEMM library's rate. [U]: set below 1 for the pattern's cost.
-pub(crate) const MAX_SHARE_GEMM: f32 = 0.75;
-
 /// The weights `w[m × c × taps]` as rows `[m][tap][c]`, each padded with zeros to whole 16-float
 /// vectors.
 #[derive(Debug)]
@@ -46,18 +42,6 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    /// `count` rows of `len` values, value `x` of row `j` being `f(j, x)`.
-    pub(crate) fn from_fn(count: usize, len: usize, f: impl Fn(usize, usize) -> f32) -> Rows {
-        let row = len.div_ceil(16) * 16;
-        let mut data = vec![0.0; count * row];
-        for (j, r) in data.chunks_mut(row).enumerate() {
-            for (x, v) in r[..len].iter_mut().enumerate() {
-                *v = f(j, x);
-            }
-        }
-        Rows { data, row }
-    }
-
     /// A convolution's weights `w[m × c × taps]`.
     pub(crate) fn new(w: &[f32], m: usize, c: usize, taps: usize) -> Rows {
         let row = (taps * c).div_ceil(16) * 16;
@@ -146,15 +130,11 @@ impl Pattern {
         &self.chans[p * self.m..][..self.count[p] as usize]
     }
 
-    /// Most non-zero pairs a sample may have to take this route, at most `share` of the dense
-    /// product (see [`MAX_SHARE`]), for a layer of `m` output and `c` input channels, `taps` kernel taps, `positions` output
+    /// Most non-zero pairs a sample may have to take this route (see [`MAX_SHARE`]), for a
+    /// layer of `m` output and `c` input channels, `taps` kernel taps, `positions` output
     /// positions and weight rows of `row` floats.
-    pub(crate) fn most(
-        (m, c, taps, positions): (usize, usize, usize, usize),
-        row: usize,
-        share: f32,
-    ) -> usize {
-        (share * (m * positions * taps * c) as f32 / row as f32) as usize
+    pub(crate) fn most((m, c, taps, positions): (usize, usize, usize, usize), row: usize) -> usize {
+        (MAX_SHARE * (m * positions * taps * c) as f32 / row as f32) as usize
     }
 }
 
@@ -337,46 +317,17 @@ fn sample_with(
     for s in 0..copies {
         let out = dx.copy(s);
         let acc = &work.acc[s * hw * c..(s + 1) * hw * c];
-        for (q, a) in acc.chunks(c).enumerate() {
-            for (ci, &v) in a.iter().enumerate() {
-                out[ci * hw + q] = v;
+        // Channel by channel: the writes run in order, the reads stride through cache.
+        for (ci, plane) in out.chunks_exact_mut(hw).enumerate() {
+            for (o, a) in plane.iter_mut().zip(acc.chunks_exact(c)) {
+                *o = a[ci];
             }
         }
     }
 }
 
-/// A Gemm's input gradient `dA = dY · op(B)ᵀ` for sample `i` and every copy, into `dx` (`len`
-/// values a copy): `dA[s] = Σ_j dY[s, j] · rows[j]` over the pattern's outputs `j` (with
-/// `positions = 1`), `rows` holding `op(B)ᵀ` (one row per output). Behind a ReLU most outputs
-/// of a hidden layer carry no gradient, and their rows of B are never read.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_sample(
-    l: Layout,
-    rows: &Rows,
-    len: usize,
-    dy: &[f32],
-    pat: &Pattern,
-    i: usize,
-    work: &mut Work,
-    dx: &mut Dest,
-) {
-    let copies = l.copies;
-    let chans = pat.at(0);
-    work.g.resize(chans.len() * copies, 0.0);
-    for (gk, &j) in work.g.chunks_exact_mut(copies).zip(chans) {
-        for (s, g) in gk.iter_mut().enumerate() {
-            *g = dy[l.at(s, i) + j as usize];
-        }
-    }
-    work.b.resize(copies * rows.row, 0.0);
-    product(chans, &work.g, copies, rows, &mut work.b);
-    for s in 0..copies {
-        dx.copy(s).copy_from_slice(&work.b[s * rows.row..][..len]);
-    }
-}
-
-/// Whether the automatic choice considers this route for a layer of `c` input channels (a
-/// Gemm: its inner dimension) and gradients of `copies` seeds per sample: only with SIMD
+/// Whether the automatic choice considers this route for a layer of `c` input channels and
+/// gradients of `copies` seeds per sample: only with SIMD
 /// products, where each gradient value feeds whole vectors (`c ≥ 16`; `c = 1`, a grey image's
 /// gradient, ran 5–20× slower than the direct kernel), and for several seeds per sample,
 /// where the weights a value reads serve every seed (with one seed the route ran 0.7–0.8× the

@@ -988,7 +988,7 @@ impl Conv {
         let row = (taps * geo.c).div_ceil(16) * 16;
         let most = match kernel {
             Kernel::Sparse => usize::MAX,
-            _ => Pattern::most((d.m, geo.c, taps, l.positions), row, sparse_grad::MAX_SHARE),
+            _ => Pattern::most((d.m, geo.c, taps, l.positions), row),
         };
         let rows = Rows::new(w.fs(), d.m, geo.c, taps);
         let in_len = geo.c * geo.h * geo.w;

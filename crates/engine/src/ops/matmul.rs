@@ -5,7 +5,6 @@
 use super::binary::{broadcast_shape, broadcast_strides};
 use super::{backward_replicated, impl_any, input_f32, unbroadcast, Copies, Op};
 use crate::error::{shape_err, Result};
-use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows};
 use crate::tensor::Tensor;
 use faultline_matmul::{matmul, View};
 use std::sync::Arc;
@@ -136,8 +135,6 @@ pub struct GemmPrepared {
     shape: Vec<usize>,
     cols: usize,
     data: Vec<f32>,
-    /// `op(B)ᵀ` as rows for the sparse input gradient (`kernels::sparse_grad::gemm_sample`).
-    rows: Rows,
 }
 
 /// Constants larger than this (floats) are not laid out twice.
@@ -168,59 +165,15 @@ impl Gemm {
                 };
             }
         }
-        // Row j of op(B)ᵀ is output j's column of op(B).
-        let rows = Rows::from_fn(n, k, |j, kk| {
-            if self.trans_b {
-                bf[j * k + kk]
-            } else {
-                bf[kk * n + j]
-            }
-        });
         let prepared = GemmPrepared {
             shape: s.to_vec(),
             cols,
             data,
-            rows,
         };
         Some(Gemm {
             prepared: Some(Arc::new(prepared)),
             ..self.clone()
         })
-    }
-
-    /// `dA = α·dY · op(B)ᵀ` of a batch carrying `copies` seeds per sample (copy-major), with
-    /// the samples whose `dY` is mostly zeros (behind a ReLU) on the sparse route
-    /// ([`sparse_grad::gemm_sample`]); None where the route does not apply or no sample takes it.
-    fn input_grad_sparse(&self, g: &[f32], b: &Tensor, copies: usize) -> Result<Option<Tensor>> {
-        let Some(p) = self.prepared.as_deref().filter(|p| p.shape == b.shape()) else {
-            return Ok(None);
-        };
-        let k = p.data.len() / p.cols.max(1);
-        let n_out = if self.trans_b { p.shape[0] } else { p.shape[1] };
-        let rows = g.len() / n_out.max(1);
-        if self.trans_a
-            || !sparse_grad::applies(k, copies)
-            || n_out == 0
-            || g.len() != rows * n_out
-            || !rows.is_multiple_of(copies)
-        {
-            return Ok(None);
-        }
-        let l = Layout {
-            n: rows / copies,
-            copies,
-            m: n_out,
-            positions: 1,
-        };
-        let most = Pattern::most((n_out, k, 1, 1), p.rows.row, sparse_grad::MAX_SHARE_GEMM);
-        let dense = |sub: Vec<f32>, count: usize| {
-            let dy = Tensor::f32(vec![count * copies, n_out], sub);
-            bmm("Gemm", &dy, false, b, !self.trans_b)?.into_f32()
-        };
-        let dx = sparse_grad::run(g, l, None, (most, k), dense, |i, pat, work, dx| {
-            sparse_grad::gemm_sample(l, &p.rows, k, g, pat, i, work, dx)
-        })?;
-        Ok(dx.map(|dx| Tensor::f32(vec![rows, k], dx)))
     }
 
     /// `A · op(B)` on the prepared B, where it fits this call.
@@ -332,17 +285,6 @@ impl Op for Gemm {
     ) -> Result<Vec<Option<Tensor>>> {
         let only_a = need[0] && need.iter().skip(1).all(|&n| !n);
         if only_a && !self.trans_a && c.batched(0) && !c.batched(1) {
-            let b = input_f32("Gemm", inputs, 1)?;
-            let g = if self.alpha != 1.0 {
-                grad.map_f32(|v| v * self.alpha)
-            } else {
-                grad.clone()
-            };
-            if let Some(da) = self.input_grad_sparse(g.fs(), b, c.copies)? {
-                let mut res = vec![None; need.len()];
-                res[0] = Some(da);
-                return Ok(res);
-            }
             return self.backward(inputs, output, grad, need);
         }
         backward_replicated(self, inputs, output, grad, need, c)
