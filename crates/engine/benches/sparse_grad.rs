@@ -19,53 +19,21 @@ fn main() {
     let args = Args::parse(5);
     let dense = Kernel::simd().unwrap_or(Kernel::Im2col);
     let kernels = [Kernel::Sparse, dense, Kernel::Auto];
-    // (name, shape, pooled, keep)
+    let layer = |c, m, hw| Shape {
+        c,
+        m,
+        hw,
+        k: 3,
+        stride: 1,
+    };
+    // (name, shape, pooled, share of non-zero values before pooling)
     let cases = [
-        (
-            "LeNet-5 conv2, pooled",
-            Shape {
-                c: 32,
-                m: 64,
-                hw: 14,
-                k: 3,
-                stride: 1,
-            },
-            true,
-            0.75,
-        ),
-        (
-            "LeNet-5 conv1, pooled",
-            Shape {
-                c: 1,
-                m: 32,
-                hw: 28,
-                k: 3,
-                stride: 1,
-            },
-            true,
-            0.75,
-        ),
-        (
-            "ResNet 32ch 16x16, ReLU",
-            Shape {
-                c: 32,
-                m: 32,
-                hw: 16,
-                k: 3,
-                stride: 1,
-            },
-            false,
-            0.5,
-        ),
+        ("LeNet-5 conv2, pooled", layer(32, 64, 14), true, 0.75),
+        ("LeNet-5 conv1, pooled", layer(1, 32, 28), true, 0.75),
+        ("ResNet 32ch 16x16, ReLU", layer(32, 32, 16), false, 0.5),
         (
             "ResNet 32ch 16x16, sparse ReLU",
-            Shape {
-                c: 32,
-                m: 32,
-                hw: 16,
-                k: 3,
-                stride: 1,
-            },
+            layer(32, 32, 16),
             false,
             0.15,
         ),

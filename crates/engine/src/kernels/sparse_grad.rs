@@ -479,57 +479,59 @@ mod x86 {
         blocked!(tile256, 8, chans, g, copies, rows, b, [2, 2, 2, 3, 4]);
     }
 
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn tile512<const MR: usize, const NR: usize>(chans: &[u32], at: At) {
-        let (g, copies, w, row, col, b) = at;
-        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-        for (k, &co) in chans.iter().enumerate() {
-            let wr = w.add(co as usize * row + col);
-            let gk = g.add(k * copies);
-            let mut wv = [_mm512_setzero_ps(); NR];
-            for (v, x) in wv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(wr.add(16 * v));
-            }
-            for (r, a) in acc.iter_mut().enumerate() {
-                let gv = _mm512_set1_ps(*gk.add(r));
-                for (x, &y) in a.iter_mut().zip(&wv) {
-                    *x = _mm512_fmadd_ps(gv, y, *x);
+    /// One tile: `MR` rows × `NR` vectors of `b = g · W[chans]`, in registers over the
+    /// gathered rows, for one instruction set (its vector type, lane count and intrinsics).
+    macro_rules! tile {
+        ($name:ident, $feature:literal, $lanes:literal, $zero:ident, $load:ident, $splat:ident,
+         $fma:ident, $store:ident) => {
+            #[target_feature(enable = $feature)]
+            #[inline]
+            unsafe fn $name<const MR: usize, const NR: usize>(chans: &[u32], at: At) {
+                let (g, copies, w, row, col, b) = at;
+                let mut acc = [[$zero(); NR]; MR];
+                for (k, &co) in chans.iter().enumerate() {
+                    let wr = w.add(co as usize * row + col);
+                    let gk = g.add(k * copies);
+                    let mut wv = [$zero(); NR];
+                    for (v, x) in wv.iter_mut().enumerate() {
+                        *x = $load(wr.add($lanes * v));
+                    }
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let gv = $splat(*gk.add(r));
+                        for (x, &y) in a.iter_mut().zip(&wv) {
+                            *x = $fma(gv, y, *x);
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    for (v, &x) in a.iter().enumerate() {
+                        $store(b.add(r * row + col + $lanes * v), x);
+                    }
                 }
             }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            for (v, &x) in a.iter().enumerate() {
-                _mm512_storeu_ps(b.add(r * row + col + 16 * v), x);
-            }
-        }
+        };
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn tile256<const MR: usize, const NR: usize>(chans: &[u32], at: At) {
-        let (g, copies, w, row, col, b) = at;
-        let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-        for (k, &co) in chans.iter().enumerate() {
-            let wr = w.add(co as usize * row + col);
-            let gk = g.add(k * copies);
-            let mut wv = [_mm256_setzero_ps(); NR];
-            for (v, x) in wv.iter_mut().enumerate() {
-                *x = _mm256_loadu_ps(wr.add(8 * v));
-            }
-            for (r, a) in acc.iter_mut().enumerate() {
-                let gv = _mm256_set1_ps(*gk.add(r));
-                for (x, &y) in a.iter_mut().zip(&wv) {
-                    *x = _mm256_fmadd_ps(gv, y, *x);
-                }
-            }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            for (v, &x) in a.iter().enumerate() {
-                _mm256_storeu_ps(b.add(r * row + col + 8 * v), x);
-            }
-        }
-    }
+    tile!(
+        tile512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps
+    );
+    tile!(
+        tile256,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_storeu_ps
+    );
 }
 
 #[cfg(test)]
