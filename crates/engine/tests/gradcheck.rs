@@ -78,6 +78,7 @@ fn pools() {
                 Box::new(Pool {
                     kind,
                     window: w.clone(),
+                    relu_input: false,
                 }),
                 &[Some(x)],
                 "y",

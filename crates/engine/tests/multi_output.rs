@@ -21,6 +21,7 @@ fn net(transposed: bool) -> Model {
     let pool = || Pool {
         kind: PoolKind::Max,
         window: win([2, 2], [2, 2], [1, 1], [0; 4]),
+        relu_input: false,
     };
     let relu = || Box::new(Unary::new(UnaryKind::Relu));
     let w1 = konst(

@@ -21,6 +21,10 @@ pub struct FusedConv {
     pub residual: bool,
     /// Whether a ReLU follows.
     pub relu: bool,
+    /// Whether the gradient reaching the output is zero wherever the ReLU is off already (a
+    /// max pooling that alone reads the output masks it, see `Pool::relu_input`): the
+    /// backward pass then skips the mask. Set by the load-time pass `mask_at_pool`.
+    pub grad_masked: bool,
 }
 
 impl FusedConv {
@@ -76,8 +80,7 @@ impl Op for FusedConv {
         let mut res = vec![None; need.len()];
         let x = input_f32("Conv", inputs, 0)?;
         let w = input_f32("Conv", inputs, 1)?;
-        let masked = self
-            .relu
+        let masked = (self.relu && !self.grad_masked)
             .then(|| Tensor::f32(grad.shape().to_vec(), relu_mask(grad.fs(), output.fs())));
         let dy = masked.as_ref().unwrap_or(grad);
         let conv_shape = self.conv.output_shape(x, w)?;
@@ -127,7 +130,7 @@ impl Op for FusedConv {
         }
         let x = input_f32("Conv", inputs, 0)?;
         let w = input_f32("Conv", inputs, 1)?;
-        let relu = self.relu.then(|| output.fs());
+        let relu = (self.relu && !self.grad_masked).then(|| output.fs());
         let xs = c.times(x.shape());
         let mut res = vec![None; need.len()];
         res[0] =

@@ -295,6 +295,7 @@ mod tests {
                 Box::new(Pool {
                     kind: PoolKind::Max,
                     window: win(2, 2, 0),
+                    relu_input: false,
                 }),
                 vec![img(3, 6, 1)],
             ),
@@ -302,6 +303,7 @@ mod tests {
                 Box::new(Pool {
                     kind: PoolKind::Max,
                     window: win(3, 2, 1),
+                    relu_input: false,
                 }),
                 vec![img(3, 7, 2)],
             ),
@@ -311,6 +313,7 @@ mod tests {
                     conv: conv(),
                     residual: false,
                     relu: true,
+                    grad_masked: false,
                 }),
                 vec![img(3, 5, 4), w],
             ),

@@ -31,6 +31,11 @@ pub struct Pool {
     pub kind: PoolKind,
     /// Window geometry (dilations apply to max pooling).
     pub window: Window,
+    /// Max pooling only: the input is a ReLU's output that this pool alone reads, and the
+    /// ReLU leaves its gradient as it comes (`FusedConv::grad_masked`), so the gradient is
+    /// masked here, at the one place per window it goes (`x > 0`), instead of over the
+    /// ReLU's whole output. Set by the load-time pass `mask_at_pool`.
+    pub relu_input: bool,
 }
 
 fn planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, bool)> {
@@ -233,7 +238,18 @@ impl Pool {
                 d.fill(MaybeUninit::new(0.0));
                 // SAFETY: every element of `d` was just initialised.
                 let d = unsafe { &mut *(d as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                let s = &src[(i % planes) * ohw..(i % planes + 1) * ohw];
+                let p = i % planes;
+                let s = &src[p * ohw..(p + 1) * ohw];
+                if self.relu_input {
+                    // As the ReLU's mask would: `dy · [x > 0]`.
+                    let xp = &x.fs()[p * hw..(p + 1) * hw];
+                    for (&at, &gv) in s.iter().zip(gy) {
+                        if at != NONE {
+                            d[at as usize] += gv * (xp[at as usize] > 0.0) as u8 as f32;
+                        }
+                    }
+                    return;
+                }
                 for (&at, &gv) in s.iter().zip(gy) {
                     if at != NONE {
                         d[at as usize] += gv;
@@ -513,6 +529,7 @@ mod tests {
                 let op = Pool {
                     kind: PoolKind::Max,
                     window: win.clone(),
+                    relu_input: false,
                 };
                 let xt = Tensor::f32(vec![1, n, h, wd], x.clone());
                 let y = op.forward(&[Some(&xt)]).unwrap();

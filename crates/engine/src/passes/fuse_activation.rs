@@ -87,6 +87,7 @@ fn as_fused(op: &dyn Op) -> Option<FusedConv> {
             conv: c.clone(),
             residual: false,
             relu: false,
+            grad_masked: false,
         });
     }
     op.as_any().downcast_ref::<FusedConv>().cloned()

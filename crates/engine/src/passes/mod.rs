@@ -2,8 +2,8 @@
 //! without the input), folding BatchNormalization into a preceding Conv, and pruning nodes the
 //! output does not need, fusing the elementwise spelling of GELU into one node, fusing the
 //! attention chain MatMul → Softmax → MatMul into one node, fusing a Conv
-//! with the residual Add and ReLU that follow it, and
-//! rearranging constant convolution weights for the kernels.
+//! with the residual Add and ReLU that follow it, moving a ReLU's gradient mask into the max
+//! pooling after it, and rearranging constant convolution weights for the kernels.
 //!
 //! The passes read and rewrite a [`Graph`]; the graph module knows nothing of them. Their one
 //! caller is [`crate::Model::prepare`], through [`optimise`].
@@ -13,6 +13,7 @@ mod fold_constants;
 mod fuse_activation;
 mod fuse_attention;
 mod fuse_gelu;
+mod mask_at_pool;
 mod prepare_weights;
 mod prune;
 
@@ -24,6 +25,7 @@ use fold_constants::fold_constants;
 use fuse_activation::fuse_activation;
 use fuse_attention::fuse_attention;
 use fuse_gelu::fuse_gelu;
+use mask_at_pool::mask_at_pool;
 pub(crate) use prepare_weights::prepare_weights;
 use prune::prune;
 
@@ -52,6 +54,7 @@ pub(crate) fn optimise(g: &mut Graph) -> Result<()> {
     fuse_attention(g);
     prune(g);
     fuse_activation(g);
+    mask_at_pool(g);
     prepare_weights(g);
     Ok(())
 }

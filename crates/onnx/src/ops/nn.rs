@@ -46,6 +46,7 @@ pub(crate) fn max_pool(c: &Ctx) -> BuildResult<Box<dyn Op>> {
     Ok(Box::new(Pool {
         kind: PoolKind::Max,
         window: window(c, k)?,
+        relu_input: false,
     }))
 }
 
@@ -58,6 +59,7 @@ pub(crate) fn average_pool(c: &Ctx) -> BuildResult<Box<dyn Op>> {
             count_include_pad: c.int_or("count_include_pad", 0) != 0,
         },
         window: w,
+        relu_input: false,
     }))
 }
 
