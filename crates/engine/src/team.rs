@@ -89,6 +89,12 @@ impl Busy {
     fn enter() -> Busy {
         Busy(BUSY.with(|b| b.replace(true)))
     }
+
+    /// Clears [`BUSY`] for its lifetime: a rayon job that an idle helper runs meanwhile is not
+    /// the team's work, and runs as it would on any pool thread.
+    fn leave() -> Busy {
+        Busy(BUSY.with(|b| b.replace(false)))
+    }
 }
 
 impl Drop for Busy {
@@ -160,8 +166,13 @@ impl Shared {
                     if since.elapsed() > IDLE {
                         break;
                     }
-                    // Work of the leader's that went through rayon (a GEMM's halves).
-                    if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+                    // Work of the leader's that went through rayon (a GEMM's halves), or any
+                    // other job of the pool (which may lead a team of its own: before, one
+                    // ran here as if inside a task, every loop of it serial).
+                    let free = Busy::leave();
+                    let ran = rayon::yield_now();
+                    drop(free);
+                    if let Some(rayon::Yield::Executed) = ran {
                         since = Instant::now();
                     }
                 } else {
@@ -241,6 +252,14 @@ pub(crate) fn lead<R>(f: impl FnOnce() -> R) -> R {
     LEADING.with(|l| l.set(true));
     let _leading = Leading;
     f()
+}
+
+/// Whether [`for_each`] called here runs on a team: this thread leads one and is not inside
+/// one of its tasks. Work that would otherwise go to rayon's pool (a GEMM's own split) should
+/// then go through [`for_each`]: a team's leader that calls into rayon waits for the pool on a
+/// condition variable, asleep, while its helper is the thread that has to run the work.
+pub(crate) fn leading() -> bool {
+    LEADING.with(Cell::get) && !BUSY.with(Cell::get)
 }
 
 /// Runs `f(0)`, …, `f(tasks − 1)` in parallel: on the team this thread leads, if any;
