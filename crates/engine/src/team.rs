@@ -104,48 +104,77 @@ impl Drop for Busy {
 }
 
 impl Shared {
-    /// Claims the next task of the current loop, if one is left.
-    fn claim(&self) -> Option<usize> {
+    /// Claims the next tasks of the current loop, if any are left: `(first, count)`, a share
+    /// of what is left that shrinks as the loop goes (guided scheduling: about half of the
+    /// remaining tasks per participant's round, down to one at the end). One claim per task
+    /// cost a contended compare-exchange each (`perf record` of ResNet-20's forward at batch
+    /// 1, 2 threads: 13 % of all samples on that instruction, with tasks of about a
+    /// microsecond); which participant runs which task still never changes a result.
+    fn claim(&self) -> Option<(usize, usize)> {
         let mut w = self.word.load(Ordering::Acquire);
+        let share = 2 * (self.want as u64 + 1);
         loop {
-            if w & MASK >= (w >> BITS) & MASK {
+            let (next, tasks) = (w & MASK, (w >> BITS) & MASK);
+            if next >= tasks {
                 return None;
             }
+            let count = ((tasks - next) / share).max(1);
             match self
                 .word
-                .compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(w, w + count, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some((w & MASK) as usize),
+                Ok(_) => return Some((next as usize, count as usize)),
                 Err(now) => w = now,
             }
         }
     }
 
-    /// Claims a task of the current loop and runs the loop's body from it (which claims more
-    /// as it goes); false when none was left.
+    /// Claims tasks of the current loop and runs the loop's body from the first (which takes
+    /// the others, and claims more, as it goes); false when none was left. A task that panics
+    /// ends its run of the body, and the body starts again at the next task claimed, so that
+    /// every claimed task runs.
     fn run_one(&self) -> bool {
-        let Some(first) = self.claim() else {
+        let Some((first, count)) = self.claim() else {
             return false;
         };
         let job = self.job.load(Ordering::Acquire) as *const Task;
         let busy = Busy::enter();
-        let mut claimed = 1;
-        let mut more = || {
-            let t = self.claim()?;
-            claimed += 1;
-            Some(t)
+        let (at, end, claimed) = (
+            Cell::new(first + 1),
+            Cell::new(first + count),
+            Cell::new(count),
+        );
+        let take = || {
+            let t = at.get();
+            (t < end.get()).then(|| {
+                at.set(t + 1);
+                t
+            })
         };
-        // SAFETY: the claim succeeded on the loop whose word was published after `job` was
-        // stored (and the claims after it, while this one is unfinished, on the same loop);
-        // the leader does not return from that loop (so its body stays alive) until
-        // `finished` counts these tasks, below.
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(first, &mut more) }));
-        drop(busy);
-        if let Err(e) = r {
-            let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
-            first.get_or_insert(e);
+        let mut more = || {
+            take().or_else(|| {
+                let (f, c) = self.claim()?;
+                claimed.set(claimed.get() + c);
+                (at.set(f + 1), end.set(f + c));
+                Some(f)
+            })
+        };
+        let mut next = Some(first);
+        while let Some(t) = next {
+            // SAFETY: the claims succeeded on the loop whose word was published after `job`
+            // was stored (each while the tasks claimed before it were unfinished, so on the
+            // same loop); the leader does not return from that loop (so its body stays alive)
+            // until `finished` counts these tasks, below.
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(t, &mut more) }));
+            next = None;
+            if let Err(e) = r {
+                let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(e);
+                next = take();
+            }
         }
-        self.finished.fetch_add(claimed, Ordering::Release);
+        drop(busy);
+        self.finished.fetch_add(claimed.get(), Ordering::Release);
         true
     }
 
