@@ -330,6 +330,46 @@ pub(crate) fn for_each_init<S>(
     }
 }
 
+/// A buffer's base pointer, shared by the tasks of [`for_each_chunk`] (each takes its own
+/// chunk's elements).
+struct Chunks<T>(*mut T);
+// SAFETY: the tasks that share it reach disjoint elements only.
+unsafe impl<T: Send> Sync for Chunks<T> {}
+
+/// Runs `f(state, i, chunk i)` over the `len`-element chunks of `out` (a last, shorter chunk
+/// included) as [`for_each_init`] runs its tasks: on the team this thread leads, if any, so
+/// that the per-plane loops of pooling and reductions inside a small-batch pass do not go to
+/// rayon, where the leader would sleep until the pool is done.
+pub(crate) fn for_each_chunk_init<T: Send, S>(
+    out: &mut [T],
+    len: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync,
+) {
+    if len == 0 {
+        return;
+    }
+    let n = out.len();
+    let base = Chunks(out.as_mut_ptr());
+    let base = &base;
+    for_each_init(n.div_ceil(len), init, |s, i| {
+        let end = ((i + 1) * len).min(n);
+        // SAFETY: chunk `i`'s elements lie inside `out` (`i · len < n`), and no other task
+        // takes them while `out` stays borrowed for this call.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(base.0.add(i * len), end - i * len) };
+        f(s, i, chunk)
+    });
+}
+
+/// [`for_each_chunk_init`] without a state.
+pub(crate) fn for_each_chunk<T: Send>(
+    out: &mut [T],
+    len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    for_each_chunk_init(out, len, || (), |_, i, c| f(i, c));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

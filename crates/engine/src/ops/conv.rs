@@ -47,12 +47,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     r
 }
 
-/// A sample buffer's base pointer, shared by the tasks of [`each_sample`] (each takes its own
-/// sample's elements).
-struct Samples<T>(*mut T);
-// SAFETY: the tasks that share it reach disjoint elements only.
-unsafe impl<T: Send> Sync for Samples<T> {}
-
 /// Runs `f(sample, its output, scratch)` for each `len`-element sample of `out`, in parallel
 /// when `parallel` (on the small-batch team when there is one, see `crate::team`).
 fn each_sample<T: Send>(
@@ -62,15 +56,7 @@ fn each_sample<T: Send>(
     f: impl Fn(usize, &mut [T], &mut Vec<f32>) + Sync,
 ) {
     if parallel && len > 0 {
-        let n = out.len() / len;
-        let base = Samples(out.as_mut_ptr());
-        let base = &base;
-        crate::team::for_each(n, |s| {
-            // SAFETY: sample `s`'s elements lie inside `out` (`s < n`), and no other task
-            // takes them while `out` stays borrowed for this call.
-            let y = unsafe { std::slice::from_raw_parts_mut(base.0.add(s * len), len) };
-            with_scratch(|col| f(s, y, col))
-        });
+        crate::team::for_each_chunk(out, len, |s, y| with_scratch(|col| f(s, y, col)));
     } else {
         with_scratch(|col| {
             for (s, y) in out.chunks_mut(len).enumerate() {

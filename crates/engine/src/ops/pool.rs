@@ -272,37 +272,42 @@ impl Op for Pool {
         let kind = self.kind;
         let (rows, cols) = Self::max_taps(&g);
         let fast = is_max2x2(kind, &g);
-        out.par_chunks_mut(ohw.max(1))
-            .zip(x.fs().par_chunks(hw.max(1)))
-            .for_each_init(Vec::new, |hm, (y, p)| {
-                if fast {
-                    return max2x2(p, g.w, g.oh, g.ow, y);
-                }
-                if kind == PoolKind::Max {
-                    return max_plane(p, g.w, &rows, &cols, y, hm);
-                }
-                for oy in 0..g.oh {
-                    let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
-                    for ox in 0..g.ow {
-                        let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
-                        let PoolKind::Average { count_include_pad } = kind else {
-                            unreachable!("max pooling returned above")
-                        };
-                        let mut s = 0.0;
-                        for iy in y0..y1 {
-                            for ix in x0..x1 {
-                                s += p[iy * g.w + ix];
-                            }
+        let xs = x.fs();
+        crate::team::for_each_chunk_init(&mut out, ohw.max(1), Vec::new, |hm, i, y| {
+            // Plane `i` of the input (as a zip of both planes' chunks would pair them).
+            let h1 = hw.max(1);
+            if i * h1 >= xs.len() {
+                return;
+            }
+            let p = &xs[i * h1..((i + 1) * h1).min(xs.len())];
+            if fast {
+                return max2x2(p, g.w, g.oh, g.ow, y);
+            }
+            if kind == PoolKind::Max {
+                return max_plane(p, g.w, &rows, &cols, y, hm);
+            }
+            for oy in 0..g.oh {
+                let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
+                for ox in 0..g.ow {
+                    let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
+                    let PoolKind::Average { count_include_pad } = kind else {
+                        unreachable!("max pooling returned above")
+                    };
+                    let mut s = 0.0;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            s += p[iy * g.w + ix];
                         }
-                        let cnt = if count_include_pad {
-                            py * px
-                        } else {
-                            (y1 - y0) * (x1 - x0)
-                        };
-                        y[oy * g.ow + ox] = s / cnt.max(1) as f32;
                     }
+                    let cnt = if count_include_pad {
+                        py * px
+                    } else {
+                        (y1 - y0) * (x1 - x0)
+                    };
+                    y[oy * g.ow + ox] = s / cnt.max(1) as f32;
                 }
-            });
+            }
+        });
         Ok(Tensor::f32(Self::out_shape(x, &g, one_d), out))
     }
     fn backward(
