@@ -155,7 +155,8 @@ impl Shared {
             take().or_else(|| {
                 let (f, c) = self.claim()?;
                 claimed.set(claimed.get() + c);
-                (at.set(f + 1), end.set(f + c));
+                at.set(f + 1);
+                end.set(f + c);
                 Some(f)
             })
         };
