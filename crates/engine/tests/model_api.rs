@@ -289,43 +289,13 @@ fn small_batches_give_the_same_results_on_any_number_of_threads() {
     let mut b = GraphBuilder::new();
     b.input("x");
     conv3(&mut b, "c1", 3, 16, 1, "x", "y1");
-    b.node(
-        "r1",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("y1")],
-        "a1",
-    );
+    relu(&mut b, "r1", "y1", "a1");
     conv3(&mut b, "c2", 16, 24, 2, "a1", "y2");
-    b.node(
-        "r2",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("y2")],
-        "a2",
-    );
+    relu(&mut b, "r2", "y2", "a2");
     conv3(&mut b, "c3", 24, 24, 1, "a2", "y3");
-    b.node(
-        "add",
-        Box::new(Binary::new(BinaryKind::Add)),
-        &[Some("y3"), Some("a2")],
-        "s",
-    );
-    b.node(
-        "r3",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("s")],
-        "a3",
-    );
-    b.node("g", Box::new(GlobalAveragePool), &[Some("a3")], "p");
-    b.node("f", Box::new(Flatten { axis: 1 }), &[Some("p")], "h");
+    add_relu(&mut b, "y3", "a2", "a3");
     let k = 5;
-    let wf: Vec<f32> = (0..24 * k).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect();
-    b.constant("wf", Tensor::from_f32(vec![24, k], wf).unwrap());
-    b.node(
-        "fc",
-        Box::new(Gemm::default()),
-        &[Some("h"), Some("wf")],
-        "z",
-    );
+    pooled_head(&mut b, "a3", 24, k);
     let mut m = Model::new(b.build("z").unwrap(), vec![]);
     m.prepare([3, 20, 20], None).unwrap();
     let per = 3 * 20 * 20;
@@ -360,6 +330,36 @@ fn small_batches_give_the_same_results_on_any_number_of_threads() {
             assert!(one == run(threads, n), "batch {n}, {threads} threads");
         }
     }
+}
+
+/// `y = relu(x)`.
+fn relu(b: &mut GraphBuilder, name: &str, x: &str, y: &str) {
+    b.node(name, Box::new(Unary::new(UnaryKind::Relu)), &[Some(x)], y);
+}
+
+/// `s = x + y`, then `a = relu(s)`: a residual block's end.
+fn add_relu(b: &mut GraphBuilder, x: &str, y: &str, a: &str) {
+    b.node(
+        "add",
+        Box::new(Binary::new(BinaryKind::Add)),
+        &[Some(x), Some(y)],
+        "s",
+    );
+    relu(b, "r_add", "s", a);
+}
+
+/// Global average pool of `c` channels, Flatten, and a Gemm to `k` logits named "z".
+fn pooled_head(b: &mut GraphBuilder, x: &str, c: usize, k: usize) {
+    b.node("g", Box::new(GlobalAveragePool), &[Some(x)], "p");
+    b.node("f", Box::new(Flatten { axis: 1 }), &[Some("p")], "h");
+    let wf: Vec<f32> = (0..c * k).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect();
+    b.constant("wf", Tensor::from_f32(vec![c, k], wf).unwrap());
+    b.node(
+        "fc",
+        Box::new(Gemm::default()),
+        &[Some("h"), Some("wf")],
+        "z",
+    );
 }
 
 /// A 1×1 convolution of `m` output channels over `c` input channels (the GEMM route).
@@ -406,26 +406,11 @@ fn small_batch_gemm_routes_and_shortcuts_match_one_thread() {
         "xn",
     );
     conv3(&mut b, "c1", 3, 16, 1, "xn", "y1");
-    b.node(
-        "r1",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("y1")],
-        "a1",
-    );
+    relu(&mut b, "r1", "y1", "a1");
     conv3(&mut b, "c2", 16, 32, 2, "a1", "y2");
-    b.node(
-        "r2",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("y2")],
-        "a2",
-    );
+    relu(&mut b, "r2", "y2", "a2");
     conv1(&mut b, "c3", 32, 128, "a2", "y3");
-    b.node(
-        "r3",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("y3")],
-        "a3",
-    );
+    relu(&mut b, "r3", "y3", "a3");
     conv3(&mut b, "c4", 128, 48, 1, "a3", "y4");
     let i64s = |v: &[i64]| Tensor::from_i64(vec![v.len()], v.to_vec()).unwrap();
     b.constant("starts", i64s(&[0, 0]));
@@ -468,29 +453,9 @@ fn small_batch_gemm_routes_and_shortcuts_match_one_thread() {
         &[Some("s2")],
         "sc",
     );
-    b.node(
-        "add",
-        Box::new(Binary::new(BinaryKind::Add)),
-        &[Some("y4"), Some("sc")],
-        "s",
-    );
-    b.node(
-        "r4",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("s")],
-        "a4",
-    );
-    b.node("g", Box::new(GlobalAveragePool), &[Some("a4")], "p");
-    b.node("f", Box::new(Flatten { axis: 1 }), &[Some("p")], "h");
+    add_relu(&mut b, "y4", "sc", "a4");
     let k = 7;
-    let wf: Vec<f32> = (0..48 * k).map(|i| (i % 11) as f32 / 11.0 - 0.45).collect();
-    b.constant("wf", Tensor::from_f32(vec![48, k], wf).unwrap());
-    b.node(
-        "fc",
-        Box::new(Gemm::default()),
-        &[Some("h"), Some("wf")],
-        "z",
-    );
+    pooled_head(&mut b, "a4", 48, k);
     let mut m = Model::new(b.build("z").unwrap(), vec![]);
     m.prepare([3, 16, 16], None).unwrap();
     let per = 3 * 16 * 16;
