@@ -289,43 +289,13 @@ fn small_batches_give_the_same_results_on_any_number_of_threads() {
     let mut b = GraphBuilder::new();
     b.input("x");
     conv3(&mut b, "c1", 3, 16, 1, "x", "y1");
-    b.node(
-        "r1",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("y1")],
-        "a1",
-    );
+    relu(&mut b, "r1", "y1", "a1");
     conv3(&mut b, "c2", 16, 24, 2, "a1", "y2");
-    b.node(
-        "r2",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("y2")],
-        "a2",
-    );
+    relu(&mut b, "r2", "y2", "a2");
     conv3(&mut b, "c3", 24, 24, 1, "a2", "y3");
-    b.node(
-        "add",
-        Box::new(Binary::new(BinaryKind::Add)),
-        &[Some("y3"), Some("a2")],
-        "s",
-    );
-    b.node(
-        "r3",
-        Box::new(Unary::new(UnaryKind::Relu)),
-        &[Some("s")],
-        "a3",
-    );
-    b.node("g", Box::new(GlobalAveragePool), &[Some("a3")], "p");
-    b.node("f", Box::new(Flatten { axis: 1 }), &[Some("p")], "h");
+    add_relu(&mut b, "y3", "a2", "a3");
     let k = 5;
-    let wf: Vec<f32> = (0..24 * k).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect();
-    b.constant("wf", Tensor::from_f32(vec![24, k], wf).unwrap());
-    b.node(
-        "fc",
-        Box::new(Gemm::default()),
-        &[Some("h"), Some("wf")],
-        "z",
-    );
+    pooled_head(&mut b, "a3", 24, k);
     let mut m = Model::new(b.build("z").unwrap(), vec![]);
     m.prepare([3, 20, 20], None).unwrap();
     let per = 3 * 20 * 20;
@@ -358,6 +328,185 @@ fn small_batches_give_the_same_results_on_any_number_of_threads() {
         let one = run(1, n);
         for threads in [2, 3] {
             assert!(one == run(threads, n), "batch {n}, {threads} threads");
+        }
+    }
+}
+
+/// `y = relu(x)`.
+fn relu(b: &mut GraphBuilder, name: &str, x: &str, y: &str) {
+    b.node(name, Box::new(Unary::new(UnaryKind::Relu)), &[Some(x)], y);
+}
+
+/// `s = x + y`, then `a = relu(s)`: a residual block's end.
+fn add_relu(b: &mut GraphBuilder, x: &str, y: &str, a: &str) {
+    b.node(
+        "add",
+        Box::new(Binary::new(BinaryKind::Add)),
+        &[Some(x), Some(y)],
+        "s",
+    );
+    relu(b, "r_add", "s", a);
+}
+
+/// Global average pool of `c` channels, Flatten, and a Gemm to `k` logits named "z".
+fn pooled_head(b: &mut GraphBuilder, x: &str, c: usize, k: usize) {
+    b.node("g", Box::new(GlobalAveragePool), &[Some(x)], "p");
+    b.node("f", Box::new(Flatten { axis: 1 }), &[Some("p")], "h");
+    let wf: Vec<f32> = (0..c * k).map(|i| (i % 7) as f32 / 7.0 - 0.4).collect();
+    b.constant("wf", Tensor::from_f32(vec![c, k], wf).unwrap());
+    b.node(
+        "fc",
+        Box::new(Gemm::default()),
+        &[Some("h"), Some("wf")],
+        "z",
+    );
+}
+
+/// A 1×1 convolution of `m` output channels over `c` input channels (the GEMM route).
+fn conv1(b: &mut GraphBuilder, name: &str, c: usize, m: usize, x: &str, y: &str) {
+    let w: Vec<f32> = (0..m * c)
+        .map(|i| ((i * 29 + name.len()) % 19) as f32 / 19.0 - 0.5)
+        .collect();
+    let wn = format!("{name}.w");
+    b.constant(&wn, Tensor::from_f32(vec![m, c, 1, 1], w).unwrap());
+    let win = conv::Window {
+        kernel: [1, 1],
+        strides: [1, 1],
+        dilations: [1, 1],
+        pads: [0, 0, 0, 0],
+        auto_pad: conv::AutoPad::NotSet,
+        ceil_mode: false,
+    };
+    b.node(name, Box::new(Conv::new(win, 1)), &[Some(x), Some(&wn)], y);
+}
+
+#[test]
+fn small_batch_gemm_routes_and_shortcuts_match_one_thread() {
+    // What ResNet-20 and its kin run at batches 1 to 8 besides in-place 3×3 layers: per-channel
+    // input normalisation (Sub, Div), a stride-2 3×3 layer down to an 8×8 plane, GEMM-route
+    // layers whose products the team splits by columns (a 1×1 layer, and a 3×3 layer of 128
+    // input channels, whose 1152-long sums the GEMM takes in several blocks, accumulating),
+    // and an option-A shortcut (Slice with steps 2, channel Pad) added back. Every output must
+    // be the one-thread output bit for bit; the logits must also match a batch of one.
+    let mut b = GraphBuilder::new();
+    b.input("x");
+    let chan = |v: [f32; 3]| Tensor::from_f32(vec![1, 3, 1, 1], v.to_vec()).unwrap();
+    b.constant("mean", chan([0.49, 0.48, 0.45]));
+    b.constant("std", chan([0.25, 0.24, 0.26]));
+    b.node(
+        "sub",
+        Box::new(Binary::new(BinaryKind::Sub)),
+        &[Some("x"), Some("mean")],
+        "xc",
+    );
+    b.node(
+        "div",
+        Box::new(Binary::new(BinaryKind::Div)),
+        &[Some("xc"), Some("std")],
+        "xn",
+    );
+    conv3(&mut b, "c1", 3, 16, 1, "xn", "y1");
+    relu(&mut b, "r1", "y1", "a1");
+    conv3(&mut b, "c2", 16, 32, 2, "a1", "y2");
+    relu(&mut b, "r2", "y2", "a2");
+    conv1(&mut b, "c3", 32, 128, "a2", "y3");
+    relu(&mut b, "r3", "y3", "a3");
+    conv3(&mut b, "c4", 128, 48, 1, "a3", "y4");
+    let i64s = |v: &[i64]| Tensor::from_i64(vec![v.len()], v.to_vec()).unwrap();
+    b.constant("starts", i64s(&[0, 0]));
+    b.constant("ends", i64s(&[i64::MAX, i64::MAX]));
+    b.constant("axes2", i64s(&[2]));
+    b.constant("axes3", i64s(&[3]));
+    b.constant("steps", i64s(&[2]));
+    b.constant("start1", i64s(&[0]));
+    b.constant("end1", i64s(&[i64::MAX]));
+    b.node(
+        "sh",
+        Box::new(Slice::default()),
+        &[
+            Some("a1"),
+            Some("start1"),
+            Some("end1"),
+            Some("axes2"),
+            Some("steps"),
+        ],
+        "s1",
+    );
+    b.node(
+        "sw",
+        Box::new(Slice::default()),
+        &[
+            Some("s1"),
+            Some("start1"),
+            Some("end1"),
+            Some("axes3"),
+            Some("steps"),
+        ],
+        "s2",
+    );
+    b.node(
+        "pad",
+        Box::new(Pad {
+            mode: PadMode::Constant,
+            attrs: Some((vec![0, 16, 0, 0, 0, 16, 0, 0], 0.0)),
+        }),
+        &[Some("s2")],
+        "sc",
+    );
+    add_relu(&mut b, "y4", "sc", "a4");
+    let k = 7;
+    pooled_head(&mut b, "a4", 48, k);
+    let mut m = Model::new(b.build("z").unwrap(), vec![]);
+    m.prepare([3, 16, 16], None).unwrap();
+    let per = 3 * 16 * 16;
+    let x: Vec<f32> = (0..8 * per)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let run = |threads: usize, n: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let x = &x[..n * per];
+        let labels: Vec<usize> = (0..n).map(|i| i % k).collect();
+        pool.install(|| {
+            let lg = m
+                .loss_grad(x, &Loss::CrossEntropy { labels: &labels })
+                .unwrap();
+            let (z, taps) = m.features(x, &["xn", "a1", "sc"]).unwrap();
+            let taps: Vec<Vec<f32>> = taps.iter().map(|t| t.as_f32().unwrap().to_vec()).collect();
+            (m.logits(x).unwrap(), lg.grad, z, taps)
+        })
+    };
+    // The normalised input is (x − mean) / std per channel, and the shortcut is
+    // a1[:, :, ::2, ::2] with 16 zero channels on either side.
+    let (_, _, _, taps) = run(1, 1);
+    let (xn, a1, sc) = (&taps[0], &taps[1], &taps[2]);
+    let (mean, std) = ([0.49f32, 0.48, 0.45], [0.25f32, 0.24, 0.26]);
+    for (i, (&v, &x)) in xn.iter().zip(&x[..per]).enumerate() {
+        assert_eq!(
+            v,
+            (x - mean[i / 256]) / std[i / 256],
+            "normalised input {i}"
+        );
+    }
+    assert_eq!((a1.len(), sc.len()), (16 * 256, 48 * 64));
+    for c in 0..48 {
+        for (i, &v) in sc[c * 64..(c + 1) * 64].iter().enumerate() {
+            let want = match c {
+                16..32 => a1[(c - 16) * 256 + (i / 8) * 32 + (i % 8) * 2],
+                _ => 0.0,
+            };
+            assert_eq!(v, want, "shortcut channel {c}, position {i}");
+        }
+    }
+    for n in 1..=8 {
+        let one = run(1, n);
+        for threads in [2, 3] {
+            let o = run(threads, n);
+            assert!(one.3 == o.3, "taps batch {n}, {threads} threads");
+            assert!(one.0 == o.0, "logits batch {n}, {threads} threads");
+            assert!(one.1 == o.1, "grad batch {n}, {threads} threads");
         }
     }
 }

@@ -118,24 +118,27 @@ pub(crate) fn available() -> bool {
 
 /// Whether it is the kernel to use (it handles any geometry) for `groups` groups of `mg` output
 /// channels: the CPU has it, the weights are small enough to stay in cache while every sample
-/// streams past them, and on small planes (64 positions or fewer) the layer runs in place with
-/// one group, so that its tiles span samples, and one block's weights fit in L1 across those
-/// tiles. Measured alternating both choices within one process (`faultline bench` on
-/// ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64 channels) on the direct kernel
-/// ran the whole network 9 % faster than on im2col + GEMM; with 256 or 512 channels at 8×8 or
-/// 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col.
+/// streams past them, and on small planes (64 positions or fewer) the layer has one group and
+/// one block's weights fit in L1 across the tiles. Measured alternating both choices within one
+/// process (`faultline bench` on ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64
+/// channels) on the direct kernel ran the whole network 9 % faster than on im2col + GEMM; with
+/// 256 or 512 channels at 8×8 or 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col. Strided
+/// small planes too, although their phase planes leave about half the lanes idle (ResNet-20's
+/// 32 → 64 channel stride-2 layer, 8×8 out, per-node profile of forward passes under load, 2
+/// threads: 0.034–0.037 ms at batch 1 and 0.22–0.28 ms at batch 8 against 0.053–0.060 and
+/// 0.35–0.51 ms on im2col + GEMM run on the team; its neighbours' 8×8 stride-1 layers took
+/// 0.026–0.028 and 0.19–0.26 ms).
 ///
 /// Not 1×1 layers: at stride 1 the GEMM on the input itself needs no patch matrix, and at
 /// stride 2 the phase planes copy four times the input that im2col's one subsampled copy does
 /// (`imagenet_layers`, 8 samples, 2 threads, Zen 4: 256 → 512 channels, 56×56, stride 2, this
 /// kernel at 0.73 [0.69, 0.76] of im2col).
 pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize) -> bool {
-    let spans = groups == 1 && g.sh == 1 && g.sw == 1 && g.ow <= g.w;
     isa().is_some_and(|isa| {
         !(g.kh == 1 && g.kw == 1)
             && mg * g.rows() <= MAX_WEIGHTS
             && (g.cols() > super::rowshift::SMALL_PLANE
-                || spans && g.rows() * isa.mb() * 4 <= 32 << 10)
+                || groups == 1 && g.rows() * isa.mb() * 4 <= 32 << 10)
     })
 }
 

@@ -229,6 +229,30 @@ pub(crate) fn zip_broadcast<T: Copy, U: Copy>(
         out.push(f(a[0], b[0]));
         return out;
     }
+    // `a` whole and `b` constant over the trailing axes (a per-channel mean or scale on NCHW
+    // images): one value of `b` per run of `a`, a loop that vectorizes, where the odometer
+    // below takes the run's last axis only (32 elements of a CIFAR image's row).
+    let same = sb.iter().rev().take_while(|&&s| s == 0).count();
+    let run: usize = out_shape[r - same..].iter().product();
+    if ash == out_shape && same > 0 && same < r && run >= 8 {
+        let (outer, sb) = (&out_shape[..r - same], &sb[..r - same]);
+        let mut idx = vec![0usize; outer.len()];
+        let mut ob = 0usize;
+        for chunk in a.chunks_exact(run) {
+            let y = b[ob];
+            out.extend(chunk.iter().map(|&x| f(x, y)));
+            for d in (0..outer.len()).rev() {
+                idx[d] += 1;
+                ob += sb[d];
+                if idx[d] < outer[d] {
+                    break;
+                }
+                ob -= sb[d] * idx[d];
+                idx[d] = 0;
+            }
+        }
+        return out;
+    }
     // Innermost dimension in a tight loop, outer dimensions by an odometer.
     let inner = out_shape[r - 1];
     let (ia, ib) = (sa[r - 1], sb[r - 1]);

@@ -177,6 +177,29 @@ impl Op for Pad {
         if x.is_f32() {
             let xs = x.fs();
             let mut out = vec![value; shape.iter().product()];
+            // Trailing axes that are not padded copy as one block per position of the others
+            // (a ResNet shortcut's channel padding: whole planes).
+            let r = maps.len();
+            let same = (0..r)
+                .rev()
+                .take_while(|&d| {
+                    maps[d].len() == x.shape()[d]
+                        && maps[d].iter().enumerate().all(|(i, &m)| m == Some(i))
+                })
+                .count();
+            if same > 0 && same < r {
+                let block: usize = x.shape()[r - same..].iter().product();
+                let mut outer: Vec<Vec<Option<usize>>> = maps[..r - same].to_vec();
+                outer.push((0..block).map(Some).collect());
+                let mut in_shape = x.shape()[..r - same].to_vec();
+                in_shape.push(block);
+                walk_rows(&outer, &in_shape, |o, row| {
+                    if let Some(row) = row {
+                        out[o..o + block].copy_from_slice(&xs[row..row + block]);
+                    }
+                });
+                return Ok(Tensor::f32(shape, out));
+            }
             let last = last_map(&maps);
             walk_rows(&maps, x.shape(), |o, row| {
                 if let Some(row) = row {

@@ -221,9 +221,10 @@ impl Pool {
         let (rows, cols) = Self::max_taps(&g);
         let fast = is_max2x2(self.kind, &g);
         let mut src = vec![NONE; planes * ohw];
-        src.par_chunks_mut(ohw)
-            .zip(x.fs().par_chunks(hw))
-            .for_each(|(s, p)| Self::max_sources(&g, (&rows, &cols), fast, p, s));
+        let xs = x.fs();
+        crate::team::for_each_chunk(&mut src, ohw, |i, s| {
+            Self::max_sources(&g, (&rows, &cols), fast, &xs[i * hw..(i + 1) * hw], s)
+        });
         let mut shape = x.shape().to_vec();
         shape[0] *= copies;
         // Each plane is zeroed just before its gradient is added, while it sits in L1: a
@@ -231,31 +232,30 @@ impl Pool {
         // memory twice.
         let mut dx: Vec<MaybeUninit<f32>> = Vec::with_capacity(copies * x.len());
         dx.resize(copies * x.len(), MaybeUninit::uninit());
-        dx.par_chunks_mut(hw)
-            .zip(grad.fs().par_chunks(ohw))
-            .enumerate()
-            .for_each(|(i, (d, gy))| {
-                d.fill(MaybeUninit::new(0.0));
-                // SAFETY: every element of `d` was just initialised.
-                let d = unsafe { &mut *(d as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                let p = i % planes;
-                let s = &src[p * ohw..(p + 1) * ohw];
-                if self.relu_input {
-                    // As the ReLU's mask would: `dy · [x > 0]`.
-                    let xp = &x.fs()[p * hw..(p + 1) * hw];
-                    for (&at, &gv) in s.iter().zip(gy) {
-                        if at != NONE {
-                            d[at as usize] += gv * (xp[at as usize] > 0.0) as u8 as f32;
-                        }
-                    }
-                    return;
-                }
+        let gs = grad.fs();
+        crate::team::for_each_chunk(&mut dx, hw, |i, d| {
+            let gy = &gs[i * ohw..(i + 1) * ohw];
+            d.fill(MaybeUninit::new(0.0));
+            // SAFETY: every element of `d` was just initialised.
+            let d = unsafe { &mut *(d as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            let p = i % planes;
+            let s = &src[p * ohw..(p + 1) * ohw];
+            if self.relu_input {
+                // As the ReLU's mask would: `dy · [x > 0]`.
+                let xp = &xs[p * hw..(p + 1) * hw];
                 for (&at, &gv) in s.iter().zip(gy) {
                     if at != NONE {
-                        d[at as usize] += gv;
+                        d[at as usize] += gv * (xp[at as usize] > 0.0) as u8 as f32;
                     }
                 }
-            });
+                return;
+            }
+            for (&at, &gv) in s.iter().zip(gy) {
+                if at != NONE {
+                    d[at as usize] += gv;
+                }
+            }
+        });
         // SAFETY: the planes cover `dx` (its length is a multiple of `hw`), and each was
         // initialised above.
         let dx = unsafe {
@@ -302,37 +302,42 @@ impl Op for Pool {
         let kind = self.kind;
         let (rows, cols) = Self::max_taps(&g);
         let fast = is_max2x2(kind, &g);
-        out.par_chunks_mut(ohw.max(1))
-            .zip(x.fs().par_chunks(hw.max(1)))
-            .for_each_init(Vec::new, |hm, (y, p)| {
-                if fast {
-                    return max2x2(p, g.w, g.oh, g.ow, y);
-                }
-                if kind == PoolKind::Max {
-                    return max_plane(p, g.w, &rows, &cols, y, hm);
-                }
-                for oy in 0..g.oh {
-                    let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
-                    for ox in 0..g.ow {
-                        let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
-                        let PoolKind::Average { count_include_pad } = kind else {
-                            unreachable!("max pooling returned above")
-                        };
-                        let mut s = 0.0;
-                        for iy in y0..y1 {
-                            for ix in x0..x1 {
-                                s += p[iy * g.w + ix];
-                            }
+        let xs = x.fs();
+        crate::team::for_each_chunk_init(&mut out, ohw.max(1), Vec::new, |hm, i, y| {
+            // Plane `i` of the input (as a zip of both planes' chunks would pair them).
+            let h1 = hw.max(1);
+            if i * h1 >= xs.len() {
+                return;
+            }
+            let p = &xs[i * h1..((i + 1) * h1).min(xs.len())];
+            if fast {
+                return max2x2(p, g.w, g.oh, g.ow, y);
+            }
+            if kind == PoolKind::Max {
+                return max_plane(p, g.w, &rows, &cols, y, hm);
+            }
+            for oy in 0..g.oh {
+                let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
+                for ox in 0..g.ow {
+                    let (x0, x1, px) = span(ox, g.sw, g.pl, g.kw, g.dw, g.w, pend[1]);
+                    let PoolKind::Average { count_include_pad } = kind else {
+                        unreachable!("max pooling returned above")
+                    };
+                    let mut s = 0.0;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            s += p[iy * g.w + ix];
                         }
-                        let cnt = if count_include_pad {
-                            py * px
-                        } else {
-                            (y1 - y0) * (x1 - x0)
-                        };
-                        y[oy * g.ow + ox] = s / cnt.max(1) as f32;
                     }
+                    let cnt = if count_include_pad {
+                        py * px
+                    } else {
+                        (y1 - y0) * (x1 - x0)
+                    };
+                    y[oy * g.ow + ox] = s / cnt.max(1) as f32;
                 }
-            });
+            }
+        });
         Ok(Tensor::f32(Self::out_shape(x, &g, one_d), out))
     }
     fn backward(

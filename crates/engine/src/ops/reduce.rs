@@ -136,9 +136,7 @@ fn contiguous_sums(
         }
     };
     if xs.len() > PARALLEL_ELEMENTS {
-        out.par_chunks_mut(inner.max(1))
-            .enumerate()
-            .for_each(|(o, y)| one(o, y));
+        crate::team::for_each_chunk(&mut out, inner.max(1), one);
     } else {
         out.chunks_mut(inner.max(1))
             .enumerate()

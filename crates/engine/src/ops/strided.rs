@@ -28,6 +28,12 @@ pub(crate) fn gather<T: Copy>(
     for _ in 0..n / inner {
         if is == 1 {
             out.extend_from_slice(&src[off as usize..off as usize + inner]);
+        } else if is > 1 {
+            // A forward step (a stride-2 subsample): one bounds check per run, and a loop
+            // over whole steps that vectorizes.
+            let (o, is) = (off as usize, is as usize);
+            let run = &src[o..o + inner * is - (is - 1)];
+            out.extend(run.chunks(is).map(|c| c[0]));
         } else {
             for j in 0..inner as isize {
                 out.push(src[(off + j * is) as usize]);
