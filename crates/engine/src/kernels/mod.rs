@@ -23,6 +23,14 @@ impl OutPtr {
     }
 }
 
+/// Appends `dy · [y > 0]` (the gradient through a ReLU given its output) to `out`; `grad` may
+/// hold several copies of the batch (one after the other), all masked by the same `y`.
+pub(crate) fn relu_mask_into(out: &mut Vec<f32>, grad: &[f32], y: &[f32]) {
+    for g in grad.chunks(y.len().max(1)) {
+        out.extend(g.iter().zip(y).map(|(&g, &y)| g * (y > 0.0) as u8 as f32));
+    }
+}
+
 /// The weights `w[mg × c × taps]` in the order a register-blocked kernel reads them:
 /// `[⌈mg/block⌉][⌈c/chunk⌉][taps][channels of the chunk][block]`, zero-padded to whole blocks
 /// of output channels, so that one step reads `block` adjacent values.

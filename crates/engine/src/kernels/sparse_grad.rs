@@ -22,7 +22,7 @@
 //! copies or the threads; the zeros it skips would add nothing.
 
 use super::im2col::Geometry;
-use super::OutPtr;
+use super::{relu_mask_into, OutPtr};
 use crate::error::Result;
 
 /// A sample takes this route when its non-zero pairs cost less than this share of the dense
@@ -168,12 +168,7 @@ pub(crate) fn run(
             for &i in &dense_ones {
                 let g = &dy[l.at(s, i)..][..out_len];
                 match relu {
-                    // As `ops::fused_conv::relu_mask`.
-                    Some(y) => sub.extend(
-                        g.iter()
-                            .zip(&y[i * out_len..][..out_len])
-                            .map(|(&g, &y)| g * (y > 0.0) as u8 as f32),
-                    ),
+                    Some(y) => relu_mask_into(&mut sub, g, &y[i * out_len..][..out_len]),
                     None => sub.extend_from_slice(g),
                 }
             }

@@ -9,6 +9,7 @@ use super::{
     backward_replicated, impl_any, input_f32, unbroadcast, Binary, BinaryKind, Conv, Copies, Op,
 };
 use crate::error::Result;
+use crate::kernels::relu_mask_into;
 use crate::tensor::Tensor;
 
 /// A Conv with a fused epilogue. Inputs: `x`, `W`, optional `b`, then the residual `r` when
@@ -41,9 +42,7 @@ impl FusedConv {
 /// copies of the batch (one after the other), all masked by the same `y`.
 pub(crate) fn relu_mask(grad: &[f32], y: &[f32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(grad.len());
-    for g in grad.chunks(y.len().max(1)) {
-        out.extend(g.iter().zip(y).map(|(&g, &y)| g * (y > 0.0) as u8 as f32));
-    }
+    relu_mask_into(&mut out, grad, y);
     out
 }
 
