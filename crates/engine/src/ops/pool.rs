@@ -129,32 +129,154 @@ type Taps = (usize, usize, usize);
 /// No input receives this output's gradient (an empty window), in [`Pool::max_sources`].
 const NONE: u32 = u32::MAX;
 
-/// The max pool of one `w`-wide plane `p` into `y`, windows given by their row and column taps,
-/// separably: first every input row's maximum under each output column's window (`hm`, one
-/// row of `ow` values per input row), then, for each output row, the maximum of its window's
-/// rows of `hm`, a whole row at a time (which vectorises). A value replaces the running
-/// maximum (from −∞) only when greater, in both passes, so NaNs are skipped and the value kept
-/// among equal ones (−0 before +0) is the first in row-major order, as a row-major scan of each
-/// window keeps. The running maximum is never NaN, so the select needs no NaN test.
-fn max_plane(p: &[f32], w: usize, rows: &[Taps], cols: &[Taps], y: &mut [f32], hm: &mut Vec<f32>) {
-    let ow = cols.len();
-    let h = p.len() / w;
-    hm.resize(h * ow, 0.0);
-    for (row, hr) in p.chunks_exact(w).zip(hm.chunks_exact_mut(ow)) {
-        for (v, &(ix0, nx, dx)) in hr.iter_mut().zip(cols) {
-            let mut m = f32::NEG_INFINITY;
-            for x in row[ix0..].iter().step_by(dx).take(nx) {
-                m = if *x > m { *x } else { m };
+/// One column tap of every window along a row: output `ox` in `lo..hi` reads column
+/// `sw·ox + off`, which is element `ox + q` of phase `r` of the row (its columns `sw·k + r`).
+/// Taps come in ascending column order, and the outputs outside `lo..hi` have this tap off the
+/// plane.
+struct ColTap {
+    r: usize,
+    q: isize,
+    lo: usize,
+    hi: usize,
+    off: isize,
+}
+
+/// The column taps of geometry `g`'s windows (see [`ColTap`]).
+fn col_taps(g: &Geometry) -> Vec<ColTap> {
+    let s = g.sw.max(1) as isize;
+    (0..g.kw)
+        .filter_map(|j| {
+            let off = (j * g.dw.max(1)) as isize - g.pl as isize;
+            let last = g.w as isize - 1 - off;
+            if last < 0 {
+                return None;
             }
-            *v = m;
+            let lo = ((-off).max(0) as usize).div_ceil(s as usize);
+            let hi = ((last / s) as usize + 1).min(g.ow);
+            (lo < hi).then_some(ColTap {
+                r: off.rem_euclid(s) as usize,
+                q: off.div_euclid(s),
+                lo,
+                hi,
+                off,
+            })
+        })
+        .collect()
+}
+
+/// Per-thread buffers of the separable max pool.
+#[derive(Default)]
+struct MaxScratch {
+    /// The row split into its `sw` phases.
+    phases: Vec<f32>,
+    /// Each input row's maximum under each output column's window (`h × ow`).
+    hv: Vec<f32>,
+    /// The column of that maximum (`h × ow`), for the gradient's sources.
+    hc: Vec<u32>,
+    /// The running maximum of one output row.
+    m: Vec<f32>,
+}
+
+/// All ones where `v > m`, else zero: a mask for [`pick`]. The max-pool loops select with
+/// masks rather than `if`, which LLVM turns into branches there (that mispredict on about every
+/// other tap of real activations, and stop the loop from vectorising).
+#[inline(always)]
+fn greater(v: f32, m: f32) -> u32 {
+    0u32.wrapping_sub((v > m) as u32)
+}
+
+/// `v` where `k` is all ones, `m` where it is zero.
+#[inline(always)]
+fn pick(k: u32, v: f32, m: f32) -> f32 {
+    f32::from_bits(v.to_bits() & k | m.to_bits() & !k)
+}
+
+/// Every input row's maximum under each output column's window into `sc.hv` (and its column
+/// into `sc.hc` when `cols`): a value replaces the running maximum (from −∞) only when
+/// greater, taps in ascending column order, so NaNs are skipped and the first of equal values
+/// is kept. Tap by tap over a row split into its stride's phases, each tap reads a contiguous
+/// run, so the loops vectorise.
+fn row_maxima(p: &[f32], g: &Geometry, taps: &[ColTap], sc: &mut MaxScratch, cols: bool) {
+    let (w, ow, s) = (g.w, g.ow, g.sw.max(1));
+    let h = p.len() / w.max(1);
+    let plen = w.div_ceil(s);
+    sc.hv.clear();
+    sc.hv.resize(h * ow, f32::NEG_INFINITY);
+    if cols {
+        sc.hc.clear();
+        sc.hc.resize(h * ow, NONE);
+    }
+    sc.phases.resize(s * plen, f32::NEG_INFINITY);
+    for (r, row) in p.chunks_exact(w).enumerate() {
+        let ph: &[f32] = if s == 1 {
+            row
+        } else {
+            let (even, odd) = sc.phases.split_at_mut(plen);
+            if s == 2 {
+                for ((e, o), c) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+                    (*e, *o) = (c[0], c[1]);
+                }
+                if w % 2 == 1 {
+                    even[plen - 1] = row[w - 1];
+                }
+            } else {
+                for (j, ph) in sc.phases.chunks_exact_mut(plen).enumerate() {
+                    for (v, x) in ph.iter_mut().zip(row[j..].iter().step_by(s)) {
+                        *v = *x;
+                    }
+                }
+            }
+            &sc.phases
+        };
+        let hv = &mut sc.hv[r * ow..(r + 1) * ow];
+        for t in taps {
+            let start = t.r * plen + (t.lo as isize + t.q) as usize;
+            let src = &ph[start..start + (t.hi - t.lo)];
+            if cols {
+                let hc = &mut sc.hc[r * ow..(r + 1) * ow];
+                let c0 = (s * t.lo) as isize + t.off;
+                for (i, ((m, c), &v)) in hv[t.lo..t.hi]
+                    .iter_mut()
+                    .zip(&mut hc[t.lo..t.hi])
+                    .zip(src)
+                    .enumerate()
+                {
+                    let k = greater(v, *m);
+                    *m = pick(k, v, *m);
+                    *c = (c0 as u32).wrapping_add((s * i) as u32) & k | *c & !k;
+                }
+            } else {
+                for (m, &v) in hv[t.lo..t.hi].iter_mut().zip(src) {
+                    *m = pick(greater(v, *m), v, *m);
+                }
+            }
         }
     }
+}
+
+/// The max pool of one `w`-wide plane `p` into `y`, windows given by their row taps,
+/// separably: first every input row's maximum under each output column's window
+/// ([`row_maxima`]), then, for each output row, the maximum of its window's rows of those, a
+/// whole row at a time (which vectorises). A value replaces the running maximum (from −∞) only
+/// when greater, in both passes, so NaNs are skipped and the value kept among equal ones (−0
+/// before +0) is the first in row-major order, as a row-major scan of each window keeps. The
+/// running maximum is never NaN, so the select needs no NaN test.
+fn max_plane(
+    p: &[f32],
+    g: &Geometry,
+    rows: &[Taps],
+    taps: &[ColTap],
+    y: &mut [f32],
+    sc: &mut MaxScratch,
+) {
+    let ow = g.ow;
+    row_maxima(p, g, taps, sc, false);
     for (yr, &(iy0, ny, dy)) in y.chunks_exact_mut(ow).zip(rows) {
         yr.fill(f32::NEG_INFINITY);
         for a in 0..ny {
-            let hr = &hm[(iy0 + a * dy) * ow..(iy0 + a * dy + 1) * ow];
+            let hr = &sc.hv[(iy0 + a * dy) * ow..(iy0 + a * dy + 1) * ow];
             for (v, &x) in yr.iter_mut().zip(hr) {
-                *v = if x > *v { x } else { *v };
+                *v = pick(greater(x, *v), x, *v);
             }
         }
     }
@@ -174,42 +296,65 @@ impl Pool {
     /// Where max pooling sends each output's gradient: `src[o]` is the index in plane `p`
     /// of the first maximal element of output `o`'s window in row-major order (the first
     /// element, then each greater one), [`NONE`] for a window with no element. `fast` is
-    /// [`is_max2x2`]; `rows` and `cols` come from [`Pool::max_taps`].
+    /// [`is_max2x2`]; `rows`, `cols` and `taps` come from [`Pool::max_taps`] and [`col_taps`].
+    ///
+    /// Separably, as [`max_plane`]: each row's first maximum under each window (from −∞, NaNs
+    /// skipped), then down the window's rows, a greater value replacing the running one. That
+    /// finds the first maximum of the window's non-NaN values in row-major order, which is the
+    /// definition's answer unless the window's first element is NaN (no later value is greater
+    /// than it) or every non-NaN value is −∞ (none is greater than the first): then the first
+    /// element, which is where the scan ends with [`NONE`] or where it starts NaN.
+    #[allow(clippy::too_many_arguments)]
     fn max_sources(
         g: &Geometry,
         (rows, cols): (&[Taps], &[Taps]),
+        taps: &[ColTap],
         fast: bool,
         p: &[f32],
         src: &mut [u32],
+        sc: &mut MaxScratch,
     ) {
-        for (oy, sr) in src.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
-            for (ox, s) in sr.iter_mut().enumerate() {
-                let mut best = None;
-                let mut m = f32::NEG_INFINITY;
-                if fast {
+        if fast {
+            for (oy, sr) in src.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
+                for (ox, s) in sr.iter_mut().enumerate() {
                     let (a, b) = (2 * oy * g.w + 2 * ox, (2 * oy + 1) * g.w + 2 * ox);
-                    best = Some(a);
-                    m = p[a];
-                    for at in [a + 1, b, b + 1] {
-                        if p[at] > m {
-                            m = p[at];
-                            best = Some(at);
-                        }
+                    // The first tap, then each greater one: selects rather than branches,
+                    // which mispredict on about every other tap of real activations.
+                    let (mut best, mut m) = (a, p[a]);
+                    for i in [a + 1, b, b + 1] {
+                        let gt = p[i] > m;
+                        m = if gt { p[i] } else { m };
+                        best = if gt { i } else { best };
                     }
-                } else {
-                    let ((iy0, ny, dy), (ix0, nx, dx)) = (rows[oy], cols[ox]);
-                    for a in 0..ny {
-                        let at = (iy0 + a * dy) * g.w;
-                        for b in 0..nx {
-                            let v = p[at + ix0 + b * dx];
-                            if best.is_none() || v > m {
-                                m = v;
-                                best = Some(at + ix0 + b * dx);
-                            }
-                        }
-                    }
+                    *s = best as u32;
                 }
-                *s = best.map_or(NONE, |b| b as u32);
+            }
+            return;
+        }
+        let ow = g.ow;
+        row_maxima(p, g, taps, sc, true);
+        sc.m.resize(ow, 0.0);
+        for (sr, &(iy0, ny, dy)) in src.chunks_exact_mut(ow).zip(rows) {
+            sr.fill(NONE);
+            sc.m.fill(f32::NEG_INFINITY);
+            for a in 0..ny {
+                let r = iy0 + a * dy;
+                let (hv, hc) = (&sc.hv[r * ow..(r + 1) * ow], &sc.hc[r * ow..(r + 1) * ow]);
+                let base = (r * g.w) as u32;
+                for (((s, m), &v), &c) in sr.iter_mut().zip(&mut sc.m).zip(hv).zip(hc) {
+                    let k = greater(v, *m);
+                    *m = pick(k, v, *m);
+                    *s = (base + c) & k | *s & !k;
+                }
+            }
+            if ny == 0 {
+                continue;
+            }
+            for (s, &(ix0, nx, _)) in sr.iter_mut().zip(cols) {
+                let first = iy0 * g.w + ix0;
+                if nx > 0 && (*s == NONE || p[first].is_nan()) {
+                    *s = first as u32;
+                }
             }
         }
     }
@@ -220,10 +365,12 @@ impl Pool {
         let (hw, ohw) = ((g.h * g.w).max(1), (g.oh * g.ow).max(1));
         let (rows, cols) = Self::max_taps(&g);
         let fast = is_max2x2(self.kind, &g);
+        let taps = col_taps(&g);
         let mut src = vec![NONE; planes * ohw];
         let xs = x.fs();
-        crate::team::for_each_chunk(&mut src, ohw, |i, s| {
-            Self::max_sources(&g, (&rows, &cols), fast, &xs[i * hw..(i + 1) * hw], s)
+        crate::team::for_each_chunk_init(&mut src, ohw, MaxScratch::default, |sc, i, s| {
+            let p = &xs[i * hw..(i + 1) * hw];
+            Self::max_sources(&g, (&rows, &cols), &taps, fast, p, s, sc)
         });
         let mut shape = x.shape().to_vec();
         shape[0] *= copies;
@@ -300,10 +447,11 @@ impl Op for Pool {
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut out = vec![0.0f32; np * ohw];
         let kind = self.kind;
-        let (rows, cols) = Self::max_taps(&g);
+        let (rows, _) = Self::max_taps(&g);
+        let taps = col_taps(&g);
         let fast = is_max2x2(kind, &g);
         let xs = x.fs();
-        crate::team::for_each_chunk_init(&mut out, ohw.max(1), Vec::new, |hm, i, y| {
+        crate::team::for_each_chunk_init(&mut out, ohw.max(1), MaxScratch::default, |sc, i, y| {
             // Plane `i` of the input (as a zip of both planes' chunks would pair them).
             let h1 = hw.max(1);
             if i * h1 >= xs.len() {
@@ -314,7 +462,7 @@ impl Op for Pool {
                 return max2x2(p, g.w, g.oh, g.ow, y);
             }
             if kind == PoolKind::Max {
-                return max_plane(p, g.w, &rows, &cols, y, hm);
+                return max_plane(p, &g, &rows, &taps, y, sc);
             }
             for oy in 0..g.oh {
                 let (y0, y1, py) = span(oy, g.sh, g.pt, g.kh, g.dh, g.h, pend[0]);
@@ -518,17 +666,22 @@ mod tests {
             w([3, 3], [2, 2], [1, 1], [1, 1, 1, 1], false),
             w([2, 3], [1, 2], [2, 1], [1, 0, 0, 2], true),
             w([3, 2], [3, 1], [1, 2], [0, 1, 2, 0], false),
+            w([3, 3], [3, 3], [1, 1], [1, 1, 1, 1], true),
+            w([3, 3], [2, 2], [2, 2], [2, 1, 0, 1], false),
+            w([1, 3], [1, 3], [1, 1], [0, 2, 0, 2], true),
         ];
         for (c, win) in cases.iter().enumerate() {
             for [h, wd] in [[6, 8], [7, 9]] {
                 let (n, hw) = (3, h * wd);
-                // Few distinct values (ties everywhere), some NaNs, signed zeros.
+                // Few distinct values (ties everywhere), some NaNs, −∞, signed zeros; the last
+                // plane mostly NaN and −∞, so that some windows hold nothing else.
                 let x: Vec<f32> = (0..n * hw)
-                    .map(|i| match (i * 7919 + c) % 11 {
-                        0 => f32::NAN,
-                        1 => -0.0,
-                        2 => 0.0,
-                        v => (v % 4) as f32 - 1.5,
+                    .map(|i| match ((i * 7919 + c) % 11, i >= (n - 1) * hw) {
+                        (0, _) | (4..=7, true) => f32::NAN,
+                        (3, _) | (8.., true) => f32::NEG_INFINITY,
+                        (1, _) => -0.0,
+                        (2, _) => 0.0,
+                        (v, _) => (v % 4) as f32 - 1.5,
                     })
                     .collect();
                 let op = Pool {
