@@ -30,6 +30,18 @@ fn main() {
     let cases = [
         ("LeNet-5 conv2, pooled", layer(32, 64, 14), true, 0.75),
         ("LeNet-5 conv1, pooled", layer(1, 32, 28), true, 0.75),
+        (
+            "grey 5x5 1->6, pooled",
+            Shape {
+                k: 5,
+                ..layer(1, 6, 28)
+            },
+            true,
+            0.75,
+        ),
+        ("grey 3x3 1->16, pooled", layer(1, 16, 28), true, 0.75),
+        ("RGB stem 3->16 32x32, ReLU", layer(3, 16, 32), false, 0.5),
+        ("RGB stem 3->64 32x32, ReLU", layer(3, 64, 32), false, 0.5),
         ("ResNet 32ch 16x16, ReLU", layer(32, 32, 16), false, 0.5),
         (
             "ResNet 32ch 16x16, sparse ReLU",

@@ -272,6 +272,10 @@ fn sample_with(
 ) {
     let (c, hw, row, copies) = (geo.c, geo.h * geo.w, rows.row, l.copies);
     let taps = geo.kh * geo.kw;
+    let lanes = simd_lanes();
+    if lanes > 0 && c % lanes == 0 && row == taps * c {
+        return sample_fused(geo, l, rows, dy, pat, i, work, dx, lanes);
+    }
     work.acc.clear();
     work.acc.resize(copies * hw * c, 0.0);
     work.b.resize(copies * row, 0.0);
@@ -321,6 +325,81 @@ fn sample_with(
     }
 }
 
+/// [`sample_with`] where each weight row splits into whole vectors per tap (`c` a multiple of
+/// the lanes): the product adds its vectors straight into the accumulator at the taps'
+/// places, with no buffer and no scatter pass between them. The accumulator is the
+/// channels-last input plane padded so that every tap of every position lands inside it
+/// (padding taps add into a margin that is never read), so a vector's place is the position's
+/// corner plus a per-layer offset (`voff`). The sums run in the same order as in
+/// [`sample_with`], so the results are the same, bit for bit.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sample_fused(
+    geo: &Geometry,
+    l: Layout,
+    rows: &Rows,
+    dy: &[f32],
+    pat: &Pattern,
+    i: usize,
+    work: &mut Work,
+    dx: &mut Dest,
+    lanes: usize,
+) {
+    let (c, copies) = (geo.c, l.copies);
+    let hp = ((geo.oh.max(1) - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1).max(geo.h + geo.pt);
+    let wp = ((geo.ow.max(1) - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1).max(geo.w + geo.pl);
+    let plane = hp * wp * c;
+    work.acc.clear();
+    work.acc.resize(copies * plane, 0.0);
+    let voff: Vec<usize> = (0..rows.row / lanes)
+        .map(|v| {
+            let (t, cv) = (v * lanes / c, v * lanes % c);
+            let (ky, kx) = (t / geo.kw, t % geo.kw);
+            (ky * geo.dh * wp + kx * geo.dw) * c + cv
+        })
+        .collect();
+    let bases: Vec<&[f32]> = (0..copies)
+        .map(|s| &dy[l.at(s, i)..][..l.m * l.positions])
+        .collect();
+    for p in 0..l.positions {
+        let chans = pat.at(p);
+        if chans.is_empty() {
+            continue;
+        }
+        work.g.resize(chans.len() * copies, 0.0);
+        for (gk, &co) in work.g.chunks_exact_mut(copies).zip(chans) {
+            for (g, base) in gk.iter_mut().zip(&bases) {
+                *g = base[co as usize * l.positions + p];
+            }
+        }
+        let (oy, ox) = (p / geo.ow, p % geo.ow);
+        let corner = (oy * geo.sh * wp + ox * geo.sw) * c;
+        let out = Out {
+            // SAFETY (of `add`): `corner` is inside the first copy's plane.
+            base: unsafe { work.acc.as_mut_ptr().add(corner) },
+            stride: plane,
+            voff: voff.as_ptr(),
+        };
+        // SAFETY: `lanes` is not 0; `g` holds `chans.len() × copies` values and the pattern's
+        // channels are the layer's; the farthest tap of the last position, `(oh−1)·sh +
+        // (kh−1)·dh` rows and the like in columns from the corner, with the last vector's
+        // `lanes` channels, is inside `hp × wp × c`, in each copy's plane.
+        unsafe { accumulate(chans, &work.g, copies, rows, out) };
+    }
+    for s in 0..copies {
+        let out = dx.copy(s);
+        let acc = &work.acc[s * plane..(s + 1) * plane];
+        for (ci, ch) in out.chunks_exact_mut(geo.h * geo.w).enumerate() {
+            for (iy, orow) in ch.chunks_exact_mut(geo.w).enumerate() {
+                let arow = &acc[((iy + geo.pt) * wp + geo.pl) * c..];
+                for (o, a) in orow.iter_mut().zip(arow.chunks_exact(c)) {
+                    *o = a[ci];
+                }
+            }
+        }
+    }
+}
+
 /// Whether the automatic choice considers this route for a layer of `c` input channels and
 /// gradients of `copies` seeds per sample: only with SIMD
 /// products, where each gradient value feeds whole vectors (`c ≥ 16`; `c = 1`, a grey image's
@@ -357,11 +436,11 @@ fn product(chans: &[u32], g: &[f32], copies: usize, rows: &Rows, b: &mut [f32]) 
             // SAFETY: the CPU has AVX-512F; every row read is inside `rows.data` (the channels
             // index its rows), every `g` read inside the `chans.len() × copies` values and every
             // write inside `b`'s `copies × row` values (the asserts above).
-            return unsafe { x86::product512(chans, g, copies, rows, b) };
+            return unsafe { x86::product512(chans, g, copies, rows, Out::store(b, rows.row)) };
         }
         if available() {
             // SAFETY: as above, with AVX2 and FMA.
-            return unsafe { x86::product256(chans, g, copies, rows, b) };
+            return unsafe { x86::product256(chans, g, copies, rows, Out::store(b, rows.row)) };
         }
     }
     for (s, out) in b.chunks_mut(rows.row).take(copies).enumerate() {
@@ -376,11 +455,69 @@ fn product(chans: &[u32], g: &[f32], copies: usize, rows: &Rows, b: &mut [f32]) 
     }
 }
 
+/// Where the SIMD product puts row `s` (a copy), vector `v` (of the instruction set's
+/// lanes): stored at `base + s·stride + lanes·v` when `voff` is null, else added into
+/// `base + s·stride + voff[v]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Out {
+    base: *mut f32,
+    stride: usize,
+    voff: *const usize,
+}
+
+impl Out {
+    /// Rows of `stride` values stored into `b`.
+    fn store(b: &mut [f32], stride: usize) -> Out {
+        Out {
+            base: b.as_mut_ptr(),
+            stride,
+            voff: std::ptr::null(),
+        }
+    }
+}
+
+/// Lanes of the SIMD product here (16 with AVX-512, 8 with AVX2 + FMA), 0 without one.
+fn simd_lanes() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return 16;
+        }
+    }
+    if available() {
+        8
+    } else {
+        0
+    }
+}
+
+/// [`product`] added straight into the accumulator at the taps' places (`out.voff`), on the
+/// SIMD product of [`simd_lanes`] lanes.
+///
+/// # Safety
+/// [`simd_lanes`] is not 0; `g` holds `chans.len() × copies` values, the channels index rows
+/// of `rows`, and every `out.base + s·out.stride + voff[v] + lane`, `s < copies`, `v <
+/// rows.row / lanes`, lies in one writable buffer.
+unsafe fn accumulate(chans: &[u32], g: &[f32], copies: usize, rows: &Rows, out: Out) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return x86::product512(chans, g, copies, rows, out);
+        }
+        x86::product256(chans, g, copies, rows, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!(
+        "no SIMD product on this architecture: {chans:?} {g:?} {copies} {rows:?} {:?}",
+        out.stride
+    )
+}
+
 /// The product's SIMD tiles: `MR` rows (copies) × `NR` vectors of `b`, the rows in balanced
 /// blocks of at most 6, then the vectors left over one at a time.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{sample_with, Dest, Geometry, Layout, Pattern, Rows, Work};
+    use super::{sample_with, Dest, Geometry, Layout, Out, Pattern, Rows, Work};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f")]
@@ -416,7 +553,7 @@ mod x86 {
             }
         }};
         (@cols $tile:ident, $lanes:expr, $chans:ident, $g:ident, $copies:ident, $rows:ident,
-         $b:ident, $blocks:ident, $nr:literal) => {{
+         $out:ident, $blocks:ident, $nr:literal) => {{
             let vectors = $rows.row / $lanes;
             let w = $rows.data.as_ptr();
             let mut v = 0;
@@ -424,8 +561,12 @@ mod x86 {
                 let full = v + $nr <= vectors;
                 for q in 0..$blocks {
                     let (s0, s1) = (q * $copies / $blocks, (q + 1) * $copies / $blocks);
-                    let (g, b) = ($g.as_ptr().add(s0), $b.as_mut_ptr().add(s0 * $rows.row));
-                    let at = (g, $copies, w, $rows.row, v * $lanes, b);
+                    let g = $g.as_ptr().add(s0);
+                    let out = Out {
+                        base: $out.base.add(s0 * $out.stride),
+                        ..$out
+                    };
+                    let at = (g, $copies, w, $rows.row, v * $lanes, out);
                     match (s1 - s0, full) {
                         (1, true) => $tile::<1, $nr>($chans, at),
                         (2, true) => $tile::<2, $nr>($chans, at),
@@ -448,9 +589,9 @@ mod x86 {
     }
 
     /// Where a tile reads and writes: its rows' `g` (advanced to the first row), the copies
-    /// (`g`'s row stride), the weight rows, their length, the tile's first column, and `b`
-    /// (advanced to the first row).
-    type At = (*const f32, usize, *const f32, usize, usize, *mut f32);
+    /// (`g`'s row stride), the weight rows, their length, the tile's first column, and where
+    /// its first row goes.
+    type At = (*const f32, usize, *const f32, usize, usize, Out);
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn product512(
@@ -458,9 +599,9 @@ mod x86 {
         g: &[f32],
         copies: usize,
         rows: &Rows,
-        b: &mut [f32],
+        out: Out,
     ) {
-        blocked!(tile512, 16, chans, g, copies, rows, b, [4, 4, 5, 6, 8]);
+        blocked!(tile512, 16, chans, g, copies, rows, out, [4, 4, 5, 6, 8]);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -469,20 +610,20 @@ mod x86 {
         g: &[f32],
         copies: usize,
         rows: &Rows,
-        b: &mut [f32],
+        out: Out,
     ) {
-        blocked!(tile256, 8, chans, g, copies, rows, b, [2, 2, 2, 3, 4]);
+        blocked!(tile256, 8, chans, g, copies, rows, out, [2, 2, 2, 3, 4]);
     }
 
     /// One tile: `MR` rows × `NR` vectors of `b = g · W[chans]`, in registers over the
     /// gathered rows, for one instruction set (its vector type, lane count and intrinsics).
     macro_rules! tile {
         ($name:ident, $feature:literal, $lanes:literal, $zero:ident, $load:ident, $splat:ident,
-         $fma:ident, $store:ident) => {
+         $fma:ident, $add:ident, $store:ident) => {
             #[target_feature(enable = $feature)]
             #[inline]
             unsafe fn $name<const MR: usize, const NR: usize>(chans: &[u32], at: At) {
-                let (g, copies, w, row, col, b) = at;
+                let (g, copies, w, row, col, out) = at;
                 let mut acc = [[$zero(); NR]; MR];
                 for (k, &co) in chans.iter().enumerate() {
                     let wr = w.add(co as usize * row + col);
@@ -499,8 +640,17 @@ mod x86 {
                     }
                 }
                 for (r, a) in acc.iter().enumerate() {
-                    for (v, &x) in a.iter().enumerate() {
-                        $store(b.add(r * row + col + $lanes * v), x);
+                    let b = out.base.add(r * out.stride);
+                    if out.voff.is_null() {
+                        for (v, &x) in a.iter().enumerate() {
+                            $store(b.add(col + $lanes * v), x);
+                        }
+                    } else {
+                        let voff = out.voff.add(col / $lanes);
+                        for (v, &x) in a.iter().enumerate() {
+                            let p = b.add(*voff.add(v));
+                            $store(p, $add($load(p), x));
+                        }
                     }
                 }
             }
@@ -515,6 +665,7 @@ mod x86 {
         _mm512_loadu_ps,
         _mm512_set1_ps,
         _mm512_fmadd_ps,
+        _mm512_add_ps,
         _mm512_storeu_ps
     );
     tile!(
@@ -525,6 +676,7 @@ mod x86 {
         _mm256_loadu_ps,
         _mm256_set1_ps,
         _mm256_fmadd_ps,
+        _mm256_add_ps,
         _mm256_storeu_ps
     );
 }
@@ -568,13 +720,17 @@ mod tests {
                     if std::arch::is_x86_feature_detected!("avx512f") {
                         b.fill(f32::NAN);
                         // SAFETY: the CPU has AVX-512F; the sizes are those `product` checks.
-                        unsafe { x86::product512(&chans, &g, copies, &rows, &mut b) };
+                        unsafe {
+                            x86::product512(&chans, &g, copies, &rows, Out::store(&mut b, rows.row))
+                        };
                         runs.push(("AVX-512", b.clone()));
                     }
                     if available() {
                         b.fill(f32::NAN);
                         // SAFETY: the CPU has AVX2 and FMA; sizes as above.
-                        unsafe { x86::product256(&chans, &g, copies, &rows, &mut b) };
+                        unsafe {
+                            x86::product256(&chans, &g, copies, &rows, Out::store(&mut b, rows.row))
+                        };
                         runs.push(("AVX2", b.clone()));
                     }
                 }

@@ -380,16 +380,17 @@ impl Pool {
         let mut dx: Vec<MaybeUninit<f32>> = Vec::with_capacity(copies * x.len());
         dx.resize(copies * x.len(), MaybeUninit::uninit());
         let gs = grad.fs();
+        let relu = self.relu_input;
         crate::team::for_each_chunk(&mut dx, hw, |i, d| {
             let gy = &gs[i * ohw..(i + 1) * ohw];
+            let p = i % planes;
+            let s = &src[p * ohw..(p + 1) * ohw];
+            let xp = &xs[p * hw..(p + 1) * hw];
             d.fill(MaybeUninit::new(0.0));
             // SAFETY: every element of `d` was just initialised.
             let d = unsafe { &mut *(d as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            let p = i % planes;
-            let s = &src[p * ohw..(p + 1) * ohw];
-            if self.relu_input {
+            if relu {
                 // As the ReLU's mask would: `dy · [x > 0]`.
-                let xp = &xs[p * hw..(p + 1) * hw];
                 for (&at, &gv) in s.iter().zip(gy) {
                     if at != NONE {
                         d[at as usize] += gv * (xp[at as usize] > 0.0) as u8 as f32;
@@ -704,6 +705,18 @@ mod tests {
                     bits(&want_dx),
                     "case {c}, {h}x{wd}: backward"
                 );
+                // Behind a ReLU (`mask_at_pool`): the gradient where the input is positive.
+                let masked = Pool {
+                    relu_input: true,
+                    ..op
+                };
+                let dx = masked.backward(&[Some(&xt)], &y, &gt, &[true]).unwrap()[0]
+                    .take()
+                    .unwrap();
+                let want: Vec<f32> = (want_dx.iter().zip(&x))
+                    .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
+                    .collect();
+                assert_eq!(bits(dx.fs()), bits(&want), "case {c}, {h}x{wd}: masked");
             }
         }
     }
