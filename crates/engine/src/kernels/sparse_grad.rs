@@ -258,6 +258,14 @@ pub(crate) fn sample(
 
 /// [`sample`]'s body, compiled once more with AVX-512 enabled (its adds, fills and copies
 /// vectorise on the widest registers).
+///
+/// The accumulator is the channels-last input plane of each copy, padded so that every tap
+/// of every position lands inside it (padding taps add into a margin that is never read), so
+/// a tap's place is the position's corner plus a per-layer offset. Where each weight row splits
+/// into whole vectors per tap (`c` a multiple of the SIMD lanes), the product adds its vectors
+/// straight into the accumulator at those places, with no buffer and no scatter pass between
+/// them; elsewhere it fills `work.b` and each tap's `c` values are added from there. The sums
+/// run in the same order either way.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn sample_with(
@@ -270,15 +278,24 @@ fn sample_with(
     work: &mut Work,
     dx: &mut Dest,
 ) {
-    let (c, hw, row, copies) = (geo.c, geo.h * geo.w, rows.row, l.copies);
+    let (c, row, copies) = (geo.c, rows.row, l.copies);
     let taps = geo.kh * geo.kw;
     let lanes = simd_lanes();
-    if lanes > 0 && c % lanes == 0 && row == taps * c {
-        return sample_fused(geo, l, rows, dy, pat, i, work, dx, lanes);
-    }
+    let fused = lanes > 0 && c % lanes == 0 && row == taps * c;
+    let hp = ((geo.oh.max(1) - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1).max(geo.h + geo.pt);
+    let wp = ((geo.ow.max(1) - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1).max(geo.w + geo.pl);
+    let plane = hp * wp * c;
     work.acc.clear();
-    work.acc.resize(copies * hw * c, 0.0);
+    work.acc.resize(copies * plane, 0.0);
     work.b.resize(copies * row, 0.0);
+    // Where tap `t`'s channel `ch` lands, from the position's corner.
+    let at = |t: usize, ch: usize| ((t / geo.kw) * geo.dh * wp + (t % geo.kw) * geo.dw) * c + ch;
+    let voff: Vec<usize> = match fused {
+        true => (0..row / lanes)
+            .map(|v| at(v * lanes / c, v * lanes % c))
+            .collect(),
+        false => Vec::new(),
+    };
     let bases: Vec<&[f32]> = (0..copies)
         .map(|s| &dy[l.at(s, i)..][..l.m * l.positions])
         .collect();
@@ -294,19 +311,28 @@ fn sample_with(
                 *g = base[co as usize * l.positions + p];
             }
         }
-        product(chans, &work.g, copies, rows, &mut work.b);
         let (oy, ox) = (p / geo.ow, p % geo.ow);
+        let corner = (oy * geo.sh * wp + ox * geo.sw) * c;
+        if fused {
+            let out = Out {
+                // SAFETY (of `add`): `corner` is inside the first copy's plane.
+                base: unsafe { work.acc.as_mut_ptr().add(corner) },
+                stride: plane,
+                voff: voff.as_ptr(),
+            };
+            // SAFETY: `lanes` is not 0; `g` holds `chans.len() × copies` values and the
+            // pattern's channels are the layer's; the farthest tap of the last position,
+            // `(oh−1)·sh + (kh−1)·dh` rows and the like in columns from the corner, with the
+            // last vector's `lanes` channels, is inside `hp × wp × c`, in each copy's plane.
+            unsafe { accumulate(chans, &work.g, copies, rows, out) };
+            continue;
+        }
+        product(chans, &work.g, copies, rows, &mut work.b);
         for t in 0..taps {
-            let (ky, kx) = (t / geo.kw, t % geo.kw);
-            let iy = (oy * geo.sh + ky * geo.dh).wrapping_sub(geo.pt);
-            let ix = (ox * geo.sw + kx * geo.dw).wrapping_sub(geo.pl);
-            if iy >= geo.h || ix >= geo.w {
-                continue;
-            }
-            let q = iy * geo.w + ix;
+            let q = corner + at(t, 0);
             for s in 0..copies {
                 let src = &work.b[s * row + t * c..][..c];
-                let dst = &mut work.acc[(s * hw + q) * c..][..c];
+                let dst = &mut work.acc[s * plane + q..][..c];
                 for (d, v) in dst.iter_mut().zip(src) {
                     *d += v;
                 }
@@ -315,80 +341,8 @@ fn sample_with(
     }
     for s in 0..copies {
         let out = dx.copy(s);
-        let acc = &work.acc[s * hw * c..(s + 1) * hw * c];
-        // Channel by channel: the writes run in order, the reads stride through cache.
-        for (ci, plane) in out.chunks_exact_mut(hw).enumerate() {
-            for (o, a) in plane.iter_mut().zip(acc.chunks_exact(c)) {
-                *o = a[ci];
-            }
-        }
-    }
-}
-
-/// [`sample_with`] where each weight row splits into whole vectors per tap (`c` a multiple of
-/// the lanes): the product adds its vectors straight into the accumulator at the taps'
-/// places, with no buffer and no scatter pass between them. The accumulator is the
-/// channels-last input plane padded so that every tap of every position lands inside it
-/// (padding taps add into a margin that is never read), so a vector's place is the position's
-/// corner plus a per-layer offset (`voff`). The sums run in the same order as in
-/// [`sample_with`], so the results are the same, bit for bit.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn sample_fused(
-    geo: &Geometry,
-    l: Layout,
-    rows: &Rows,
-    dy: &[f32],
-    pat: &Pattern,
-    i: usize,
-    work: &mut Work,
-    dx: &mut Dest,
-    lanes: usize,
-) {
-    let (c, copies) = (geo.c, l.copies);
-    let hp = ((geo.oh.max(1) - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1).max(geo.h + geo.pt);
-    let wp = ((geo.ow.max(1) - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1).max(geo.w + geo.pl);
-    let plane = hp * wp * c;
-    work.acc.clear();
-    work.acc.resize(copies * plane, 0.0);
-    let voff: Vec<usize> = (0..rows.row / lanes)
-        .map(|v| {
-            let (t, cv) = (v * lanes / c, v * lanes % c);
-            let (ky, kx) = (t / geo.kw, t % geo.kw);
-            (ky * geo.dh * wp + kx * geo.dw) * c + cv
-        })
-        .collect();
-    let bases: Vec<&[f32]> = (0..copies)
-        .map(|s| &dy[l.at(s, i)..][..l.m * l.positions])
-        .collect();
-    for p in 0..l.positions {
-        let chans = pat.at(p);
-        if chans.is_empty() {
-            continue;
-        }
-        work.g.resize(chans.len() * copies, 0.0);
-        for (gk, &co) in work.g.chunks_exact_mut(copies).zip(chans) {
-            for (g, base) in gk.iter_mut().zip(&bases) {
-                *g = base[co as usize * l.positions + p];
-            }
-        }
-        let (oy, ox) = (p / geo.ow, p % geo.ow);
-        let corner = (oy * geo.sh * wp + ox * geo.sw) * c;
-        let out = Out {
-            // SAFETY (of `add`): `corner` is inside the first copy's plane.
-            base: unsafe { work.acc.as_mut_ptr().add(corner) },
-            stride: plane,
-            voff: voff.as_ptr(),
-        };
-        // SAFETY: `lanes` is not 0; `g` holds `chans.len() × copies` values and the pattern's
-        // channels are the layer's; the farthest tap of the last position, `(oh−1)·sh +
-        // (kh−1)·dh` rows and the like in columns from the corner, with the last vector's
-        // `lanes` channels, is inside `hp × wp × c`, in each copy's plane.
-        unsafe { accumulate(chans, &work.g, copies, rows, out) };
-    }
-    for s in 0..copies {
-        let out = dx.copy(s);
         let acc = &work.acc[s * plane..(s + 1) * plane];
+        // Channel by channel: the writes run in order, the reads stride through cache.
         for (ci, ch) in out.chunks_exact_mut(geo.h * geo.w).enumerate() {
             for (iy, orow) in ch.chunks_exact_mut(geo.w).enumerate() {
                 let arow = &acc[((iy + geo.pt) * wp + geo.pl) * c..];
