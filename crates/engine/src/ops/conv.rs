@@ -79,13 +79,14 @@ const BATCH_COLUMNS: usize = 1568;
 /// `P_s = A[m × k] · B_s[k × cols]` for every sample `s < n`, several samples per GEMM: sample
 /// `j` of a chunk fills columns `j·cols..(j+1)·cols` of one `k × (chunk·cols)` matrix (`fill(s,
 /// its first column, row pitch)`), one product runs on all threads, and `emit(s, its first
-/// column of P, row pitch)` takes each sample's part. Summation order within each output is
-/// the GEMM's, as for one sample at a time.
+/// column of P, row pitch)` takes each sample's part, the chunk's samples in parallel (as the
+/// product, on the team when there is one). Summation order within each output is the GEMM's,
+/// as for one sample at a time.
 fn batched_gemm(
     (n, cols, m, k): (usize, usize, usize, usize),
     a: View,
     fill: impl Fn(usize, &mut [f32], usize),
-    mut emit: impl FnMut(usize, &[f32], usize),
+    emit: impl Fn(usize, &[f32], usize) + Sync,
 ) {
     let per = (BATCH_COLUMNS / cols).clamp(1, n);
     let mut prod = vec![0.0f32; m * per * cols];
@@ -109,9 +110,8 @@ fn batched_gemm(
                 b,
                 true,
             );
-            for j in 0..nc {
-                emit(s0 + j, &prod[j * cols..m * pitch], pitch);
-            }
+            let prod = &prod[..m * pitch];
+            crate::team::for_each(nc, |j| emit(s0 + j, &prod[j * cols..], pitch));
         }
     });
 }
@@ -839,25 +839,6 @@ impl Conv {
             unsafe { out.set_len(d.n * out_len) };
             return Ok(Tensor::f32(d.out_shape, out));
         }
-        // The output starts as bias + residual (or zeros) and the GEMM accumulates into it:
-        // one write pass over fresh memory, where zeroing and then filling would take two.
-        // (Serial: splitting this pass over threads measured slower on a loaded machine.)
-        let cols = geo.cols();
-        match (bias, residual) {
-            (Some(b), Some(r)) => {
-                for (i, r) in r.chunks(cols).enumerate() {
-                    let bv = b[i % d.m];
-                    out.extend(r.iter().map(|r| r + bv));
-                }
-            }
-            (Some(b), None) => {
-                for i in 0..d.n * d.m {
-                    out.resize(out.len() + cols, b[i % d.m]);
-                }
-            }
-            (None, Some(r)) => out.extend_from_slice(r),
-            (None, None) => out.resize(d.n * out_len, 0.0),
-        }
         // Stride-1 kernels more than one row high: the column-shift patch matrix (a third of
         // im2col's for 3×3) with the kernel rows gathered once here.
         let use_rows = match kernel {
@@ -877,6 +858,16 @@ impl Conv {
                 .collect()
         });
         let cols = geo.cols();
+        let spare = &mut out.spare_capacity_mut()[..d.n * out_len];
+        // Every output is `act(start + product)`, where `start` is bias + residual (or what
+        // there is of them, or zeros): written just before the product by the thread that runs
+        // it (a serial pass over the whole batch's output first left the other threads idle:
+        // 2.5 MB a sample at ResNet-50's 56×56 layers).
+        let start_at = |s: usize, mi: usize| {
+            let bv = bias.map_or(0.0, |b| b[mi]);
+            let r = residual.map(|r| &r[s * out_len + mi * cols..s * out_len + (mi + 1) * cols]);
+            (bv, r)
+        };
         if g == 1 && rows.is_none() && d.n > 1 && cols <= BATCHED_PLANE {
             let fill = |s: usize, b: &mut [f32], pitch: usize| {
                 let xi = &xs[s * in_len..(s + 1) * in_len];
@@ -888,21 +879,65 @@ impl Conv {
                     im2col_at(&geo, xi, b, pitch);
                 }
             };
+            let yp = OutPtr(spare.as_mut_ptr() as *mut f32);
             let emit = |s: usize, p: &[f32], pitch: usize| {
-                let y = &mut out[s * out_len..(s + 1) * out_len];
+                // SAFETY: sample `s`'s output lies inside `spare`, and `batched_gemm` emits each
+                // sample once, in one task; its elements are written here, never read.
+                let y = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        yp.get().add(s * out_len) as *mut std::mem::MaybeUninit<f32>,
+                        out_len,
+                    )
+                };
                 for (mi, yr) in y.chunks_exact_mut(cols).enumerate() {
-                    for (v, p) in yr.iter_mut().zip(&p[mi * pitch..mi * pitch + cols]) {
-                        *v += p;
-                        if relu {
-                            *v = v.max(0.0);
+                    let p = &p[mi * pitch..mi * pitch + cols];
+                    let act = |v: f32| if relu { v.max(0.0) } else { v };
+                    match start_at(s, mi) {
+                        (bv, Some(r)) if bias.is_some() => {
+                            for ((y, p), r) in yr.iter_mut().zip(p).zip(r) {
+                                y.write(act(r + bv + p));
+                            }
+                        }
+                        (_, Some(r)) => {
+                            for ((y, p), r) in yr.iter_mut().zip(p).zip(r) {
+                                y.write(act(r + p));
+                            }
+                        }
+                        (bv, None) => {
+                            for (y, p) in yr.iter_mut().zip(p) {
+                                y.write(act(bv + p));
+                            }
                         }
                     }
                 }
             };
             batched_gemm((d.n, cols, d.mg, k), View::rows(ws, k), fill, emit);
+            // SAFETY: `emit` wrote every element of every sample's output.
+            unsafe { out.set_len(d.n * out_len) };
             return Ok(Tensor::f32(d.out_shape, out));
         }
-        let one = |s: usize, yi: &mut [f32], col: &mut Vec<f32>| {
+        let one = |s: usize, yu: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
+            for (mi, yr) in yu.chunks_exact_mut(cols).enumerate() {
+                match start_at(s, mi) {
+                    (bv, Some(r)) if bias.is_some() => {
+                        for (y, r) in yr.iter_mut().zip(r) {
+                            y.write(r + bv);
+                        }
+                    }
+                    (_, Some(r)) => {
+                        for (y, r) in yr.iter_mut().zip(r) {
+                            y.write(*r);
+                        }
+                    }
+                    (bv, None) => {
+                        for y in yr.iter_mut() {
+                            y.write(bv);
+                        }
+                    }
+                }
+            }
+            // SAFETY: every element of the sample's output was written just above.
+            let yi = unsafe { &mut *(yu as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
             let xi = &xs[s * in_len..(s + 1) * in_len];
             for gi in 0..g {
                 let xg = &xi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
@@ -938,7 +973,9 @@ impl Conv {
                 }
             }
         };
-        each_sample(&mut out, out_len, par_samples, one);
+        each_sample(spare, out_len, par_samples, one);
+        // SAFETY: `one` wrote every element of every sample's output.
+        unsafe { out.set_len(d.n * out_len) };
         Ok(Tensor::f32(d.out_shape, out))
     }
 
@@ -1130,8 +1167,12 @@ impl Conv {
                     b[mi * pitch..mi * pitch + cols].copy_from_slice(dr);
                 }
             };
+            let dxp = OutPtr(dx.as_mut_ptr());
             let emit = |s: usize, p: &[f32], pitch: usize| {
-                let dxi = &mut dx[s * in_len..(s + 1) * in_len];
+                // SAFETY: sample `s`'s gradient lies inside `dx`, and `batched_gemm` emits each
+                // sample once, in one task.
+                let dxi =
+                    unsafe { std::slice::from_raw_parts_mut(dxp.get().add(s * in_len), in_len) };
                 if geo.is_identity() {
                     for (r, dr) in dxi.chunks_exact_mut(cols).enumerate() {
                         dr.copy_from_slice(&p[r * pitch..r * pitch + cols]);
