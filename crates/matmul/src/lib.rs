@@ -1,7 +1,9 @@
 //! `c (+)= a · b` on strided row/column views, delegating to the `gemm` crate's packed,
-//! SIMD-dispatched kernels (AVX2/FMA, AVX-512, NEON) rather than a hand-written microkernel.
-//! Nothing here is hand-written except the bound checks that make the call sound. Shared by
-//! the engine (convolutions, MatMul/Gemm) and the training library (dense layers).
+//! SIMD-dispatched kernels (AVX2/FMA, AVX-512, NEON), except products of few rows on AVX-512
+//! CPUs, which take a hand-written kernel ([`skinny`], where its doc comment says why).
+//! Shared by the engine (convolutions, MatMul/Gemm) and the training library (dense layers).
+
+pub mod skinny;
 
 /// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -48,6 +50,32 @@ pub fn matmul(
     b: View,
     parallel: bool,
 ) {
+    matmul_on(Route::Auto, m, n, k, c, c_rs, accumulate, a, b, parallel)
+}
+
+/// Which kernel [`matmul_on`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// [`skinny`] where it applies, else the gemm crate.
+    Auto,
+    /// The gemm crate (benchmarks and tests compare the two).
+    Gemm,
+}
+
+/// [`matmul`] on a chosen route.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_on(
+    route: Route,
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -69,6 +97,11 @@ pub fn matmul(
         (m - 1) * c_rs + n <= c.len() && c_rs >= n,
         "matmul output view out of bounds"
     );
+    if route == Route::Auto && skinny::applies(m, &b) {
+        // SAFETY: bounds checked above, `k > 0`, the kernel runs here (`applies`).
+        unsafe { skinny::matmul(m, n, k, c.as_mut_ptr(), c_rs, accumulate, a, b, parallel) };
+        return;
+    }
     let threads = rayon::current_num_threads();
     let par = if parallel && threads > 1 {
         gemm::Parallelism::Rayon(threads)
@@ -135,6 +168,106 @@ mod tests {
             run(1, 5000, 512, 512, av, wt),
             run(2, 5000, 512, 512, av, wt)
         );
+    }
+
+    /// The few-row kernel against its definition, bit for bit: every output is one chain of
+    /// fused multiply-adds in `k` order from its starting value (so `f32::mul_add` in a loop is
+    /// an exact reference), over row tails (1–9, 17, 96 rows), column tails around the 16- and
+    /// 48-column tiles, sums across the 256-row blocks of `b`, transposed `a`, accumulation,
+    /// a product split into column blocks, and one or two threads.
+    #[test]
+    fn skinny_kernel_is_an_exact_fma_chain() {
+        if !skinny::available() {
+            eprintln!("no AVX-512 here: the skinny kernel does not run (the gemm crate does)");
+            return;
+        }
+        let pool2 = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 15, 7),
+            (5, 16, 300),
+            (7, 17, 257),
+            (8, 47, 64),
+            (9, 48, 513),
+            (17, 49, 33),
+            (96, 200, 40),
+            (72, 130, 200),
+        ] {
+            assert!(skinny::applies(m, &View::rows(&[], n)));
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919 % 263) as f32 - 131.0) / 97.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104729 % 389) as f32 - 194.0) / 113.0)
+                .collect();
+            for ta in [false, true] {
+                let av = if ta {
+                    View::rows_t(&a, m)
+                } else {
+                    View::rows(&a, k)
+                };
+                let bv = View::rows(&b, n);
+                for accumulate in [false, true] {
+                    let start = |i: usize, j: usize| ((i * 31 + j * 17) % 23) as f32 / 7.0 - 1.5;
+                    let mut want = vec![0.0f32; m * n];
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut acc = if accumulate { start(i, j) } else { 0.0 };
+                            for p in 0..k {
+                                acc = av.data[i * av.rs + p * av.cs].mul_add(b[p * n + j], acc);
+                            }
+                            want[i * n + j] = acc;
+                        }
+                    }
+                    let fresh = || {
+                        let mut c = vec![f32::NAN; m * (n + 3)];
+                        for i in 0..m {
+                            for j in 0..n {
+                                c[i * (n + 3) + j] = start(i, j);
+                            }
+                        }
+                        c
+                    };
+                    let check = |c: &[f32], what: &str| {
+                        for i in 0..m {
+                            for j in 0..n + 3 {
+                                let got = c[i * (n + 3) + j];
+                                if j >= n {
+                                    assert!(got.is_nan(), "{what}: wrote outside the view");
+                                } else {
+                                    assert_eq!(
+                                        got.to_bits(),
+                                        want[i * n + j].to_bits(),
+                                        "{what} {m}x{n}x{k} ta {ta} acc {accumulate} at ({i}, {j})"
+                                    );
+                                }
+                            }
+                        }
+                    };
+                    let mut c = fresh();
+                    matmul(m, n, k, &mut c, n + 3, accumulate, av, bv, false);
+                    check(&c, "one thread");
+                    let mut c = fresh();
+                    pool2.install(|| matmul(m, n, k, &mut c, n + 3, accumulate, av, bv, true));
+                    check(&c, "two threads");
+                    // Column blocks of 20: each block is a product of its own.
+                    let mut c = fresh();
+                    for j0 in (0..n).step_by(20) {
+                        let w = 20.min(n - j0);
+                        let bj = View {
+                            data: &b[j0..],
+                            rs: n,
+                            cs: 1,
+                        };
+                        matmul(m, w, k, &mut c[j0..], n + 3, accumulate, av, bj, false);
+                    }
+                    check(&c, "column blocks");
+                }
+            }
+        }
     }
 
     fn naive(m: usize, n: usize, k: usize, a: View, b: View) -> Vec<f32> {

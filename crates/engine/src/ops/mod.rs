@@ -300,6 +300,15 @@ mod tests {
                 vec![img(3, 6, 1)],
             ),
             (
+                // Behind a ReLU, on rows of 17 windows (16 at once where the CPU vectorises).
+                Box::new(Pool {
+                    kind: PoolKind::Max,
+                    window: win(2, 2, 0),
+                    relu_input: true,
+                }),
+                vec![img(2, 34, 10)],
+            ),
+            (
                 Box::new(Pool {
                     kind: PoolKind::Max,
                     window: win(3, 2, 1),
