@@ -92,7 +92,8 @@ fn taps(o: usize, s: usize, p: usize, k: usize, d: usize, n: usize) -> (usize, u
 }
 
 /// Whether `g` is the common 2×2, stride-2, unpadded, undilated max pool whose windows all lie
-/// inside the plane: [`max2x2`] and [`max2x2_grad`] run it without the general loops.
+/// inside the plane: [`max2x2`] and (on AVX-512) [`Pool::max2x2_grad`] run it without the
+/// general loops.
 fn is_max2x2(kind: PoolKind, g: &Geometry) -> bool {
     kind == PoolKind::Max
         && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) == (2, 2, 2, 2, 1, 1, 0, 0)
