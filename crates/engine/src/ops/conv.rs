@@ -381,9 +381,10 @@ pub(crate) struct Prepared {
     plan: PlanCache,
 }
 
-/// The direct kernel's [`direct::Plan`] for one geometry, made on first use and kept: a model
-/// runs each layer on one geometry, and working out the plan's lane masks on every call took
-/// 4 % of a batch-1 ResNet-20 pass (`perf`, 2 threads).
+/// The direct kernel's [`direct::Plan`] for one geometry (and, where it stacks the batch's
+/// planes, one batch size), made on first use and kept: a model runs each layer on one
+/// geometry, and working out the plan's lane masks on every call took 4 % of a batch-1
+/// ResNet-20 pass (`perf`, 2 threads).
 #[derive(Default)]
 struct PlanCache(std::sync::Mutex<Option<Arc<direct::Plan>>>);
 
@@ -394,13 +395,13 @@ impl std::fmt::Debug for PlanCache {
 }
 
 impl PlanCache {
-    /// The plan for `mg` output channels over `geo`.
-    fn get(&self, geo: &Geometry, mg: usize) -> Arc<direct::Plan> {
+    /// The plan for `mg` output channels over `geo`, for calls on `n` samples at once.
+    fn get(&self, geo: &Geometry, mg: usize, n: usize) -> Arc<direct::Plan> {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match &*slot {
-            Some(p) if p.fits(geo, mg) => Arc::clone(p),
+            Some(p) if p.fits(geo, mg, n) => Arc::clone(p),
             _ => {
-                let p = Arc::new(direct::Plan::new(geo, mg));
+                let p = Arc::new(direct::Plan::new(geo, mg, n));
                 *slot = Some(Arc::clone(&p));
                 p
             }
@@ -454,7 +455,10 @@ impl Conv {
     }
 
     /// The direct kernel's packing of `w[M × C/g × kh × kw]` per group, where the kernel runs
-    /// and the weights are small enough (and the kernel more than 1×1) for it to be chosen.
+    /// and the weights are small enough (and the kernel more than 1×1) for it to be chosen:
+    /// up to [`direct::MAX_WEIGHTS`], or [`direct::MAX_WEIGHTS_STACKED`] for an ungrouped
+    /// stride-1 convolution, whose batches may stack their planes (the batch size, which
+    /// decides, is not known yet).
     fn pack_direct(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
         let s = w.shape();
         let g = self.group.max(1);
@@ -465,7 +469,13 @@ impl Conv {
         let (mg, c, taps) = (s[0] / g, s[1], s[2..].iter().product::<usize>());
         let per = mg * c * taps;
         // 1×1 layers never take it (see `direct::applies`).
-        (taps > 1 && per > 0 && per <= direct::MAX_WEIGHTS).then(|| {
+        let may_stack = g == 1 && self.window.strides == [1, 1];
+        let max = if may_stack {
+            direct::MAX_WEIGHTS_STACKED
+        } else {
+            direct::MAX_WEIGHTS
+        };
+        (taps > 1 && per > 0 && per <= max).then(|| {
             w.fs()
                 .chunks(per)
                 .map(|wg| direct::pack_weights(isa, mg, c, taps, wg))
@@ -763,7 +773,7 @@ impl Conv {
         let use_direct = !use_winograd
             && !use_lanes
             && match kernel {
-                Kernel::Auto => direct::applies(&geo, d.mg, g),
+                Kernel::Auto => direct::applies(&geo, d.mg, g, d.n),
                 Kernel::Direct => direct::available(),
                 _ => false,
             };
@@ -818,16 +828,22 @@ impl Conv {
             let packed = packed_or(prepared.and_then(|p| p.direct.as_deref()), g, ws, |wg| {
                 direct::pack_weights(isa, d.mg, d.cg, taps, wg)
             });
+            // Calls take the whole batch where the kernel reads in place, else one sample.
+            let batch = if g == 1 { d.n } else { 1 };
             let plan = match prepared {
-                Some(p) => p.plan.get(&geo, d.mg),
-                None => Arc::new(direct::Plan::new(&geo, d.mg)),
+                Some(p) => p.plan.get(&geo, d.mg, batch),
+                None => Arc::new(direct::Plan::new(&geo, d.mg, batch)),
             };
             if g == 1 && plan.in_place() {
-                // One call for the whole batch (no scratch: nothing is copied): register tiles
-                // may span samples, and the kernel splits its tiles over the threads itself.
+                // One call for the whole batch (scratch only for stacked planes; in place
+                // nothing else is copied): register tiles may span samples, and the kernel
+                // splits its tiles over the threads itself.
                 let parallel = rayon::current_num_threads() > 1;
-                let none = &mut Vec::new();
-                plan.run(&packed[0], xs, spare, bias, residual, relu, none, parallel);
+                with_scratch(|scratch| {
+                    plan.run(
+                        &packed[0], xs, spare, bias, residual, relu, scratch, parallel,
+                    )
+                });
             } else {
                 per_sample(spare, &|gi, x, y, b, r, col| {
                     plan.run(&packed[gi], x, y, b, r, relu, col, !par_samples)
