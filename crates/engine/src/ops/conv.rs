@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use super::fused_conv::relu_mask;
 use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::{shape_err, Result};
-use crate::kernels::im2col::{col2im, col2im_at, im2col, im2col_at, Geometry};
+use crate::kernels::im2col::{col2im_at, col2im_rows, im2col, im2col_at, Geometry};
 use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows};
 use crate::kernels::{channel_lanes, direct, rowshift, winograd, OutPtr};
 use crate::tensor::Tensor;
@@ -73,6 +73,13 @@ fn each_sample<T: Send>(
 /// narrow for the GEMM's register tiles and threads. [U]: thresholds from ResNet-18/50 at
 /// 224 px, 2 threads (see `batched_gemm`).
 const BATCHED_PLANE: usize = 196;
+/// Bytes of one band of the patch matrix on the banded col2im route (see
+/// [`Conv::input_grad_col2im`]): a quarter of a Zen 4 core's 1 MiB L2, 3 of the stem's 112
+/// output rows. Bands of 128 KiB to 1 MiB measured alike (`imagenet_layers --grad`, stem,
+/// banded / unbanded, medians of 9 rounds, two passes: 1.07 and 1.07 at 128 KiB, 1.08 and
+/// 1.08 at 256 KiB, 1.12 and 1.00 at 512 KiB, 1.08 and 1.10 at 1 MiB).
+const COL2IM_BAND: usize = 256 << 10;
+
 /// Columns of one batched product: 8 samples of a 14×14 plane, 32 of a 7×7 one.
 const BATCH_COLUMNS: usize = 1568;
 
@@ -1031,7 +1038,8 @@ impl Conv {
         if transposable && !few_from_many {
             return self.input_grad_as_conv(x_shape, w, grad, d, kernel);
         }
-        self.input_grad_col2im(x_shape, w, grad)
+        // Explicitly chosen, im2col stays unbanded (the tests compare the two).
+        self.input_grad_col2im(x_shape, w, grad, kernel != Kernel::Im2col)
     }
 
     /// The input gradient with the samples whose gradient is sparse enough
@@ -1125,12 +1133,25 @@ impl Conv {
         Ok(dx)
     }
 
-    /// The input gradient as col2im(Wᵀ·dY) per sample and group (any stride).
+    /// The input gradient as col2im(Wᵀ·dY) per sample and group (any stride). With `banded`,
+    /// a sample's product that outgrows [`COL2IM_BAND`] is done in bands of output rows, from
+    /// the last to the first: the GEMM for one band's columns, then their col2im
+    /// ([`col2im_rows`]) while the band is still in cache, where the whole patch matrix
+    /// (ResNet's 7×7 stride-2 stem at 224 px: 147 × 12,544, 7.0 MiB a sample) would leave it
+    /// between the two. Every element gets the same sums in the same order either way (the
+    /// GEMM sums each column over the `M` output channels alone; see `col2im_rows` for the
+    /// bands' order). `imagenet_layers --grad`, the stem on 8 samples, 2 threads, loaded
+    /// 2-core Zen 4, 15 rounds: banded / unbanded speed 1.09 [0.72, 1.38], 17.1–37.8 against
+    /// 22.3–29.7 ms a call; in `faultline bench --profile` on ResNet-18 at batch 8 (old and
+    /// new builds alternated, 6 rounds) the stem's backward went from 22.1 [20.2, 27.2] to
+    /// 19.0 [18.4, 21.4] ms. The GEMM is most of what is left (60 % of the samples in `perf`,
+    /// col2im 13 %).
     pub(crate) fn input_grad_col2im(
         &self,
         x_shape: &[usize],
         w: &Tensor,
         grad: &[f32],
+        banded: bool,
     ) -> Result<Tensor> {
         let (d, g, in_len, out_len) = self.backward_dims(x_shape, w, grad)?;
         let geo = d.geo;
@@ -1177,19 +1198,29 @@ impl Conv {
                         !par_samples,
                     );
                 } else {
-                    col.resize(k * geo.cols(), 0.0);
-                    matmul(
-                        k,
-                        geo.cols(),
-                        d.mg,
-                        col,
-                        geo.cols(),
-                        false,
-                        View::rows_t(wg, k),
-                        View::rows(dy, geo.cols()),
-                        !par_samples,
-                    );
-                    col2im(&geo, col, dxg);
+                    // Output rows per band (all of them unbanded).
+                    let band = if banded {
+                        (COL2IM_BAND / (k * geo.ow * 4)).clamp(1, geo.oh)
+                    } else {
+                        geo.oh
+                    };
+                    col.resize(k * band * geo.ow, 0.0);
+                    for oy0 in (0..geo.oh).step_by(band).rev() {
+                        let oy1 = (oy0 + band).min(geo.oh);
+                        let bc = (oy1 - oy0) * geo.ow;
+                        matmul(
+                            k,
+                            bc,
+                            d.mg,
+                            col,
+                            bc,
+                            false,
+                            View::rows_t(wg, k),
+                            View::rows(&dy[oy0 * geo.ow..], geo.cols()),
+                            !par_samples,
+                        );
+                        col2im_rows(&geo, col, dxg, (oy0, oy1), bc);
+                    }
                 }
             }
         };
@@ -1401,6 +1432,69 @@ mod tests {
         a.len() == b.len() && num.sqrt() <= 1e-5 * (1.0 + den.sqrt())
     }
 
+    /// The banded col2im input gradient (what [`Kernel::Auto`] takes for a 1–3 channel
+    /// gradient from 32 or more channels) on planes whose patch matrix spans several bands
+    /// ([`COL2IM_BAND`]): ResNet's 7×7 stride-2 stem on 64 px, and a stride-1 5×5 layer,
+    /// against the definition and bitwise against the unbanded route (which explicit
+    /// [`Kernel::Im2col`] takes at stride 2); 1 and 3 samples (per sample in turn, and in
+    /// parallel).
+    #[test]
+    fn banded_col2im_matches_unbanded_and_the_definition() {
+        for (c, m, hw, k, stride) in [(3, 64, 64, 7, 2), (1, 32, 80, 5, 1)] {
+            let win = Window {
+                kernel: [k, k],
+                strides: [stride, stride],
+                dilations: [1, 1],
+                pads: [k / 2; 4],
+                auto_pad: AutoPad::NotSet,
+                ceil_mode: false,
+            };
+            let conv = Conv::new(win.clone(), 1);
+            let geo = win.geometry("Conv", c, hw, hw).unwrap();
+            assert!(k * k * c * geo.ow * 4 * geo.oh > 2 * COL2IM_BAND);
+            let mut st = 3u64;
+            let mut rnd = || {
+                st = st
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((st >> 40) as f32) / 16777216.0 - 0.5
+            };
+            let wt: Vec<f32> = (0..m * c * k * k).map(|_| rnd()).collect();
+            let wtt = Tensor::f32(vec![m, c, k, k], wt.clone());
+            for n in [1, 3] {
+                let dy: Vec<f32> = (0..n * m * geo.cols()).map(|_| rnd()).collect();
+                let naive = Naive {
+                    g: &geo,
+                    n,
+                    groups: 1,
+                    m,
+                    w: &wt,
+                };
+                let mut want = vec![0f64; n * c * hw * hw];
+                naive.each(|xi, yi, wi| want[xi] += dy[yi] as f64 * wt[wi] as f64);
+                let shape = [n, c, hw, hw];
+                let banded = conv
+                    .input_grad_with(&shape, &wtt, &dy, 1, None, Kernel::Auto)
+                    .unwrap();
+                let whole = conv.input_grad_col2im(&shape, &wtt, &dy, false).unwrap();
+                if stride > 1 {
+                    let im2col = conv
+                        .input_grad_with(&shape, &wtt, &dy, 1, None, Kernel::Im2col)
+                        .unwrap();
+                    assert!(im2col.fs() == whole.fs());
+                }
+                assert!(
+                    close(banded.fs(), &want),
+                    "{k}x{k} stride {stride}, n = {n}"
+                );
+                assert!(
+                    banded.fs() == whole.fs(),
+                    "{k}x{k} stride {stride}, n = {n}: banded and unbanded differ"
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_inputs_are_errors_and_conv_ignores_ceil_mode() {
         let win = |ceil_mode| Window {
@@ -1519,8 +1613,10 @@ mod tests {
                     proptest::prop_assert!(fast_t.fs() == fast.fs(), "team gradient, {:?}", kernel);
                 }
             }
-            let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy).unwrap();
+            let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy, false).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
+            let banded = conv.input_grad_col2im(xt.shape(), &wtt, &dy, true).unwrap();
+            proptest::prop_assert!(banded.fs() == scatter.fs());
         }
 
         /// The input gradient of a batch carrying `copies` seeds per sample (copy-major) behind
