@@ -2,8 +2,11 @@
 //! ResNet's 7×7 stride-2 stem, bottleneck 1×1 layers, strided 3×3 and 1×1 layers) on 8-sample
 //! batches: the engine's own choice (`auto`) alternated with the direct kernel (where the CPU
 //! has it) and the GEMM route (im2col, or the input itself for a stride-1 1×1 layer) within
-//! one process, the best rate of each in GMAC/s and the median [min, max] over rounds of
-//! auto's speed over the faster alternative. `--grad` times the input gradient instead.
+//! one process, the best rate of each in GMAC/s, the median [min, max] over rounds of
+//! auto's speed over the faster alternative and over im2col alone (the unbanded col2im route
+//! for a strided input gradient, where the direct kernel's choice shares auto's banded one),
+//! and the [min, max] milliseconds per call of auto and im2col. `--grad` times the input
+//! gradient instead.
 //!
 //! ```sh
 //! cargo bench -p faultline-engine --bench imagenet_layers -- [--grad] [--rounds 5]
@@ -37,13 +40,20 @@ fn main() {
         let ratios = (0..args.rounds)
             .map(|r| (1..kernels.len()).map(|k| t[k][r]).fold(f64::MAX, f64::min) / t[0][r])
             .collect();
+        let over_im2col = (0..args.rounds).map(|r| t[1][r] / t[0][r]).collect();
+        let ms = |k: usize| {
+            let (lo, hi) = t[k]
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            format!("[{:.2}, {:.2}]", lo * 1e3, hi * 1e3)
+        };
         let rates: Vec<String> = kernels
             .iter()
             .zip(&t)
             .map(|(k, ts)| format!("{} {:6.1}", k.name(), best_rate(&layer, ts)))
             .collect();
         println!(
-            "{:>4}->{:<4} {}x{} k{} s{}  {} GMAC/s  auto / best other {}",
+            "{:>4}->{:<4} {}x{} k{} s{}  {} GMAC/s  auto / best other {}  auto / im2col {}  ms auto {} im2col {}",
             shape.c,
             shape.m,
             shape.hw,
@@ -51,7 +61,10 @@ fn main() {
             shape.k,
             shape.stride,
             rates.join("  "),
-            summary(ratios)
+            summary(ratios),
+            summary(over_im2col),
+            ms(0),
+            ms(1)
         );
         if !args.bench {
             break;

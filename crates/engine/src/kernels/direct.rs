@@ -22,7 +22,9 @@
 //! The input tile of a block of positions stays in L1 across the output-channel blocks, the
 //! weights are packed (at load time, when they are constant) in the order the steps read them,
 //! and on small planes a tile's vectors may come from different samples, so that an 8×8 plane
-//! (4 vectors of 16) still fills whole tiles. im2col +
+//! (4 vectors of 16) still fills whole tiles; planes that are no whole number of vectors (7×7:
+//! 49 positions in 64 lanes) are stacked, the batch's planes end to end, so that their lanes
+//! fill too (see [`Plan`]). im2col +
 //! GEMM instead writes and re-reads a patch matrix 9× (3×3) the input's size and repacks it
 //! inside the GEMM; for the 16–64 channel layers of CIFAR networks that traffic cost about as
 //! much as the products.
@@ -117,12 +119,15 @@ pub(crate) fn available() -> bool {
 }
 
 /// Whether it is the kernel to use (it handles any geometry) for `groups` groups of `mg` output
-/// channels: the CPU has it, the weights are small enough to stay in cache while every sample
-/// streams past them, and on small planes (64 positions or fewer) the layer has one group and
-/// one block's weights fit in L1 across the tiles. Measured alternating both choices within one
+/// channels on `n` samples: the CPU has it, the weights are small enough to stay in cache
+/// while every sample streams past them ([`MAX_WEIGHTS`], or [`MAX_WEIGHTS_STACKED`] where
+/// the batch's planes are stacked, see [`stacks`]), and on small planes (64 positions or
+/// fewer, counting every sample of a stacked batch) the layer has one group and one block's
+/// weights fit in L1 across the tiles. Measured alternating both choices within one
 /// process (`faultline bench` on ResNet-20, 2 threads, median of 30 pairs): its 8×8 layers (64
 /// channels) on the direct kernel ran the whole network 9 % faster than on im2col + GEMM; with
-/// 256 or 512 channels at 8×8 or 7×7, `kernel_speeds` measured it at 0.5–0.8× im2col. Strided
+/// 256 or 512 channels at 8×8 or 7×7 (unstacked), `kernel_speeds` measured it at 0.5–0.8×
+/// im2col. Strided
 /// small planes too, although their phase planes leave about half the lanes idle (ResNet-20's
 /// 32 → 64 channel stride-2 layer, 8×8 out, per-node profile of forward passes under load, 2
 /// threads: 0.034–0.037 ms at batch 1 and 0.22–0.28 ms at batch 8 against 0.053–0.060 and
@@ -133,11 +138,17 @@ pub(crate) fn available() -> bool {
 /// stride 2 the phase planes copy four times the input that im2col's one subsampled copy does
 /// (`imagenet_layers`, 8 samples, 2 threads, Zen 4: 256 → 512 channels, 56×56, stride 2, this
 /// kernel at 0.73 [0.69, 0.76] of im2col).
-pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize) -> bool {
+pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize, n: usize) -> bool {
     isa().is_some_and(|isa| {
+        let stacked = groups == 1 && stacks(isa, g, n);
+        let (max, plane) = if stacked {
+            (MAX_WEIGHTS_STACKED, n * g.cols())
+        } else {
+            (MAX_WEIGHTS, g.cols())
+        };
         !(g.kh == 1 && g.kw == 1)
-            && mg * g.rows() <= MAX_WEIGHTS
-            && (g.cols() > super::rowshift::SMALL_PLANE
+            && mg * g.rows() <= max
+            && (plane > super::rowshift::SMALL_PLANE
                 || groups == 1 && g.rows() * isa.mb() * 4 <= 32 << 10)
     })
 }
@@ -148,6 +159,40 @@ pub(crate) fn applies(g: &Geometry, mg: usize, groups: usize) -> bool {
 /// channels on 32×32, 117 vs 104 at 128 on 16×16, 114 vs 89 at 64 on 56×56, 98 vs 86 at 256
 /// on 14×14 (sweeping weights block by block once they outgrow the input, see `block_major`).
 pub(crate) const MAX_WEIGHTS: usize = 256 * 256 * 9;
+
+/// Largest `M·C·kh·kw` (per group) the direct kernel is chosen for where the batch's planes
+/// are stacked ([`stacks`]): 512 → 512 channels 3×3 (9 MiB), ResNet-18/50's layer4 at 224 px.
+/// Stacked, every lane of a tile holds an output, and a block of `MB` output channels (its
+/// `c·kh·kw·MB` weights, 144 KiB at 512 channels) sweeps the whole batch's positions before
+/// the next block (see `block_major`), so the weights are read once per call. Measured on a
+/// loaded 2-core Zen 4, 2 threads, 8 samples: `kernel_speeds 512x7` (7 rounds) 101.8 GMAC/s
+/// stacked direct against 66.6 on im2col (which ran these layers before) and 50.3 on the
+/// column-shift GEMM, direct / best GEMM 1.74 [0.92, 2.53]; `faultline bench --profile` on
+/// ResNet-18, old and new builds alternated over 6 rounds: its three 512-channel 7×7 3×3
+/// layers 15.2 [13.3, 21.7] → 9.7 [9.0, 11.2] ms forward and 15.3 [13.3, 22.1] → 10.6 [9.2,
+/// 13.5] ms backward, its 256-channel 14×14 ones (the direct kernel before, unstacked) 10.0
+/// [9.4, 17.3] → 9.6 [8.8, 12.1] ms forward, and the network's forward 44.6 [31.4, 46.3] →
+/// 49.7 [47.7, 50.4] img/s.
+pub(crate) const MAX_WEIGHTS_STACKED: usize = 512 * 512 * 9;
+
+/// Whether the plan for `n` samples over `g` stacks their planes (see [`Plan::new`]): at
+/// stride 1 in place with no more output rows than input rows (as for every pad up to the
+/// kernel's extent), for more than one sample, where rounding each sample's wide positions
+/// up to whole vectors leaves more than 1/32 of the lanes idle (7×7: 49 positions in 4
+/// vectors of 16, 23 % idle; 14×14: 196 in 13, 6 %; never a plane of a multiple of 16
+/// positions, such as every CIFAR layer's).
+pub(crate) fn stacks(isa: Isa, g: &Geometry, n: usize) -> bool {
+    let lanes = isa.lanes();
+    let wide = g.oh * g.w;
+    let idle = wide.div_ceil(lanes) * lanes - wide;
+    n > 1 && stackable(g) && idle * 32 > wide.div_ceil(lanes) * lanes
+}
+
+/// Whether a plan over `g` can stack planes: in place, and with each sample's wide positions
+/// (`oh` rows of `w`) inside its own plane's place in the stacked channel.
+fn stackable(g: &Geometry) -> bool {
+    g.sh == 1 && g.sw == 1 && g.ow <= g.w && g.oh <= g.h
+}
 
 /// Input channels per step of the reduction: a tile runs all taps over `CB` channels, then
 /// the next `CB`, so that the input rows it reads (`CB` channels × a few rows) stay in L1
@@ -169,9 +214,18 @@ pub(crate) fn pack_weights(isa: Isa, mg: usize, c: usize, taps: usize, w: &[f32]
 }
 
 /// What a convolution's geometry fixes for every sample: where the kernel reads (the input in
-/// place, or its padded phase planes), the taps' offsets and lane masks, where each vector's
-/// lanes are stored, and the sweep order. Made once per call and run on the whole batch (in
-/// place, one group) or on each sample and group.
+/// place, its samples' planes stacked, or its padded phase planes), the taps' offsets and lane
+/// masks, where each vector's lanes are stored, and the sweep order. Made once per call and
+/// run on the whole batch (in place, one group) or on each sample and group.
+///
+/// Stacked planes: in place, the wide positions of each sample are rounded up to whole
+/// vectors, which on small planes leaves many lanes idle (a 7×7 plane: 49 positions in 64
+/// lanes). A stacked plan copies the batch's planes of each channel end to end (`x[c × (n·h·w)]`,
+/// one `n·h·w` channel stride), so that one flat run of wide positions `s·h·w + oy·w + ox`
+/// covers every sample; a tap that would cross into the next or previous sample leaves the
+/// image at its top or bottom row, where its lane mask stops it as it stops it at the image's
+/// edges. Each output's sum runs the same steps in the same order as unstacked, so the results
+/// are bitwise the same.
 pub(crate) struct Plan {
     g: Geometry,
     mg: usize,
@@ -179,6 +233,9 @@ pub(crate) struct Plan {
     /// Stride 1 with `ow ≤ w`: the kernel reads the input itself, wide positions have the
     /// input's row pitch, and the lane masks stand in for the padding.
     in_place: bool,
+    /// Samples whose planes are stacked (in place; 1: not stacked, each sample's wide
+    /// positions start a vector).
+    stack: usize,
     /// Phase-plane width, one phase plane, one channel's planes (padded route).
     wq: usize,
     phase: usize,
@@ -201,20 +258,34 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The plan for `mg` output channels over geometry `g`, on this CPU's [`isa`] (which must
-    /// exist).
-    pub(crate) fn new(g: &Geometry, mg: usize) -> Plan {
-        Plan::with_isa(g, mg, isa().expect("the direct kernel runs on this CPU"))
+    /// The plan for `mg` output channels over geometry `g` for calls on `n` samples at once
+    /// (1 for calls per sample), on this CPU's [`isa`] (which must exist); it stacks the
+    /// samples' planes where [`stacks`] says so.
+    pub(crate) fn new(g: &Geometry, mg: usize, n: usize) -> Plan {
+        let isa = isa().expect("the direct kernel runs on this CPU");
+        Plan::with_isa(g, mg, isa, Plan::stack_for(isa, g, n))
     }
 
-    /// The plan on instruction set `isa` (one of [`Isa::supported`]).
-    pub(crate) fn with_isa(g: &Geometry, mg: usize, isa: Isa) -> Plan {
+    /// The samples a plan for calls on `n` samples stacks (1: none).
+    fn stack_for(isa: Isa, g: &Geometry, n: usize) -> usize {
+        if stacks(isa, g, n) {
+            n
+        } else {
+            1
+        }
+    }
+
+    /// The plan on instruction set `isa` (one of [`Isa::supported`]), with the planes of
+    /// `stack` samples stacked (1: none; above 1 only in place, and then each call takes
+    /// exactly `stack` samples).
+    pub(crate) fn with_isa(g: &Geometry, mg: usize, isa: Isa, stack: usize) -> Plan {
         #[allow(non_snake_case)]
         let (L, MB) = (isa.lanes(), isa.mb());
         let (sh, sw) = (g.sh, g.sw);
         let (hp, wp) = (g.pt + g.h + g.pb, g.pl + g.w + g.pr);
         let taps = g.kh * g.kw;
         let in_place = sh == 1 && sw == 1 && g.ow <= g.w;
+        assert!(stack >= 1 && (stack == 1 || stackable(g)));
         // Phase planes (padded route): a stride-(sh, sw) convolution reads padded rows `oy·sh +
         // i·dh`, which all lie in the phase plane of rows ≡ i·dh (mod sh) (likewise for
         // columns), at row `oy + ⌊i·dh / sh⌋` of that plane: so each tap is a stride-1 tap of
@@ -223,7 +294,13 @@ impl Plan {
         let phase = hq * wq;
         let plane = sh * sw * phase;
         let pitch = if in_place { g.w } else { wq };
-        let wide = g.oh * pitch;
+        // Stacked, sample `s`'s wide positions start at `s·h·w` (its plane's place in the
+        // stacked channel); the rows `oh..h` between samples (an unpadded convolution's) are
+        // computed and never stored.
+        let sample_wide = g.h * g.w;
+        let wide = (stack - 1) * sample_wide + g.oh * pitch;
+        // Wide positions per sample (unstacked, every wide position is sample 0's).
+        let per_sample = if stack > 1 { sample_wide } else { wide };
         let vectors = wide.div_ceil(L);
         let tap = |t: usize| (t / g.kw * g.dh, t % g.kw * g.dw);
         let offsets: Vec<isize> = (0..taps)
@@ -243,23 +320,21 @@ impl Plan {
         if in_place {
             // Per vector: which lanes' rows and columns stay inside the image for each kernel
             // row and column, then one AND per tap (cheap enough to redo on every call).
-            let (mut oy, mut ox) = (0, 0);
+            // Stacked, a lane's row and column are those within its own sample.
             let (mut rows, mut cols) = (vec![0u16; g.kh], vec![0u16; g.kw]);
             for v in 0..vectors {
                 rows.fill(0);
                 cols.fill(0);
                 for l in 0..L {
                     if v * L + l < wide {
+                        let q = (v * L + l) % per_sample;
+                        let (oy, ox) = (q / g.w, q % g.w);
                         for (i, r) in rows.iter_mut().enumerate() {
                             *r |= ((oy + i * g.dh).wrapping_sub(g.pt) < g.h) as u16 * (1 << l);
                         }
                         for (j, c) in cols.iter_mut().enumerate() {
                             *c |= ((ox + j * g.dw).wrapping_sub(g.pl) < g.w) as u16 * (1 << l);
                         }
-                    }
-                    ox += 1;
-                    if ox == g.w {
-                        (oy, ox) = (oy + 1, 0);
                     }
                 }
                 for t in 0..taps {
@@ -274,8 +349,12 @@ impl Plan {
         // inside the buffer (asserted here); the results at positions that are not outputs
         // are never stored. In place, every read lane is inside the image by its mask, and
         // masked lanes are not read.
+        // Stacked, the stacked copy is the buffer (each channel's `stack` planes).
         let (len, cstride) = if in_place {
-            (0, g.h * g.w)
+            (
+                stack * g.c * sample_wide * (stack > 1) as usize,
+                stack * sample_wide,
+            )
         } else {
             let ekw = (g.kw - 1) * g.dw + 1;
             let len = g.c * plane + PV_MAX * L + ekw + wq;
@@ -294,11 +373,15 @@ impl Plan {
             mg,
             isa,
             in_place,
+            stack,
             wq,
             phase,
             plane,
             cstride,
-            sub: if (cstride * 4).is_multiple_of(4096) {
+            // From one sample's plane also when stacked, so that the sums run in the same order
+            // stacked or not (and a plane that stacks holds no multiple of 16 positions, so
+            // never one of 4 KiB).
+            sub: if (if in_place { sample_wide } else { cstride } * 4).is_multiple_of(4096) {
                 CB / 2
             } else {
                 CB
@@ -306,7 +389,11 @@ impl Plan {
             len,
             offsets,
             masks,
-            segs: Segments::new(wide, pitch, g.ow, L),
+            segs: Segments::new(
+                (wide, pitch, L),
+                (g.oh, g.ow),
+                (per_sample, mg * g.oh * g.ow),
+            ),
             blocks,
             vectors,
             // Which operand stays in cache: with more weights than input, one block of output
@@ -316,9 +403,10 @@ impl Plan {
         }
     }
 
-    /// Whether this is the plan for `mg` output channels over `g`.
-    pub(crate) fn fits(&self, g: &Geometry, mg: usize) -> bool {
-        self.g == *g && self.mg == mg
+    /// Whether this is the plan [`Plan::new`] makes for `mg` output channels over `g` on `n`
+    /// samples.
+    pub(crate) fn fits(&self, g: &Geometry, mg: usize, n: usize) -> bool {
+        self.g == *g && self.mg == mg && self.stack == Plan::stack_for(self.isa, g, n)
     }
 
     /// Whether the kernel reads the input in place (then [`Plan::run`] takes several samples
@@ -329,9 +417,11 @@ impl Plan {
 
     /// `y[n × mg × oh·ow] = act(conv(x[n × c × h × w]) + bias + residual)` for one group:
     /// `bias` has `mg` values, `residual` the output's shape, and `act` is a ReLU when `relu`.
-    /// `n` is 1 unless the plan reads in place. Every element of `y` is written exactly once,
+    /// `n` is 1 unless the plan reads in place, and the plan's stack where it stacks planes.
+    /// Every element of `y` is written exactly once,
     /// so it may start uninitialised (the epilogue then costs no extra pass over memory).
-    /// `packed` comes from [`pack_weights`]; `scratch` holds the padded input; `parallel`
+    /// `packed` comes from [`pack_weights`]; `scratch` holds the padded input or the stacked
+    /// planes; `parallel`
     /// splits the work over the threads (`crate::team::for_each`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
@@ -359,12 +449,24 @@ impl Plan {
         let (in_len, ohw) = (c * g.h * g.w, g.oh * g.ow);
         let n = x.len() / in_len.max(1);
         assert!(n >= 1 && x.len() == n * in_len && (n == 1 || self.in_place));
+        assert!(self.stack == 1 || n == self.stack);
         assert_eq!(y.len(), n * mg * ohw);
         assert_eq!(packed.len(), self.blocks * c * taps * MB);
         assert!(bias.is_none_or(|b| b.len() == mg));
         assert!(residual.is_none_or(|r| r.len() == y.len()));
         let (sh, sw, wq, phase, plane) = (g.sh, g.sw, self.wq, self.phase, self.plane);
-        let xp: &[f32] = if self.in_place {
+        let xp: &[f32] = if self.stack > 1 {
+            // Each channel's planes end to end, sample after sample.
+            let hw = g.h * g.w;
+            scratch.resize(self.len, 0.0);
+            for (s, xs) in x.chunks_exact(in_len).enumerate() {
+                for (ci, src) in xs.chunks_exact(hw).enumerate() {
+                    let at = ci * self.cstride + s * hw;
+                    scratch[at..at + hw].copy_from_slice(src);
+                }
+            }
+            scratch
+        } else if self.in_place {
             x
         } else {
             scratch.resize(self.len, 0.0);
@@ -398,9 +500,10 @@ impl Plan {
         // planes of under 128 vectors that are not a multiple of `PV` (16×16 at 16 lanes),
         // whose spans take `PV` samples:
         // the `PV − 1`-vector tiles measured about a quarter slower per vector.
-        let vectors = self.vectors;
+        // Stacked, the whole batch is one run of vectors (the stacked plane's).
+        let (vectors, samples) = (self.vectors, if self.stack > 1 { 1 } else { n });
         let span = if vectors < 4 * PV {
-            n
+            samples
         } else if !vectors.is_multiple_of(PV) && vectors < 128 {
             PV
         } else {
@@ -409,8 +512,8 @@ impl Plan {
         let (blocks, block_major, offsets) = (self.blocks, self.block_major, &self.offsets);
         // Tasks (a tile of one block) per full span; the last span may hold fewer samples.
         let full = (span * vectors).div_ceil(PV) * blocks;
-        let spans = n.div_ceil(span);
-        let last = (n - (spans - 1) * span) * vectors;
+        let spans = samples.div_ceil(span);
+        let last = (samples - (spans - 1) * span) * vectors;
         let out = OutPtr(y.as_mut_ptr() as *mut f32);
         let out_len = mg * ohw;
         let run = |t: usize| {
@@ -484,7 +587,9 @@ impl Plan {
 /// Where the lanes of each vector of wide positions go: up to one run of lanes per output row
 /// the vector covers, each a lane mask and the output index of lane 0 (`delta`, so lane `l` of
 /// the run lands at `delta + l`; it is negative for a run that starts past lane 0 of the first
-/// row). Depends only on the geometry, so it is worked out once per call.
+/// row). Stacked planes (see [`Plan`]): a vector may cover rows of two or more samples, and
+/// `delta` then includes the sample's offset in the output. Depends only on the geometry, so
+/// it is worked out once per call.
 struct Segments {
     /// `(mask, delta)` runs, vector `v`'s at `runs[start[v]..start[v + 1]]`.
     runs: Vec<(u16, isize)>,
@@ -492,7 +597,13 @@ struct Segments {
 }
 
 impl Segments {
-    fn new(wide: usize, wp: usize, ow: usize, lanes: usize) -> Self {
+    /// For `wide` positions of row pitch `wp` in vectors of `lanes`, `oh × ow` outputs per
+    /// sample, samples `sample_wide` positions apart and `sample_out` apart in the output.
+    fn new(
+        (wide, wp, lanes): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        (sample_wide, sample_out): (usize, usize),
+    ) -> Self {
         #[allow(non_snake_case)]
         let L = lanes;
         let nv = wide.div_ceil(L);
@@ -505,14 +616,20 @@ impl Segments {
             let q = v * L;
             let mut l = 0;
             while l < L && q + l < wide {
-                let (r, col) = ((q + l) / wp, (q + l) % wp);
+                let (sample, at) = ((q + l) / sample_wide, (q + l) % sample_wide);
+                let (r, col) = (at / wp, at % wp);
+                if r >= oh {
+                    // Rows between stacked samples.
+                    l += sample_wide - at;
+                    continue;
+                }
                 if col >= ow {
                     l += wp - col;
                     continue;
                 }
                 let len = (ow - col).min(L - l).min(wide - q - l);
                 let mask = (((1u32 << len) - 1) << l) as u16;
-                let delta = (r * ow + col) as isize - l as isize;
+                let delta = (sample * sample_out + r * ow + col) as isize - l as isize;
                 // Runs that continue one another in the output (a plane as wide as its
                 // pitch) share one store.
                 let own = s.runs.len() > s.start[v];
@@ -734,7 +851,9 @@ mod tests {
         /// blocks and channel chunks, 1 to `PV` vectors per tile, planes from 1 to 40 wide,
         /// kernels up to 5×5 with strides, dilation and uneven pads, batches of 1 to 7 samples
         /// (in place, one call whose tiles span samples), steps of a whole or half channel
-        /// chunk, and a parallel split.
+        /// chunk, and a parallel split. With `stack`, an in-place batch also runs on a plan
+        /// forced to stack its planes (whatever lanes rounding would leave idle), which must
+        /// give bitwise the unstacked plan's results.
         #[test]
         fn direct_matches_the_definition(
             c in 1usize..20, mg in 1usize..20, h in 1usize..24, w in 1usize..40,
@@ -742,7 +861,7 @@ mod tests {
             sh in 1usize..4, sw in 1usize..4,
             pt in 0usize..4, pl in 0usize..4, pb in 0usize..4, pr in 0usize..4,
             epilogue in 0usize..8, parallel: bool, seed in 0u64..1000, n in 1usize..8,
-            half: bool,
+            half: bool, stack: bool,
         ) {
             let (ekh, ekw) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
             if pt + h + pb < ekh || pl + w + pr < ekw {
@@ -766,32 +885,125 @@ mod tests {
             // Every instruction set this CPU runs (none: nothing to check here).
             for isa in Isa::supported() {
                 let packed = pack_weights(isa, mg, c, kh * kw, &wt);
-                // NaN until written: an output the kernel skipped fails the comparison below.
-                let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); n * out_len];
-                let mut scratch = vec![f32::NAN; 7];
-                let mut plan = Plan::with_isa(&g, mg, isa);
-                if half {
-                    // The steps of half a chunk that planes of a multiple of 4 KiB take.
-                    plan.sub = CB / 2;
-                }
-                if plan.in_place() {
-                    // The whole batch in one call: tiles may span samples.
-                    plan.run(&packed, &x, &mut y, bias, res, relu, &mut scratch, parallel);
-                } else {
-                    for s in 0..n {
-                        let res = use_r.then_some(&r[s * out_len..(s + 1) * out_len]);
-                        let (xs, ys) = (&x[s * in_len..(s + 1) * in_len], &mut y[s * out_len..(s + 1) * out_len]);
-                        plan.run(&packed, xs, ys, bias, res, relu, &mut scratch, parallel);
+                let run = |stacked: usize| {
+                    // NaN until written: an output the kernel skipped fails the comparisons.
+                    let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); n * out_len];
+                    let mut scratch = vec![f32::NAN; 7];
+                    let mut plan = Plan::with_isa(&g, mg, isa, stacked);
+                    if half {
+                        // The steps of half a chunk that planes of a multiple of 4 KiB take.
+                        plan.sub = CB / 2;
+                    }
+                    if plan.in_place() {
+                        // The whole batch in one call: tiles may span samples.
+                        plan.run(&packed, &x, &mut y, bias, res, relu, &mut scratch, parallel);
+                    } else {
+                        for s in 0..n {
+                            let res = use_r.then_some(&r[s * out_len..(s + 1) * out_len]);
+                            let (xs, ys) = (&x[s * in_len..(s + 1) * in_len], &mut y[s * out_len..(s + 1) * out_len]);
+                            plan.run(&packed, xs, ys, bias, res, relu, &mut scratch, parallel);
+                        }
+                    }
+                    // SAFETY: every element was initialised (to NaN) before the call.
+                    y.iter().map(|v| unsafe { v.assume_init() }).collect::<Vec<f32>>()
+                };
+                let got = run(1);
+                if stack && n > 1 && stackable(&g) {
+                    let stacked = run(n);
+                    for (i, (a, b)) in stacked.iter().zip(&got).enumerate() {
+                        proptest::prop_assert!(
+                            a.to_bits() == b.to_bits(),
+                            "{isa:?}, output {i}: stacked {a} vs {b}"
+                        );
                     }
                 }
-                // SAFETY: every element was initialised (to NaN) before the call.
-                let got: Vec<f32> = y.iter().map(|v| unsafe { v.assume_init() }).collect();
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     proptest::prop_assert!(
                         (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()) * (c * kh * kw) as f64,
                         "{isa:?}, output {i}: {g} vs {w}"
                     );
                 }
+            }
+        }
+    }
+
+    /// ResNet-18/50's layer4 convolution (512 → 512 channels, 3×3, 7×7 planes), weights only
+    /// [`MAX_WEIGHTS_STACKED`] admits, on 1 to 3 samples (1: unstacked; 2 and 3 stacked, as
+    /// [`applies`] and [`Plan::new`] choose them) against the definition, with bias, residual
+    /// and ReLU; stacked also bitwise against the unstacked plan.
+    #[test]
+    fn large_weights_on_small_planes_match_the_definition() {
+        let (c, mg, hw) = (512, 512, 7);
+        let g = Geometry {
+            c,
+            h: hw,
+            w: hw,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+            pb: 1,
+            pr: 1,
+            oh: hw,
+            ow: hw,
+        };
+        let Some(isa) = isa() else {
+            return;
+        };
+        let mut st = 7u64;
+        let mut rnd = || {
+            st = st
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((st >> 40) as f32) / 16777216.0 - 0.5
+        };
+        let wt: Vec<f32> = (0..mg * c * 9).map(|_| rnd()).collect();
+        let b: Vec<f32> = (0..mg).map(|_| rnd()).collect();
+        let packed = pack_weights(isa, mg, c, 9, &wt);
+        for n in 1..=3 {
+            assert_eq!(applies(&g, mg, 1, n), n > 1);
+            let x: Vec<f32> = (0..n * c * hw * hw).map(|_| rnd()).collect();
+            let r: Vec<f32> = (0..n * mg * hw * hw).map(|_| rnd()).collect();
+            let want = super::super::reference::conv(&g, n, mg, &x, &wt, Some(&b), Some(&r), true);
+            let run = |plan: &Plan| {
+                let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); n * mg * hw * hw];
+                let mut scratch = Vec::new();
+                plan.run(
+                    &packed,
+                    &x,
+                    &mut y,
+                    Some(&b),
+                    Some(&r),
+                    true,
+                    &mut scratch,
+                    true,
+                );
+                // SAFETY: every element was initialised (to NaN) before the call.
+                y.iter()
+                    .map(|v| unsafe { v.assume_init() })
+                    .collect::<Vec<f32>>()
+            };
+            let plan = Plan::new(&g, mg, n);
+            assert_eq!(plan.stack, if n > 1 { n } else { 1 });
+            let got = run(&plan);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()) * (c * 9) as f64,
+                    "n = {n}, output {i}: {g} vs {w}"
+                );
+            }
+            if n > 1 {
+                let unstacked = run(&Plan::with_isa(&g, mg, isa, 1));
+                assert!(
+                    got.iter()
+                        .zip(&unstacked)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "n = {n}: stacked and unstacked differ"
+                );
             }
         }
     }

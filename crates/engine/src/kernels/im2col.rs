@@ -149,13 +149,31 @@ pub(crate) fn im2col_at(g: &Geometry, x: &[f32], col: &mut [f32], pitch: usize) 
 }
 
 /// Adds every column of `col` back into the image `dx` (c × h × w): the adjoint of [`im2col`].
+/// (The engine's input gradients take [`col2im_at`] or [`col2im_rows`].)
+#[cfg(test)]
 pub(crate) fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
     col2im_at(g, col, dx, g.cols());
 }
 
-/// [`col2im`] from rows `pitch` apart (the adjoint of [`im2col_at`]).
+/// `col2im` from rows `pitch` apart (the adjoint of [`im2col_at`]).
 pub(crate) fn col2im_at(g: &Geometry, col: &[f32], dx: &mut [f32], pitch: usize) {
-    let cols = g.cols();
+    col2im_rows(g, col, dx, (0, g.oh), pitch);
+}
+
+/// `col2im` of output rows `oy0..oy1` only, from a band of the patch matrix that holds just
+/// their columns (`(oy1 − oy0)·ow` per row, rows `pitch` apart): for an input gradient done
+/// band by band, each band's product added in while it is still in cache. Each element of
+/// `dx` gets its band's terms in the order `col2im` adds them (by patch row); a caller that
+/// goes over the bands from the last output row to the first adds every element's terms in
+/// `col2im`'s order too (for one input row, a later kernel row reads an earlier output row).
+pub(crate) fn col2im_rows(
+    g: &Geometry,
+    col: &[f32],
+    dx: &mut [f32],
+    (oy0, oy1): (usize, usize),
+    pitch: usize,
+) {
+    let cols = (oy1 - oy0) * g.ow;
     let mut row = 0;
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -170,9 +188,10 @@ pub(crate) fn col2im_at(g: &Geometry, col: &[f32], dx: &mut [f32], pitch: usize)
                 }
                 let start = (lo as isize * g.sw as isize + off) as usize;
                 let (oy_lo, oy_hi) = valid_rows(g, ki);
-                for oy in oy_lo..oy_hi {
+                for oy in oy_lo.max(oy0)..oy_hi.min(oy1) {
                     let iy = oy * g.sh + ki * g.dh - g.pt;
-                    let s = &src[oy * g.ow + lo..oy * g.ow + hi];
+                    let at = (oy - oy0) * g.ow;
+                    let s = &src[at + lo..at + hi];
                     if g.sw == 1 {
                         // Stride 1 (most convolutions): a contiguous add the compiler vectorizes.
                         let dst = &mut plane[iy * g.w + start..iy * g.w + start + s.len()];
@@ -226,6 +245,7 @@ mod tests {
             c in 1usize..3, h in 1usize..9, w in 1usize..9, kh in 1usize..4, kw in 1usize..4,
             sh in 1usize..3, sw in 1usize..4, dh in 1usize..3, dw in 1usize..3,
             pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3, seed in 0u64..1000,
+            band in 1usize..4,
         ) {
             let (ekh, ekw) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
             proptest::prop_assume!(h + pt + pb >= ekh && w + pl + pr >= ekw);
@@ -250,6 +270,18 @@ mod tests {
             let y: Vec<f32> = (0..col.len()).map(|_| rnd()).collect();
             let mut back = vec![0.0; x.len()];
             col2im(&g, &y, &mut back);
+            // Band by band (`band` output rows each), from the last band to the first, each
+            // band's columns on their own: bitwise `col2im`.
+            let mut banded = vec![0.0; x.len()];
+            for oy0 in (0..g.oh).step_by(band).rev() {
+                let oy1 = (oy0 + band).min(g.oh);
+                let bc = (oy1 - oy0) * g.ow;
+                let part: Vec<f32> = (0..g.rows())
+                    .flat_map(|r| y[r * g.cols() + oy0 * g.ow..][..bc].iter().copied())
+                    .collect();
+                col2im_rows(&g, &part, &mut banded, (oy0, oy1), bc);
+            }
+            proptest::prop_assert!(banded.iter().zip(&back).all(|(a, b)| a.to_bits() == b.to_bits()));
             let mut wide_y = vec![1e6f32; g.rows() * pitch];
             for r in 0..g.rows() {
                 wide_y[r * pitch + g.cols()..(r + 1) * pitch].copy_from_slice(&y[r * g.cols()..(r + 1) * g.cols()]);

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use super::fused_conv::relu_mask;
 use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::{shape_err, Result};
-use crate::kernels::im2col::{col2im, col2im_at, im2col, im2col_at, Geometry};
+use crate::kernels::im2col::{col2im_at, col2im_rows, im2col, im2col_at, Geometry};
 use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows};
 use crate::kernels::{channel_lanes, direct, rowshift, winograd, OutPtr};
 use crate::tensor::Tensor;
@@ -73,6 +73,13 @@ fn each_sample<T: Send>(
 /// narrow for the GEMM's register tiles and threads. [U]: thresholds from ResNet-18/50 at
 /// 224 px, 2 threads (see `batched_gemm`).
 const BATCHED_PLANE: usize = 196;
+/// Bytes of one band of the patch matrix on the banded col2im route (see
+/// [`Conv::input_grad_col2im`]): a quarter of a Zen 4 core's 1 MiB L2, 3 of the stem's 112
+/// output rows. Bands of 128 KiB to 1 MiB measured alike (`imagenet_layers --grad`, stem,
+/// banded / unbanded, medians of 9 rounds, two passes: 1.07 and 1.07 at 128 KiB, 1.08 and
+/// 1.08 at 256 KiB, 1.12 and 1.00 at 512 KiB, 1.08 and 1.10 at 1 MiB).
+const COL2IM_BAND: usize = 256 << 10;
+
 /// Columns of one batched product: 8 samples of a 14×14 plane, 32 of a 7×7 one.
 const BATCH_COLUMNS: usize = 1568;
 
@@ -381,9 +388,10 @@ pub(crate) struct Prepared {
     plan: PlanCache,
 }
 
-/// The direct kernel's [`direct::Plan`] for one geometry, made on first use and kept: a model
-/// runs each layer on one geometry, and working out the plan's lane masks on every call took
-/// 4 % of a batch-1 ResNet-20 pass (`perf`, 2 threads).
+/// The direct kernel's [`direct::Plan`] for one geometry (and, where it stacks the batch's
+/// planes, one batch size), made on first use and kept: a model runs each layer on one
+/// geometry, and working out the plan's lane masks on every call took 4 % of a batch-1
+/// ResNet-20 pass (`perf`, 2 threads).
 #[derive(Default)]
 struct PlanCache(std::sync::Mutex<Option<Arc<direct::Plan>>>);
 
@@ -394,13 +402,13 @@ impl std::fmt::Debug for PlanCache {
 }
 
 impl PlanCache {
-    /// The plan for `mg` output channels over `geo`.
-    fn get(&self, geo: &Geometry, mg: usize) -> Arc<direct::Plan> {
+    /// The plan for `mg` output channels over `geo`, for calls on `n` samples at once.
+    fn get(&self, geo: &Geometry, mg: usize, n: usize) -> Arc<direct::Plan> {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match &*slot {
-            Some(p) if p.fits(geo, mg) => Arc::clone(p),
+            Some(p) if p.fits(geo, mg, n) => Arc::clone(p),
             _ => {
-                let p = Arc::new(direct::Plan::new(geo, mg));
+                let p = Arc::new(direct::Plan::new(geo, mg, n));
                 *slot = Some(Arc::clone(&p));
                 p
             }
@@ -454,7 +462,10 @@ impl Conv {
     }
 
     /// The direct kernel's packing of `w[M × C/g × kh × kw]` per group, where the kernel runs
-    /// and the weights are small enough (and the kernel more than 1×1) for it to be chosen.
+    /// and the weights are small enough (and the kernel more than 1×1) for it to be chosen:
+    /// up to [`direct::MAX_WEIGHTS`], or [`direct::MAX_WEIGHTS_STACKED`] for an ungrouped
+    /// stride-1 convolution, whose batches may stack their planes (the batch size, which
+    /// decides, is not known yet).
     fn pack_direct(&self, w: &Tensor) -> Option<Vec<Vec<f32>>> {
         let s = w.shape();
         let g = self.group.max(1);
@@ -465,7 +476,13 @@ impl Conv {
         let (mg, c, taps) = (s[0] / g, s[1], s[2..].iter().product::<usize>());
         let per = mg * c * taps;
         // 1×1 layers never take it (see `direct::applies`).
-        (taps > 1 && per > 0 && per <= direct::MAX_WEIGHTS).then(|| {
+        let may_stack = g == 1 && self.window.strides == [1, 1];
+        let max = if may_stack {
+            direct::MAX_WEIGHTS_STACKED
+        } else {
+            direct::MAX_WEIGHTS
+        };
+        (taps > 1 && per > 0 && per <= max).then(|| {
             w.fs()
                 .chunks(per)
                 .map(|wg| direct::pack_weights(isa, mg, c, taps, wg))
@@ -763,7 +780,7 @@ impl Conv {
         let use_direct = !use_winograd
             && !use_lanes
             && match kernel {
-                Kernel::Auto => direct::applies(&geo, d.mg, g),
+                Kernel::Auto => direct::applies(&geo, d.mg, g, d.n),
                 Kernel::Direct => direct::available(),
                 _ => false,
             };
@@ -818,16 +835,22 @@ impl Conv {
             let packed = packed_or(prepared.and_then(|p| p.direct.as_deref()), g, ws, |wg| {
                 direct::pack_weights(isa, d.mg, d.cg, taps, wg)
             });
+            // Calls take the whole batch where the kernel reads in place, else one sample.
+            let batch = if g == 1 { d.n } else { 1 };
             let plan = match prepared {
-                Some(p) => p.plan.get(&geo, d.mg),
-                None => Arc::new(direct::Plan::new(&geo, d.mg)),
+                Some(p) => p.plan.get(&geo, d.mg, batch),
+                None => Arc::new(direct::Plan::new(&geo, d.mg, batch)),
             };
             if g == 1 && plan.in_place() {
-                // One call for the whole batch (no scratch: nothing is copied): register tiles
-                // may span samples, and the kernel splits its tiles over the threads itself.
+                // One call for the whole batch (scratch only for stacked planes; in place
+                // nothing else is copied): register tiles may span samples, and the kernel
+                // splits its tiles over the threads itself.
                 let parallel = rayon::current_num_threads() > 1;
-                let none = &mut Vec::new();
-                plan.run(&packed[0], xs, spare, bias, residual, relu, none, parallel);
+                with_scratch(|scratch| {
+                    plan.run(
+                        &packed[0], xs, spare, bias, residual, relu, scratch, parallel,
+                    )
+                });
             } else {
                 per_sample(spare, &|gi, x, y, b, r, col| {
                     plan.run(&packed[gi], x, y, b, r, relu, col, !par_samples)
@@ -1052,7 +1075,8 @@ impl Conv {
         if transposable && !few_from_many {
             return self.input_grad_as_conv(x_shape, w, grad, d, kernel);
         }
-        self.input_grad_col2im(x_shape, w, grad)
+        // Explicitly chosen, im2col stays unbanded (the tests compare the two).
+        self.input_grad_col2im(x_shape, w, grad, kernel != Kernel::Im2col)
     }
 
     /// The input gradient with the samples whose gradient is sparse enough
@@ -1146,12 +1170,25 @@ impl Conv {
         Ok(dx)
     }
 
-    /// The input gradient as col2im(Wᵀ·dY) per sample and group (any stride).
+    /// The input gradient as col2im(Wᵀ·dY) per sample and group (any stride). With `banded`,
+    /// a sample's product that outgrows [`COL2IM_BAND`] is done in bands of output rows, from
+    /// the last to the first: the GEMM for one band's columns, then their col2im
+    /// ([`col2im_rows`]) while the band is still in cache, where the whole patch matrix
+    /// (ResNet's 7×7 stride-2 stem at 224 px: 147 × 12,544, 7.0 MiB a sample) would leave it
+    /// between the two. Every element gets the same sums in the same order either way (the
+    /// GEMM sums each column over the `M` output channels alone; see `col2im_rows` for the
+    /// bands' order). `imagenet_layers --grad`, the stem on 8 samples, 2 threads, loaded
+    /// 2-core Zen 4, 15 rounds: banded / unbanded speed 1.09 [0.72, 1.38], 17.1–37.8 against
+    /// 22.3–29.7 ms a call; in `faultline bench --profile` on ResNet-18 at batch 8 (old and
+    /// new builds alternated, 6 rounds) the stem's backward went from 22.1 [20.2, 27.2] to
+    /// 19.0 [18.4, 21.4] ms. The GEMM is most of what is left (60 % of the samples in `perf`,
+    /// col2im 13 %).
     pub(crate) fn input_grad_col2im(
         &self,
         x_shape: &[usize],
         w: &Tensor,
         grad: &[f32],
+        banded: bool,
     ) -> Result<Tensor> {
         let (d, g, in_len, out_len) = self.backward_dims(x_shape, w, grad)?;
         let geo = d.geo;
@@ -1202,19 +1239,29 @@ impl Conv {
                         !par_samples,
                     );
                 } else {
-                    col.resize(k * geo.cols(), 0.0);
-                    matmul(
-                        k,
-                        geo.cols(),
-                        d.mg,
-                        col,
-                        geo.cols(),
-                        false,
-                        View::rows_t(wg, k),
-                        View::rows(dy, geo.cols()),
-                        !par_samples,
-                    );
-                    col2im(&geo, col, dxg);
+                    // Output rows per band (all of them unbanded).
+                    let band = if banded {
+                        (COL2IM_BAND / (k * geo.ow * 4)).clamp(1, geo.oh)
+                    } else {
+                        geo.oh
+                    };
+                    col.resize(k * band * geo.ow, 0.0);
+                    for oy0 in (0..geo.oh).step_by(band).rev() {
+                        let oy1 = (oy0 + band).min(geo.oh);
+                        let bc = (oy1 - oy0) * geo.ow;
+                        matmul(
+                            k,
+                            bc,
+                            d.mg,
+                            col,
+                            bc,
+                            false,
+                            View::rows_t(wg, k),
+                            View::rows(&dy[oy0 * geo.ow..], geo.cols()),
+                            !par_samples,
+                        );
+                        col2im_rows(&geo, col, dxg, (oy0, oy1), bc);
+                    }
                 }
             }
         };
@@ -1426,6 +1473,69 @@ mod tests {
         a.len() == b.len() && num.sqrt() <= 1e-5 * (1.0 + den.sqrt())
     }
 
+    /// The banded col2im input gradient (what [`Kernel::Auto`] takes for a 1–3 channel
+    /// gradient from 32 or more channels) on planes whose patch matrix spans several bands
+    /// ([`COL2IM_BAND`]): ResNet's 7×7 stride-2 stem on 64 px, and a stride-1 5×5 layer,
+    /// against the definition and bitwise against the unbanded route (which explicit
+    /// [`Kernel::Im2col`] takes at stride 2); 1 and 3 samples (per sample in turn, and in
+    /// parallel).
+    #[test]
+    fn banded_col2im_matches_unbanded_and_the_definition() {
+        for (c, m, hw, k, stride) in [(3, 64, 64, 7, 2), (1, 32, 80, 5, 1)] {
+            let win = Window {
+                kernel: [k, k],
+                strides: [stride, stride],
+                dilations: [1, 1],
+                pads: [k / 2; 4],
+                auto_pad: AutoPad::NotSet,
+                ceil_mode: false,
+            };
+            let conv = Conv::new(win.clone(), 1);
+            let geo = win.geometry("Conv", c, hw, hw).unwrap();
+            assert!(k * k * c * geo.ow * 4 * geo.oh > 2 * COL2IM_BAND);
+            let mut st = 3u64;
+            let mut rnd = || {
+                st = st
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((st >> 40) as f32) / 16777216.0 - 0.5
+            };
+            let wt: Vec<f32> = (0..m * c * k * k).map(|_| rnd()).collect();
+            let wtt = Tensor::f32(vec![m, c, k, k], wt.clone());
+            for n in [1, 3] {
+                let dy: Vec<f32> = (0..n * m * geo.cols()).map(|_| rnd()).collect();
+                let naive = Naive {
+                    g: &geo,
+                    n,
+                    groups: 1,
+                    m,
+                    w: &wt,
+                };
+                let mut want = vec![0f64; n * c * hw * hw];
+                naive.each(|xi, yi, wi| want[xi] += dy[yi] as f64 * wt[wi] as f64);
+                let shape = [n, c, hw, hw];
+                let banded = conv
+                    .input_grad_with(&shape, &wtt, &dy, 1, None, Kernel::Auto)
+                    .unwrap();
+                let whole = conv.input_grad_col2im(&shape, &wtt, &dy, false).unwrap();
+                if stride > 1 {
+                    let im2col = conv
+                        .input_grad_with(&shape, &wtt, &dy, 1, None, Kernel::Im2col)
+                        .unwrap();
+                    assert!(im2col.fs() == whole.fs());
+                }
+                assert!(
+                    close(banded.fs(), &want),
+                    "{k}x{k} stride {stride}, n = {n}"
+                );
+                assert!(
+                    banded.fs() == whole.fs(),
+                    "{k}x{k} stride {stride}, n = {n}: banded and unbanded differ"
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_inputs_are_errors_and_conv_ignores_ceil_mode() {
         let win = |ceil_mode| Window {
@@ -1544,8 +1654,10 @@ mod tests {
                     proptest::prop_assert!(fast_t.fs() == fast.fs(), "team gradient, {:?}", kernel);
                 }
             }
-            let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy).unwrap();
+            let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy, false).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
+            let banded = conv.input_grad_col2im(xt.shape(), &wtt, &dy, true).unwrap();
+            proptest::prop_assert!(banded.fs() == scatter.fs());
         }
 
         /// The input gradient of a batch carrying `copies` seeds per sample (copy-major) behind
