@@ -501,11 +501,7 @@ mod tests {
             }
             let (oh, ow) = ((pt + h + pb - ekh) / sh + 1, (pl + w + pr - ekw) / sw + 1);
             let g = Geometry { c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oh, ow };
-            let mut st = seed;
-            let mut rnd = || {
-                st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((st >> 40) as f32) / 16777216.0 - 0.5
-            };
+            let mut rnd = crate::kernels::reference::uniform(seed);
             let (in_len, out_len) = (c * h * w, mg * oh * ow);
             let x: Vec<f32> = (0..in_len).map(|_| rnd()).collect();
             let wt: Vec<f32> = (0..mg * c * kh * kw).map(|_| rnd()).collect();

@@ -869,11 +869,7 @@ mod tests {
             }
             let (oh, ow) = ((pt + h + pb - ekh) / sh + 1, (pl + w + pr - ekw) / sw + 1);
             let g = Geometry { c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oh, ow };
-            let mut st = seed;
-            let mut rnd = || {
-                st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((st >> 40) as f32) / 16777216.0 - 0.5
-            };
+            let mut rnd = crate::kernels::reference::uniform(seed);
             let (in_len, out_len) = (c * h * w, mg * oh * ow);
             let x: Vec<f32> = (0..n * in_len).map(|_| rnd()).collect();
             let wt: Vec<f32> = (0..mg * c * kh * kw).map(|_| rnd()).collect();
@@ -954,13 +950,7 @@ mod tests {
         let Some(isa) = isa() else {
             return;
         };
-        let mut st = 7u64;
-        let mut rnd = || {
-            st = st
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((st >> 40) as f32) / 16777216.0 - 0.5
-        };
+        let mut rnd = crate::kernels::reference::uniform(7u64);
         let wt: Vec<f32> = (0..mg * c * 9).map(|_| rnd()).collect();
         let b: Vec<f32> = (0..mg).map(|_| rnd()).collect();
         let packed = pack_weights(isa, mg, c, 9, &wt);

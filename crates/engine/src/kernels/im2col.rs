@@ -252,8 +252,7 @@ mod tests {
             let oh = (h + pt + pb - ekh) / sh + 1;
             let ow = (w + pl + pr - ekw) / sw + 1;
             let g = Geometry { c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oh, ow };
-            let mut s = seed;
-            let mut rnd = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((s >> 40) as f32) / 16777216.0 - 0.5 };
+            let mut rnd = crate::kernels::reference::uniform(seed);
             let x: Vec<f32> = (0..c * h * w).map(|_| rnd()).collect();
             let mut col = vec![f32::NAN; g.rows() * g.cols()];
             im2col(&g, &x, &mut col);

@@ -65,6 +65,18 @@ pub(crate) fn pack_blocks(
 pub(crate) mod reference {
     use super::im2col::Geometry;
 
+    /// A reproducible stream of values in `[-0.5, 0.5)` (a 64-bit linear congruential
+    /// generator's top 24 bits), for the kernels' tests.
+    pub(crate) fn uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut st = seed;
+        move || {
+            st = st
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((st >> 40) as f32) / 16777216.0 - 0.5
+        }
+    }
+
     /// `y[s, m, oy, ox] = act(b[m] + r[s, m, oy, ox] + Σ_{c,i,j} W[m,c,i,j] · x[s, c, oy·sh +
     /// i·dh − pt, ox·sw + j·dw − pl])` in f64, reading zero outside the image, for `n` samples
     /// of `x[c × h × w]` and weights `w[mg × c × kh × kw]`; `act` is a ReLU when `relu`.

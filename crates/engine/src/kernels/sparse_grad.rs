@@ -643,13 +643,7 @@ mod tests {
     /// in f64, on every block of rows and tails of vectors.
     #[test]
     fn products_match_the_sum() {
-        let mut st = 7u64;
-        let mut rnd = || {
-            st = st
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((st >> 40) as f32) / 16777216.0 - 0.5
-        };
+        let mut rnd = crate::kernels::reference::uniform(7u64);
         for (m, c, taps) in [(5, 1, 9), (7, 16, 1), (9, 32, 9), (3, 3, 25)] {
             let w: Vec<f32> = (0..m * c * taps).map(|_| rnd()).collect();
             let rows = Rows::new(&w, m, c, taps);

@@ -886,10 +886,29 @@ impl Conv {
         // there is of them, or zeros): written just before the product by the thread that runs
         // it (a serial pass over the whole batch's output first left the other threads idle:
         // 2.5 MB a sample at ResNet-50's 56×56 layers).
-        let start_at = |s: usize, mi: usize| {
+        // Output row `mi` of sample `s` initialised to its start, returned for the product to
+        // be added.
+        let start_row = |s: usize, mi: usize, yr: &'_ mut [std::mem::MaybeUninit<f32>]| {
             let bv = bias.map_or(0.0, |b| b[mi]);
-            let r = residual.map(|r| &r[s * out_len + mi * cols..s * out_len + (mi + 1) * cols]);
-            (bv, r)
+            match residual.map(|r| &r[s * out_len + mi * cols..s * out_len + (mi + 1) * cols]) {
+                Some(r) if bias.is_some() => {
+                    for (y, r) in yr.iter_mut().zip(r) {
+                        y.write(r + bv);
+                    }
+                }
+                Some(r) => {
+                    for (y, r) in yr.iter_mut().zip(r) {
+                        y.write(*r);
+                    }
+                }
+                None => {
+                    for y in yr.iter_mut() {
+                        y.write(bv);
+                    }
+                }
+            }
+            // SAFETY: every element of the row was written just above.
+            unsafe { &mut *(yr as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
         };
         if g == 1 && rows.is_none() && d.n > 1 && cols <= BATCHED_PLANE {
             let fill = |s: usize, b: &mut [f32], pitch: usize| {
@@ -905,7 +924,7 @@ impl Conv {
             let yp = OutPtr(spare.as_mut_ptr() as *mut f32);
             let emit = |s: usize, p: &[f32], pitch: usize| {
                 // SAFETY: sample `s`'s output lies inside `spare`, and `batched_gemm` emits each
-                // sample once, in one task; its elements are written here, never read.
+                // sample once, in one task, which initialises its rows before reading them.
                 let y = unsafe {
                     std::slice::from_raw_parts_mut(
                         yp.get().add(s * out_len) as *mut std::mem::MaybeUninit<f32>,
@@ -913,23 +932,11 @@ impl Conv {
                     )
                 };
                 for (mi, yr) in y.chunks_exact_mut(cols).enumerate() {
-                    let p = &p[mi * pitch..mi * pitch + cols];
-                    let act = |v: f32| if relu { v.max(0.0) } else { v };
-                    match start_at(s, mi) {
-                        (bv, Some(r)) if bias.is_some() => {
-                            for ((y, p), r) in yr.iter_mut().zip(p).zip(r) {
-                                y.write(act(r + bv + p));
-                            }
-                        }
-                        (_, Some(r)) => {
-                            for ((y, p), r) in yr.iter_mut().zip(p).zip(r) {
-                                y.write(act(r + p));
-                            }
-                        }
-                        (bv, None) => {
-                            for (y, p) in yr.iter_mut().zip(p) {
-                                y.write(act(bv + p));
-                            }
+                    let yr = start_row(s, mi, yr);
+                    for (v, p) in yr.iter_mut().zip(&p[mi * pitch..mi * pitch + cols]) {
+                        *v += p;
+                        if relu {
+                            *v = v.max(0.0);
                         }
                     }
                 }
@@ -941,25 +948,9 @@ impl Conv {
         }
         let one = |s: usize, yu: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
             for (mi, yr) in yu.chunks_exact_mut(cols).enumerate() {
-                match start_at(s, mi) {
-                    (bv, Some(r)) if bias.is_some() => {
-                        for (y, r) in yr.iter_mut().zip(r) {
-                            y.write(r + bv);
-                        }
-                    }
-                    (_, Some(r)) => {
-                        for (y, r) in yr.iter_mut().zip(r) {
-                            y.write(*r);
-                        }
-                    }
-                    (bv, None) => {
-                        for y in yr.iter_mut() {
-                            y.write(bv);
-                        }
-                    }
-                }
+                start_row(s, mi, yr);
             }
-            // SAFETY: every element of the sample's output was written just above.
+            // SAFETY: every row of the sample's output was initialised just above.
             let yi = unsafe { &mut *(yu as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
             let xi = &xs[s * in_len..(s + 1) * in_len];
             for gi in 0..g {
@@ -1493,13 +1484,7 @@ mod tests {
             let conv = Conv::new(win.clone(), 1);
             let geo = win.geometry("Conv", c, hw, hw).unwrap();
             assert!(k * k * c * geo.ow * 4 * geo.oh > 2 * COL2IM_BAND);
-            let mut st = 3u64;
-            let mut rnd = || {
-                st = st
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((st >> 40) as f32) / 16777216.0 - 0.5
-            };
+            let mut rnd = crate::kernels::reference::uniform(3u64);
             let wt: Vec<f32> = (0..m * c * k * k).map(|_| rnd()).collect();
             let wtt = Tensor::f32(vec![m, c, k, k], wt.clone());
             for n in [1, 3] {
@@ -1603,11 +1588,7 @@ mod tests {
                 Err(_) => return Ok(()),
             };
             let (c, m) = (groups * cg, groups * mg);
-            let mut st = seed;
-            let mut rnd = || {
-                st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((st >> 40) as f32) / 16777216.0 - 0.5
-            };
+            let mut rnd = crate::kernels::reference::uniform(seed);
             let x: Vec<f32> = (0..n * c * h * w).map(|_| rnd()).collect();
             let wt: Vec<f32> = (0..m * cg * kh * kw).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..m).map(|_| rnd()).collect();
