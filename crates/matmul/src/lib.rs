@@ -79,27 +79,89 @@ pub fn matmul_on(
     if m == 0 || n == 0 {
         return;
     }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                c[i * c_rs..i * c_rs + n].fill(0.0);
-            }
-        }
-        return;
-    }
-    // These checks make the raw-pointer call below sound: every element the kernel touches
-    // lies inside the slices.
-    assert!(
-        a.fits(m, k) && b.fits(k, n),
-        "matmul operand views out of bounds"
-    );
     assert!(
         (m - 1) * c_rs + n <= c.len() && c_rs >= n,
         "matmul output view out of bounds"
     );
+    // SAFETY: `c` holds every element of the block (asserted above), is exclusively borrowed,
+    // and so aliases neither `a` nor `b`.
+    unsafe {
+        run(
+            route,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_rs,
+            accumulate,
+            a,
+            b,
+            parallel,
+        )
+    }
+}
+
+/// [`matmul`] into a block of a matrix given by a pointer to its first element: for callers
+/// that have several threads write disjoint column blocks of one matrix, where a `&mut` slice
+/// over each block's rows would overlap the other blocks.
+///
+/// # Safety
+/// `c` must point to `m` rows of `n` writable elements each, `c_rs ≥ n` apart, that nothing
+/// else reads or writes during the call and that do not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    c_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c_rs >= n, "matmul output rows overlap");
+    // SAFETY: the caller's contract covers `c`.
+    unsafe { run(Route::Auto, m, n, k, c, c_rs, accumulate, a, b, false) }
+}
+
+/// The product for [`matmul_on`] and [`matmul_into`] (`m, n > 0`).
+///
+/// # Safety
+/// As for [`matmul_into`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn run(
+    route: Route,
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    c_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+    parallel: bool,
+) {
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                // SAFETY: row `i` of the block (the caller's contract).
+                unsafe { std::slice::from_raw_parts_mut(c.add(i * c_rs), n).fill(0.0) };
+            }
+        }
+        return;
+    }
+    // These checks make the raw-pointer calls below sound for `a` and `b`: every element the
+    // kernel reads lies inside their slices.
+    assert!(
+        a.fits(m, k) && b.fits(k, n),
+        "matmul operand views out of bounds"
+    );
     if route == Route::Auto && skinny::applies(m, &b) {
-        // SAFETY: bounds checked above, `k > 0`, the kernel runs here (`applies`).
-        unsafe { skinny::matmul(m, n, k, c.as_mut_ptr(), c_rs, accumulate, a, b, parallel) };
+        // SAFETY: operands checked above, `c` by the caller, `k > 0`, the kernel runs here.
+        unsafe { skinny::matmul(m, n, k, c, c_rs, accumulate, a, b, parallel) };
         return;
     }
     let threads = rayon::current_num_threads();
@@ -108,13 +170,13 @@ pub fn matmul_on(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: bounds checked above; `c` is exclusively borrowed and does not alias `a` or `b`.
+    // SAFETY: operands checked above, `c` by the caller (no aliasing).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             c_rs as isize,
             accumulate,

@@ -32,7 +32,7 @@ use crate::kernels::im2col::{col2im_at, col2im_rows, im2col, im2col_at, Geometry
 use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows};
 use crate::kernels::{channel_lanes, direct, rowshift, winograd, OutPtr};
 use crate::tensor::Tensor;
-use faultline_matmul::{matmul, View};
+use faultline_matmul::{matmul, matmul_into, View};
 
 thread_local! {
     /// The patch matrix of the last convolution this thread ran: kept so that every
@@ -70,8 +70,15 @@ fn each_sample<T: Send>(
 
 /// Output planes of at most this many positions (14×14) take several samples per GEMM on the
 /// GEMM routes ([`batched_gemm`]): one sample's product there is only `cols` columns wide, too
-/// narrow for the GEMM's register tiles and threads. [U]: thresholds from ResNet-18/50 at
-/// 224 px, 2 threads (see `batched_gemm`).
+/// narrow to split over the threads, and on the col2im route for its bands (a 7×7 plane's are
+/// a few columns wide). [U]: thresholds from ResNet-18/50 at 224 px, 2 threads.
+///
+/// Tried on 2026-12-03 and left: with a sample per thread, one single-threaded GEMM per sample
+/// ran the forward pass faster (`imagenet_layers`, 8 samples, 2 threads, Zen 4, alternated:
+/// 1024 → 256 channels 1×1 on 14×14 75.6 and 78.7 GMAC/s batched against 92.7 and 97.3 per
+/// sample, 2048 → 512 on 7×7 74.4 and 75.6 against 83.2 and 84.1), but the route then
+/// depends on the thread count, and the two routes' sums differ at rounding level, so the
+/// results did too (`small_batch_gemm_routes_and_shortcuts_match_one_thread` caught it).
 const BATCHED_PLANE: usize = 196;
 /// Bytes of one band of the patch matrix on the banded col2im route (see
 /// [`Conv::input_grad_col2im`]): a quarter of a Zen 4 core's 1 MiB L2, 3 of the stem's 112
@@ -123,8 +130,10 @@ fn batched_gemm(
     });
 }
 
-/// Output columns per task of [`team_matmul`], at least.
+/// Output columns per task of [`team_matmul`]'s column blocks, at least.
 const TEAM_COLUMNS: usize = 16;
+/// Output rows per task of [`team_matmul`]'s row blocks, at least.
+const TEAM_ROWS: usize = 32;
 
 /// Sums longer than this, in products of at most 64 × 64 outputs, are blocked differently by
 /// the gemm crate (0.19: `k.min(512)` there, `kernel_params` above), so a column block must
@@ -132,14 +141,20 @@ const TEAM_COLUMNS: usize = 16;
 const GEMM_SMALL: (usize, usize) = (512, 64);
 
 /// [`matmul`] of a product that may be split over the threads (`parallel`). On the small-batch
-/// team (`crate::team`) it runs as column blocks, one task each, every task its block's
-/// product into a buffer of its own and then into `c`: the gemm crate's own split goes through
-/// rayon, where the team's leader sleeps until the pool is done (a 32 → 64 channel stride-2
-/// layer on an 8×8 plane, ResNet-20's, then on this route, took 0.52 ms per forward pass at
-/// batch 1 under load against 0.067 ms on the team). Each block sums every output in the
-/// same order as the whole product (the buffer starts as `c`'s block when accumulating, and
-/// blocks keep the whole product's side of [`GEMM_SMALL`]), so the result does not depend on
-/// the split. Elsewhere it is [`matmul`] itself.
+/// team (`crate::team`) it runs as column blocks (row blocks where there are more rows than
+/// columns), one task each, every task writing its block of `c` in place: the gemm crate's
+/// own split goes through rayon, where the team's leader sleeps until the pool is done (a 32 →
+/// 64 channel stride-2 layer on an 8×8 plane, ResNet-20's, then on this route, took 0.52 ms
+/// per forward pass at batch 1 under load against 0.067 ms on the team). Each block sums
+/// every output in the same order as the whole product (blocks keep the whole product's
+/// sides of [`GEMM_SMALL`] and of the few-row kernel's rows), so the result does not depend
+/// on the split. Elsewhere it is [`matmul`] itself.
+///
+/// Until 2026-12-03 each column block went into a buffer of the task's own and was then
+/// copied into `c` (and, accumulating, copied out of it first): two more passes over the
+/// output, 3.2 MB a layer for ResNet-50's 56×56 1×1 ones at batch 1; and column blocks of a
+/// product with more rows than columns each read all of `a` (the weights: 4 MiB for a 512 →
+/// 2048 1×1 layer on 7×7, three times over).
 #[allow(clippy::too_many_arguments)]
 fn team_matmul(
     m: usize,
@@ -156,9 +171,48 @@ fn team_matmul(
         return matmul(m, n, k, c, c_rs, accumulate, a, b, parallel);
     }
     let (long, side) = GEMM_SMALL;
+    if m > n {
+        // More rows than columns (a small plane's many output channels, ResNet-50's 7×7 and
+        // 14×14 layers at batch 1): blocks of rows, each task reading only its rows of `a`
+        // (the weights) where column blocks would each read all of it, and writing its rows of
+        // `c` in place. The blocks keep the whole product's sides of `GEMM_SMALL` and of
+        // `skinny::MAX_ROWS` (the kernel `matmul` picks, which sums in its own order).
+        let few = faultline_matmul::skinny::MAX_ROWS;
+        let least = if m > few { few + 1 } else { TEAM_ROWS };
+        let mut tasks = (2 * rayon::current_num_threads()).min(m / least);
+        if k > long && n <= side && m > side {
+            tasks = tasks.min(m / (side + 1));
+        }
+        if tasks >= 2 {
+            assert!(
+                (m - 1) * c_rs + n <= c.len() && c_rs >= n,
+                "matmul output view out of bounds"
+            );
+            let out = OutPtr(c.as_mut_ptr());
+            crate::team::for_each(tasks, |t| {
+                let (i0, i1) = (t * m / tasks, (t + 1) * m / tasks);
+                // SAFETY: rows `i0..i1` of `c` lie inside it (asserted above) and belong to
+                // this task alone (`c_rs ≥ n`); nothing else reads or writes `c` meanwhile.
+                let ct = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out.get().add(i0 * c_rs),
+                        (i1 - i0 - 1) * c_rs + n,
+                    )
+                };
+                let at = View {
+                    data: &a.data[(i0 * a.rs).min(a.data.len())..],
+                    rs: a.rs,
+                    cs: a.cs,
+                };
+                matmul(i1 - i0, n, k, ct, c_rs, accumulate, at, b, false);
+            });
+            return;
+        }
+    }
     let mut tasks = (2 * rayon::current_num_threads()).min(n / TEAM_COLUMNS);
     if k > long && m <= side && n > side {
-        tasks = tasks.min(n / (side + 1));
+        // Widths stay above `side` with the edges rounded down to whole cache lines.
+        tasks = tasks.min(n / (side + 17));
     }
     if tasks < 2 {
         // Serially on the leader: rayon would put it to sleep.
@@ -169,28 +223,25 @@ fn team_matmul(
         "matmul output view out of bounds"
     );
     let out = OutPtr(c.as_mut_ptr());
-    crate::team::for_each_init(tasks, Vec::new, |p: &mut Vec<f32>, t| {
-        let (j0, j1) = (t * n / tasks, (t + 1) * n / tasks);
-        let w = j1 - j0;
-        p.resize(m * w, 0.0);
+    // Block edges on whole cache lines (16 floats), so that no two tasks write one line.
+    let edge = |t: usize| {
+        if t == tasks {
+            n
+        } else {
+            t * n / tasks / 16 * 16
+        }
+    };
+    crate::team::for_each(tasks, |t| {
+        let (j0, j1) = (edge(t), edge(t + 1));
         let bj = View {
             data: &b.data[(j0 * b.cs).min(b.data.len())..],
             rs: b.rs,
             cs: b.cs,
         };
-        // SAFETY: row `i`'s columns `j0..j1` lie inside `c` (asserted above) and belong to
-        // this task alone; nothing else reads or writes `c` during the loop.
-        let row =
-            |i: usize| unsafe { std::slice::from_raw_parts_mut(out.get().add(i * c_rs + j0), w) };
-        if accumulate {
-            for (i, pr) in p.chunks_exact_mut(w).enumerate() {
-                pr.copy_from_slice(row(i));
-            }
-        }
-        matmul(m, w, k, p, w, accumulate, a, bj, false);
-        for (i, pr) in p.chunks_exact(w).enumerate() {
-            row(i).copy_from_slice(pr);
-        }
+        // SAFETY: rows `0..m`, columns `j0..j1` of `c` lie inside it (asserted above) and
+        // belong to this task alone; nothing else reads or writes `c` during the loop, and it
+        // is a buffer of its own (exclusively borrowed), apart from `a` and `b`.
+        unsafe { matmul_into(m, j1 - j0, k, out.get().add(j0), c_rs, accumulate, a, bj) };
     });
 }
 
@@ -1470,6 +1521,40 @@ mod tests {
     /// against the definition and bitwise against the unbanded route (which explicit
     /// [`Kernel::Im2col`] takes at stride 2); 1 and 3 samples (per sample in turn, and in
     /// parallel).
+    /// `team_matmul`'s row blocks (more rows than columns) and column blocks, on a team,
+    /// against the unsplit product, bit for bit: on both sides of `GEMM_SMALL` and of the
+    /// few-row kernel's `MAX_ROWS`, accumulating or not, with `a` row-major and transposed.
+    #[test]
+    fn team_matmul_blocks_sum_like_the_whole_product() {
+        for (m, n, k) in [
+            (2048, 49, 512),
+            (300, 49, 700),
+            (96, 20, 40),
+            (97, 20, 600),
+            (70, 100, 30),
+            (40, 900, 600),
+            (40, 200, 600),
+        ] {
+            let mut rnd = crate::kernels::reference::uniform(m as u64);
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+            let c0: Vec<f32> = (0..m * n).map(|_| rnd()).collect();
+            for (accumulate, transposed) in [(false, false), (true, false), (true, true)] {
+                let av = if transposed {
+                    View::rows_t(&a, m)
+                } else {
+                    View::rows(&a, k)
+                };
+                let bv = View::rows(&b, n);
+                let mut whole = c0.clone();
+                matmul(m, n, k, &mut whole, n, accumulate, av, bv, false);
+                let mut split = c0.clone();
+                crate::team::lead(|| team_matmul(m, n, k, &mut split, n, accumulate, av, bv, true));
+                assert!(whole == split, "{m}×{n}×{k}, {accumulate}, {transposed}");
+            }
+        }
+    }
+
     #[test]
     fn banded_col2im_matches_unbanded_and_the_definition() {
         for (c, m, hw, k, stride) in [(3, 64, 64, 7, 2), (1, 32, 80, 5, 1)] {
@@ -1565,6 +1650,17 @@ mod tests {
         }
     }
 
+    /// A pool of more threads than the proptests' batches have samples.
+    fn wide_pool() -> &'static rayon::ThreadPool {
+        static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+        POOL.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(4)
+                .build()
+                .unwrap()
+        })
+    }
+
     proptest::proptest! {
         /// Every convolution kernel variant against the definition: the forward pass with bias,
         /// residual and ReLU epilogues, and both input-gradient routes (stride-1 transposed
@@ -1633,10 +1729,22 @@ mod tests {
                     });
                     proptest::prop_assert!(got_t.fs() == got.fs(), "team forward, {:?}", kernel);
                     proptest::prop_assert!(fast_t.fs() == fast.fs(), "team gradient, {:?}", kernel);
+                    // With more threads than samples (the samples of small planes then share
+                    // one GEMM, `batched_gemm`).
+                    let (got_w, fast_w) = wide_pool().install(|| {
+                        let y = conv
+                            .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
+                            .unwrap();
+                        (y, conv.input_grad_with(xt.shape(), &wtt, &dy, 1, None, kernel).unwrap())
+                    });
+                    proptest::prop_assert!(close(got_w.fs(), &want), "wide forward, {:?}", kernel);
+                    proptest::prop_assert!(close(fast_w.fs(), &dx), "wide gradient, {:?}", kernel);
                 }
             }
             let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy, false).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
+            let wide = wide_pool().install(|| conv.input_grad_col2im(xt.shape(), &wtt, &dy, false));
+            proptest::prop_assert!(close(wide.unwrap().fs(), &dx), "wide col2im");
             let banded = conv.input_grad_col2im(xt.shape(), &wtt, &dy, true).unwrap();
             proptest::prop_assert!(banded.fs() == scatter.fs());
         }
