@@ -1269,7 +1269,7 @@ impl Conv {
                 let wg = &ws[gi * d.mg * k..(gi + 1) * d.mg * k];
                 let dxg = &mut dxi[gi * d.cg * geo.h * geo.w..(gi + 1) * d.cg * geo.h * geo.w];
                 if geo.is_identity() {
-                    matmul(
+                    team_matmul(
                         k,
                         geo.cols(),
                         d.mg,
@@ -1291,7 +1291,7 @@ impl Conv {
                     for oy0 in (0..geo.oh).step_by(band).rev() {
                         let oy1 = (oy0 + band).min(geo.oh);
                         let bc = (oy1 - oy0) * geo.ow;
-                        matmul(
+                        team_matmul(
                             k,
                             bc,
                             d.mg,
