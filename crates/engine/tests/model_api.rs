@@ -324,8 +324,11 @@ fn small_batches_give_the_same_results_on_any_number_of_threads() {
             )
         })
     };
+    let alone = run(1, 1);
     for n in 1..=8 {
         let one = run(1, n);
+        // One GEMM per sample: sample 0's logits are those of a batch of one.
+        assert!(one.0[..k] == alone.0[..], "logits of sample 0, batch {n}");
         for threads in [2, 3] {
             assert!(one == run(threads, n), "batch {n}, {threads} threads");
         }
@@ -387,7 +390,7 @@ fn small_batch_gemm_routes_and_shortcuts_match_one_thread() {
     // layers whose products the team splits by columns (a 1×1 layer, and a 3×3 layer of 128
     // input channels, whose 1152-long sums the GEMM takes in several blocks, accumulating),
     // and an option-A shortcut (Slice with steps 2, channel Pad) added back. Every output must
-    // be the one-thread output bit for bit; the logits must also match a batch of one.
+    // be the one-thread output bit for bit, and sample 0's logits those of a batch of one.
     let mut b = GraphBuilder::new();
     b.input("x");
     let chan = |v: [f32; 3]| Tensor::from_f32(vec![1, 3, 1, 1], v.to_vec()).unwrap();
@@ -500,8 +503,11 @@ fn small_batch_gemm_routes_and_shortcuts_match_one_thread() {
             assert_eq!(v, want, "shortcut channel {c}, position {i}");
         }
     }
+    let alone = run(1, 1);
     for n in 1..=8 {
         let one = run(1, n);
+        // One GEMM per sample: sample 0's logits are those of a batch of one.
+        assert!(one.0[..k] == alone.0[..], "logits of sample 0, batch {n}");
         for threads in [2, 3] {
             let o = run(threads, n);
             assert!(one.3 == o.3, "taps batch {n}, {threads} threads");

@@ -10,7 +10,8 @@
 //! matrix of `kernels::rowshift` + one GEMM per kernel row, or im2col + one GEMM (large
 //! weights, small planes with more than 64 channels 3×3, CPUs without AVX2). On the GEMM
 //! routes the output starts as bias (+ residual) and the GEMM accumulates into it; planes of
-//! 14×14 or fewer outputs put several samples side by side in one GEMM (`batched_gemm`). The input
+//! 14×14 or fewer outputs put several samples side by side in one GEMM on the col2im gradient
+//! (`batched_gemm`). The input
 //! gradient at stride 1 is itself a convolution (of dY with the flipped, channel-swapped
 //! kernel), so it runs on the same kernels as the forward pass; other strides use
 //! col2im(Wᵀ·dY). Constant weights are packed and flipped once at load time ([`Prepared`]).
@@ -28,7 +29,7 @@ use rayon::prelude::*;
 use super::fused_conv::relu_mask;
 use super::{backward_replicated, impl_any, input_f32, Copies, Op};
 use crate::error::{shape_err, Result};
-use crate::kernels::im2col::{col2im_at, col2im_rows, im2col, im2col_at, Geometry};
+use crate::kernels::im2col::{col2im_at, col2im_rows, im2col, Geometry};
 use crate::kernels::sparse_grad::{self, Layout, Pattern, Rows};
 use crate::kernels::{channel_lanes, direct, rowshift, winograd, OutPtr};
 use crate::tensor::Tensor;
@@ -69,16 +70,21 @@ fn each_sample<T: Send>(
 }
 
 /// Output planes of at most this many positions (14×14) take several samples per GEMM on the
-/// GEMM routes ([`batched_gemm`]): one sample's product there is only `cols` columns wide, too
-/// narrow to split over the threads, and on the col2im route for its bands (a 7×7 plane's are
-/// a few columns wide). [U]: thresholds from ResNet-18/50 at 224 px, 2 threads.
+/// col2im input-gradient route ([`batched_gemm`]): per sample, its bands of a 7×7 plane are a
+/// few columns wide (`imagenet_layers --grad`, 512 → 512 channels 3×3 stride 2, 8 samples, 2
+/// threads: 76.1 and 49.7 GMAC/s batched against 44.4 and 54.1 per sample). [U]: thresholds
+/// from ResNet-18/50 at 224 px, 2 threads.
 ///
-/// Tried on 2026-12-03 and left: with a sample per thread, one single-threaded GEMM per sample
-/// ran the forward pass faster (`imagenet_layers`, 8 samples, 2 threads, Zen 4, alternated:
-/// 1024 → 256 channels 1×1 on 14×14 75.6 and 78.7 GMAC/s batched against 92.7 and 97.3 per
-/// sample, 2048 → 512 on 7×7 74.4 and 75.6 against 83.2 and 84.1), but the route then
-/// depends on the thread count, and the two routes' sums differ at rounding level, so the
-/// results did too (`small_batch_gemm_routes_and_shortcuts_match_one_thread` caught it).
+/// The forward pass batched them too until 2026-12-03. It now runs one GEMM per sample on every
+/// plane, split over the team where the batch is smaller than the thread count (by rows where
+/// there are more output channels than positions, [`team_matmul`]): so a sample's outputs
+/// there no longer depend on the batch size or on the thread count, and no product buffer is
+/// copied out. `imagenet_layers`, 8 samples, 2 threads, Zen 4, alternated: 1024 → 256 channels
+/// 1×1 on 14×14 75.6 and 78.7 GMAC/s batched against 92.7 and 97.3 per sample, 2048 → 512 on
+/// 7×7 74.4 and 75.6 against 83.2 and 84.1, 512 → 512 3×3 stride 2 to 7×7 63.2 and 66.1
+/// against 63.8 and 76.0; `faultline bench --profile` on ResNet-50, batch 8, two rounds
+/// alternated: its 14×14 1×1 layers 37.9, 32.9 → 29.0, 23.9 ms (1024 → 256) and 48.4, 42.5 →
+/// 37.6, 31.5 ms (256 → 1024), all convolutions' forward 479, 432 → 464, 402 ms.
 const BATCHED_PLANE: usize = 196;
 /// Bytes of one band of the patch matrix on the banded col2im route (see
 /// [`Conv::input_grad_col2im`]): a quarter of a Zen 4 core's 1 MiB L2, 3 of the stem's 112
@@ -94,8 +100,7 @@ const BATCH_COLUMNS: usize = 1568;
 /// `j` of a chunk fills columns `j·cols..(j+1)·cols` of one `k × (chunk·cols)` matrix (`fill(s,
 /// its first column, row pitch)`), one product runs on all threads, and `emit(s, its first
 /// column of P, row pitch)` takes each sample's part, the chunk's samples in parallel (as the
-/// product, on the team when there is one). Summation order within each output is the GEMM's,
-/// as for one sample at a time.
+/// product, on the team when there is one).
 fn batched_gemm(
     (n, cols, m, k): (usize, usize, usize, usize),
     a: View,
@@ -961,42 +966,6 @@ impl Conv {
             // SAFETY: every element of the row was written just above.
             unsafe { &mut *(yr as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
         };
-        if g == 1 && rows.is_none() && d.n > 1 && cols <= BATCHED_PLANE {
-            let fill = |s: usize, b: &mut [f32], pitch: usize| {
-                let xi = &xs[s * in_len..(s + 1) * in_len];
-                if geo.is_identity() {
-                    for (r, xr) in xi.chunks_exact(cols).enumerate() {
-                        b[r * pitch..r * pitch + cols].copy_from_slice(xr);
-                    }
-                } else {
-                    im2col_at(&geo, xi, b, pitch);
-                }
-            };
-            let yp = OutPtr(spare.as_mut_ptr() as *mut f32);
-            let emit = |s: usize, p: &[f32], pitch: usize| {
-                // SAFETY: sample `s`'s output lies inside `spare`, and `batched_gemm` emits each
-                // sample once, in one task, which initialises its rows before reading them.
-                let y = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        yp.get().add(s * out_len) as *mut std::mem::MaybeUninit<f32>,
-                        out_len,
-                    )
-                };
-                for (mi, yr) in y.chunks_exact_mut(cols).enumerate() {
-                    let yr = start_row(s, mi, yr);
-                    for (v, p) in yr.iter_mut().zip(&p[mi * pitch..mi * pitch + cols]) {
-                        *v += p;
-                        if relu {
-                            *v = v.max(0.0);
-                        }
-                    }
-                }
-            };
-            batched_gemm((d.n, cols, d.mg, k), View::rows(ws, k), fill, emit);
-            // SAFETY: `emit` wrote every element of every sample's output.
-            unsafe { out.set_len(d.n * out_len) };
-            return Ok(Tensor::f32(d.out_shape, out));
-        }
         let one = |s: usize, yu: &mut [std::mem::MaybeUninit<f32>], col: &mut Vec<f32>| {
             for (mi, yr) in yu.chunks_exact_mut(cols).enumerate() {
                 start_row(s, mi, yr);
@@ -1729,22 +1698,22 @@ mod tests {
                     });
                     proptest::prop_assert!(got_t.fs() == got.fs(), "team forward, {:?}", kernel);
                     proptest::prop_assert!(fast_t.fs() == fast.fs(), "team gradient, {:?}", kernel);
-                    // With more threads than samples (the samples of small planes then share
-                    // one GEMM, `batched_gemm`).
+                    // With more threads than samples (each sample's work then split over
+                    // the threads), bit for bit.
                     let (got_w, fast_w) = wide_pool().install(|| {
                         let y = conv
                             .forward_with(&xt, &wtt, Some(&bt), use_res.then_some(&rt), relu, kernel)
                             .unwrap();
                         (y, conv.input_grad_with(xt.shape(), &wtt, &dy, 1, None, kernel).unwrap())
                     });
-                    proptest::prop_assert!(close(got_w.fs(), &want), "wide forward, {:?}", kernel);
-                    proptest::prop_assert!(close(fast_w.fs(), &dx), "wide gradient, {:?}", kernel);
+                    proptest::prop_assert!(got_w.fs() == got.fs(), "wide forward, {:?}", kernel);
+                    proptest::prop_assert!(fast_w.fs() == fast.fs(), "wide gradient, {:?}", kernel);
                 }
             }
             let scatter = conv.input_grad_col2im(xt.shape(), &wtt, &dy, false).unwrap();
             proptest::prop_assert!(close(scatter.fs(), &dx));
             let wide = wide_pool().install(|| conv.input_grad_col2im(xt.shape(), &wtt, &dy, false));
-            proptest::prop_assert!(close(wide.unwrap().fs(), &dx), "wide col2im");
+            proptest::prop_assert!(wide.unwrap().fs() == scatter.fs(), "wide col2im");
             let banded = conv.input_grad_col2im(xt.shape(), &wtt, &dy, true).unwrap();
             proptest::prop_assert!(banded.fs() == scatter.fs());
         }
