@@ -30,6 +30,16 @@ impl<'a> View<'a> {
             cs: cols,
         }
     }
+    /// The view from element `(r, c)` on (its rows and columns from there; empty past the
+    /// end of the data).
+    pub fn at(&self, r: usize, c: usize) -> View<'a> {
+        View {
+            data: &self.data[(r * self.rs + c * self.cs).min(self.data.len())..],
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
     fn fits(&self, r: usize, c: usize) -> bool {
         r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len()
     }

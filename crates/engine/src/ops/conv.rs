@@ -176,49 +176,27 @@ fn team_matmul(
         return matmul(m, n, k, c, c_rs, accumulate, a, b, parallel);
     }
     let (long, side) = GEMM_SMALL;
-    if m > n {
-        // More rows than columns (a small plane's many output channels, ResNet-50's 7×7 and
-        // 14×14 layers at batch 1): blocks of rows, each task reading only its rows of `a`
-        // (the weights) where column blocks would each read all of it, and writing its rows of
-        // `c` in place. The blocks keep the whole product's sides of `GEMM_SMALL` and of
-        // `skinny::MAX_ROWS` (the kernel `matmul` picks, which sums in its own order).
-        let few = faultline_matmul::skinny::MAX_ROWS;
-        let least = if m > few { few + 1 } else { TEAM_ROWS };
-        let mut tasks = (2 * rayon::current_num_threads()).min(m / least);
-        if k > long && n <= side && m > side {
-            tasks = tasks.min(m / (side + 1));
-        }
-        if tasks >= 2 {
-            assert!(
-                (m - 1) * c_rs + n <= c.len() && c_rs >= n,
-                "matmul output view out of bounds"
-            );
-            let out = OutPtr(c.as_mut_ptr());
-            crate::team::for_each(tasks, |t| {
-                let (i0, i1) = (t * m / tasks, (t + 1) * m / tasks);
-                // SAFETY: rows `i0..i1` of `c` lie inside it (asserted above) and belong to
-                // this task alone (`c_rs ≥ n`); nothing else reads or writes `c` meanwhile.
-                let ct = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out.get().add(i0 * c_rs),
-                        (i1 - i0 - 1) * c_rs + n,
-                    )
-                };
-                let at = View {
-                    data: &a.data[(i0 * a.rs).min(a.data.len())..],
-                    rs: a.rs,
-                    cs: a.cs,
-                };
-                matmul(i1 - i0, n, k, ct, c_rs, accumulate, at, b, false);
-            });
-            return;
-        }
+    let threads = rayon::current_num_threads();
+    // More rows than columns (a small plane's many output channels, ResNet-50's 7×7 and 14×14
+    // layers at batch 1): blocks of rows, each task reading only its rows of `a` (the
+    // weights), where column blocks would each read all of it. The blocks keep the whole
+    // product's sides of `GEMM_SMALL` and of `skinny::MAX_ROWS` (the kernel `matmul` picks,
+    // which sums in its own order).
+    let few = faultline_matmul::skinny::MAX_ROWS;
+    let least = if m > few { few + 1 } else { TEAM_ROWS };
+    let mut row_tasks = (2 * threads).min(m / least);
+    if k > long && n <= side && m > side {
+        row_tasks = row_tasks.min(m / (side + 1));
     }
-    let mut tasks = (2 * rayon::current_num_threads()).min(n / TEAM_COLUMNS);
-    if k > long && m <= side && n > side {
+    let by_rows = m > n && row_tasks >= 2;
+    let tasks = if by_rows {
+        row_tasks
+    } else if k > long && m <= side && n > side {
         // Widths stay above `side` with the edges rounded down to whole cache lines.
-        tasks = tasks.min(n / (side + 17));
-    }
+        (2 * threads).min(n / TEAM_COLUMNS).min(n / (side + 17))
+    } else {
+        (2 * threads).min(n / TEAM_COLUMNS)
+    };
     if tasks < 2 {
         // Serially on the leader: rayon would put it to sleep.
         return matmul(m, n, k, c, c_rs, accumulate, a, b, false);
@@ -228,7 +206,7 @@ fn team_matmul(
         "matmul output view out of bounds"
     );
     let out = OutPtr(c.as_mut_ptr());
-    // Block edges on whole cache lines (16 floats), so that no two tasks write one line.
+    // Column block edges on whole cache lines (16 floats), so that no two tasks write one line.
     let edge = |t: usize| {
         if t == tasks {
             n
@@ -237,16 +215,26 @@ fn team_matmul(
         }
     };
     crate::team::for_each(tasks, |t| {
-        let (j0, j1) = (edge(t), edge(t + 1));
-        let bj = View {
-            data: &b.data[(j0 * b.cs).min(b.data.len())..],
-            rs: b.rs,
-            cs: b.cs,
+        let ((i0, i1), (j0, j1)) = if by_rows {
+            ((t * m / tasks, (t + 1) * m / tasks), (0, n))
+        } else {
+            ((0, m), (edge(t), edge(t + 1)))
         };
-        // SAFETY: rows `0..m`, columns `j0..j1` of `c` lie inside it (asserted above) and
+        // SAFETY: rows `i0..i1`, columns `j0..j1` of `c` lie inside it (asserted above) and
         // belong to this task alone; nothing else reads or writes `c` during the loop, and it
         // is a buffer of its own (exclusively borrowed), apart from `a` and `b`.
-        unsafe { matmul_into(m, j1 - j0, k, out.get().add(j0), c_rs, accumulate, a, bj) };
+        unsafe {
+            matmul_into(
+                i1 - i0,
+                j1 - j0,
+                k,
+                out.get().add(i0 * c_rs + j0),
+                c_rs,
+                accumulate,
+                a.at(i0, 0),
+                b.at(0, j0),
+            )
+        };
     });
 }
 
